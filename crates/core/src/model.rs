@@ -1,0 +1,241 @@
+//! The nouns of DESIGN.md: job, pool, machine spec, instance, runner, snapshot, and the
+//! planning configuration (`Pools`: pools plus limits, deadlines, label rules and recycling).
+
+use crate::billing::Billing;
+use crate::labels::{Image, LabelRules, Labels, Requirements};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitlab,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+/// A job's identity: forge, scope (`owner/repo` on GitHub) and the forge's job id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobKey {
+    pub forge: ForgeKind,
+    pub scope: String,
+    pub id: u64,
+}
+
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}#{}", self.forge.as_str(), self.scope, self.id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    InProgress,
+    Completed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub key: JobKey,
+    /// The workflow run the job belongs to (for the per-run limit).
+    pub run_id: Option<u64>,
+    pub attempt: u32,
+    pub labels: Labels,
+    pub status: JobStatus,
+    pub queued_at: Time,
+    /// Instances already created for this attempt (from the store); names the next one.
+    pub instances_created: u32,
+}
+
+/// Where a machine comes from and what it looks like, with ordered fallbacks for type and
+/// location. The provider takes the first combination it can create.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MachineSpec {
+    pub types: Vec<String>,
+    pub locations: Vec<String>,
+    pub image: Image,
+}
+
+impl MachineSpec {
+    /// This spec with a job's dynamic labels laid over it.
+    pub fn overridden_by(&self, req: &Requirements) -> MachineSpec {
+        MachineSpec {
+            types: if req.types.is_empty() { self.types.clone() } else { req.types.clone() },
+            locations: if req.locations.is_empty() { self.locations.clone() } else { req.locations.clone() },
+            image: req.image.clone().unwrap_or_else(|| self.image.clone()),
+        }
+    }
+
+    /// Whether an existing machine fits this spec (for reusing it).
+    pub fn admits(&self, p: &Placement) -> bool {
+        let type_ok = self.types.is_empty() || self.types.iter().any(|t| t.eq_ignore_ascii_case(&p.machine_type));
+        let loc_ok = self.locations.is_empty() || self.locations.iter().any(|l| l.eq_ignore_ascii_case(&p.location));
+        type_ok && loc_ok && self.image == p.image
+    }
+}
+
+/// Where an instance actually landed: one type, one location, one image.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Placement {
+    pub machine_type: String,
+    pub location: String,
+    pub image: Image,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    /// The configured provider this pool's machines come from.
+    pub provider: String,
+    /// The labels its runners carry; a pool serves a job whose ordinary labels are all here.
+    pub labels: Labels,
+    pub spec: MachineSpec,
+    /// Most instances this pool may have at once.
+    pub max: Option<u32>,
+    /// Idle runners to keep ready.
+    pub standby: u32,
+}
+
+impl Pool {
+    pub fn serves(&self, req: &Requirements) -> bool {
+        req.routing.is_subset_of(&self.labels)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// All instances of this controller.
+    pub max_instances: Option<u32>,
+    /// Instances whose runners carry the same set of labels.
+    pub max_per_label_set: Option<u32>,
+    /// Instances created for jobs of one workflow run.
+    pub max_per_workflow_run: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// From create (or power-on) until the runner must be registered.
+    pub registration: Duration,
+    /// How long a runner may sit idle beyond the standby count.
+    pub idle: Duration,
+    /// How long a powered-off instance that is not worth recycling is kept.
+    pub powered_off: Duration,
+    /// Oldest an instance may get (it is still never deleted while busy).
+    pub max_lifetime: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            registration: Duration::from_secs(180),
+            idle: Duration::from_secs(180),
+            powered_off: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recycling {
+    pub enabled: bool,
+    /// Delete a kept machine this long before its next billing period starts.
+    pub margin: Duration,
+}
+
+impl Default for Recycling {
+    fn default() -> Self {
+        Recycling { enabled: true, margin: Duration::from_secs(600) }
+    }
+}
+
+/// Everything the planner needs from configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pools {
+    /// This controller's id: tagged on every instance, prefix of every instance name.
+    pub controller: String,
+    pub pools: Vec<Pool>,
+    pub limits: Limits,
+    pub deadlines: Deadlines,
+    pub labels: LabelRules,
+    pub recycling: Recycling,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Only an intent in the store: the create may be in flight.
+    Pending,
+    /// Being created, booted, started or rebuilt.
+    Starting,
+    Running,
+    Stopping,
+    Off,
+    Deleting,
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The deterministic name: also the runner's name and the create's idempotency key.
+    pub name: String,
+    /// The provider's id; `None` while only an intent exists.
+    pub provider_id: Option<String>,
+    /// The controller tag; the planner never acts on an instance whose tag is not its own.
+    pub controller: Option<String>,
+    pub pool: String,
+    pub state: InstanceState,
+    pub created_at: Time,
+    /// When the instance was first seen in its current state.
+    pub state_since: Time,
+    /// The labels its runner registers (or registered) with.
+    pub labels: Labels,
+    pub placement: Option<Placement>,
+    /// The job it was created or last reused for.
+    pub job: Option<JobKey>,
+    pub run_id: Option<u64>,
+    pub billing: Option<Billing>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerStatus {
+    Online,
+    Offline,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub id: u64,
+    pub name: String,
+    pub status: RunnerStatus,
+    pub busy: bool,
+    pub labels: Labels,
+    /// When the runner was first seen in its current status and busy flag.
+    pub since: Time,
+}
+
+impl Runner {
+    pub fn is_idle(&self) -> bool {
+        self.status == RunnerStatus::Online && !self.busy
+    }
+}
+
+/// What one reconcile pass sees. `now` is passed to the planner separately.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub jobs: Vec<Job>,
+    pub instances: Vec<Instance>,
+    pub runners: Vec<Runner>,
+}

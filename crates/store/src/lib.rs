@@ -1,0 +1,1 @@
+//! mayfly-store: persistence through sqlx (being written).
