@@ -64,7 +64,9 @@ impl Billing {
         let age = now.since(created);
         let g = self.granularity.as_millis().max(1);
         let periods = age.as_millis() / g + 1;
-        let by_periods = created.plus(Duration::from_millis((periods * g).min(u64::MAX as u128) as u64));
+        let by_periods = created.plus(Duration::from_millis(
+            (periods * g).min(u64::MAX as u128) as u64
+        ));
         by_periods.max(created.plus(self.minimum))
     }
 
@@ -76,7 +78,11 @@ impl Billing {
             return Recycle::Delete { paid_until };
         }
         let until = paid_until.minus(margin);
-        if until > now { Recycle::Keep { until, paid_until } } else { Recycle::Delete { paid_until } }
+        if until > now {
+            Recycle::Keep { until, paid_until }
+        } else {
+            Recycle::Delete { paid_until }
+        }
     }
 }
 
@@ -108,18 +114,36 @@ mod tests {
         let margin = 10 * MIN;
         // 5 minutes old: paid until the hour, keep until minute 50.
         let r = b.recycle(created, created.plus(5 * MIN), margin);
-        assert_eq!(r, Recycle::Keep { until: created.plus(50 * MIN), paid_until: created.plus(60 * MIN) });
+        assert_eq!(
+            r,
+            Recycle::Keep {
+                until: created.plus(50 * MIN),
+                paid_until: created.plus(60 * MIN)
+            }
+        );
         // 55 minutes old: inside the margin, delete before the next hour is billed.
-        assert!(matches!(b.recycle(created, created.plus(55 * MIN), margin), Recycle::Delete { .. }));
+        assert!(matches!(
+            b.recycle(created, created.plus(55 * MIN), margin),
+            Recycle::Delete { .. }
+        ));
         // 65 minutes old: the second hour is paid already, keep it until minute 110.
         let r = b.recycle(created, created.plus(65 * MIN), margin);
-        assert_eq!(r, Recycle::Keep { until: created.plus(110 * MIN), paid_until: created.plus(120 * MIN) });
+        assert_eq!(
+            r,
+            Recycle::Keep {
+                until: created.plus(110 * MIN),
+                paid_until: created.plus(120 * MIN)
+            }
+        );
     }
 
     #[test]
     fn machines_not_billed_while_stopped_are_never_kept() {
         let b = Billing::per_second(1.0);
         let created = Time::from_secs(0);
-        assert!(matches!(b.recycle(created, created.plus(MIN / 2), Duration::ZERO), Recycle::Delete { .. }));
+        assert!(matches!(
+            b.recycle(created, created.plus(MIN / 2), Duration::ZERO),
+            Recycle::Delete { .. }
+        ));
     }
 }

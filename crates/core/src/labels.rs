@@ -154,7 +154,11 @@ impl FromStr for Image {
         let bad = || LabelError::BadImage(s.to_string());
         let parts: Vec<&str> = s.splitn(3, ':').collect();
         match parts.as_slice() {
-            [name] if !name.is_empty() => Ok(Image { arch: Arch::X86, kind: ImageKind::System, name: name.to_string() }),
+            [name] if !name.is_empty() => Ok(Image {
+                arch: Arch::X86,
+                kind: ImageKind::System,
+                name: name.to_string(),
+            }),
             [arch, kind, name] if !name.is_empty() => Ok(Image {
                 arch: arch.parse().map_err(|_| bad())?,
                 kind: kind.parse().map_err(|_| bad())?,
@@ -220,7 +224,10 @@ impl LabelRules {
     }
 
     fn meta_expansion(&self, label: &str) -> Option<&Vec<String>> {
-        self.meta.iter().find(|(k, _)| k.eq_ignore_ascii_case(label)).map(|(_, v)| v)
+        self.meta
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(label))
+            .map(|(_, v)| v)
     }
 
     fn read_one(&self, label: &str, req: &mut Requirements) -> Result<(), LabelError> {
@@ -230,7 +237,10 @@ impl LabelRules {
         };
         let nonempty = |v: &str, p: &str| {
             if v.is_empty() {
-                Err(LabelError::Empty(label.to_string(), format!("{}{p}", self.prefix)))
+                Err(LabelError::Empty(
+                    label.to_string(),
+                    format!("{}{p}", self.prefix),
+                ))
             } else {
                 Ok(v.to_string())
             }
@@ -251,7 +261,11 @@ impl LabelRules {
             let arch = parts.next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
             let kind = parts.next().and_then(|k| k.parse().ok()).ok_or_else(bad)?;
             let name = parts.next().filter(|n| !n.is_empty()).ok_or_else(bad)?;
-            req.image = Some(Image { arch, kind, name: name.to_string() });
+            req.image = Some(Image {
+                arch,
+                kind,
+                name: name.to_string(),
+            });
         } else {
             req.routing.insert(label);
         }
@@ -285,7 +299,13 @@ mod tests {
     #[test]
     fn dynamic_labels_give_ordered_fallbacks() {
         let req = rules()
-            .requirements(&Labels::new(["self-hosted", "type-cx22", "in-fsn1", "type-cpx21", "in-nbg1"]))
+            .requirements(&Labels::new([
+                "self-hosted",
+                "type-cx22",
+                "in-fsn1",
+                "type-cpx21",
+                "in-nbg1",
+            ]))
             .unwrap();
         assert_eq!(req.routing, Labels::new(["self-hosted"]));
         assert_eq!(req.types, ["cx22", "cpx21"]);
@@ -295,18 +315,38 @@ mod tests {
 
     #[test]
     fn image_labels_keep_dashes_in_the_name() {
-        let req = rules().requirements(&Labels::new(["image-arm-system-ubuntu-24.04"])).unwrap();
-        assert_eq!(req.image, Some(Image { arch: Arch::Arm, kind: ImageKind::System, name: "ubuntu-24.04".into() }));
-        let err = rules().requirements(&Labels::new(["image-sparc-system-x"])).unwrap_err();
+        let req = rules()
+            .requirements(&Labels::new(["image-arm-system-ubuntu-24.04"]))
+            .unwrap();
+        assert_eq!(
+            req.image,
+            Some(Image {
+                arch: Arch::Arm,
+                kind: ImageKind::System,
+                name: "ubuntu-24.04".into()
+            })
+        );
+        let err = rules()
+            .requirements(&Labels::new(["image-sparc-system-x"]))
+            .unwrap_err();
         assert!(err.to_string().contains("image-sparc-system-x"), "{err}");
-        assert!(rules().requirements(&Labels::new(["image-x86-system-"])).is_err());
+        assert!(
+            rules()
+                .requirements(&Labels::new(["image-x86-system-"]))
+                .is_err()
+        );
         assert!(rules().requirements(&Labels::new(["type-"])).is_err());
     }
 
     #[test]
     fn prefix_makes_only_prefixed_labels_dynamic() {
-        let r = LabelRules { prefix: "hz-".into(), ..Default::default() };
-        let req = r.requirements(&Labels::new(["type-cx22", "hz-type-cpx31", "hz-in-hel1"])).unwrap();
+        let r = LabelRules {
+            prefix: "hz-".into(),
+            ..Default::default()
+        };
+        let req = r
+            .requirements(&Labels::new(["type-cx22", "hz-type-cpx31", "hz-in-hel1"]))
+            .unwrap();
         assert_eq!(req.routing, Labels::new(["type-cx22"]));
         assert_eq!(req.types, ["cpx31"]);
         assert_eq!(req.locations, ["hel1"]);
@@ -315,8 +355,13 @@ mod tests {
     #[test]
     fn meta_labels_expand_to_several() {
         let mut r = rules();
-        r.meta.insert("Big-ARM".into(), vec!["type-cax41".into(), "in-fsn1".into(), "arm64".into()]);
-        let req = r.requirements(&Labels::new(["self-hosted", "big-arm"])).unwrap();
+        r.meta.insert(
+            "Big-ARM".into(),
+            vec!["type-cax41".into(), "in-fsn1".into(), "arm64".into()],
+        );
+        let req = r
+            .requirements(&Labels::new(["self-hosted", "big-arm"]))
+            .unwrap();
         assert_eq!(req.types, ["cax41"]);
         assert_eq!(req.locations, ["fsn1"]);
         assert_eq!(req.routing, Labels::new(["self-hosted", "arm64"]));

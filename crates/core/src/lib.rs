@@ -1,21 +1,21 @@
 //! mayfly-core: the words of DESIGN.md as types, label routing, the billing model and the planner.
 //! Everything here is pure: no I/O, no clock, no async, so it can be property-tested and simulated.
 
-// pub mod apply;
+pub mod apply;
 pub mod billing;
 pub mod labels;
 pub mod model;
 pub mod naming;
-// pub mod plan;
+pub mod plan;
 pub mod secret;
 pub mod time;
 
 pub use billing::{Billing, Recycle};
-pub use labels::{Image, ImageKind, Arch, LabelRules, Labels, Requirements};
+pub use labels::{Arch, Image, ImageKind, LabelRules, Labels, Requirements};
 pub use model::{
     Deadlines, ForgeKind, Instance, InstanceState, Job, JobKey, JobStatus, Limits, MachineSpec,
     Placement, Pool, Pools, Recycling, Runner, RunnerStatus, Snapshot,
 };
-// pub use plan::{Action, Assignment, Plan, Reason, Waiting, plan};
+pub use plan::{Action, Assignment, How, LimitKind, Plan, Reason, WaitReason, Waiting, plan};
 pub use secret::Secret;
 pub use time::Time;

@@ -72,16 +72,32 @@ impl MachineSpec {
     /// This spec with a job's dynamic labels laid over it.
     pub fn overridden_by(&self, req: &Requirements) -> MachineSpec {
         MachineSpec {
-            types: if req.types.is_empty() { self.types.clone() } else { req.types.clone() },
-            locations: if req.locations.is_empty() { self.locations.clone() } else { req.locations.clone() },
+            types: if req.types.is_empty() {
+                self.types.clone()
+            } else {
+                req.types.clone()
+            },
+            locations: if req.locations.is_empty() {
+                self.locations.clone()
+            } else {
+                req.locations.clone()
+            },
             image: req.image.clone().unwrap_or_else(|| self.image.clone()),
         }
     }
 
     /// Whether an existing machine fits this spec (for reusing it).
     pub fn admits(&self, p: &Placement) -> bool {
-        let type_ok = self.types.is_empty() || self.types.iter().any(|t| t.eq_ignore_ascii_case(&p.machine_type));
-        let loc_ok = self.locations.is_empty() || self.locations.iter().any(|l| l.eq_ignore_ascii_case(&p.location));
+        let type_ok = self.types.is_empty()
+            || self
+                .types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&p.machine_type));
+        let loc_ok = self.locations.is_empty()
+            || self
+                .locations
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(&p.location));
         type_ok && loc_ok && self.image == p.image
     }
 }
@@ -102,7 +118,7 @@ pub struct Pool {
     /// The labels its runners carry; a pool serves a job whose ordinary labels are all here.
     pub labels: Labels,
     pub spec: MachineSpec,
-    /// Most instances this pool may have at once.
+    /// Most instances this pool may have at once, powered off or not.
     pub max: Option<u32>,
     /// Idle runners to keep ready.
     pub standby: u32,
@@ -114,13 +130,16 @@ impl Pool {
     }
 }
 
+/// Caps on instances. A kept machine is only reused within its pool, so reuse never changes
+/// the global or pool count.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// All instances of this controller.
+    /// All instances of this controller that exist: being created, running, off or deleting.
     pub max_instances: Option<u32>,
-    /// Instances whose runners carry the same set of labels.
+    /// Instances that can run a job (not powered off, not being deleted) whose runners carry
+    /// the same set of labels.
     pub max_per_label_set: Option<u32>,
-    /// Instances created for jobs of one workflow run.
+    /// Instances that can run a job, created or reused for jobs of one workflow run.
     pub max_per_workflow_run: Option<u32>,
 }
 
@@ -156,7 +175,10 @@ pub struct Recycling {
 
 impl Default for Recycling {
     fn default() -> Self {
-        Recycling { enabled: true, margin: Duration::from_secs(600) }
+        Recycling {
+            enabled: true,
+            margin: Duration::from_secs(600),
+        }
     }
 }
 

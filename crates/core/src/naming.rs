@@ -18,7 +18,10 @@ pub fn job_instance(controller: &str, pool: &str, job: &JobKey, attempt: u32, n:
 
 /// `{controller}-{pool}-s{now in base 36}{index}`: standby instances serve no job in particular.
 pub fn standby_instance(controller: &str, pool: &str, now: Time, index: usize) -> String {
-    format!("{controller}-{pool}-s{}{index}", base36(now.millis().max(0) as u64))
+    format!(
+        "{controller}-{pool}-s{}{index}",
+        base36(now.millis().max(0) as u64)
+    )
 }
 
 /// Whether a runner name is one this controller makes (used to find orphan runners).
@@ -49,11 +52,18 @@ mod tests {
 
     #[test]
     fn job_names_are_deterministic_and_fit_a_dns_label() {
-        let k = JobKey { forge: ForgeKind::Github, scope: "o/r".into(), id: 29_679_449_012 };
+        let k = JobKey {
+            forge: ForgeKind::Github,
+            scope: "o/r".into(),
+            id: 29_679_449_012,
+        };
         let a = job_instance("mayfly", "linux-x64", &k, 1, 0);
         assert_eq!(a, "mayfly-linux-x64-29679449012-1");
         assert_eq!(a, job_instance("mayfly", "linux-x64", &k, 1, 0));
-        assert_eq!(job_instance("mayfly", "p", &k, 2, 3), "mayfly-p-29679449012-2-3");
+        assert_eq!(
+            job_instance("mayfly", "p", &k, 2, 3),
+            "mayfly-p-29679449012-2-3"
+        );
         assert!(a.len() <= MAX_NAME);
     }
 

@@ -6,7 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Time(pub i64);
 
@@ -29,17 +31,28 @@ impl Time {
     }
 
     pub fn plus(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+        Time(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 
     pub fn minus(self, d: Duration) -> Time {
-        Time(self.0.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64))
+        Time(
+            self.0
+                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 }
 
 impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}", self.0.div_euclid(1000), self.0.rem_euclid(1000))
+        write!(
+            f,
+            "{}.{:03}",
+            self.0.div_euclid(1000),
+            self.0.rem_euclid(1000)
+        )
     }
 }
 
@@ -48,7 +61,7 @@ pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     if s < 120 {
         format!("{s}s")
-    } else if s < 7200 {
+    } else if s < 3600 {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
@@ -70,5 +83,6 @@ mod tests {
         assert_eq!(human(Duration::from_secs(95)), "95s");
         assert_eq!(human(Duration::from_secs(185)), "3m05s");
         assert_eq!(human(Duration::from_secs(7800)), "2h10m");
+        assert_eq!(human(Duration::from_secs(3600)), "1h00m");
     }
 }

@@ -1,0 +1,1009 @@
+//! The planner: `plan(&Snapshot, &Pools, now) -> Plan`. Pure and deterministic: it only reads
+//! its arguments, so every decision can be property-tested, simulated and benchmarked offline.
+//!
+//! One pass, in this order:
+//! 1. classify every instance of this controller (busy, supply, recyclable, doomed, other);
+//! 2. match queued jobs to supply one for one: first the instance made for the job, then idle
+//!    runners and booting instances that can take it, then powered-off machines with paid time
+//!    left (reuse), and only then new instances, within every limit;
+//! 3. keep each pool's standby runners and delete idle ones past their deadline (before any
+//!    create, so counts only grow from here on), serve the remaining jobs, top standby up;
+//!    remove orphan runners.
+
+use crate::billing::Recycle;
+use crate::labels::{LabelError, Labels, Requirements};
+use crate::model::{
+    Instance, InstanceState, Job, JobKey, JobStatus, MachineSpec, Placement, Pool, Pools, Runner,
+    Snapshot,
+};
+use crate::naming;
+use crate::time::{Time, human};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+/// One thing to do, with the reason a person can read in the logs and the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Deregister the runner (if any), then delete the instance.
+    Delete {
+        instance: String,
+        provider_id: Option<String>,
+        runner_id: Option<u64>,
+        reason: Reason,
+    },
+    /// Deregister a runner that has no instance.
+    RemoveRunner {
+        runner_id: u64,
+        name: String,
+        reason: Reason,
+    },
+    /// Forget an intent whose create never showed up at the provider.
+    DropIntent { name: String, reason: Reason },
+    /// Power a kept machine back on (or rebuild it) with a new runner registration.
+    Reuse {
+        instance: String,
+        provider_id: Option<String>,
+        pool: String,
+        labels: Labels,
+        job: Option<JobKey>,
+        run_id: Option<u64>,
+        reason: Reason,
+    },
+    /// Record the intent, then create the instance under this deterministic name.
+    Create {
+        name: String,
+        pool: String,
+        provider: String,
+        spec: MachineSpec,
+        labels: Labels,
+        job: Option<JobKey>,
+        attempt: u32,
+        run_id: Option<u64>,
+        reason: Reason,
+    },
+}
+
+impl Action {
+    pub fn reason(&self) -> &Reason {
+        match self {
+            Action::Delete { reason, .. }
+            | Action::RemoveRunner { reason, .. }
+            | Action::DropIntent { reason, .. }
+            | Action::Reuse { reason, .. }
+            | Action::Create { reason, .. } => reason,
+        }
+    }
+
+    /// The instance (or runner) the action is about.
+    pub fn subject(&self) -> &str {
+        match self {
+            Action::Delete { instance, .. } | Action::Reuse { instance, .. } => instance,
+            Action::RemoveRunner { name, .. }
+            | Action::DropIntent { name, .. }
+            | Action::Create { name, .. } => name,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self {
+            Action::Delete { .. } => "delete",
+            Action::RemoveRunner { .. } => "remove runner",
+            Action::DropIntent { .. } => "drop intent",
+            Action::Reuse { .. } => "reuse",
+            Action::Create { .. } => "create",
+        };
+        write!(f, "{verb} {}: {}", self.subject(), self.reason())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    QueuedJob { job: JobKey, waited: Duration },
+    Standby { pool: String, have: u32, want: u32 },
+    RegistrationDeadline { since: Duration, deadline: Duration },
+    IdleDeadline { idle: Duration, deadline: Duration },
+    PoweredOffDeadline { off: Duration, deadline: Duration },
+    PaidTimeUsedUp { paid_until: Time },
+    MaxLifetime { age: Duration, limit: Duration },
+    OrphanRunner,
+    IntentExpired { age: Duration },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::QueuedJob { job, waited } => {
+                write!(f, "job {job} queued for {}", human(*waited))
+            }
+            Reason::Standby { pool, have, want } => {
+                write!(
+                    f,
+                    "pool {pool} keeps {want} idle runner(s) ready and has {have}"
+                )
+            }
+            Reason::RegistrationDeadline { since, deadline } => write!(
+                f,
+                "no runner registered {} after start (deadline {})",
+                human(*since),
+                human(*deadline)
+            ),
+            Reason::IdleDeadline { idle, deadline } => {
+                write!(
+                    f,
+                    "runner idle for {} (deadline {})",
+                    human(*idle),
+                    human(*deadline)
+                )
+            }
+            Reason::PoweredOffDeadline { off, deadline } => {
+                write!(
+                    f,
+                    "powered off for {} (deadline {})",
+                    human(*off),
+                    human(*deadline)
+                )
+            }
+            Reason::PaidTimeUsedUp { paid_until } => {
+                write!(
+                    f,
+                    "paid time ends at {paid_until}: deleted before the next billing period"
+                )
+            }
+            Reason::MaxLifetime { age, limit } => {
+                write!(
+                    f,
+                    "{} old, past the maximum lifetime of {}",
+                    human(*age),
+                    human(*limit)
+                )
+            }
+            Reason::OrphanRunner => write!(f, "runner has no instance"),
+            Reason::IntentExpired { age } => {
+                write!(
+                    f,
+                    "create intent {} old never appeared at the provider",
+                    human(*age)
+                )
+            }
+        }
+    }
+}
+
+/// How a queued job is served by this plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub job: JobKey,
+    pub instance: String,
+    pub how: How,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// An instance that exists (idle runner, booting, or create in flight).
+    Existing,
+    Reuse,
+    Create,
+}
+
+/// A queued job this plan does not serve, and why: the operator sees this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Waiting {
+    pub job: JobKey,
+    pub why: WaitReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum WaitReason {
+    NoPool { labels: Labels },
+    BadLabel { error: String },
+    Limit { limit: LimitKind, max: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Global,
+    Pool(String),
+    LabelSet(String),
+    WorkflowRun(u64),
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::NoPool { labels } => write!(f, "no pool serves labels {labels}"),
+            WaitReason::BadLabel { error } => write!(f, "{error}"),
+            WaitReason::Limit { limit, max } => match limit {
+                LimitKind::Global => write!(f, "global limit of {max} instances reached"),
+                LimitKind::Pool(p) => write!(f, "pool {p} limit of {max} instances reached"),
+                LimitKind::LabelSet(s) => {
+                    write!(f, "limit of {max} instances for labels [{s}] reached")
+                }
+                LimitKind::WorkflowRun(r) => {
+                    write!(f, "limit of {max} instances for workflow run {r} reached")
+                }
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// In execution priority: stop paying first (deletes), then serve jobs, then standby.
+    pub actions: Vec<Action>,
+    pub assignments: Vec<Assignment>,
+    pub waiting: Vec<Waiting>,
+}
+
+impl Plan {
+    pub fn creates(&self) -> impl Iterator<Item = &Action> {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Create { .. }))
+    }
+}
+
+/// What the planner makes of one instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Class {
+    /// Its runner is running a job: never touched.
+    Busy,
+    /// Can take a job: an idle runner (`idle_since`), or booting / create in flight.
+    Supply { idle_since: Option<Time> },
+    /// Powered off with paid time left.
+    Recyclable,
+    /// To be deleted (or, for a pending intent, forgotten).
+    Doomed,
+    /// Stopping, deleting, off within its deadline, unknown: counted, left alone.
+    Other,
+}
+
+/// Instances counted per limit key; creates and reuses update it as the plan goes. Global and
+/// pool limits count every instance that exists (each costs money and quota). Label-set and
+/// workflow-run limits count the machines that can run a job: not those powered off or on their
+/// way out. So counts only grow during a pass and no decision depends on the order of jobs.
+#[derive(Default)]
+struct Counts<'a> {
+    total: u32,
+    pool: HashMap<&'a str, u32>,
+    label_set: HashMap<String, u32>,
+    run: HashMap<u64, u32>,
+}
+
+impl<'a> Counts<'a> {
+    fn add(&mut self, pool: &'a str) {
+        self.total += 1;
+        *self.pool.entry(pool).or_default() += 1;
+    }
+
+    fn add_active(&mut self, labels: &Labels, run: Option<u64>) {
+        *self.label_set.entry(labels.set_key()).or_default() += 1;
+        if let Some(r) = run {
+            *self.run.entry(r).or_default() += 1;
+        }
+    }
+
+    fn remove_active(&mut self, labels: &Labels, run: Option<u64>) {
+        if let Some(c) = self.label_set.get_mut(&labels.set_key()) {
+            *c = c.saturating_sub(1);
+        }
+        if let Some(c) = run.and_then(|r| self.run.get_mut(&r)) {
+            *c = c.saturating_sub(1);
+        }
+    }
+
+    /// The first limit a new instance with these keys would break, if any. `reusing` is true when
+    /// a powered-off machine comes back: it exists already, so only its new keys are checked.
+    fn blocked(
+        &self,
+        cfg: &Pools,
+        pool: &Pool,
+        labels: &Labels,
+        run: Option<u64>,
+        reusing: bool,
+    ) -> Option<WaitReason> {
+        let l = &cfg.limits;
+        let over = |count: u32, max: Option<u32>| max.filter(|m| count >= *m);
+        if !reusing {
+            if let Some(max) = over(self.total, l.max_instances) {
+                return Some(WaitReason::Limit {
+                    limit: LimitKind::Global,
+                    max,
+                });
+            }
+            if let Some(max) = over(
+                self.pool.get(pool.name.as_str()).copied().unwrap_or(0),
+                pool.max,
+            ) {
+                return Some(WaitReason::Limit {
+                    limit: LimitKind::Pool(pool.name.clone()),
+                    max,
+                });
+            }
+        }
+        let key = labels.set_key();
+        if let Some(max) = over(
+            self.label_set.get(&key).copied().unwrap_or(0),
+            l.max_per_label_set,
+        ) {
+            return Some(WaitReason::Limit {
+                limit: LimitKind::LabelSet(key),
+                max,
+            });
+        }
+        if let Some(r) = run
+            && let Some(max) = over(
+                self.run.get(&r).copied().unwrap_or(0),
+                l.max_per_workflow_run,
+            )
+        {
+            return Some(WaitReason::Limit {
+                limit: LimitKind::WorkflowRun(r),
+                max,
+            });
+        }
+        None
+    }
+}
+
+struct Planner<'a> {
+    snap: &'a Snapshot,
+    cfg: &'a Pools,
+    now: Time,
+    /// Our instances (by index into `snap.instances`) and what each is.
+    ours: Vec<(usize, Class)>,
+    runners: HashMap<&'a str, &'a Runner>,
+    /// Every instance name in the snapshot, ours or not: a new name must not collide.
+    names: HashSet<&'a str>,
+    claimed: HashSet<usize>,
+    /// Standby runners kept per pool (claimed, exempt from the idle deadline).
+    standby_kept: HashMap<&'a str, u32>,
+    /// Powered-off instances with paid time left, per pool, not yet reused in this pass.
+    recyclable: HashMap<&'a str, Vec<usize>>,
+    /// The jobs behind `plan.waiting`, in the same order; `None` once a standby instance serves it.
+    waiting_jobs: Vec<Option<&'a Job>>,
+    counts: Counts<'a>,
+    plan: Plan,
+    deletes: Vec<Action>,
+    reuses: Vec<Action>,
+    creates: Vec<Action>,
+}
+
+/// Decides what to do now. See the module documentation for the order of decisions.
+pub fn plan(snap: &Snapshot, cfg: &Pools, now: Time) -> Plan {
+    let mut p = Planner::new(snap, cfg, now);
+    p.classify();
+    let queued = p.queued_jobs();
+    let open = p.match_existing(&queued);
+    p.keep_standby_and_expire_idle();
+    p.serve_new_jobs(&queued, &open);
+    p.top_up_standby();
+    p.orphan_runners();
+    p.finish()
+}
+
+impl<'a> Planner<'a> {
+    fn new(snap: &'a Snapshot, cfg: &'a Pools, now: Time) -> Self {
+        let mut runners = HashMap::with_capacity(snap.runners.len());
+        for r in &snap.runners {
+            runners.entry(r.name.as_str()).or_insert(r);
+        }
+        Planner {
+            snap,
+            cfg,
+            now,
+            ours: Vec::new(),
+            runners,
+            names: snap.instances.iter().map(|i| i.name.as_str()).collect(),
+            claimed: HashSet::new(),
+            standby_kept: HashMap::new(),
+            recyclable: HashMap::new(),
+            waiting_jobs: Vec::new(),
+            counts: Counts::default(),
+            plan: Plan::default(),
+            deletes: Vec::new(),
+            reuses: Vec::new(),
+            creates: Vec::new(),
+        }
+    }
+
+    fn inst(&self, i: usize) -> &'a Instance {
+        &self.snap.instances[i]
+    }
+
+    fn runner_of(&self, inst: &Instance) -> Option<&'a Runner> {
+        self.runners.get(inst.name.as_str()).copied()
+    }
+
+    /// The labels a job is matched against: the registered runner's when there is one.
+    fn supply_labels(&self, inst: &'a Instance) -> &'a Labels {
+        match self.runner_of(inst) {
+            Some(r) if !r.labels.is_empty() => &r.labels,
+            _ => &inst.labels,
+        }
+    }
+
+    fn classify(&mut self) {
+        let d = &self.cfg.deadlines;
+        let mut ours: Vec<usize> = (0..self.snap.instances.len())
+            .filter(|&i| self.inst(i).controller.as_deref() == Some(self.cfg.controller.as_str()))
+            .collect();
+        ours.sort_by(|&a, &b| self.inst(a).name.cmp(&self.inst(b).name));
+        for i in ours {
+            let inst = self.inst(i);
+            let runner = self.runner_of(inst);
+            let age = self.now.since(inst.created_at);
+            let in_state = self.now.since(inst.state_since);
+            let class = if runner.is_some_and(|r| r.busy) {
+                Class::Busy
+            } else {
+                match inst.state {
+                    InstanceState::Pending if age > d.registration => {
+                        self.plan_drop_intent(inst, age);
+                        continue;
+                    }
+                    InstanceState::Pending => Class::Supply { idle_since: None },
+                    InstanceState::Deleting | InstanceState::Stopping | InstanceState::Unknown => {
+                        Class::Other
+                    }
+                    _ if age > d.max_lifetime => {
+                        self.doom(
+                            inst,
+                            runner,
+                            Reason::MaxLifetime {
+                                age,
+                                limit: d.max_lifetime,
+                            },
+                        );
+                        Class::Doomed
+                    }
+                    InstanceState::Starting | InstanceState::Running => match runner {
+                        Some(r) if r.is_idle() => Class::Supply {
+                            idle_since: Some(r.since),
+                        },
+                        _ if in_state > d.registration => {
+                            let reason = Reason::RegistrationDeadline {
+                                since: in_state,
+                                deadline: d.registration,
+                            };
+                            self.doom(inst, runner, reason);
+                            Class::Doomed
+                        }
+                        _ => Class::Supply { idle_since: None },
+                    },
+                    InstanceState::Off => self.classify_off(inst, runner, in_state),
+                }
+            };
+            self.counts.add(&inst.pool);
+            let active = !matches!(inst.state, InstanceState::Off | InstanceState::Deleting);
+            if active && class != Class::Doomed {
+                self.counts.add_active(&inst.labels, inst.run_id);
+            }
+            if class == Class::Recyclable {
+                self.recyclable
+                    .entry(inst.pool.as_str())
+                    .or_default()
+                    .push(i);
+            }
+            self.ours.push((i, class));
+        }
+    }
+
+    fn classify_off(
+        &mut self,
+        inst: &'a Instance,
+        runner: Option<&'a Runner>,
+        off: Duration,
+    ) -> Class {
+        let rec = &self.cfg.recycling;
+        if rec.enabled
+            && let Some(b) = &inst.billing
+            && b.billed_while_stopped
+        {
+            return match b.recycle(inst.created_at, self.now, rec.margin) {
+                Recycle::Keep { .. } if inst.placement.is_some() => Class::Recyclable,
+                Recycle::Keep { .. } => self.off_deadline(inst, runner, off),
+                Recycle::Delete { paid_until } => {
+                    self.doom(inst, runner, Reason::PaidTimeUsedUp { paid_until });
+                    Class::Doomed
+                }
+            };
+        }
+        self.off_deadline(inst, runner, off)
+    }
+
+    fn off_deadline(
+        &mut self,
+        inst: &'a Instance,
+        runner: Option<&'a Runner>,
+        off: Duration,
+    ) -> Class {
+        let deadline = self.cfg.deadlines.powered_off;
+        if off > deadline {
+            self.doom(inst, runner, Reason::PoweredOffDeadline { off, deadline });
+            Class::Doomed
+        } else {
+            Class::Other
+        }
+    }
+
+    fn doom(&mut self, inst: &Instance, runner: Option<&Runner>, reason: Reason) {
+        self.deletes.push(Action::Delete {
+            instance: inst.name.clone(),
+            provider_id: inst.provider_id.clone(),
+            runner_id: runner.map(|r| r.id),
+            reason,
+        });
+    }
+
+    fn plan_drop_intent(&mut self, inst: &Instance, age: Duration) {
+        self.deletes.push(Action::DropIntent {
+            name: inst.name.clone(),
+            reason: Reason::IntentExpired { age },
+        });
+    }
+
+    fn queued_jobs(&self) -> Vec<&'a Job> {
+        let mut q: Vec<&Job> = self
+            .snap
+            .jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .collect();
+        q.sort_by(|a, b| {
+            a.queued_at
+                .cmp(&b.queued_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        q.dedup_by(|a, b| a.key == b.key);
+        q
+    }
+
+    fn assign(&mut self, job: &Job, instance: &str, how: How) {
+        self.plan.assignments.push(Assignment {
+            job: job.key.clone(),
+            instance: instance.to_string(),
+            how,
+        });
+    }
+
+    fn wait(&mut self, job: &'a Job, why: WaitReason) {
+        self.plan.waiting.push(Waiting {
+            job: job.key.clone(),
+            why,
+        });
+        self.waiting_jobs.push(Some(job));
+    }
+
+    /// Matches queued jobs to existing supply one for one; returns which jobs are still open.
+    fn match_existing(&mut self, queued: &[&'a Job]) -> Vec<bool> {
+        let mut open: Vec<bool> = vec![true; queued.len()];
+
+        // A: the instance made for a job serves that job.
+        let by_key: HashMap<&JobKey, usize> = queued
+            .iter()
+            .enumerate()
+            .map(|(n, j)| (&j.key, n))
+            .collect();
+        for k in 0..self.ours.len() {
+            let (i, class) = self.ours[k];
+            let inst = self.inst(i);
+            if let (Class::Supply { .. }, Some(key)) = (class, &inst.job)
+                && let Some(&n) = by_key.get(key)
+                && open[n]
+                && queued[n].labels.is_subset_of(self.supply_labels(inst))
+            {
+                open[n] = false;
+                self.claimed.insert(i);
+                self.assign(queued[n], &inst.name, How::Existing);
+            }
+        }
+
+        // B: any idle runner or booting instance that can take the job, idle runners first.
+        let mut groups = SupplyGroups::default();
+        for &(i, class) in &self.ours {
+            if let Class::Supply { idle_since } = class
+                && !self.claimed.contains(&i)
+            {
+                let inst = self.inst(i);
+                // Idle runners first, then whatever started earliest (it is ready soonest).
+                let rank = (
+                    idle_since.is_none(),
+                    idle_since.unwrap_or(inst.state_since),
+                    inst.name.as_str(),
+                );
+                groups.push(self.supply_labels(inst), rank, i);
+            }
+        }
+        groups.sort();
+        for (n, job) in queued.iter().enumerate() {
+            if open[n]
+                && let Some(i) = groups.take(&job.labels)
+            {
+                open[n] = false;
+                self.claimed.insert(i);
+                self.assign(job, &self.inst(i).name, How::Existing);
+            }
+        }
+
+        open
+    }
+
+    /// Serves the jobs no existing supply took: reuse a kept machine, or create one.
+    fn serve_new_jobs(&mut self, queued: &[&'a Job], open: &[bool]) {
+        let mut reqs: HashMap<&Labels, Result<Requirements, LabelError>> = HashMap::new();
+        for (n, job) in queued.iter().enumerate() {
+            if !open[n] {
+                continue;
+            }
+            let req = reqs
+                .entry(&job.labels)
+                .or_insert_with(|| self.cfg.labels.requirements(&job.labels));
+            let req = match req {
+                Ok(r) => r.clone(),
+                Err(e) => {
+                    let error = e.to_string();
+                    self.wait(job, WaitReason::BadLabel { error });
+                    continue;
+                }
+            };
+            self.serve_new(job, &req);
+        }
+    }
+
+    fn serve_new(&mut self, job: &'a Job, req: &Requirements) {
+        let cfg = self.cfg;
+        // Each serving pool either serves the job or sets this; no serving pool leaves it unset.
+        let mut first_block = None;
+        for pool in cfg.pools.iter().filter(|p| p.serves(req)) {
+            let spec = pool.spec.overridden_by(req);
+            let labels = pool.labels.union(&job.labels);
+            // C: a powered-off machine of this pool, already paid for, that fits the spec.
+            if let Some((pos, i)) = self.recyclable_fitting(pool, &spec)
+                && self
+                    .counts
+                    .blocked(cfg, pool, &labels, job.run_id, true)
+                    .is_none()
+            {
+                self.take_recyclable(pool, pos);
+                let reason = Reason::QueuedJob {
+                    job: job.key.clone(),
+                    waited: self.now.since(job.queued_at),
+                };
+                let name = self.reuse(i, pool, labels, Some(&job.key), job.run_id, reason);
+                self.assign(job, &name, How::Reuse);
+                return;
+            }
+            // D: a new instance.
+            match self.counts.blocked(cfg, pool, &labels, job.run_id, false) {
+                None => {
+                    let name = self.job_instance_name(pool, job);
+                    let reason = Reason::QueuedJob {
+                        job: job.key.clone(),
+                        waited: self.now.since(job.queued_at),
+                    };
+                    self.counts.add(&pool.name);
+                    self.counts.add_active(&labels, job.run_id);
+                    self.assign(job, &name, How::Create);
+                    self.creates.push(Action::Create {
+                        name,
+                        pool: pool.name.clone(),
+                        provider: pool.provider.clone(),
+                        spec,
+                        labels,
+                        job: Some(job.key.clone()),
+                        attempt: job.attempt,
+                        run_id: job.run_id,
+                        reason,
+                    });
+                    return;
+                }
+                Some(why) => {
+                    first_block.get_or_insert(why);
+                }
+            }
+        }
+        let why = first_block.unwrap_or_else(|| WaitReason::NoPool {
+            labels: req.routing.clone(),
+        });
+        self.wait(job, why);
+    }
+
+    /// A kept machine of the pool that fits `spec`: its position in the pool's list and its index.
+    fn recyclable_fitting(&self, pool: &Pool, spec: &MachineSpec) -> Option<(usize, usize)> {
+        let list = self.recyclable.get(pool.name.as_str())?;
+        let pos = list
+            .iter()
+            .position(|&i| fits(spec, self.inst(i).placement.as_ref()))?;
+        Some((pos, list[pos]))
+    }
+
+    fn take_recyclable(&mut self, pool: &Pool, pos: usize) {
+        if let Some(list) = self.recyclable.get_mut(pool.name.as_str()) {
+            list.remove(pos);
+        }
+    }
+
+    fn reuse(
+        &mut self,
+        i: usize,
+        pool: &'a Pool,
+        labels: Labels,
+        job: Option<&JobKey>,
+        run_id: Option<u64>,
+        reason: Reason,
+    ) -> String {
+        let inst = self.inst(i);
+        self.counts.add_active(&labels, run_id);
+        self.claimed.insert(i);
+        self.reuses.push(Action::Reuse {
+            instance: inst.name.clone(),
+            provider_id: inst.provider_id.clone(),
+            pool: pool.name.clone(),
+            labels,
+            job: job.cloned(),
+            run_id,
+            reason,
+        });
+        inst.name.clone()
+    }
+
+    fn job_instance_name(&mut self, pool: &Pool, job: &Job) -> String {
+        let mut n = job.instances_created;
+        loop {
+            let name =
+                naming::job_instance(&self.cfg.controller, &pool.name, &job.key, job.attempt, n);
+            if !self.names.contains(name.as_str()) {
+                return name;
+            }
+            n += 1;
+        }
+    }
+
+    /// Unclaimed supply of a pool that looks exactly like the pool (no job-specific labels).
+    fn standby_have(&self, pool: &Pool) -> Vec<usize> {
+        let key = pool.labels.set_key();
+        self.ours
+            .iter()
+            .filter(|&&(i, class)| {
+                let inst = self.inst(i);
+                matches!(class, Class::Supply { .. })
+                    && !self.claimed.contains(&i)
+                    && inst.pool == pool.name
+                    && inst.labels.set_key() == key
+            })
+            .map(|&(i, _)| i)
+            .collect()
+    }
+
+    /// Tops up each pool's idle runners. A queued job still waiting (for a limit, say) that a
+    /// standby runner can take will take it, as GitHub hands any job to a runner that fits; so
+    /// new standby instances go to such jobs first (tagged with the job, so the next pass sees
+    /// them as that job's) and the standby count is kept on top. A per-run limit therefore does
+    /// not hold against a pool with standby runners; a pool that needs a hard cap has none.
+    fn top_up_standby(&mut self) {
+        let cfg = self.cfg;
+        for pool in cfg.pools.iter().filter(|p| p.standby > 0) {
+            let mut count = self
+                .standby_kept
+                .get(pool.name.as_str())
+                .copied()
+                .unwrap_or(0);
+            let mut takers: Vec<usize> = Vec::new();
+            if count < pool.standby {
+                takers = (0..self.waiting_jobs.len())
+                    .filter(|&w| {
+                        self.waiting_jobs[w].is_some_and(|j| j.labels.is_subset_of(&pool.labels))
+                    })
+                    .collect();
+                takers.reverse();
+            }
+            let mut index = 0;
+            while count < pool.standby || !takers.is_empty() {
+                let reason = Reason::Standby {
+                    pool: pool.name.clone(),
+                    have: count,
+                    want: pool.standby,
+                };
+                let taker = takers.last().and_then(|&w| self.waiting_jobs[w]);
+                let (name, how) = if let Some((pos, i)) = self.recyclable_fitting(pool, &pool.spec)
+                    && self
+                        .counts
+                        .blocked(cfg, pool, &pool.labels, None, true)
+                        .is_none()
+                {
+                    self.take_recyclable(pool, pos);
+                    let name = self.reuse(
+                        i,
+                        pool,
+                        pool.labels.clone(),
+                        taker.map(|j| &j.key),
+                        None,
+                        reason,
+                    );
+                    (name, How::Reuse)
+                } else if self
+                    .counts
+                    .blocked(cfg, pool, &pool.labels, None, false)
+                    .is_none()
+                {
+                    let name = loop {
+                        let n =
+                            naming::standby_instance(&cfg.controller, &pool.name, self.now, index);
+                        index += 1;
+                        if !self.names.contains(n.as_str()) {
+                            break n;
+                        }
+                    };
+                    self.counts.add(&pool.name);
+                    self.counts.add_active(&pool.labels, None);
+                    self.creates.push(Action::Create {
+                        name: name.clone(),
+                        pool: pool.name.clone(),
+                        provider: pool.provider.clone(),
+                        spec: pool.spec.clone(),
+                        labels: pool.labels.clone(),
+                        job: taker.map(|j| j.key.clone()),
+                        attempt: taker.map_or(0, |j| j.attempt),
+                        run_id: None,
+                        reason,
+                    });
+                    (name, How::Create)
+                } else {
+                    break;
+                };
+                match takers.pop() {
+                    Some(w) => {
+                        if let Some(job) = self.waiting_jobs[w].take() {
+                            self.assign(job, &name, how);
+                        }
+                    }
+                    None => count += 1,
+                }
+            }
+        }
+    }
+
+    /// Claims up to `standby` unclaimed runners per pool (exempt from the idle deadline), then
+    /// deletes the unclaimed idle runners past the idle deadline.
+    fn keep_standby_and_expire_idle(&mut self) {
+        for pool in self.cfg.pools.iter().filter(|p| p.standby > 0) {
+            let have = self.standby_have(pool);
+            let kept = have.len().min(pool.standby as usize);
+            for &i in &have[..kept] {
+                self.claimed.insert(i);
+            }
+            self.standby_kept.insert(pool.name.as_str(), kept as u32);
+        }
+        let deadline = self.cfg.deadlines.idle;
+        for k in 0..self.ours.len() {
+            let (i, class) = self.ours[k];
+            if let Class::Supply {
+                idle_since: Some(since),
+            } = class
+                && !self.claimed.contains(&i)
+            {
+                let idle = self.now.since(since);
+                if idle > deadline {
+                    let inst = self.inst(i);
+                    self.ours[k].1 = Class::Doomed;
+                    self.counts.remove_active(&inst.labels, inst.run_id);
+                    self.doom(
+                        inst,
+                        self.runner_of(inst),
+                        Reason::IdleDeadline { idle, deadline },
+                    );
+                }
+            }
+        }
+    }
+
+    fn orphan_runners(&mut self) {
+        let mut orphans: Vec<&Runner> = self
+            .snap
+            .runners
+            .iter()
+            .filter(|r| {
+                !r.busy
+                    && naming::is_ours(&self.cfg.controller, &r.name)
+                    && !self.names.contains(r.name.as_str())
+            })
+            .collect();
+        orphans.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        for r in orphans {
+            self.deletes.push(Action::RemoveRunner {
+                runner_id: r.id,
+                name: r.name.clone(),
+                reason: Reason::OrphanRunner,
+            });
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        let served = std::mem::take(&mut self.waiting_jobs);
+        let mut served = served.iter();
+        self.plan
+            .waiting
+            .retain(|_| served.next().is_some_and(Option::is_some));
+        self.plan.actions.append(&mut self.deletes);
+        self.plan.actions.append(&mut self.reuses);
+        self.plan.actions.append(&mut self.creates);
+        self.plan
+    }
+}
+
+fn fits(spec: &MachineSpec, placement: Option<&Placement>) -> bool {
+    placement.is_some_and(|p| spec.admits(p))
+}
+
+/// Supply grouped by label set, so matching 10,000 jobs does not scan 10,000 instances each.
+#[derive(Default)]
+struct SupplyGroups<'a> {
+    index: HashMap<&'a Labels, usize>,
+    groups: Vec<Group<'a>>,
+    /// For each job label set seen, the groups whose labels include it.
+    compatible: HashMap<&'a Labels, Vec<usize>>,
+}
+
+type Rank<'a> = (bool, Time, &'a str);
+
+struct Group<'a> {
+    labels: &'a Labels,
+    /// Sorted best first; `next` is the first not yet taken.
+    members: Vec<(Rank<'a>, usize)>,
+    next: usize,
+}
+
+impl<'a> SupplyGroups<'a> {
+    fn push(&mut self, labels: &'a Labels, rank: Rank<'a>, instance: usize) {
+        let g = *self.index.entry(labels).or_insert_with(|| {
+            self.groups.push(Group {
+                labels,
+                members: Vec::new(),
+                next: 0,
+            });
+            self.groups.len() - 1
+        });
+        self.groups[g].members.push((rank, instance));
+    }
+
+    fn sort(&mut self) {
+        for g in &mut self.groups {
+            g.members.sort();
+        }
+        self.groups.sort_by(|a, b| a.labels.cmp(b.labels));
+        self.index = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(n, g)| (g.labels, n))
+            .collect();
+    }
+
+    /// Takes the best supply that can serve a job with these labels.
+    fn take(&mut self, job: &'a Labels) -> Option<usize> {
+        let groups = &self.groups;
+        let candidates = self.compatible.entry(job).or_insert_with(|| {
+            (0..groups.len())
+                .filter(|&g| job.is_subset_of(groups[g].labels))
+                .collect()
+        });
+        let best = candidates
+            .iter()
+            .copied()
+            .filter(|&g| self.groups[g].next < self.groups[g].members.len())
+            .min_by_key(|&g| self.groups[g].members[self.groups[g].next].0)?;
+        let group = &mut self.groups[best];
+        let (_, instance) = group.members[group.next];
+        group.next += 1;
+        Some(instance)
+    }
+}

@@ -1,0 +1,113 @@
+//! Builders for planner tests: a small world of pools, jobs, instances and runners.
+//! Each test file includes this module; not every file uses every builder.
+#![allow(dead_code)]
+
+use mayfly_core::*;
+use std::time::Duration;
+
+pub const CTRL: &str = "mayfly";
+pub const T0: Time = Time::from_secs(1_700_000_000);
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub fn at(s: i64) -> Time {
+    Time(T0.0 + s * 1000)
+}
+
+pub fn labels(l: &[&str]) -> Labels {
+    Labels::new(l.iter().copied())
+}
+
+pub fn pool(name: &str, l: &[&str]) -> Pool {
+    Pool {
+        name: name.into(),
+        provider: "hetzner".into(),
+        labels: labels(l),
+        spec: MachineSpec {
+            types: vec!["cx22".into()],
+            locations: vec!["fsn1".into()],
+            image: "x86:system:ubuntu-24.04".parse().expect("image"),
+        },
+        max: None,
+        standby: 0,
+    }
+}
+
+pub fn config(pools: Vec<Pool>) -> Pools {
+    Pools {
+        controller: CTRL.into(),
+        pools,
+        limits: Limits::default(),
+        deadlines: Deadlines::default(),
+        labels: LabelRules::default(),
+        recycling: Recycling::default(),
+    }
+}
+
+pub fn job(id: u64, l: &[&str]) -> Job {
+    Job {
+        key: JobKey {
+            forge: ForgeKind::Github,
+            scope: "acme/app".into(),
+            id,
+        },
+        run_id: Some(id / 10),
+        attempt: 1,
+        labels: labels(l),
+        status: JobStatus::Queued,
+        queued_at: at(id as i64),
+        instances_created: 0,
+    }
+}
+
+pub fn placement() -> Placement {
+    Placement {
+        machine_type: "cx22".into(),
+        location: "fsn1".into(),
+        image: "x86:system:ubuntu-24.04".parse().expect("image"),
+    }
+}
+
+pub fn instance(name: &str, pool: &str, state: InstanceState, l: &[&str]) -> Instance {
+    Instance {
+        name: name.into(),
+        provider_id: Some(format!("id-{name}")),
+        controller: Some(CTRL.into()),
+        pool: pool.into(),
+        state,
+        created_at: T0,
+        state_since: T0,
+        labels: labels(l),
+        placement: Some(placement()),
+        job: None,
+        run_id: None,
+        billing: Some(Billing::hourly(0.006)),
+    }
+}
+
+pub fn runner(id: u64, name: &str, busy: bool, l: &[&str]) -> Runner {
+    Runner {
+        id,
+        name: name.into(),
+        status: RunnerStatus::Online,
+        busy,
+        labels: labels(l),
+        since: T0,
+    }
+}
+
+pub fn creates(p: &Plan) -> Vec<&Action> {
+    p.creates().collect()
+}
+
+pub fn deleted(p: &Plan) -> Vec<&str> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete { instance, .. } => Some(instance.as_str()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,555 @@
+//! Scenario tests for the planner: one behaviour each, with the reason a person would read.
+
+mod common;
+
+use common::*;
+use mayfly_core::*;
+
+const LINUX: &[&str] = &["self-hosted", "linux", "x64"];
+
+#[test]
+fn a_queued_job_gets_one_instance_named_after_it() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let snap = Snapshot {
+        jobs: vec![job(42, &["self-hosted", "linux"])],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(72));
+    let c = creates(&p);
+    assert_eq!(c.len(), 1);
+    let Action::Create {
+        name,
+        labels,
+        spec,
+        job,
+        reason,
+        ..
+    } = c[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(name, "mayfly-linux-42-1");
+    assert_eq!(labels, &common::labels(LINUX));
+    assert_eq!(spec.types, ["cx22"]);
+    assert_eq!(job.as_ref().map(|k| k.id), Some(42));
+    assert_eq!(reason.to_string(), "job github:acme/app#42 queued for 30s");
+}
+
+#[test]
+fn idle_runners_are_counted_one_for_one() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"]), job(2, &["linux"]), job(3, &["linux"])],
+        instances: vec![instance(
+            "mayfly-linux-a",
+            "linux",
+            InstanceState::Running,
+            LINUX,
+        )],
+        runners: vec![runner(7, "mayfly-linux-a", false, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(10));
+    assert_eq!(creates(&p).len(), 2, "{:#?}", p.actions);
+    assert_eq!(
+        p.assignments
+            .iter()
+            .filter(|a| a.how == How::Existing)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_instance_made_for_a_job_serves_it_and_nothing_more_is_created() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut booting = instance("mayfly-linux-5-1", "linux", InstanceState::Starting, LINUX);
+    booting.job = Some(job(5, &[]).key);
+    let snap = Snapshot {
+        jobs: vec![job(5, &["linux"])],
+        instances: vec![booting],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(20));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert_eq!(p.assignments[0].instance, "mayfly-linux-5-1");
+}
+
+#[test]
+fn a_runner_that_lacks_a_label_does_not_count_as_supply() {
+    let cfg = config(vec![
+        pool("linux", LINUX),
+        pool("gpu", &["self-hosted", "gpu"]),
+    ]);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["self-hosted", "gpu"])],
+        instances: vec![instance(
+            "mayfly-linux-a",
+            "linux",
+            InstanceState::Running,
+            LINUX,
+        )],
+        runners: vec![runner(7, "mayfly-linux-a", false, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(1));
+    let Action::Create { pool, .. } = creates(&p)[0] else {
+        unreachable!()
+    };
+    assert_eq!(pool, "gpu");
+}
+
+#[test]
+fn dynamic_labels_override_the_pool_spec_and_stay_on_the_runner() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let l = [
+        "self-hosted",
+        "type-cpx31",
+        "type-cx32",
+        "in-hel1",
+        "image-arm-snapshot-runner-v2",
+    ];
+    let snap = Snapshot {
+        jobs: vec![job(9, &l)],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(1));
+    let Action::Create { spec, labels, .. } = creates(&p)[0] else {
+        unreachable!()
+    };
+    assert_eq!(spec.types, ["cpx31", "cx32"]);
+    assert_eq!(spec.locations, ["hel1"]);
+    assert_eq!(spec.image.to_string(), "arm:snapshot:runner-v2");
+    assert!(common::labels(&l).is_subset_of(labels));
+}
+
+#[test]
+fn jobs_no_pool_serves_wait_with_a_reason() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["windows"]), job(2, &["image-vax-system-x"])],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(1));
+    assert!(p.actions.is_empty());
+    assert_eq!(
+        p.waiting[0].why.to_string(),
+        "no pool serves labels [windows]"
+    );
+    assert!(
+        p.waiting[1].why.to_string().contains("image-vax-system-x"),
+        "{}",
+        p.waiting[1].why
+    );
+}
+
+#[test]
+fn the_global_limit_counts_powered_off_and_pending_instances() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_instances = Some(3);
+    let mut pending = instance("mayfly-linux-p", "linux", InstanceState::Pending, LINUX);
+    pending.created_at = at(0);
+    let mut off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    off.billing = None;
+    off.state_since = at(0);
+    let snap = Snapshot {
+        jobs: (1..=5)
+            .map(|i| job(i, &["gpu-less", "linux"][1..]))
+            .collect(),
+        instances: vec![pending, off],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(10));
+    // The pending instance serves one job, one create fits under the limit, three wait.
+    assert_eq!(creates(&p).len(), 1, "{:#?}", p.actions);
+    assert_eq!(p.waiting.len(), 3);
+    assert_eq!(
+        p.waiting[0].why.to_string(),
+        "global limit of 3 instances reached"
+    );
+}
+
+#[test]
+fn pool_label_set_and_workflow_run_limits_hold() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.pools[0].max = Some(2);
+    let jobs: Vec<Job> = (1..=4).map(|i| job(i, &["linux"])).collect();
+    let p = plan(
+        &Snapshot {
+            jobs: jobs.clone(),
+            ..Default::default()
+        },
+        &cfg,
+        at(10),
+    );
+    assert_eq!(creates(&p).len(), 2);
+    assert_eq!(
+        p.waiting[0].why.to_string(),
+        "pool linux limit of 2 instances reached"
+    );
+
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_per_label_set = Some(1);
+    let p = plan(
+        &Snapshot {
+            jobs: jobs.clone(),
+            ..Default::default()
+        },
+        &cfg,
+        at(10),
+    );
+    assert_eq!(creates(&p).len(), 1);
+    assert!(
+        p.waiting[0]
+            .why
+            .to_string()
+            .starts_with("limit of 1 instances for labels [linux,self-hosted,x64]")
+    );
+
+    // Jobs 10..=13 are in workflow run 1, job 20 in run 2.
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_per_workflow_run = Some(2);
+    let jobs: Vec<Job> = [10, 11, 12, 13, 20]
+        .iter()
+        .map(|&i| job(i, &["linux"]))
+        .collect();
+    let p = plan(
+        &Snapshot {
+            jobs,
+            ..Default::default()
+        },
+        &cfg,
+        at(30),
+    );
+    assert_eq!(creates(&p).len(), 3);
+    assert_eq!(p.waiting.len(), 2);
+    assert_eq!(
+        p.waiting[0].why.to_string(),
+        "limit of 2 instances for workflow run 1 reached"
+    );
+}
+
+#[test]
+fn standby_keeps_idle_runners_and_deletes_only_the_excess() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.pools[0].standby = 2;
+    // Nothing yet: two standby creates.
+    let p = plan(&Snapshot::default(), &cfg, at(0));
+    assert_eq!(creates(&p).len(), 2);
+    assert_eq!(
+        p.actions[0].reason().to_string(),
+        "pool linux keeps 2 idle runner(s) ready and has 0"
+    );
+
+    // Three idle runners long past the idle deadline: two stay as standby, one goes.
+    let names = ["mayfly-linux-a", "mayfly-linux-b", "mayfly-linux-c"];
+    let snap = Snapshot {
+        jobs: vec![],
+        instances: names
+            .iter()
+            .map(|n| instance(n, "linux", InstanceState::Running, LINUX))
+            .collect(),
+        runners: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| runner(i as u64, n, false, LINUX))
+            .collect(),
+    };
+    let p = plan(&snap, &cfg, at(3600));
+    assert_eq!(deleted(&p), ["mayfly-linux-c"]);
+    assert!(creates(&p).is_empty());
+    let Action::Delete {
+        runner_id, reason, ..
+    } = &p.actions[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        *runner_id,
+        Some(2),
+        "the runner is deregistered with its instance"
+    );
+    assert_eq!(reason.to_string(), "runner idle for 1h00m (deadline 3m00s)");
+}
+
+#[test]
+fn a_job_waiting_for_a_limit_takes_a_new_standby_runner() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.pools[0].standby = 1;
+    cfg.limits.max_per_workflow_run = Some(1);
+    let snap = Snapshot {
+        jobs: vec![job(10, &["linux"]), job(11, &["linux"])],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(5));
+    // One create for job 10; job 11 waits for the run limit but GitHub will hand it the
+    // standby runner, so the standby gets one more.
+    assert_eq!(creates(&p).len(), 3, "{:#?}", p.actions);
+    assert!(p.waiting.is_empty());
+    let again = plan(&apply::apply(&snap, &p, CTRL, at(5)), &cfg, at(5));
+    assert!(again.actions.is_empty(), "{:#?}", again.actions);
+}
+
+#[test]
+fn deadlines_delete_zombies_powered_off_and_old_instances() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.recycling.enabled = false;
+    let zombie = instance("mayfly-linux-z", "linux", InstanceState::Running, LINUX);
+    let off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    let mut old = instance("mayfly-linux-old", "linux", InstanceState::Running, LINUX);
+    old.created_at = at(-7 * 3600);
+    let snap = Snapshot {
+        jobs: vec![],
+        instances: vec![zombie, off, old],
+        runners: vec![runner(3, "mayfly-linux-old", false, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(200));
+    let reasons: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "delete mayfly-linux-o: powered off for 3m20s (deadline 60s)",
+            "delete mayfly-linux-old: 7h03m old, past the maximum lifetime of 6h00m",
+            "delete mayfly-linux-z: no runner registered 3m20s after start (deadline 3m00s)",
+        ]
+    );
+    // Before the deadlines nothing happens.
+    assert!(
+        plan(&snap, &cfg, at(50))
+            .actions
+            .iter()
+            .all(|a| a.subject() == "mayfly-linux-old")
+    );
+}
+
+#[test]
+fn a_busy_runner_is_never_deleted_even_past_every_deadline() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut i = instance("mayfly-linux-b", "linux", InstanceState::Running, LINUX);
+    i.created_at = at(-100 * 3600);
+    let snap = Snapshot {
+        jobs: vec![],
+        instances: vec![i],
+        runners: vec![runner(1, "mayfly-linux-b", true, LINUX)],
+    };
+    assert!(plan(&snap, &cfg, at(0)).actions.is_empty());
+}
+
+#[test]
+fn powered_off_machines_with_paid_time_left_are_reused_then_deleted_at_the_margin() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        instances: vec![off.clone()],
+        runners: vec![],
+    };
+    // Ten minutes in: reuse instead of a create.
+    let p = plan(&snap, &cfg, at(600));
+    assert!(creates(&p).is_empty());
+    assert!(
+        matches!(&p.actions[..], [Action::Reuse { instance, job: Some(_), .. }] if instance == "mayfly-linux-o")
+    );
+    assert_eq!(p.assignments[0].how, How::Reuse);
+
+    // Without a job it is kept (no action) until minute 50, then deleted.
+    let idle = Snapshot {
+        jobs: vec![],
+        instances: vec![off],
+        runners: vec![],
+    };
+    assert!(plan(&idle, &cfg, at(600)).actions.is_empty());
+    let p = plan(&idle, &cfg, at(51 * 60));
+    assert_eq!(deleted(&p), ["mayfly-linux-o"]);
+    assert!(
+        p.actions[0]
+            .reason()
+            .to_string()
+            .starts_with("paid time ends at")
+    );
+}
+
+#[test]
+fn a_kept_machine_of_another_type_is_not_reused() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux", "type-cx52"])],
+        instances: vec![off],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(600));
+    assert_eq!(creates(&p).len(), 1);
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Reuse { .. })));
+}
+
+#[test]
+fn foreign_instances_are_neither_touched_nor_counted() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_instances = Some(1);
+    let mut foreign = instance("other-linux-z", "linux", InstanceState::Running, LINUX);
+    foreign.controller = Some("other".into());
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        instances: vec![foreign],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(3600 * 24));
+    assert_eq!(p.actions.len(), 1);
+    assert!(matches!(p.actions[0], Action::Create { .. }));
+}
+
+#[test]
+fn orphan_runners_are_removed_unless_busy_or_not_ours() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let snap = Snapshot {
+        jobs: vec![],
+        instances: vec![],
+        runners: vec![
+            runner(1, "mayfly-linux-gone", false, LINUX),
+            runner(2, "mayfly-linux-busy", true, LINUX),
+            runner(3, "laptop", false, LINUX),
+        ],
+    };
+    let p = plan(&snap, &cfg, at(0));
+    assert_eq!(p.actions.len(), 1);
+    assert_eq!(
+        p.actions[0].to_string(),
+        "remove runner mayfly-linux-gone: runner has no instance"
+    );
+}
+
+#[test]
+fn an_expired_intent_is_dropped_and_its_job_gets_a_new_name() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut pending = instance("mayfly-linux-1-1", "linux", InstanceState::Pending, LINUX);
+    pending.job = Some(job(1, &[]).key);
+    let mut j = job(1, &["linux"]);
+    j.instances_created = 1;
+    let snap = Snapshot {
+        jobs: vec![j],
+        instances: vec![pending],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(600));
+    assert!(matches!(&p.actions[0], Action::DropIntent { name, .. } if name == "mayfly-linux-1-1"));
+    assert!(matches!(&p.actions[1], Action::Create { name, .. } if name == "mayfly-linux-1-1-1"));
+}
+
+#[test]
+fn deletes_come_before_creates() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let zombie = instance("mayfly-linux-z", "linux", InstanceState::Running, LINUX);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["gpu"]), job(2, &["linux"])],
+        instances: vec![zombie],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(1000));
+    assert!(matches!(p.actions[0], Action::Delete { .. }));
+    assert!(matches!(p.actions[1], Action::Create { .. }));
+}
+
+#[test]
+fn meta_labels_and_prefix_route_like_the_peer() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.labels.prefix = "hz-".into();
+    cfg.labels.meta.insert(
+        "big".into(),
+        vec!["hz-type-ccx33".into(), "hz-in-ash".into()],
+    );
+    let snap = Snapshot {
+        jobs: vec![job(1, &["self-hosted", "big"])],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(1));
+    let Action::Create { spec, labels, .. } = creates(&p)[0] else {
+        unreachable!()
+    };
+    assert_eq!(spec.types, ["ccx33"]);
+    assert_eq!(spec.locations, ["ash"]);
+    assert!(
+        labels.contains("big"),
+        "the runner carries the meta label so GitHub assigns the job"
+    );
+}
+
+#[test]
+fn planning_is_deterministic_whatever_the_input_order() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.pools[0].standby = 1;
+    let names = ["mayfly-linux-a", "mayfly-linux-b", "mayfly-linux-c"];
+    let mut snap = Snapshot {
+        jobs: (1..=6).map(|i| job(i, &["linux"])).collect(),
+        instances: names
+            .iter()
+            .map(|n| instance(n, "linux", InstanceState::Running, LINUX))
+            .collect(),
+        runners: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| runner(i as u64, n, false, LINUX))
+            .collect(),
+    };
+    let a = plan(&snap, &cfg, at(100));
+    snap.jobs.reverse();
+    snap.instances.reverse();
+    snap.runners.reverse();
+    assert_eq!(a, plan(&snap, &cfg, at(100)));
+}
+
+// The three cases below were found by the property tests; each pins one fix.
+
+#[test]
+fn a_kept_machine_is_reused_once_even_when_standby_also_wants_it() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.pools[0].standby = 1;
+    let off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        instances: vec![off],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(600));
+    let reuses = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Reuse { .. }))
+        .count();
+    assert_eq!(reuses, 1, "{:#?}", p.actions);
+    assert_eq!(creates(&p).len(), 1, "the standby gets a new machine");
+}
+
+#[test]
+fn powered_off_machines_do_not_count_toward_a_workflow_run() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_per_workflow_run = Some(1);
+    cfg.recycling.enabled = false;
+    let mut off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    off.run_id = Some(1);
+    let snap = Snapshot {
+        jobs: vec![job(10, &["linux"])],
+        instances: vec![off],
+        runners: vec![],
+    };
+    let p = plan(&snap, &cfg, at(20));
+    assert_eq!(creates(&p).len(), 1, "{:#?}", p.waiting);
+}
+
+#[test]
+fn an_idle_runner_past_its_deadline_frees_its_run_slot_in_the_same_pass() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.limits.max_per_workflow_run = Some(1);
+    let mut idle = instance("mayfly-linux-i", "linux", InstanceState::Running, LINUX);
+    idle.run_id = Some(1);
+    // The idle runner cannot take the job: it lacks "gpu".
+    cfg.pools.push(pool("gpu", &["self-hosted", "gpu"]));
+    let snap = Snapshot {
+        jobs: vec![job(10, &["gpu"])],
+        instances: vec![idle],
+        runners: vec![runner(1, "mayfly-linux-i", false, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(3600));
+    assert_eq!(deleted(&p), ["mayfly-linux-i"]);
+    assert_eq!(creates(&p).len(), 1, "{:#?}", p.waiting);
+    let again = plan(&apply::apply(&snap, &p, CTRL, at(3600)), &cfg, at(3600));
+    assert!(creates(&again).is_empty());
+}
