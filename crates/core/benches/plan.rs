@@ -1,1 +1,180 @@
-fn main() {}
+//! Times one `plan()` on a snapshot of 10,000 instances and 10,000 jobs over 20 pools and
+//! prints the figures (DESIGN.md target: under 10 ms). Run with `cargo bench -p mayfly-core`.
+//! A plain timing loop rather than criterion: one number is wanted, not plots.
+
+use mayfly_core::*;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const POOLS: usize = 20;
+const JOBS: usize = 10_000;
+const INSTANCES: usize = 10_000;
+
+/// A small deterministic generator, so every run plans the same world.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn world() -> (Pools, Snapshot, Time) {
+    let now = Time::from_secs(1_800_000_000);
+    let image: Image = "x86:system:ubuntu-24.04".parse().expect("image");
+    let pools: Vec<Pool> = (0..POOLS)
+        .map(|k| Pool {
+            name: format!("pool{k}"),
+            provider: "hetzner".into(),
+            labels: Labels::new(["self-hosted", "linux", "x64", &format!("team{k}")]),
+            spec: MachineSpec {
+                types: vec!["cx22".into()],
+                locations: vec!["fsn1".into()],
+                image: image.clone(),
+            },
+            max: Some(2_000),
+            standby: 2,
+        })
+        .collect();
+    let cfg = Pools {
+        controller: "mayfly".into(),
+        pools,
+        limits: Limits {
+            max_instances: Some(30_000),
+            max_per_label_set: Some(5_000),
+            max_per_workflow_run: Some(50),
+        },
+        deadlines: Deadlines::default(),
+        labels: LabelRules::default(),
+        recycling: Recycling::default(),
+    };
+    let mut rng = Lcg(42);
+    let jobs: Vec<Job> = (0..JOBS)
+        .map(|n| {
+            let k = rng.next(POOLS as u64);
+            let mut labels = vec!["self-hosted".to_string(), format!("team{k}")];
+            if rng.next(4) == 0 {
+                labels.push("type-cpx31".into());
+            }
+            Job {
+                key: JobKey {
+                    forge: ForgeKind::Github,
+                    scope: format!("acme/repo{}", n % 50),
+                    id: 10_000_000 + n as u64,
+                },
+                run_id: Some(n as u64 / 8),
+                attempt: 1,
+                labels: Labels::new(labels),
+                status: if rng.next(3) == 0 {
+                    JobStatus::InProgress
+                } else {
+                    JobStatus::Queued
+                },
+                queued_at: now.minus(Duration::from_secs(rng.next(600))),
+                instances_created: 0,
+            }
+        })
+        .collect();
+    let mut instances = Vec::with_capacity(INSTANCES);
+    let mut runners = Vec::new();
+    for n in 0..INSTANCES {
+        let k = rng.next(POOLS as u64) as usize;
+        let pool = &cfg.pools[k];
+        let name = format!("mayfly-{}-x{n}", pool.name);
+        let created = now.minus(Duration::from_secs(rng.next(3000)));
+        let roll = rng.next(20);
+        let state = match roll {
+            0..=11 => InstanceState::Running,
+            12..=13 => InstanceState::Starting,
+            14..=16 => InstanceState::Off,
+            17 => InstanceState::Pending,
+            _ => InstanceState::Deleting,
+        };
+        if state == InstanceState::Running {
+            runners.push(Runner {
+                id: n as u64,
+                name: name.clone(),
+                status: RunnerStatus::Online,
+                busy: roll < 8,
+                labels: pool.labels.clone(),
+                since: now.minus(Duration::from_secs(rng.next(400))),
+            });
+        }
+        instances.push(Instance {
+            name,
+            provider_id: Some(n.to_string()),
+            controller: Some("mayfly".into()),
+            pool: pool.name.clone(),
+            state,
+            created_at: created,
+            state_since: created,
+            labels: pool.labels.clone(),
+            placement: Some(Placement {
+                machine_type: "cx22".into(),
+                location: "fsn1".into(),
+                image: image.clone(),
+            }),
+            job: None,
+            run_id: None,
+            billing: Some(Billing::hourly(0.006)),
+        });
+    }
+    (
+        cfg,
+        Snapshot {
+            jobs,
+            instances,
+            runners,
+        },
+        now,
+    )
+}
+
+fn main() {
+    let (cfg, snap, now) = world();
+    let first = plan(&snap, &cfg, now);
+    let count = |f: fn(&Action) -> bool| first.actions.iter().filter(|a| f(a)).count();
+    println!(
+        "world: {} pools, {} instances, {} jobs ({} queued), {} runners",
+        cfg.pools.len(),
+        snap.instances.len(),
+        snap.jobs.len(),
+        snap.jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .count(),
+        snap.runners.len()
+    );
+    println!(
+        "plan: {} creates, {} reuses, {} deletes, {} assignments, {} waiting",
+        count(|a| matches!(a, Action::Create { .. })),
+        count(|a| matches!(a, Action::Reuse { .. })),
+        count(|a| matches!(a, Action::Delete { .. })),
+        first.assignments.len(),
+        first.waiting.len()
+    );
+    // MAYFLY_BENCH_ITERS=1 for a run under callgrind, whose instruction counts ignore load.
+    let iters = std::env::var("MAYFLY_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60usize);
+    let mut times: Vec<Duration> = (0..iters.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            black_box(plan(black_box(&snap), &cfg, now));
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "plan() on 10,000 instances x 10,000 jobs x 20 pools: min {:.2} ms, median {:.2} ms, p95 {:.2} ms (target < 10 ms)",
+        ms(times[0]),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 95 / 100])
+    );
+}

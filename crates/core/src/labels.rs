@@ -5,12 +5,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// An ordered, de-duplicated set of lower-case labels. Order is kept because dynamic labels use it
-/// for fallbacks (`type-cx22, type-cpx21` tries cx22 first).
+/// for fallbacks (`type-cx22, type-cpx21` tries cx22 first). Shared on clone: a plan copies the
+/// same few label sets into thousands of actions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "Vec<String>", into = "Vec<String>")]
-pub struct Labels(Vec<String>);
+pub struct Labels(Arc<Vec<String>>);
 
 impl Labels {
     pub fn new<I, S>(labels: I) -> Self
@@ -18,7 +20,7 @@ impl Labels {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut out = Labels(Vec::new());
+        let mut out = Labels::default();
         for l in labels {
             out.insert(l.as_ref());
         }
@@ -28,7 +30,7 @@ impl Labels {
     pub fn insert(&mut self, label: &str) {
         let l = label.trim().to_lowercase();
         if !l.is_empty() && !self.0.contains(&l) {
-            self.0.push(l);
+            Arc::make_mut(&mut self.0).push(l);
         }
     }
 
@@ -41,9 +43,14 @@ impl Labels {
         self.0.iter().all(|l| runner.contains(l))
     }
 
+    /// Equal as sets: the same labels in any order.
+    pub fn same_set(&self, other: &Labels) -> bool {
+        self.len() == other.len() && self.is_subset_of(other)
+    }
+
     pub fn union(&self, other: &Labels) -> Labels {
         let mut out = self.clone();
-        for l in &other.0 {
+        for l in other.0.iter() {
             out.insert(l);
         }
         out
@@ -78,7 +85,7 @@ impl From<Vec<String>> for Labels {
 
 impl From<Labels> for Vec<String> {
     fn from(l: Labels) -> Self {
-        l.0
+        Arc::unwrap_or_clone(l.0)
     }
 }
 

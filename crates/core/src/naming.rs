@@ -9,11 +9,34 @@ pub const MAX_NAME: usize = 63;
 
 /// `{controller}-{pool}-{job id}-{attempt}`, with `-{n}` for the n-th replacement.
 pub fn job_instance(controller: &str, pool: &str, job: &JobKey, attempt: u32, n: u32) -> String {
-    let mut name = format!("{controller}-{pool}-{}-{attempt}", job.id);
+    // Built by hand: the planner names thousands of instances a pass and `format!` showed up.
+    let mut name = String::with_capacity(controller.len() + pool.len() + 32);
+    name.push_str(controller);
+    name.push('-');
+    name.push_str(pool);
+    name.push('-');
+    push_decimal(&mut name, job.id);
+    name.push('-');
+    push_decimal(&mut name, u64::from(attempt));
     if n > 0 {
-        name.push_str(&format!("-{n}"));
+        name.push('-');
+        push_decimal(&mut name, u64::from(n));
     }
     name
+}
+
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// `{controller}-{pool}-s{now in base 36}{index}`: standby instances serve no job in particular.

@@ -11,7 +11,7 @@
 //!    remove orphan runners.
 
 use crate::billing::Recycle;
-use crate::labels::{LabelError, Labels, Requirements};
+use crate::labels::Labels;
 use crate::model::{
     Instance, InstanceState, Job, JobKey, JobStatus, MachineSpec, Placement, Pool, Pools, Runner,
     Snapshot,
@@ -19,8 +19,10 @@ use crate::model::{
 use crate::naming;
 use crate::time::{Time, human};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+// foldhash: the planner hashes ~100,000 short strings a pass; SipHash was a third of its time.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One thing to do, with the reason a person can read in the logs and the audit trail.
@@ -57,7 +59,7 @@ pub enum Action {
         name: String,
         pool: String,
         provider: String,
-        spec: MachineSpec,
+        spec: Arc<MachineSpec>,
         labels: Labels,
         job: Option<JobKey>,
         attempt: u32,
@@ -284,15 +286,20 @@ impl<'a> Counts<'a> {
         *self.pool.entry(pool).or_default() += 1;
     }
 
-    fn add_active(&mut self, labels: &Labels, run: Option<u64>) {
-        *self.label_set.entry(labels.set_key()).or_default() += 1;
+    fn add_active(&mut self, set_key: &str, run: Option<u64>) {
+        match self.label_set.get_mut(set_key) {
+            Some(c) => *c += 1,
+            None => {
+                self.label_set.insert(set_key.to_string(), 1);
+            }
+        }
         if let Some(r) = run {
             *self.run.entry(r).or_default() += 1;
         }
     }
 
-    fn remove_active(&mut self, labels: &Labels, run: Option<u64>) {
-        if let Some(c) = self.label_set.get_mut(&labels.set_key()) {
+    fn remove_active(&mut self, set_key: &str, run: Option<u64>) {
+        if let Some(c) = self.label_set.get_mut(set_key) {
             *c = c.saturating_sub(1);
         }
         if let Some(c) = run.and_then(|r| self.run.get_mut(&r)) {
@@ -306,7 +313,7 @@ impl<'a> Counts<'a> {
         &self,
         cfg: &Pools,
         pool: &Pool,
-        labels: &Labels,
+        set_key: &str,
         run: Option<u64>,
         reusing: bool,
     ) -> Option<WaitReason> {
@@ -329,13 +336,12 @@ impl<'a> Counts<'a> {
                 });
             }
         }
-        let key = labels.set_key();
         if let Some(max) = over(
-            self.label_set.get(&key).copied().unwrap_or(0),
+            self.label_set.get(set_key).copied().unwrap_or(0),
             l.max_per_label_set,
         ) {
             return Some(WaitReason::Limit {
-                limit: LimitKind::LabelSet(key),
+                limit: LimitKind::LabelSet(set_key.to_string()),
                 max,
             });
         }
@@ -363,7 +369,10 @@ struct Planner<'a> {
     runners: HashMap<&'a str, &'a Runner>,
     /// Every instance name in the snapshot, ours or not: a new name must not collide.
     names: HashSet<&'a str>,
-    claimed: HashSet<usize>,
+    /// Instances (by index into `snap.instances`) already spoken for in this pass.
+    claimed: Vec<bool>,
+    /// Set keys of instance label sets, computed once per distinct set.
+    set_keys: HashMap<&'a Labels, String>,
     /// Standby runners kept per pool (claimed, exempt from the idle deadline).
     standby_kept: HashMap<&'a str, u32>,
     /// Powered-off instances with paid time left, per pool, not yet reused in this pass.
@@ -402,8 +411,13 @@ impl<'a> Planner<'a> {
             now,
             ours: Vec::new(),
             runners,
-            names: snap.instances.iter().map(|i| i.name.as_str()).collect(),
-            claimed: HashSet::new(),
+            names: {
+                let mut names = HashSet::with_capacity(snap.instances.len());
+                names.extend(snap.instances.iter().map(|i| i.name.as_str()));
+                names
+            },
+            claimed: vec![false; snap.instances.len()],
+            set_keys: HashMap::new(),
             standby_kept: HashMap::new(),
             recyclable: HashMap::new(),
             waiting_jobs: Vec::new(),
@@ -433,10 +447,11 @@ impl<'a> Planner<'a> {
 
     fn classify(&mut self) {
         let d = &self.cfg.deadlines;
-        let mut ours: Vec<usize> = (0..self.snap.instances.len())
+        // Input order: decisions that depend on order pick by name instead (see `by_name`),
+        // so the plan is the same whatever order the provider listed instances in.
+        let ours: Vec<usize> = (0..self.snap.instances.len())
             .filter(|&i| self.inst(i).controller.as_deref() == Some(self.cfg.controller.as_str()))
             .collect();
-        ours.sort_by(|&a, &b| self.inst(a).name.cmp(&self.inst(b).name));
         for i in ours {
             let inst = self.inst(i);
             let runner = self.runner_of(inst);
@@ -485,7 +500,11 @@ impl<'a> Planner<'a> {
             self.counts.add(&inst.pool);
             let active = !matches!(inst.state, InstanceState::Off | InstanceState::Deleting);
             if active && class != Class::Doomed {
-                self.counts.add_active(&inst.labels, inst.run_id);
+                let key = self
+                    .set_keys
+                    .entry(&inst.labels)
+                    .or_insert_with(|| inst.labels.set_key());
+                self.counts.add_active(key, inst.run_id);
             }
             if class == Class::Recyclable {
                 self.recyclable
@@ -495,6 +514,16 @@ impl<'a> Planner<'a> {
             }
             self.ours.push((i, class));
         }
+        let mut lists = std::mem::take(&mut self.recyclable);
+        for list in lists.values_mut() {
+            self.by_name(list);
+        }
+        self.recyclable = lists;
+    }
+
+    /// Sorts instance indices by name: wherever a choice between instances matters.
+    fn by_name(&self, list: &mut [usize]) {
+        list.sort_unstable_by(|&a, &b| self.inst(a).name.cmp(&self.inst(b).name).then(a.cmp(&b)));
     }
 
     fn classify_off(
@@ -558,9 +587,10 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|j| j.status == JobStatus::Queued)
             .collect();
-        q.sort_by(|a, b| {
-            a.queued_at
-                .cmp(&b.queued_at)
+        // Oldest first. Ids are compared before the whole key: cheaper, and the same order.
+        q.sort_unstable_by(|a, b| {
+            (a.queued_at, a.key.id)
+                .cmp(&(b.queued_at, b.key.id))
                 .then_with(|| a.key.cmp(&b.key))
         });
         q.dedup_by(|a, b| a.key == b.key);
@@ -593,17 +623,23 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(n, j)| (&j.key, n))
             .collect();
-        for k in 0..self.ours.len() {
-            let (i, class) = self.ours[k];
+        // Should two instances be made for one job (a broken store), the first by name serves it.
+        let mut made_for: Vec<Option<usize>> = vec![None; queued.len()];
+        for &(i, class) in &self.ours {
             let inst = self.inst(i);
             if let (Class::Supply { .. }, Some(key)) = (class, &inst.job)
                 && let Some(&n) = by_key.get(key)
-                && open[n]
                 && queued[n].labels.is_subset_of(self.supply_labels(inst))
+                && made_for[n].is_none_or(|j| inst.name < self.inst(j).name)
             {
+                made_for[n] = Some(i);
+            }
+        }
+        for (n, i) in made_for.into_iter().enumerate() {
+            if let Some(i) = i {
                 open[n] = false;
-                self.claimed.insert(i);
-                self.assign(queued[n], &inst.name, How::Existing);
+                self.claimed[i] = true;
+                self.assign(queued[n], &self.inst(i).name, How::Existing);
             }
         }
 
@@ -611,7 +647,7 @@ impl<'a> Planner<'a> {
         let mut groups = SupplyGroups::default();
         for &(i, class) in &self.ours {
             if let Class::Supply { idle_since } = class
-                && !self.claimed.contains(&i)
+                && !self.claimed[i]
             {
                 let inst = self.inst(i);
                 // Idle runners first, then whatever started earliest (it is ready soonest).
@@ -629,7 +665,7 @@ impl<'a> Planner<'a> {
                 && let Some(i) = groups.take(&job.labels)
             {
                 open[n] = false;
-                self.claimed.insert(i);
+                self.claimed[i] = true;
                 self.assign(job, &self.inst(i).name, How::Existing);
             }
         }
@@ -639,82 +675,99 @@ impl<'a> Planner<'a> {
 
     /// Serves the jobs no existing supply took: reuse a kept machine, or create one.
     fn serve_new_jobs(&mut self, queued: &[&'a Job], open: &[bool]) {
-        let mut reqs: HashMap<&Labels, Result<Requirements, LabelError>> = HashMap::new();
-        for (n, job) in queued.iter().enumerate() {
+        // Everything that depends only on a job's labels is worked out once per label set.
+        let mut routes: HashMap<&'a Labels, Result<Vec<Route>, WaitReason>> = HashMap::new();
+        for (n, &job) in queued.iter().enumerate() {
             if !open[n] {
                 continue;
             }
-            let req = reqs
+            let route = routes
                 .entry(&job.labels)
-                .or_insert_with(|| self.cfg.labels.requirements(&job.labels));
-            let req = match req {
-                Ok(r) => r.clone(),
-                Err(e) => {
-                    let error = e.to_string();
-                    self.wait(job, WaitReason::BadLabel { error });
-                    continue;
+                .or_insert_with(|| route(self.cfg, &job.labels));
+            match route {
+                Ok(pools) => {
+                    if let Some(why) = self.serve_new(job, pools) {
+                        self.wait(job, why);
+                    }
                 }
-            };
-            self.serve_new(job, &req);
+                Err(why) => {
+                    let why = why.clone();
+                    self.wait(job, why);
+                }
+            }
         }
     }
 
-    fn serve_new(&mut self, job: &'a Job, req: &Requirements) {
+    /// Serves a job through the first of its pools with room: reuse, else create. Returns why
+    /// it must wait otherwise (the first pool's limit).
+    fn serve_new(&mut self, job: &'a Job, routes: &mut [Route]) -> Option<WaitReason> {
         let cfg = self.cfg;
-        // Each serving pool either serves the job or sets this; no serving pool leaves it unset.
         let mut first_block = None;
-        for pool in cfg.pools.iter().filter(|p| p.serves(req)) {
-            let spec = pool.spec.overridden_by(req);
-            let labels = pool.labels.union(&job.labels);
+        for r in routes.iter_mut() {
+            let pool = &cfg.pools[r.pool];
             // C: a powered-off machine of this pool, already paid for, that fits the spec.
-            if let Some((pos, i)) = self.recyclable_fitting(pool, &spec)
-                && self
-                    .counts
-                    .blocked(cfg, pool, &labels, job.run_id, true)
-                    .is_none()
-            {
-                self.take_recyclable(pool, pos);
-                let reason = Reason::QueuedJob {
-                    job: job.key.clone(),
-                    waited: self.now.since(job.queued_at),
-                };
-                let name = self.reuse(i, pool, labels, Some(&job.key), job.run_id, reason);
-                self.assign(job, &name, How::Reuse);
-                return;
+            // The list only shrinks, so once nothing fits, nothing will.
+            if !r.nothing_to_reuse {
+                match self.recyclable_fitting(pool, &r.spec) {
+                    Some((pos, i))
+                        if self
+                            .counts
+                            .blocked(cfg, pool, &r.set_key, job.run_id, true)
+                            .is_none() =>
+                    {
+                        self.take_recyclable(pool, pos);
+                        let reason = self.job_reason(job);
+                        let t = Target {
+                            labels: r.labels.clone(),
+                            set_key: &r.set_key,
+                            job: Some(&job.key),
+                            run_id: job.run_id,
+                        };
+                        let name = self.reuse(i, pool, t, reason);
+                        self.assign(job, &name, How::Reuse);
+                        return None;
+                    }
+                    Some(_) => {}
+                    None => r.nothing_to_reuse = true,
+                }
             }
             // D: a new instance.
-            match self.counts.blocked(cfg, pool, &labels, job.run_id, false) {
+            match self
+                .counts
+                .blocked(cfg, pool, &r.set_key, job.run_id, false)
+            {
                 None => {
                     let name = self.job_instance_name(pool, job);
-                    let reason = Reason::QueuedJob {
-                        job: job.key.clone(),
-                        waited: self.now.since(job.queued_at),
-                    };
+                    let reason = self.job_reason(job);
                     self.counts.add(&pool.name);
-                    self.counts.add_active(&labels, job.run_id);
+                    self.counts.add_active(&r.set_key, job.run_id);
                     self.assign(job, &name, How::Create);
                     self.creates.push(Action::Create {
                         name,
                         pool: pool.name.clone(),
                         provider: pool.provider.clone(),
-                        spec,
-                        labels,
+                        spec: r.spec.clone(),
+                        labels: r.labels.clone(),
                         job: Some(job.key.clone()),
                         attempt: job.attempt,
                         run_id: job.run_id,
                         reason,
                     });
-                    return;
+                    return None;
                 }
                 Some(why) => {
                     first_block.get_or_insert(why);
                 }
             }
         }
-        let why = first_block.unwrap_or_else(|| WaitReason::NoPool {
-            labels: req.routing.clone(),
-        });
-        self.wait(job, why);
+        first_block
+    }
+
+    fn job_reason(&self, job: &Job) -> Reason {
+        Reason::QueuedJob {
+            job: job.key.clone(),
+            waited: self.now.since(job.queued_at),
+        }
     }
 
     /// A kept machine of the pool that fits `spec`: its position in the pool's list and its index.
@@ -732,18 +785,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn reuse(
-        &mut self,
-        i: usize,
-        pool: &'a Pool,
-        labels: Labels,
-        job: Option<&JobKey>,
-        run_id: Option<u64>,
-        reason: Reason,
-    ) -> String {
+    fn reuse(&mut self, i: usize, pool: &'a Pool, t: Target<'_>, reason: Reason) -> String {
+        let Target {
+            labels,
+            set_key,
+            job,
+            run_id,
+        } = t;
         let inst = self.inst(i);
-        self.counts.add_active(&labels, run_id);
-        self.claimed.insert(i);
+        self.counts.add_active(set_key, run_id);
+        self.claimed[i] = true;
         self.reuses.push(Action::Reuse {
             instance: inst.name.clone(),
             provider_id: inst.provider_id.clone(),
@@ -768,22 +819,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Unclaimed supply of a pool that looks exactly like the pool (no job-specific labels).
-    fn standby_have(&self, pool: &Pool) -> Vec<usize> {
-        let key = pool.labels.set_key();
-        self.ours
-            .iter()
-            .filter(|&&(i, class)| {
-                let inst = self.inst(i);
-                matches!(class, Class::Supply { .. })
-                    && !self.claimed.contains(&i)
-                    && inst.pool == pool.name
-                    && inst.labels.set_key() == key
-            })
-            .map(|&(i, _)| i)
-            .collect()
-    }
-
     /// Tops up each pool's idle runners. A queued job still waiting (for a limit, say) that a
     /// standby runner can take will take it, as GitHub hands any job to a runner that fits; so
     /// new standby instances go to such jobs first (tagged with the job, so the next pass sees
@@ -797,6 +832,7 @@ impl<'a> Planner<'a> {
                 .get(pool.name.as_str())
                 .copied()
                 .unwrap_or(0);
+            let pool_key = pool.labels.set_key();
             let mut takers: Vec<usize> = Vec::new();
             if count < pool.standby {
                 takers = (0..self.waiting_jobs.len())
@@ -817,22 +853,21 @@ impl<'a> Planner<'a> {
                 let (name, how) = if let Some((pos, i)) = self.recyclable_fitting(pool, &pool.spec)
                     && self
                         .counts
-                        .blocked(cfg, pool, &pool.labels, None, true)
+                        .blocked(cfg, pool, &pool_key, None, true)
                         .is_none()
                 {
                     self.take_recyclable(pool, pos);
-                    let name = self.reuse(
-                        i,
-                        pool,
-                        pool.labels.clone(),
-                        taker.map(|j| &j.key),
-                        None,
-                        reason,
-                    );
+                    let t = Target {
+                        labels: pool.labels.clone(),
+                        set_key: &pool_key,
+                        job: taker.map(|j| &j.key),
+                        run_id: None,
+                    };
+                    let name = self.reuse(i, pool, t, reason);
                     (name, How::Reuse)
                 } else if self
                     .counts
-                    .blocked(cfg, pool, &pool.labels, None, false)
+                    .blocked(cfg, pool, &pool_key, None, false)
                     .is_none()
                 {
                     let name = loop {
@@ -844,12 +879,12 @@ impl<'a> Planner<'a> {
                         }
                     };
                     self.counts.add(&pool.name);
-                    self.counts.add_active(&pool.labels, None);
+                    self.counts.add_active(&pool_key, None);
                     self.creates.push(Action::Create {
                         name: name.clone(),
                         pool: pool.name.clone(),
                         provider: pool.provider.clone(),
-                        spec: pool.spec.clone(),
+                        spec: Arc::new(pool.spec.clone()),
                         labels: pool.labels.clone(),
                         job: taker.map(|j| j.key.clone()),
                         attempt: taker.map_or(0, |j| j.attempt),
@@ -875,13 +910,31 @@ impl<'a> Planner<'a> {
     /// Claims up to `standby` unclaimed runners per pool (exempt from the idle deadline), then
     /// deletes the unclaimed idle runners past the idle deadline.
     fn keep_standby_and_expire_idle(&mut self) {
-        for pool in self.cfg.pools.iter().filter(|p| p.standby > 0) {
-            let have = self.standby_have(pool);
-            let kept = have.len().min(pool.standby as usize);
-            for &i in &have[..kept] {
-                self.claimed.insert(i);
+        // Unclaimed supply that looks exactly like its pool (no job-specific labels) is standby.
+        let cfg = self.cfg;
+        let mut candidates: HashMap<&str, (&Pool, Vec<usize>)> = cfg
+            .pools
+            .iter()
+            .filter(|p| p.standby > 0)
+            .map(|p| (p.name.as_str(), (p, Vec::new())))
+            .collect();
+        for &(i, class) in &self.ours {
+            let inst = self.inst(i);
+            if matches!(class, Class::Supply { .. })
+                && !self.claimed[i]
+                && let Some((pool, list)) = candidates.get_mut(inst.pool.as_str())
+                && inst.labels.same_set(&pool.labels)
+            {
+                list.push(i);
             }
-            self.standby_kept.insert(pool.name.as_str(), kept as u32);
+        }
+        for (name, (pool, mut list)) in candidates {
+            self.by_name(&mut list);
+            let kept = list.len().min(pool.standby as usize);
+            for &i in &list[..kept] {
+                self.claimed[i] = true;
+            }
+            self.standby_kept.insert(name, kept as u32);
         }
         let deadline = self.cfg.deadlines.idle;
         for k in 0..self.ours.len() {
@@ -889,13 +942,17 @@ impl<'a> Planner<'a> {
             if let Class::Supply {
                 idle_since: Some(since),
             } = class
-                && !self.claimed.contains(&i)
+                && !self.claimed[i]
             {
                 let idle = self.now.since(since);
                 if idle > deadline {
                     let inst = self.inst(i);
                     self.ours[k].1 = Class::Doomed;
-                    self.counts.remove_active(&inst.labels, inst.run_id);
+                    let key = self
+                        .set_keys
+                        .entry(&inst.labels)
+                        .or_insert_with(|| inst.labels.set_key());
+                    self.counts.remove_active(key, inst.run_id);
                     self.doom(
                         inst,
                         self.runner_of(inst),
@@ -933,11 +990,64 @@ impl<'a> Planner<'a> {
         self.plan
             .waiting
             .retain(|_| served.next().is_some_and(Option::is_some));
+        // Stop paying first; in name order, whatever order the instances were listed in.
+        self.deletes.sort_by(|a, b| a.subject().cmp(b.subject()));
         self.plan.actions.append(&mut self.deletes);
         self.plan.actions.append(&mut self.reuses);
         self.plan.actions.append(&mut self.creates);
         self.plan
     }
+}
+
+/// What a reused machine becomes.
+struct Target<'b> {
+    labels: Labels,
+    set_key: &'b str,
+    job: Option<&'b JobKey>,
+    run_id: Option<u64>,
+}
+
+/// How a job with given labels can be served by one pool: the machine spec after its dynamic
+/// labels, the labels its runner gets, and their set key for the label-set limit.
+struct Route {
+    pool: usize,
+    spec: Arc<MachineSpec>,
+    labels: Labels,
+    set_key: String,
+    /// No kept machine of the pool fits the spec (the list only shrinks during a pass).
+    nothing_to_reuse: bool,
+}
+
+/// The pools that serve jobs with these labels, in configuration order, or why none does.
+fn route(cfg: &Pools, labels: &Labels) -> Result<Vec<Route>, WaitReason> {
+    let req = cfg
+        .labels
+        .requirements(labels)
+        .map_err(|e| WaitReason::BadLabel {
+            error: e.to_string(),
+        })?;
+    let routes: Vec<Route> = cfg
+        .pools
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.serves(&req))
+        .map(|(n, p)| {
+            let labels = p.labels.union(labels);
+            Route {
+                pool: n,
+                spec: Arc::new(p.spec.overridden_by(&req)),
+                set_key: labels.set_key(),
+                labels,
+                nothing_to_reuse: false,
+            }
+        })
+        .collect();
+    if routes.is_empty() {
+        return Err(WaitReason::NoPool {
+            labels: req.routing,
+        });
+    }
+    Ok(routes)
 }
 
 fn fits(spec: &MachineSpec, placement: Option<&Placement>) -> bool {
@@ -977,7 +1087,7 @@ impl<'a> SupplyGroups<'a> {
 
     fn sort(&mut self) {
         for g in &mut self.groups {
-            g.members.sort();
+            g.members.sort_unstable();
         }
         self.groups.sort_by(|a, b| a.labels.cmp(b.labels));
         self.index = self

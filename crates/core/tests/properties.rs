@@ -1,6 +1,6 @@
 //! Property tests for the planner's invariants (DESIGN.md), 1,000 generated worlds each:
 //! limits hold, busy runners and foreign instances are untouched, servable jobs get capacity,
-//! and planning again on the plan's own result creates nothing.
+//! planning again on the plan's own result creates nothing, and input order does not matter.
 
 mod common;
 
@@ -368,5 +368,14 @@ proptest! {
             .collect();
         prop_assert!(new.is_empty(), "second pass: {new:#?}\nfirst pass: {:#?}", first.actions);
         prop_assert_eq!(first.assignments.len(), second.assignments.len());
+    }
+
+    #[test]
+    fn the_plan_does_not_depend_on_input_order((cfg, snap) in arb_world()) {
+        let mut reversed = snap.clone();
+        reversed.jobs.reverse();
+        reversed.instances.reverse();
+        reversed.runners.reverse();
+        prop_assert_eq!(plan(&snap, &cfg, NOW), plan(&reversed, &cfg, NOW));
     }
 }
