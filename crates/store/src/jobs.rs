@@ -1,0 +1,277 @@
+//! The job table: upserts from webhooks and polls (deduplicated by delivery id, never moving a
+//! status backwards), the reads the reconciler builds its snapshot from, and retention.
+
+use crate::Store;
+use crate::columns;
+use crate::error::{During, Result};
+use mayfly_core::{Job, JobKey, JobStatus, Labels, Time};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, FromRow};
+
+/// A job as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub key: JobKey,
+    pub run_id: Option<u64>,
+    pub attempt: u32,
+    pub labels: Labels,
+    pub status: JobStatus,
+    pub queued_at: Time,
+    /// When the store last learned something new about the job. An upsert's value is also the
+    /// delivery's received-at time, and is kept only if the upsert changes something.
+    pub updated_at: Time,
+    pub runner_name: Option<String>,
+    pub workflow: Option<String>,
+}
+
+impl JobRecord {
+    /// The planner's view; `instances_created` comes from [`Store::instances_created_for`].
+    pub fn to_job(&self, instances_created: u32) -> Job {
+        Job {
+            key: self.key.clone(),
+            run_id: self.run_id,
+            attempt: self.attempt,
+            labels: self.labels.clone(),
+            status: self.status,
+            queued_at: self.queued_at,
+            instances_created,
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted,
+    Updated,
+    /// Same status and nothing new.
+    Unchanged,
+    /// The store already has a later status: this event was overtaken by another.
+    Stale,
+    /// This delivery id was seen before; nothing changed.
+    DuplicateDelivery,
+}
+
+const COLUMNS: &str = "forge, scope, job_id, run_id, attempt, labels, status, queued_at, updated_at, runner_name, workflow";
+
+#[derive(FromRow)]
+struct JobRow {
+    forge: String,
+    scope: String,
+    job_id: i64,
+    run_id: Option<i64>,
+    attempt: i64,
+    labels: String,
+    status: String,
+    queued_at: i64,
+    updated_at: i64,
+    runner_name: Option<String>,
+    workflow: Option<String>,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = crate::StoreError;
+
+    fn try_from(r: JobRow) -> Result<JobRecord> {
+        Ok(JobRecord {
+            key: JobKey {
+                forge: columns::forge(&r.forge)?,
+                scope: r.scope,
+                id: columns::stored_u64(r.job_id, "job id")?,
+            },
+            run_id: r
+                .run_id
+                .map(|id| columns::stored_u64(id, "run id"))
+                .transpose()?,
+            attempt: columns::stored_u32(r.attempt, "attempt")?,
+            labels: columns::stored_json(&r.labels, "job labels")?,
+            status: columns::status(&r.status)?,
+            queued_at: Time(r.queued_at),
+            updated_at: Time(r.updated_at),
+            runner_name: r.runner_name,
+            workflow: r.workflow,
+        })
+    }
+}
+
+/// A record as the values of [`COLUMNS`], in order: `$1` to `$11` of [`INSERT_JOB`] and
+/// [`UPDATE_JOB`].
+struct JobValues<'a> {
+    rec: &'a JobRecord,
+    forge: &'static str,
+    job_id: i64,
+    run_id: Option<i64>,
+    labels: String,
+    updated_at: i64,
+}
+
+impl<'a> JobValues<'a> {
+    fn new(rec: &'a JobRecord) -> Result<Self> {
+        Ok(JobValues {
+            rec,
+            forge: rec.key.forge.as_str(),
+            job_id: columns::id(rec.key.id, "job id")?,
+            run_id: rec.run_id.map(|id| columns::id(id, "run id")).transpose()?,
+            labels: columns::json(&rec.labels, "job labels")?,
+            updated_at: rec.updated_at.millis(),
+        })
+    }
+
+    fn bind<'q>(&self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
+        query
+            .bind(self.forge)
+            .bind(&self.rec.key.scope)
+            .bind(self.job_id)
+            .bind(self.run_id)
+            .bind(i64::from(self.rec.attempt))
+            .bind(&self.labels)
+            .bind(columns::status_str(self.rec.status))
+            .bind(self.rec.queued_at.millis())
+            .bind(self.updated_at)
+            .bind(self.rec.runner_name.as_deref())
+            .bind(self.rec.workflow.as_deref())
+    }
+}
+
+/// `$1`–`$11` as bound by [`JobValues::bind`].
+const INSERT_JOB: &str =
+    "INSERT INTO jobs (forge, scope, job_id, run_id, attempt, labels, status, queued_at,
+        updated_at, runner_name, workflow)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (forge, scope, job_id) DO NOTHING";
+
+/// Applies only when the stored status ranks no higher than `$12` (the ranks of
+/// `columns::status_rank`) and something differs. PostgreSQL re-checks the condition against the
+/// latest row version after a lock wait and SQLite runs it under the write lock, so under any
+/// interleaving a status never moves back.
+const UPDATE_JOB: &str = "UPDATE jobs SET run_id = COALESCE($4, run_id), attempt = $5, labels = $6,
+        status = $7, queued_at = $8, updated_at = $9,
+        runner_name = COALESCE($10, runner_name), workflow = COALESCE($11, workflow)
+     WHERE forge = $1 AND scope = $2 AND job_id = $3
+       AND CASE status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END <= $12
+       AND (status <> $7 OR attempt <> $5 OR labels <> $6 OR queued_at <> $8
+            OR COALESCE($4, run_id) IS DISTINCT FROM run_id
+            OR COALESCE($10, runner_name) IS DISTINCT FROM runner_name
+            OR COALESCE($11, workflow) IS DISTINCT FROM workflow)";
+
+impl Store {
+    /// Records `rec` in one transaction with its delivery. Safe under concurrent callers: each
+    /// write is one conditional statement; the only read, which tells `Stale` from `Unchanged`,
+    /// comes after them and decides nothing.
+    ///
+    /// Null `run_id`, `runner_name` and `workflow` keep what is stored: an event that lacks
+    /// them does not make the store forget them.
+    pub async fn upsert_job(&self, rec: &JobRecord, delivery_id: Option<&str>) -> Result<Upsert> {
+        let what = || format!("upsert job {}", rec.key);
+        let values = JobValues::new(rec)?;
+        let mut tx = self.begin_write().await.during(what)?;
+        if let Some(delivery) = delivery_id {
+            let fresh = sqlx::query(
+                "INSERT INTO deliveries (delivery_id, forge, scope, job_id, received_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id) DO NOTHING",
+            )
+            .bind(delivery)
+            .bind(values.forge)
+            .bind(&rec.key.scope)
+            .bind(values.job_id)
+            .bind(values.updated_at)
+            .execute(&mut *tx)
+            .await
+            .during(|| format!("record delivery {delivery} of job {}", rec.key))?;
+            if fresh.rows_affected() == 0 {
+                tx.rollback().await.during(what)?;
+                return Ok(Upsert::DuplicateDelivery);
+            }
+        }
+
+        let insert = values.bind(sqlx::query(INSERT_JOB));
+        let update = values
+            .bind(sqlx::query(UPDATE_JOB))
+            .bind(columns::status_rank(rec.status));
+        let outcome = if insert.execute(&mut *tx).await.during(what)?.rows_affected() == 1 {
+            Upsert::Inserted
+        } else if update.execute(&mut *tx).await.during(what)?.rows_affected() == 1 {
+            Upsert::Updated
+        } else {
+            let stored: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM jobs WHERE forge = $1 AND scope = $2 AND job_id = $3",
+            )
+            .bind(values.forge)
+            .bind(&rec.key.scope)
+            .bind(values.job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .during(what)?;
+            match stored.as_deref().map(columns::status).transpose()? {
+                Some(s) if columns::status_rank(s) <= columns::status_rank(rec.status) => {
+                    Upsert::Unchanged
+                }
+                // A later status, or a finished job that retention forgot meanwhile.
+                _ => Upsert::Stale,
+            }
+        };
+        tx.commit().await.during(what)?;
+        Ok(outcome)
+    }
+
+    pub async fn job(&self, key: &JobKey) -> Result<Option<JobRecord>> {
+        let what = || format!("read job {key}");
+        let row: Option<JobRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE forge = $1 AND scope = $2 AND job_id = $3"
+        )))
+        .bind(key.forge.as_str())
+        .bind(&key.scope)
+        .bind(columns::id(key.id, "job id")?)
+        .fetch_optional(&self.pool)
+        .await
+        .during(what)?;
+        row.map(JobRecord::try_from).transpose()
+    }
+
+    /// Jobs in any of `statuses`, oldest queued first (then by key, so the order is total).
+    pub async fn jobs_with_status(&self, statuses: &[JobStatus]) -> Result<Vec<JobRecord>> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE status IN ({})
+             ORDER BY queued_at, forge, scope, job_id",
+            columns::placeholders(1, statuses.len())
+        );
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        for s in statuses {
+            query = query.bind(columns::status_str(*s));
+        }
+        let rows: Vec<JobRow> = query
+            .fetch_all(&self.pool)
+            .await
+            .during(|| "list jobs by status".into())?;
+        rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
+    /// Retention: deletes completed jobs last updated before `before`, with their deliveries
+    /// and intent counts. Returns how many jobs went.
+    pub async fn forget_finished_jobs(&self, before: Time) -> Result<u64> {
+        let what = || format!("forget jobs completed before {before}");
+        let finished = "SELECT 1 FROM jobs j WHERE j.forge = t.forge AND j.scope = t.scope
+                        AND j.job_id = t.job_id AND j.status = 'completed' AND j.updated_at < $1";
+        let mut tx = self.begin_write().await.during(what)?;
+        for table in ["deliveries", "intent_counts"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} AS t WHERE EXISTS ({finished})"
+            )))
+            .bind(before.millis())
+            .execute(&mut *tx)
+            .await
+            .during(what)?;
+        }
+        let jobs = sqlx::query("DELETE FROM jobs WHERE status = 'completed' AND updated_at < $1")
+            .bind(before.millis())
+            .execute(&mut *tx)
+            .await
+            .during(what)?;
+        tx.commit().await.during(what)?;
+        Ok(jobs.rows_affected())
+    }
+}
