@@ -1,0 +1,108 @@
+//! The command line: global flags that override the config file, and the commands.
+//! Every flag also reads a `MAYFLY_*` variable; none has a clap default, so the file's value survives.
+
+use crate::config::{LogFormat, Overrides};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+const ABOUT: &str = "Autoscales single-use CI runners: one fresh machine per queued job, removed when the job is done.";
+
+const LONG_ABOUT: &str = "\
+Autoscales single-use (ephemeral) self-hosted CI runners.
+
+mayfly watches GitHub Actions for queued jobs, creates one machine per job on a provider \
+(Hetzner Cloud, AWS, or local containers), lets the job's runner register, run that one job \
+and power off, then deletes the machine. Pools in the config file say which job labels go \
+where, on which machine types, images and locations, with what limits and standby.
+
+Configuration comes from, highest precedence first: command-line flags, environment variables \
+(MAYFLY_* for the flags below; GITHUB_TOKEN, GITHUB_REPOSITORY, HETZNER_TOKEN, HCLOUD_ENDPOINT, \
+RUST_LOG), the config file (mayfly.toml), and built-in defaults. With GITHUB_TOKEN, \
+GITHUB_REPOSITORY and HETZNER_TOKEN set, mayfly runs without any file.
+
+Check a configuration with `mayfly config check`; it prints the effective settings with every \
+secret redacted.";
+
+/// No `Debug`: `state` may hold a database password.
+#[derive(Parser)]
+#[command(name = "mayfly", version, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML) [default: ./mayfly.toml if it exists, otherwise none]
+    #[arg(short, long, global = true, env = "MAYFLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format on stderr [default: log_format in the file, else text]
+    #[arg(long, global = true, env = "MAYFLY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter: a level (error, warn, info, debug, trace; debug and trace apply to mayfly
+    /// only) or directives such as `sqlx=debug,info`; overrides RUST_LOG
+    /// [default: log_level in the file, else info]
+    #[arg(long, global = true, env = "MAYFLY_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// State database: sqlite://PATH, a file path, or postgres://USER:PASSWORD@HOST/DB
+    /// [default: state in the file, else sqlite://$XDG_STATE_HOME/mayfly/mayfly.db]
+    #[arg(
+        long,
+        global = true,
+        env = "MAYFLY_STATE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub state: Option<String>,
+
+    /// Address of the HTTP server for webhooks, the API and metrics
+    /// [default: listen in the file, else 127.0.0.1:8080]
+    #[arg(long, global = true, env = "MAYFLY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller until Ctrl-C or SIGTERM
+    Run,
+    /// Inspect the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective settings, secrets redacted.
+    /// Exits 0 when valid, 2 with the problems on stderr otherwise
+    Check,
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            state: self.state.clone(),
+            listen: self.listen,
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flag_works_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["mayfly", "config", "check", "-c", "x.toml"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
+        assert!(matches!(cli.command, Command::Config(ConfigCommand::Check)));
+    }
+}

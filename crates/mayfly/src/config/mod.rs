@@ -1,0 +1,144 @@
+//! mayfly's configuration: a TOML file, the environment and flags layered into one validated
+//! `Config`, and its conversion into the planner's `Pools`.
+
+mod error;
+mod interpolate;
+mod layers;
+mod schema;
+mod source;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Origin, Problem};
+pub use layers::Overrides;
+pub use schema::{Config, PoolConfig};
+pub use values::LogFormat;
+
+use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file read when neither `--config` nor `MAYFLY_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "mayfly.toml";
+
+/// A snapshot of environment variables. Passed in rather than read where needed, so tests can
+/// give each case its own environment. No `Debug`: it holds tokens.
+#[derive(Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    /// The process environment; variables that are not UTF-8 are left out.
+    pub fn process() -> Self {
+        Env(std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect())
+    }
+
+    #[cfg(test)]
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Set and not blank: an empty `GITHUB_TOKEN=` counts as unset.
+    fn nonempty(&self, name: &str) -> Option<&str> {
+        self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+}
+
+/// The config file to read: the one named, else `./mayfly.toml` if it exists, else none.
+pub fn find_file(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(path) => Some(path.to_path_buf()),
+        None => Path::new(DEFAULT_FILE)
+            .is_file()
+            .then(|| PathBuf::from(DEFAULT_FILE)),
+    }
+}
+
+impl Config {
+    /// Read `file` (if any), lay the environment and the flags over it, fill in defaults and
+    /// validate. A returned config is complete: `state` and `state_dir` are set.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        let (mut config, spans) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Problem::new("", format!("cannot read the config file: {e}"))
+                        .at(Some(Origin::FileOnly(path.into())))
+                })?;
+                let (config, spans) = source::parse(path, &text, env)?;
+                (config, Some(spans))
+            }
+            None => (Config::default(), None),
+        };
+        let mut origins = layers::Origins::new(spans);
+        layers::defaults(&mut config);
+        layers::environment(&mut config, env, &mut origins);
+        layers::flags(&mut config, overrides, &mut origins)?;
+        layers::state(&mut config, env, file, &origins)?;
+        validate::check(&config, &origins)?;
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML, every secret shown as `<redacted>`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// What the planner needs from this configuration.
+    pub fn pools(&self) -> Pools {
+        Pools {
+            controller: self.controller.clone(),
+            pools: self.pools.iter().map(PoolConfig::to_pool).collect(),
+            limits: mayfly_core::Limits {
+                max_instances: self.limits.max_instances,
+                max_per_label_set: self.limits.max_per_label_set,
+                max_per_workflow_run: self.limits.max_per_workflow_run,
+            },
+            deadlines: mayfly_core::Deadlines {
+                registration: self.deadlines.registration.0,
+                idle: self.deadlines.idle.0,
+                powered_off: self.deadlines.powered_off.0,
+                max_lifetime: self.deadlines.max_lifetime.0,
+            },
+            labels: LabelRules {
+                prefix: self.labels.prefix.clone(),
+                meta: self.labels.meta.clone(),
+            },
+            recycling: mayfly_core::Recycling {
+                enabled: self.recycling.enabled,
+                margin: self.recycling.margin.0,
+            },
+        }
+    }
+}
+
+impl PoolConfig {
+    fn to_pool(&self) -> Pool {
+        Pool {
+            name: self.name.clone(),
+            provider: self.provider.clone(),
+            labels: Labels::new(&self.labels),
+            spec: MachineSpec {
+                types: self.types.clone(),
+                locations: self.locations.clone(),
+                image: self.image.0.clone(),
+            },
+            max: self.max,
+            standby: self.standby,
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Loading configurations end to end: file positions in errors, layering, defaults, redaction.
+//! Each case gets its own environment map, so nothing here touches the process environment.
+
+use super::*;
+use std::time::Duration;
+use values::StateUrl;
+
+const BASE_ENV: [(&str, &str); 3] = [
+    ("GITHUB_TOKEN", "ghp_base"),
+    ("HETZNER_TOKEN", "hz_base"),
+    ("HOME", "/home/u"),
+];
+
+/// A minimal valid file; tests append to it or replace parts.
+const MINIMAL: &str = r#"
+[github]
+repositories = ["acme/app"]
+
+[providers.hetzner]
+kind = "hetzner"
+
+[[pools]]
+name = "linux"
+provider = "hetzner"
+labels = ["self-hosted", "linux"]
+types = ["cx22"]
+locations = ["fsn1"]
+"#;
+
+struct Loaded {
+    _dir: tempfile::TempDir,
+    result: Result<Config, ConfigError>,
+}
+
+fn load_with(text: &str, env: &[(&str, &str)], overrides: &Overrides) -> Loaded {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("mayfly.toml");
+    std::fs::write(&path, text).expect("write config");
+    let result = Config::load(
+        Some(&path),
+        overrides,
+        &Env::from_pairs(env.iter().copied()),
+    );
+    Loaded { _dir: dir, result }
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    load_with(text, &BASE_ENV, &Overrides::default()).result
+}
+
+/// The error's text with the temp directory cut off, so assertions read `mayfly.toml:3:1: …`.
+fn error(text: &str) -> String {
+    let loaded = load_with(text, &BASE_ENV, &Overrides::default());
+    let e = loaded.result.expect_err("config should be invalid");
+    e.to_string()
+        .replace(&format!("{}/", loaded._dir.path().display()), "")
+}
+
+#[test]
+fn minimal_file_loads_and_converts() {
+    let pools = load(MINIMAL).expect("valid").pools();
+    assert_eq!(pools.controller, "mayfly");
+    assert_eq!(pools.pools.len(), 1);
+    let p = &pools.pools[0];
+    assert_eq!((p.name.as_str(), p.provider.as_str()), ("linux", "hetzner"));
+    assert!(p.labels.contains("linux"));
+    assert_eq!(p.spec.image.to_string(), "x86:system:ubuntu-24.04");
+    assert_eq!(pools.deadlines, mayfly_core::Deadlines::default());
+    assert_eq!(pools.recycling, mayfly_core::Recycling::default());
+}
+
+#[test]
+fn misspelled_key_names_position_key_and_nearest_known_key() {
+    let text = format!("{MINIMAL}mx = 3\n");
+    assert_eq!(
+        error(&text),
+        "mayfly.toml:14:1: pools[0].mx: unknown key; did you mean `max`?"
+    );
+    let top = error(&format!("controler = \"x\"\n{MINIMAL}"));
+    assert_eq!(
+        top,
+        "mayfly.toml:1:1: controler: unknown key; did you mean `controller`?"
+    );
+}
+
+#[test]
+fn wrong_type_names_position_key_and_both_types() {
+    let text = format!("{MINIMAL}max = \"three\"\n");
+    assert_eq!(
+        error(&text),
+        "mayfly.toml:14:7: pools[0].max: expected an integer from 0 to 4294967295, found a string"
+    );
+    let neg = error(&format!("{MINIMAL}standby = -1\n"));
+    assert!(
+        neg.starts_with("mayfly.toml:14:11: pools[0].standby: invalid value"),
+        "{neg}"
+    );
+    let big = error(&format!("{MINIMAL}max = 99999999999\n"));
+    assert!(
+        big.ends_with("expected an integer from 0 to 4294967295"),
+        "{big}"
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text = format!("# Größe über alles\n[limits]\nmax_instances = \"zwölf\" # ä\n{MINIMAL}");
+    assert!(error(&text).starts_with("mayfly.toml:3:17: limits.max_instances: expected"));
+    let text = "[labels.meta]\n\"größe\" = 5\n";
+    let msg = error(&format!("{text}{MINIMAL}"));
+    assert!(
+        msg.starts_with("mayfly.toml:2:11: labels.meta.größe: expected an array"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_provider_kind_suggests_the_nearest() {
+    let text = MINIMAL.replace("kind = \"hetzner\"", "kind = \"hetzer\"");
+    let msg = error(&text);
+    assert!(
+        msg.starts_with(
+            "mayfly.toml:6:8: providers.hetzner.kind: unknown value, expected one of `hetzner`"
+        ),
+        "{msg}"
+    );
+    assert!(msg.ends_with("did you mean `hetzner`?"), "{msg}");
+}
+
+#[test]
+fn bad_duration_names_the_key() {
+    let msg = error(&format!("[deadlines]\nidle = \"soon\"\n{MINIMAL}"));
+    assert_eq!(
+        msg,
+        "mayfly.toml:2:8: deadlines.idle: expected a duration like \"90s\", \"3m\" or \"1h30m\""
+    );
+    let zero = error(&format!("[intervals]\nreconcile = \"0s\"\n{MINIMAL}"));
+    assert_eq!(
+        zero,
+        "mayfly.toml:2:13: intervals.reconcile: must be longer than zero"
+    );
+    let ok = load(&format!("[deadlines]\nmax_lifetime = \"1h30m\"\n{MINIMAL}")).expect("valid");
+    assert_eq!(ok.pools().deadlines.max_lifetime, Duration::from_secs(5400));
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let msg = error("[github\n");
+    assert!(msg.starts_with("mayfly.toml:1:"), "{msg}");
+    assert!(msg.contains("not valid TOML"), "{msg}");
+}
+
+#[test]
+fn missing_variable_names_file_line_column_and_variable() {
+    let text = MINIMAL.replace(
+        "kind = \"hetzner\"",
+        "kind = \"hetzner\"\ntoken = \"hz-${NOT_SET}\"",
+    );
+    assert_eq!(
+        error(&text),
+        "mayfly.toml:7:13: providers.hetzner.token: environment variable `NOT_SET` is not set"
+    );
+}
+
+#[test]
+fn variables_are_interpolated_and_escaped() {
+    let text = MINIMAL
+        .replace("name = \"linux\"", "name = \"${POOL}\"")
+        .replace("\"self-hosted\"", "\"$${x}\"");
+    let loaded = load_with(
+        &text,
+        &[
+            ("POOL", "gpu"),
+            ("HETZNER_TOKEN", "h"),
+            ("GITHUB_TOKEN", "g"),
+            ("HOME", "/h"),
+        ],
+        &Overrides::default(),
+    );
+    let config = loaded.result.expect("valid");
+    assert_eq!(config.pools[0].name, "gpu");
+    assert_eq!(config.pools[0].labels[0], "${x}");
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_both() {
+    let text = format!(
+        "log_level = \"warn\"\nlisten = \"0.0.0.0:9000\"\n{}",
+        MINIMAL
+            .replace("[github]", "[github]\ntoken = \"ghp_file\"")
+            .replace(
+                "kind = \"hetzner\"",
+                "kind = \"hetzner\"\ntoken = \"hz_file\""
+            )
+    );
+    let env = [
+        ("GITHUB_TOKEN", "ghp_env"),
+        ("GITHUB_REPOSITORY", "acme/other"),
+        ("HETZNER_TOKEN", "hz_env"),
+        ("RUST_LOG", "debug"),
+        ("HOME", "/h"),
+    ];
+    let c = load_with(&text, &env, &Overrides::default())
+        .result
+        .expect("valid");
+    assert_eq!(c.github.token.as_ref().map(|t| t.expose()), Some("ghp_env"));
+    assert_eq!(c.github.repositories, ["acme/app", "acme/other"]);
+    // HETZNER_TOKEN only fills in a provider without a token of its own.
+    assert_eq!(
+        c.providers["hetzner"].token.as_ref().map(|t| t.expose()),
+        Some("hz_file")
+    );
+    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+
+    let flags = Overrides {
+        state: Some("postgres://m:pw@db/m".into()),
+        listen: Some("127.0.0.1:1".parse().expect("addr")),
+        log_format: Some(LogFormat::Json),
+        log_level: Some("trace".into()),
+    };
+    let c = load_with(&text, &env, &flags).result.expect("valid");
+    assert_eq!(c.log_level, "trace");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(
+        c.state.as_ref().map(StateUrl::expose),
+        Some("postgres://m:pw@db/m")
+    );
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let loaded = load_with(
+        MINIMAL,
+        &[
+            ("GITHUB_REPOSITORY", "not-a-repo"),
+            ("GITHUB_TOKEN", "g"),
+            ("HETZNER_TOKEN", "h"),
+            ("HOME", "/h"),
+        ],
+        &Overrides::default(),
+    );
+    let msg = loaded.result.expect_err("invalid").to_string();
+    assert_eq!(
+        msg,
+        "environment variable GITHUB_REPOSITORY: github.repositories[1]: expected `owner/repo`"
+    );
+    let flags = Overrides {
+        state: Some("mysql://root:pw@db/x".into()),
+        ..Default::default()
+    };
+    let msg = load_with(MINIMAL, &BASE_ENV, &flags)
+        .result
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        msg.starts_with("--state/MAYFLY_STATE: state: unsupported scheme"),
+        "{msg}"
+    );
+    assert!(!msg.contains("pw@"), "{msg}");
+}
+
+#[test]
+fn bad_pool_reference_suggests_the_provider_and_points_at_it() {
+    let text = MINIMAL.replace("provider = \"hetzner\"", "provider = \"hetzer\"");
+    assert_eq!(
+        error(&text),
+        "mayfly.toml:10:12: pools[0].provider: no provider named `hetzer`; did you mean `hetzner`?"
+    );
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let text = r#"
+controller = "Mayfly_1"
+[github]
+repositories = ["acme"]
+api_url = "ftp://example.com"
+[labels.meta]
+big = ["image-sparc-system-x"]
+[providers.hetzner]
+kind = "hetzner"
+[[pools]]
+name = "linux"
+provider = "hetzner"
+labels = []
+max = 1
+standby = 2
+[[pools]]
+name = "linux"
+provider = "hetzner"
+labels = ["x"]
+"#;
+    let msg = error(text);
+    let expected = [
+        "mayfly.toml:2:14: controller: expected lower-case letters, digits and inner `-`",
+        "mayfly.toml:4:17: github.repositories[0]: expected `owner/repo`",
+        "mayfly.toml:5:11: github.api_url: expected an http:// or https:// URL",
+        "mayfly.toml:7:7: labels.meta.big: label \"image-sparc-system-x\"",
+        "mayfly.toml:10:1: pools[0].types: a Hetzner pool needs at least one; for example [\"cx22\"]",
+        "mayfly.toml:10:1: pools[0].locations: a Hetzner pool needs at least one",
+        "mayfly.toml:13:10: pools[0].labels: a pool needs at least one label",
+        "mayfly.toml:15:11: pools[0].standby: 2 standby runners exceed the pool's max of 1",
+        "mayfly.toml:17:8: pools[1].name: a pool named `linux` is already configured",
+    ];
+    for e in expected {
+        assert!(
+            msg.lines().any(|l| l.starts_with(e)),
+            "missing {e:?} in:\n{msg}"
+        );
+    }
+}
+
+#[test]
+fn missing_tokens_and_scope_point_at_their_table_or_variable() {
+    let text = MINIMAL.replace("repositories = [\"acme/app\"]", "");
+    let loaded = load_with(&text, &[("HOME", "/h")], &Overrides::default());
+    let msg = loaded.result.expect_err("invalid").to_string();
+    assert!(
+        msg.contains(":2:2: github.token: not set; set token in [github] or the GITHUB_TOKEN"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(":2:2: github: no repository or organization to serve"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(":5:12: providers.hetzner.token: not set"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn defaults_without_a_file_give_one_hetzner_pool() {
+    let env = Env::from_pairs([
+        ("GITHUB_TOKEN", "ghp_x"),
+        ("GITHUB_REPOSITORY", "acme/app"),
+        ("HETZNER_TOKEN", "hz_x"),
+        ("XDG_STATE_HOME", "/var/state"),
+    ]);
+    let c = Config::load(None, &Overrides::default(), &env).expect("valid");
+    assert_eq!(
+        c.state_dir.as_deref(),
+        Some(std::path::Path::new("/var/state/mayfly"))
+    );
+    assert_eq!(
+        c.state.as_ref().map(StateUrl::expose),
+        Some("sqlite:///var/state/mayfly/mayfly.db")
+    );
+    assert_eq!(c.providers["hetzner"].kind, schema::ProviderKind::Hetzner);
+    let pools = c.pools();
+    let p = &pools.pools[0];
+    assert_eq!(
+        (p.name.as_str(), p.provider.as_str()),
+        ("default", "hetzner")
+    );
+    assert_eq!(p.labels, mayfly_core::Labels::new(["self-hosted"]));
+    assert_eq!(p.spec.types, ["cx22"]);
+    assert_eq!(p.spec.locations, ["fsn1"]);
+    assert_eq!(p.spec.image.to_string(), "x86:system:ubuntu-24.04");
+
+    let bare = Config::load(None, &Overrides::default(), &Env::default()).expect_err("no tokens");
+    assert!(
+        bare.to_string()
+            .contains("state_dir: cannot choose a state directory"),
+        "{bare}"
+    );
+}
+
+#[test]
+fn providers_without_pools_is_an_error() {
+    let text = "[providers.cloud]\nkind = \"local\"\n";
+    let msg = load_with(
+        text,
+        &[
+            ("GITHUB_TOKEN", "g"),
+            ("GITHUB_REPOSITORY", "a/b"),
+            ("HOME", "/h"),
+        ],
+        &Overrides::default(),
+    )
+    .result
+    .expect_err("no pools")
+    .to_string();
+    assert_eq!(msg, "pools: no pools configured; add a [[pools]] table");
+}
+
+#[test]
+fn relative_state_dir_is_taken_from_the_config_file() {
+    let loaded = load_with(
+        &format!("state_dir = \"state\"\n{MINIMAL}"),
+        &BASE_ENV,
+        &Overrides::default(),
+    );
+    let config = loaded.result.as_ref().expect("valid");
+    assert_eq!(
+        config.state_dir.as_deref(),
+        Some(loaded._dir.path().join("state").as_path())
+    );
+}
+
+#[test]
+fn no_secret_appears_in_the_output_or_in_errors() {
+    let text = format!(
+        "state = \"postgres://mayfly:pg-SECRET-1@db/mayfly\"\n{}",
+        MINIMAL
+            .replace(
+                "[github]",
+                "[github]\ntoken = \"gh-SECRET-2\"\nwebhook_secret = \"${HOOK}\""
+            )
+            .replace(
+                "kind = \"hetzner\"",
+                "kind = \"hetzner\"\ntoken = \"${HZ}\""
+            )
+    );
+    let env = [
+        ("HOOK", "hook-SECRET-3"),
+        ("HZ", "hz-SECRET-4"),
+        ("GITHUB_TOKEN", "gh-SECRET-5"),
+        ("HOME", "/h"),
+    ];
+    let loaded = load_with(&text, &env, &Overrides::default());
+    let config = loaded.result.expect("valid");
+    let shown = format!("{}\n{config:?}", config.to_redacted_toml().expect("toml"));
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+
+    // Secrets put where a value of another type belongs must not be quoted back.
+    for bad in [
+        "max = \"${HZ}\"",
+        "labels = \"${HOOK}\"",
+        "image = \"${HZ}\"",
+    ] {
+        let text = format!("{text}{bad}\n").replace("labels = [\"self-hosted\", \"linux\"]\n", "");
+        let e = load_with(&text, &env, &Overrides::default())
+            .result
+            .expect_err("invalid");
+        assert!(!format!("{e} {e:?}").contains("SECRET"), "{e}");
+    }
+    let text = text.replace("token = \"${HZ}\"", "token = 12345678");
+    let e = load_with(&text, &env, &Overrides::default())
+        .result
+        .expect_err("invalid");
+    assert!(!e.to_string().contains("12345678"), "{e}");
+}
+
+#[test]
+fn the_effective_configuration_reads_back() {
+    let config = load(MINIMAL).expect("valid");
+    let toml = config.to_redacted_toml().expect("toml");
+    assert!(toml.contains("registration = \"3m\""), "{toml}");
+    assert!(toml.contains("[[pools]]"), "{toml}");
+    // With secrets redacted it no longer carries the tokens, but its shape is a valid config.
+    let back: Config = toml::from_str(&toml).expect("reads back");
+    assert_eq!(back.pools, config.pools);
+    assert_eq!(back.deadlines, config.deadlines);
+}

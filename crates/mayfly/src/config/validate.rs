@@ -1,0 +1,291 @@
+//! Checks that need the whole, layered configuration: names, references between tables,
+//! scopes, URLs, limits and label rules. Every problem is collected, each with its origin.
+
+use super::Config;
+use super::error::{ConfigError, Problem, did_you_mean};
+use super::layers::Origins;
+use super::schema::ProviderKind;
+use mayfly_core::{LabelRules, Labels};
+use std::collections::BTreeSet;
+
+/// Longest controller id: it prefixes instance names, which must stay within a DNS label.
+pub const MAX_CONTROLLER: usize = 16;
+/// Longest pool name, for the same reason.
+pub const MAX_POOL: usize = 20;
+
+pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    let mut problem = |key: String, message: String, hint: Option<String>| {
+        let origin = origins.of(&key);
+        problems.push(Problem::new(key, message).at(origin).hint(hint));
+    };
+
+    if let Err(m) = dns_label(&config.controller, MAX_CONTROLLER) {
+        problem("controller".into(), m, None);
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log_level) {
+        problem(
+            "log_level".into(),
+            format!("not a log filter: {e}"),
+            Some("use a level like `info` or directives like `mayfly=debug,info`".into()),
+        );
+    }
+
+    let gh = &config.github;
+    if gh.token.as_ref().is_none_or(|t| t.is_empty()) {
+        problem(
+            "github.token".into(),
+            "not set".into(),
+            Some("set token in [github] or the GITHUB_TOKEN environment variable".into()),
+        );
+    }
+    if gh.repositories.is_empty() && gh.organization.is_none() {
+        problem(
+            "github".into(),
+            "no repository or organization to serve".into(),
+            Some("set github.repositories or github.organization, or the GITHUB_REPOSITORY environment variable".into()),
+        );
+    }
+    for (i, repo) in gh.repositories.iter().enumerate() {
+        let ok = repo
+            .split_once('/')
+            .is_some_and(|(owner, name)| github_name(owner) && github_name(name));
+        if !ok {
+            problem(
+                format!("github.repositories[{i}]"),
+                "expected `owner/repo`".into(),
+                None,
+            );
+        }
+    }
+    if let Some(org) = &gh.organization
+        && !github_name(org)
+    {
+        problem(
+            "github.organization".into(),
+            "expected an organization name, like `my-org`".into(),
+            None,
+        );
+    }
+    if let Err(m) = http_url(&gh.api_url) {
+        problem("github.api_url".into(), m, None);
+    }
+    if gh.webhook_secret.as_ref().is_some_and(|s| s.is_empty()) {
+        problem(
+            "github.webhook_secret".into(),
+            "is empty".into(),
+            Some("leave it out to accept no webhooks".into()),
+        );
+    }
+
+    for (name, p) in &config.providers {
+        if let Err(m) = dns_label(name, 63) {
+            problem(
+                format!("providers.{name}"),
+                format!("provider name {m}"),
+                None,
+            );
+        }
+        if p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty()) {
+            problem(
+                format!("providers.{name}.token"),
+                "not set".into(),
+                Some("set token here or the HETZNER_TOKEN environment variable".into()),
+            );
+        }
+        if let Some(endpoint) = &p.endpoint
+            && let Err(m) = http_url(endpoint)
+        {
+            problem(format!("providers.{name}.endpoint"), m, None);
+        }
+    }
+
+    let rules = LabelRules {
+        prefix: config.labels.prefix.clone(),
+        meta: config.labels.meta.clone(),
+    };
+    for (label, expansion) in &config.labels.meta {
+        let key = format!("labels.meta.{label}");
+        if expansion.is_empty() || expansion.iter().any(|l| l.trim().is_empty()) {
+            problem(
+                key,
+                "expected a non-empty list of non-empty labels".into(),
+                None,
+            );
+        } else if let Err(e) = rules.requirements(&Labels::new(expansion)) {
+            problem(key, e.to_string(), None);
+        }
+    }
+
+    if config.pools.is_empty() {
+        problem(
+            "pools".into(),
+            "no pools configured".into(),
+            Some("add a [[pools]] table".into()),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, pool) in config.pools.iter().enumerate() {
+        let key = |k: &str| format!("pools[{i}].{k}");
+        if let Err(m) = dns_label(&pool.name, MAX_POOL) {
+            problem(key("name"), m, None);
+        } else if !seen.insert(pool.name.as_str()) {
+            problem(
+                key("name"),
+                format!("a pool named `{}` is already configured", pool.name),
+                None,
+            );
+        }
+        match config.providers.get(&pool.provider) {
+            None => problem(
+                key("provider"),
+                format!("no provider named `{}`", pool.provider),
+                did_you_mean(&pool.provider, config.providers.keys().map(String::as_str)).or_else(
+                    || {
+                        Some(format!(
+                            "configured: {}",
+                            config
+                                .providers
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    },
+                ),
+            ),
+            Some(p) if p.kind == ProviderKind::Hetzner => {
+                for (k, v, example) in [
+                    ("types", &pool.types, "cx22"),
+                    ("locations", &pool.locations, "fsn1"),
+                ] {
+                    if v.is_empty() {
+                        problem(
+                            key(k),
+                            "a Hetzner pool needs at least one".into(),
+                            Some(format!("for example [\"{example}\"]")),
+                        );
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+        if pool.labels.is_empty() {
+            problem(
+                key("labels"),
+                "a pool needs at least one label".into(),
+                Some("for example [\"self-hosted\"]".into()),
+            );
+        }
+        for (j, label) in pool.labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                problem(
+                    format!("pools[{i}].labels[{j}]"),
+                    "empty label".into(),
+                    None,
+                );
+            }
+        }
+        for (k, v) in [("types", &pool.types), ("locations", &pool.locations)] {
+            for (j, s) in v.iter().enumerate() {
+                if s.trim().is_empty() {
+                    problem(format!("pools[{i}].{k}[{j}]"), "empty name".into(), None);
+                }
+            }
+        }
+        if let Some(max) = pool.max
+            && pool.standby > max
+        {
+            problem(
+                key("standby"),
+                format!(
+                    "{} standby runners exceed the pool's max of {max}",
+                    pool.standby
+                ),
+                None,
+            );
+        }
+        if let Some(max) = config.limits.max_instances
+            && pool.standby > max
+        {
+            problem(
+                key("standby"),
+                format!(
+                    "{} standby runners exceed limits.max_instances of {max}",
+                    pool.standby
+                ),
+                None,
+            );
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Lower-case letters, digits and inner dashes, at most `max` long: safe in instance names,
+/// DNS and every provider's tags.
+fn dns_label(s: &str, max: usize) -> Result<(), String> {
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if s.is_empty() || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+        return Err("expected lower-case letters, digits and inner `-`".into());
+    }
+    if s.len() > max {
+        return Err(format!(
+            "is {} characters long, at most {max} allowed",
+            s.len()
+        ));
+    }
+    Ok(())
+}
+
+/// GitHub's rule for owner and repository names, loosely: ASCII letters, digits, `-`, `_`, `.`.
+fn github_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn http_url(s: &str) -> Result<(), String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err("expected an http:// or https:// URL".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        assert!(dns_label("linux-x64", MAX_POOL).is_ok());
+        assert!(dns_label("Linux", MAX_POOL).is_err());
+        assert!(dns_label("-x", MAX_POOL).is_err());
+        assert!(dns_label("a_b", MAX_POOL).is_err());
+        assert!(dns_label("", MAX_POOL).is_err());
+        assert!(
+            dns_label("a-very-long-pool-name-indeed", MAX_POOL)
+                .unwrap_err()
+                .contains("at most 20")
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(http_url("https://ghe.example.com/api/v3").is_ok());
+        assert!(http_url("http://127.0.0.1:4000").is_ok());
+        assert!(http_url("ftp://x").is_err());
+        assert!(http_url("https://").is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! The binary as a user runs it: help, `config check` on files, environment and flags, the
+//! shipped example, and `mayfly run` stopping cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
+
+/// A clean environment in a fresh directory: no stray GITHUB_TOKEN from the machine running the tests.
+fn mayfly(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().current_dir(dir).env("HOME", dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run mayfly");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into(),
+        String::from_utf8_lossy(&stderr).into(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+const TOKENS: [(&str, &str); 3] = [
+    ("GITHUB_TOKEN", "ghp_DUMMY_gh"),
+    ("HETZNER_TOKEN", "hz_DUMMY_hz"),
+    ("GITHUB_REPOSITORY", "acme/app"),
+];
+
+#[test]
+fn help_reads_well_and_names_the_variables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, _) = output(mayfly(dir.path(), &[]).arg("--help"));
+    assert_eq!(code, 0);
+    for needle in [
+        "Autoscales single-use",
+        "MAYFLY_CONFIG",
+        "MAYFLY_STATE",
+        "MAYFLY_LISTEN",
+        "MAYFLY_LOG_LEVEL",
+        "run",
+        "config",
+    ] {
+        assert!(out.contains(needle), "--help lacks {needle:?}:\n{out}");
+    }
+    let (code, out, _) = output(mayfly(dir.path(), &[]).args(["config", "check", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("secrets redacted"), "{out}");
+    let (code, out, _) = output(mayfly(dir.path(), &[]).arg("--version"));
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("mayfly ", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn the_example_checks_and_is_redacted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mayfly.toml");
+    let (code, out, err) = output(
+        mayfly(dir.path(), &TOKENS)
+            .arg("config")
+            .arg("check")
+            .arg("-c")
+            .arg(&example),
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("name = \"linux-arm64\""), "{out}");
+    assert!(out.contains("token = \"<redacted>\""), "{out}");
+    assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
+}
+
+#[test]
+fn without_a_file_the_environment_is_enough() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, err) = output(mayfly(dir.path(), &TOKENS).args(["config", "check"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("no file"), "{out}");
+    assert!(
+        out.contains("name = \"default\"") && out.contains("types = [\"cx22\"]"),
+        "{out}"
+    );
+    assert!(out.contains("repositories = [\"acme/app\"]"), "{out}");
+    assert!(!out.contains("DUMMY"), "{out}");
+}
+
+#[test]
+fn invalid_files_exit_2_with_position_key_and_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "mayfly.toml",
+        "[[pools]]\nname = \"a\"\nprovider = \"hetzner\"\nlabels = [\"x\"]\nmx = 3\n",
+    );
+    let (code, out, err) = output(mayfly(dir.path(), &TOKENS).args(["config", "check"]));
+    assert_eq!(code, 2);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("mayfly.toml:5:1: pools[0].mx: unknown key; did you mean `max`?"),
+        "{err}"
+    );
+
+    let (code, _, err) =
+        output(mayfly(dir.path(), &TOKENS).args(["config", "check", "-c", "missing.toml"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("missing.toml: cannot read the config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flags_beat_mayfly_variables_beat_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "m.toml",
+        "listen = \"127.0.0.1:1111\"\nlog_level = \"warn\"\n",
+    );
+    let env = [TOKENS.as_slice(), &[("MAYFLY_CONFIG", "m.toml")]].concat();
+    let (_, out, err) = output(mayfly(dir.path(), &env).args(["config", "check"]));
+    assert!(
+        out.contains("listen = \"127.0.0.1:1111\"") && out.contains("log_level = \"warn\""),
+        "{out}{err}"
+    );
+
+    let env = [
+        env.as_slice(),
+        &[("MAYFLY_LISTEN", "127.0.0.1:2222"), ("RUST_LOG", "debug")],
+    ]
+    .concat();
+    let (_, out, _) = output(mayfly(dir.path(), &env).args(["config", "check"]));
+    assert!(
+        out.contains("listen = \"127.0.0.1:2222\"") && out.contains("log_level = \"debug\""),
+        "{out}"
+    );
+
+    let (_, out, _) = output(mayfly(dir.path(), &env).args([
+        "--listen",
+        "127.0.0.1:3333",
+        "config",
+        "check",
+        "--log-level",
+        "trace",
+    ]));
+    assert!(
+        out.contains("listen = \"127.0.0.1:3333\"") && out.contains("log_level = \"trace\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_output_and_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        TOKENS.as_slice(),
+        &[
+            ("HOOK", "hook_DUMMY_hook"),
+            ("MAYFLY_STATE", "postgres://m:pg_DUMMY_pg@db/m"),
+        ],
+    ]
+    .concat();
+    write(
+        dir.path(),
+        "mayfly.toml",
+        "[github]\nwebhook_secret = \"${HOOK}\"\ntoken = \"file_DUMMY_file\"\n",
+    );
+    let (code, out, err) = output(mayfly(dir.path(), &env).args(["config", "check"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("state = \"postgres://m:<redacted>@db/m\""),
+        "{out}"
+    );
+    assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
+
+    let (code, out, err) = output(mayfly(dir.path(), &env).args([
+        "config",
+        "check",
+        "--state",
+        "mysql://r:pw_DUMMY@x/y",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--state/MAYFLY_STATE: state: unsupported scheme"),
+        "{err}"
+    );
+    assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
+
+    write(
+        dir.path(),
+        "mayfly.toml",
+        "[limits]\nmax_instances = \"${HOOK}\"\n",
+    );
+    let (code, out, err) = output(mayfly(dir.path(), &env).args(["config", "check"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("mayfly.toml:2:17: limits.max_instances: expected an integer from 0 to 4294967295, found a string"), "{err}");
+    assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
+
+    // The help text must not show the value of MAYFLY_STATE either.
+    let (_, out, _) = output(mayfly(dir.path(), &env).arg("--help"));
+    assert!(!out.contains("DUMMY"), "{out}");
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = format!(
+        "state_dir = {:?}\n[intervals]\nreconcile = \"100ms\"\n",
+        dir.path().join("state").to_str().expect("utf-8 temp path")
+    );
+    let config = write(dir.path(), "mayfly.toml", &config);
+    let mut child = mayfly(dir.path(), &TOKENS)
+        .args(["--log-level", "debug", "run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mayfly run");
+
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |needle: &str, seen: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+
+    let started = wait_for("reconcile pass", &mut seen);
+    if !started {
+        let _ = child.kill();
+    }
+    assert!(started, "no reconcile pass logged:\n{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.contains("started")),
+        "{}",
+        seen.join("\n")
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mayfly") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "mayfly did not stop within 20 s of SIGTERM:\n{}",
+                seen.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        wait_for("stopped", &mut seen),
+        "no \"stopped\" line:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        dir.path().join("state/mayfly.db").exists(),
+        "the SQLite store was not created"
+    );
+}
