@@ -456,3 +456,59 @@ fn the_effective_configuration_reads_back() {
     assert_eq!(back.pools, config.pools);
     assert_eq!(back.deadlines, config.deadlines);
 }
+
+/// The example file's comments promise routes; the planner must deliver them.
+#[test]
+fn the_example_routes_jobs_as_its_comments_say() {
+    use mayfly_core::{Action, ForgeKind, Job, JobKey, JobStatus, Labels, Snapshot, Time};
+    let text = include_str!("../../../../examples/mayfly.toml");
+    let pools = load(text).expect("example loads").pools();
+    let job = |id, labels: &[&str]| Job {
+        key: JobKey {
+            forge: ForgeKind::Github,
+            scope: "acme/app".into(),
+            id,
+        },
+        run_id: Some(1),
+        attempt: 1,
+        labels: Labels::new(labels.iter().copied()),
+        status: JobStatus::Queued,
+        queued_at: Time::from_secs(0),
+        instances_created: 0,
+    };
+    let snap = Snapshot {
+        jobs: vec![
+            job(1, &["self-hosted", "big-arm"]),
+            job(2, &["self-hosted", "linux", "x64", "in-nbg1"]),
+        ],
+        ..Default::default()
+    };
+    let plan = mayfly_core::plan(&snap, &pools, Time::from_secs(10));
+    let creates: Vec<(String, Vec<String>, Vec<String>)> = plan
+        .creates()
+        .filter_map(|a| match a {
+            Action::Create {
+                pool,
+                spec,
+                job: Some(_),
+                ..
+            } => Some((pool.clone(), spec.types.clone(), spec.locations.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            (
+                "linux-arm64".to_string(),
+                vec!["cax41".to_string()],
+                vec!["fsn1".to_string()]
+            ),
+            (
+                "linux-x64".to_string(),
+                vec!["cx22".to_string(), "cpx21".to_string()],
+                vec!["nbg1".to_string()]
+            ),
+        ]
+    );
+}
