@@ -241,17 +241,11 @@ fn standby_keeps_idle_runners_and_deletes_only_the_excess() {
 
     // Three idle runners long past the idle deadline: two stay as standby, one goes.
     let names = ["mayfly-linux-a", "mayfly-linux-b", "mayfly-linux-c"];
+    let (instances, runners) = idle_fleet("linux", &names, LINUX);
     let snap = Snapshot {
         jobs: vec![],
-        instances: names
-            .iter()
-            .map(|n| instance(n, "linux", InstanceState::Running, LINUX))
-            .collect(),
-        runners: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| runner(i as u64, n, false, LINUX))
-            .collect(),
+        instances,
+        runners,
     };
     let p = plan(&snap, &cfg, at(3600));
     assert_eq!(deleted(&p), ["mayfly-linux-c"]);
@@ -477,17 +471,11 @@ fn planning_is_deterministic_whatever_the_input_order() {
     let mut cfg = config(vec![pool("linux", LINUX)]);
     cfg.pools[0].standby = 1;
     let names = ["mayfly-linux-a", "mayfly-linux-b", "mayfly-linux-c"];
+    let (instances, runners) = idle_fleet("linux", &names, LINUX);
     let mut snap = Snapshot {
         jobs: (1..=6).map(|i| job(i, &["linux"])).collect(),
-        instances: names
-            .iter()
-            .map(|n| instance(n, "linux", InstanceState::Running, LINUX))
-            .collect(),
-        runners: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| runner(i as u64, n, false, LINUX))
-            .collect(),
+        instances,
+        runners,
     };
     let a = plan(&snap, &cfg, at(100));
     snap.jobs.reverse();

@@ -98,6 +98,20 @@ pub fn runner(id: u64, name: &str, busy: bool, l: &[&str]) -> Runner {
     }
 }
 
+/// Running instances of one pool, each with an idle runner of the same name.
+pub fn idle_fleet(pool: &str, names: &[&str], l: &[&str]) -> (Vec<Instance>, Vec<Runner>) {
+    let instances = names
+        .iter()
+        .map(|n| instance(n, pool, InstanceState::Running, l))
+        .collect();
+    let runners = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| runner(i as u64, n, false, l))
+        .collect();
+    (instances, runners)
+}
+
 pub fn creates(p: &Plan) -> Vec<&Action> {
     p.creates().collect()
 }
