@@ -43,6 +43,12 @@ impl Labels {
         self.0.iter().all(|l| runner.contains(l))
     }
 
+    /// Identifies the shared allocation: clones of one `Labels` have the same id, and equal ids
+    /// mean equal labels (they are never changed in place once shared).
+    pub fn shared_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// Equal as sets: the same labels in any order.
     pub fn same_set(&self, other: &Labels) -> bool {
         self.len() == other.len() && self.is_subset_of(other)

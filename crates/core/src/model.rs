@@ -6,6 +6,7 @@ use crate::labels::{Image, LabelRules, Labels, Requirements};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -24,11 +25,12 @@ impl ForgeKind {
     }
 }
 
-/// A job's identity: forge, scope (`owner/repo` on GitHub) and the forge's job id.
+/// A job's identity: forge, scope (`owner/repo` on GitHub) and the forge's job id. The scope
+/// is shared on clone: a plan copies each job's key into an assignment, an action and a reason.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct JobKey {
     pub forge: ForgeKind,
-    pub scope: String,
+    pub scope: Arc<str>,
     pub id: u64,
 }
 

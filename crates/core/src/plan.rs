@@ -276,7 +276,8 @@ enum Class {
 struct Counts<'a> {
     total: u32,
     pool: HashMap<&'a str, u32>,
-    label_set: HashMap<String, u32>,
+    /// By label-set id (see `SetKeys`).
+    label_set: Vec<u32>,
     run: HashMap<u64, u32>,
 }
 
@@ -286,20 +287,18 @@ impl<'a> Counts<'a> {
         *self.pool.entry(pool).or_default() += 1;
     }
 
-    fn add_active(&mut self, set_key: &str, run: Option<u64>) {
-        match self.label_set.get_mut(set_key) {
-            Some(c) => *c += 1,
-            None => {
-                self.label_set.insert(set_key.to_string(), 1);
-            }
+    fn add_active(&mut self, set: SetId, run: Option<u64>) {
+        if self.label_set.len() <= set.0 {
+            self.label_set.resize(set.0 + 1, 0);
         }
+        self.label_set[set.0] += 1;
         if let Some(r) = run {
             *self.run.entry(r).or_default() += 1;
         }
     }
 
-    fn remove_active(&mut self, set_key: &str, run: Option<u64>) {
-        if let Some(c) = self.label_set.get_mut(set_key) {
+    fn remove_active(&mut self, set: SetId, run: Option<u64>) {
+        if let Some(c) = self.label_set.get_mut(set.0) {
             *c = c.saturating_sub(1);
         }
         if let Some(c) = run.and_then(|r| self.run.get_mut(&r)) {
@@ -313,7 +312,7 @@ impl<'a> Counts<'a> {
         &self,
         cfg: &Pools,
         pool: &Pool,
-        set_key: &str,
+        set: (SetId, &str),
         run: Option<u64>,
         reusing: bool,
     ) -> Option<WaitReason> {
@@ -337,11 +336,11 @@ impl<'a> Counts<'a> {
             }
         }
         if let Some(max) = over(
-            self.label_set.get(set_key).copied().unwrap_or(0),
+            self.label_set.get(set.0.0).copied().unwrap_or(0),
             l.max_per_label_set,
         ) {
             return Some(WaitReason::Limit {
-                limit: LimitKind::LabelSet(set_key.to_string()),
+                limit: LimitKind::LabelSet(set.1.to_string()),
                 max,
             });
         }
@@ -372,7 +371,9 @@ struct Planner<'a> {
     /// Instances (by index into `snap.instances`) already spoken for in this pass.
     claimed: Vec<bool>,
     /// Set keys of instance label sets, computed once per distinct set.
-    set_keys: HashMap<&'a Labels, String>,
+    set_keys: SetKeys<'a>,
+    /// Each instance's registered runner, looked up once (by index into `snap.instances`).
+    runner_at: Vec<Option<&'a Runner>>,
     /// Standby runners kept per pool (claimed, exempt from the idle deadline).
     standby_kept: HashMap<&'a str, u32>,
     /// Powered-off instances with paid time left, per pool, not yet reused in this pass.
@@ -417,7 +418,8 @@ impl<'a> Planner<'a> {
                 names
             },
             claimed: vec![false; snap.instances.len()],
-            set_keys: HashMap::new(),
+            set_keys: SetKeys::default(),
+            runner_at: vec![None; snap.instances.len()],
             standby_kept: HashMap::new(),
             recyclable: HashMap::new(),
             waiting_jobs: Vec::new(),
@@ -433,15 +435,15 @@ impl<'a> Planner<'a> {
         &self.snap.instances[i]
     }
 
-    fn runner_of(&self, inst: &Instance) -> Option<&'a Runner> {
-        self.runners.get(inst.name.as_str()).copied()
+    fn runner_of(&self, i: usize) -> Option<&'a Runner> {
+        self.runner_at[i]
     }
 
     /// The labels a job is matched against: the registered runner's when there is one.
-    fn supply_labels(&self, inst: &'a Instance) -> &'a Labels {
-        match self.runner_of(inst) {
+    fn supply_labels(&self, i: usize) -> &'a Labels {
+        match self.runner_of(i) {
             Some(r) if !r.labels.is_empty() => &r.labels,
-            _ => &inst.labels,
+            _ => &self.inst(i).labels,
         }
     }
 
@@ -454,7 +456,8 @@ impl<'a> Planner<'a> {
             .collect();
         for i in ours {
             let inst = self.inst(i);
-            let runner = self.runner_of(inst);
+            let runner = self.runners.get(inst.name.as_str()).copied();
+            self.runner_at[i] = runner;
             let age = self.now.since(inst.created_at);
             let in_state = self.now.since(inst.state_since);
             let class = if runner.is_some_and(|r| r.busy) {
@@ -500,11 +503,8 @@ impl<'a> Planner<'a> {
             self.counts.add(&inst.pool);
             let active = !matches!(inst.state, InstanceState::Off | InstanceState::Deleting);
             if active && class != Class::Doomed {
-                let key = self
-                    .set_keys
-                    .entry(&inst.labels)
-                    .or_insert_with(|| inst.labels.set_key());
-                self.counts.add_active(key, inst.run_id);
+                let set = self.set_keys.of(&inst.labels);
+                self.counts.add_active(set, inst.run_id);
             }
             if class == Class::Recyclable {
                 self.recyclable
@@ -629,7 +629,7 @@ impl<'a> Planner<'a> {
             let inst = self.inst(i);
             if let (Class::Supply { .. }, Some(key)) = (class, &inst.job)
                 && let Some(&n) = by_key.get(key)
-                && queued[n].labels.is_subset_of(self.supply_labels(inst))
+                && queued[n].labels.is_subset_of(self.supply_labels(i))
                 && made_for[n].is_none_or(|j| inst.name < self.inst(j).name)
             {
                 made_for[n] = Some(i);
@@ -656,7 +656,7 @@ impl<'a> Planner<'a> {
                     idle_since.unwrap_or(inst.state_since),
                     inst.name.as_str(),
                 );
-                groups.push(self.supply_labels(inst), rank, i);
+                groups.push(self.supply_labels(i), rank, i);
             }
         }
         groups.sort();
@@ -683,7 +683,7 @@ impl<'a> Planner<'a> {
             }
             let route = routes
                 .entry(&job.labels)
-                .or_insert_with(|| route(self.cfg, &job.labels));
+                .or_insert_with(|| route(self.cfg, &job.labels, &mut self.set_keys));
             match route {
                 Ok(pools) => {
                     if let Some(why) = self.serve_new(job, pools) {
@@ -712,14 +712,14 @@ impl<'a> Planner<'a> {
                     Some((pos, i))
                         if self
                             .counts
-                            .blocked(cfg, pool, &r.set_key, job.run_id, true)
+                            .blocked(cfg, pool, (r.set, &r.set_key), job.run_id, true)
                             .is_none() =>
                     {
                         self.take_recyclable(pool, pos);
                         let reason = self.job_reason(job);
                         let t = Target {
                             labels: r.labels.clone(),
-                            set_key: &r.set_key,
+                            set: r.set,
                             job: Some(&job.key),
                             run_id: job.run_id,
                         };
@@ -734,13 +734,13 @@ impl<'a> Planner<'a> {
             // D: a new instance.
             match self
                 .counts
-                .blocked(cfg, pool, &r.set_key, job.run_id, false)
+                .blocked(cfg, pool, (r.set, &r.set_key), job.run_id, false)
             {
                 None => {
                     let name = self.job_instance_name(pool, job);
                     let reason = self.job_reason(job);
                     self.counts.add(&pool.name);
-                    self.counts.add_active(&r.set_key, job.run_id);
+                    self.counts.add_active(r.set, job.run_id);
                     self.assign(job, &name, How::Create);
                     self.creates.push(Action::Create {
                         name,
@@ -788,12 +788,12 @@ impl<'a> Planner<'a> {
     fn reuse(&mut self, i: usize, pool: &'a Pool, t: Target<'_>, reason: Reason) -> String {
         let Target {
             labels,
-            set_key,
+            set,
             job,
             run_id,
         } = t;
         let inst = self.inst(i);
-        self.counts.add_active(set_key, run_id);
+        self.counts.add_active(set, run_id);
         self.claimed[i] = true;
         self.reuses.push(Action::Reuse {
             instance: inst.name.clone(),
@@ -832,7 +832,8 @@ impl<'a> Planner<'a> {
                 .get(pool.name.as_str())
                 .copied()
                 .unwrap_or(0);
-            let pool_key = pool.labels.set_key();
+            let pool_set = self.set_keys.of(&pool.labels);
+            let pool_key = self.set_keys.key(pool_set).to_string();
             let mut takers: Vec<usize> = Vec::new();
             if count < pool.standby {
                 takers = (0..self.waiting_jobs.len())
@@ -853,13 +854,13 @@ impl<'a> Planner<'a> {
                 let (name, how) = if let Some((pos, i)) = self.recyclable_fitting(pool, &pool.spec)
                     && self
                         .counts
-                        .blocked(cfg, pool, &pool_key, None, true)
+                        .blocked(cfg, pool, (pool_set, &pool_key), None, true)
                         .is_none()
                 {
                     self.take_recyclable(pool, pos);
                     let t = Target {
                         labels: pool.labels.clone(),
-                        set_key: &pool_key,
+                        set: pool_set,
                         job: taker.map(|j| &j.key),
                         run_id: None,
                     };
@@ -867,7 +868,7 @@ impl<'a> Planner<'a> {
                     (name, How::Reuse)
                 } else if self
                     .counts
-                    .blocked(cfg, pool, &pool_key, None, false)
+                    .blocked(cfg, pool, (pool_set, &pool_key), None, false)
                     .is_none()
                 {
                     let name = loop {
@@ -879,7 +880,7 @@ impl<'a> Planner<'a> {
                         }
                     };
                     self.counts.add(&pool.name);
-                    self.counts.add_active(&pool_key, None);
+                    self.counts.add_active(pool_set, None);
                     self.creates.push(Action::Create {
                         name: name.clone(),
                         pool: pool.name.clone(),
@@ -948,14 +949,11 @@ impl<'a> Planner<'a> {
                 if idle > deadline {
                     let inst = self.inst(i);
                     self.ours[k].1 = Class::Doomed;
-                    let key = self
-                        .set_keys
-                        .entry(&inst.labels)
-                        .or_insert_with(|| inst.labels.set_key());
-                    self.counts.remove_active(key, inst.run_id);
+                    let set = self.set_keys.of(&inst.labels);
+                    self.counts.remove_active(set, inst.run_id);
                     self.doom(
                         inst,
-                        self.runner_of(inst),
+                        self.runner_of(i),
                         Reason::IdleDeadline { idle, deadline },
                     );
                 }
@@ -990,19 +988,71 @@ impl<'a> Planner<'a> {
         self.plan
             .waiting
             .retain(|_| served.next().is_some_and(Option::is_some));
-        // Stop paying first; in name order, whatever order the instances were listed in.
-        self.deletes.sort_by(|a, b| a.subject().cmp(b.subject()));
-        self.plan.actions.append(&mut self.deletes);
+        // Stop paying first; in name order, whatever order the instances were listed in. The
+        // order is found on indices: actions are large, and moving them was most of the cost.
+        let deletes = std::mem::take(&mut self.deletes);
+        let mut order: Vec<usize> = (0..deletes.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            deletes[a]
+                .subject()
+                .cmp(deletes[b].subject())
+                .then(a.cmp(&b))
+        });
+        let mut slots: Vec<Option<Action>> = deletes.into_iter().map(Some).collect();
+        self.plan
+            .actions
+            .extend(order.into_iter().filter_map(|i| slots[i].take()));
         self.plan.actions.append(&mut self.reuses);
         self.plan.actions.append(&mut self.creates);
         self.plan
     }
 }
 
+/// A label set's number within one pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SetId(usize);
+
+/// Numbers label sets, so the per-label-set limit counts into a vector. Labels borrowed from the
+/// snapshot or configuration live for the whole pass, so their shared allocation identifies
+/// them cheaply; a snapshot whose equal label sets share one allocation hashes each set once.
+#[derive(Default)]
+struct SetKeys<'a> {
+    by_alloc: HashMap<usize, SetId>,
+    by_key: HashMap<String, SetId>,
+    keys: Vec<String>,
+    _borrowed: std::marker::PhantomData<&'a Labels>,
+}
+
+impl<'a> SetKeys<'a> {
+    /// For labels that outlive the pass (their allocation cannot be reused meanwhile).
+    fn of(&mut self, labels: &'a Labels) -> SetId {
+        if let Some(&id) = self.by_alloc.get(&labels.shared_id()) {
+            return id;
+        }
+        let id = self.of_key(&labels.set_key());
+        self.by_alloc.insert(labels.shared_id(), id);
+        id
+    }
+
+    fn of_key(&mut self, key: &str) -> SetId {
+        if let Some(&id) = self.by_key.get(key) {
+            return id;
+        }
+        let id = SetId(self.keys.len());
+        self.keys.push(key.to_string());
+        self.by_key.insert(key.to_string(), id);
+        id
+    }
+
+    fn key(&self, id: SetId) -> &str {
+        &self.keys[id.0]
+    }
+}
+
 /// What a reused machine becomes.
 struct Target<'b> {
     labels: Labels,
-    set_key: &'b str,
+    set: SetId,
     job: Option<&'b JobKey>,
     run_id: Option<u64>,
 }
@@ -1013,13 +1063,14 @@ struct Route {
     pool: usize,
     spec: Arc<MachineSpec>,
     labels: Labels,
+    set: SetId,
     set_key: String,
     /// No kept machine of the pool fits the spec (the list only shrinks during a pass).
     nothing_to_reuse: bool,
 }
 
 /// The pools that serve jobs with these labels, in configuration order, or why none does.
-fn route(cfg: &Pools, labels: &Labels) -> Result<Vec<Route>, WaitReason> {
+fn route(cfg: &Pools, labels: &Labels, sets: &mut SetKeys<'_>) -> Result<Vec<Route>, WaitReason> {
     let req = cfg
         .labels
         .requirements(labels)
@@ -1033,10 +1084,12 @@ fn route(cfg: &Pools, labels: &Labels) -> Result<Vec<Route>, WaitReason> {
         .filter(|(_, p)| p.serves(&req))
         .map(|(n, p)| {
             let labels = p.labels.union(labels);
+            let set_key = labels.set_key();
             Route {
                 pool: n,
                 spec: Arc::new(p.spec.overridden_by(&req)),
-                set_key: labels.set_key(),
+                set: sets.of_key(&set_key),
+                set_key,
                 labels,
                 nothing_to_reuse: false,
             }

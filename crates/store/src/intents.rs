@@ -100,7 +100,7 @@ impl TryFrom<IntentRow> for Intent {
         let job = match (r.job_forge, r.job_scope, r.job_id) {
             (Some(forge), Some(scope), Some(id)) => Some(JobKey {
                 forge: columns::forge(&forge)?,
-                scope,
+                scope: scope.into(),
                 id: columns::stored_u64(id, "intent job id")?,
             }),
             _ => None,
@@ -149,7 +149,7 @@ impl Store {
         .bind(&intent.pool)
         .bind(&intent.provider)
         .bind(intent.job.as_ref().map(|k| k.forge.as_str()))
-        .bind(intent.job.as_ref().map(|k| k.scope.as_str()))
+        .bind(intent.job.as_ref().map(|k| &*k.scope))
         .bind(job_id)
         .bind(i64::from(intent.attempt))
         .bind(run_id)
@@ -171,7 +171,7 @@ impl Store {
                  DO UPDATE SET recorded = intent_counts.recorded + 1",
             )
             .bind(key.forge.as_str())
-            .bind(&key.scope)
+            .bind(&*key.scope)
             .bind(job_id)
             .bind(i64::from(intent.attempt))
             .execute(&mut *tx)
@@ -283,7 +283,7 @@ impl Store {
             for (forge, scope, job_id, attempt, recorded) in rows {
                 let key = JobKey {
                     forge: columns::forge(&forge)?,
-                    scope,
+                    scope: scope.into(),
                     id: columns::stored_u64(job_id, "job id")?,
                 };
                 let attempt = columns::stored_u32(attempt, "attempt")?;

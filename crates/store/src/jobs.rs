@@ -77,7 +77,7 @@ impl TryFrom<JobRow> for JobRecord {
         Ok(JobRecord {
             key: JobKey {
                 forge: columns::forge(&r.forge)?,
-                scope: r.scope,
+                scope: r.scope.into(),
                 id: columns::stored_u64(r.job_id, "job id")?,
             },
             run_id: r
@@ -121,7 +121,7 @@ impl<'a> JobValues<'a> {
     fn bind<'q>(&self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
         query
             .bind(self.forge)
-            .bind(&self.rec.key.scope)
+            .bind(&*self.rec.key.scope)
             .bind(self.job_id)
             .bind(self.run_id)
             .bind(i64::from(self.rec.attempt))
@@ -173,7 +173,7 @@ impl Store {
             )
             .bind(delivery)
             .bind(values.forge)
-            .bind(&rec.key.scope)
+            .bind(&*rec.key.scope)
             .bind(values.job_id)
             .bind(values.updated_at)
             .execute(&mut *tx)
@@ -198,7 +198,7 @@ impl Store {
                 "SELECT status FROM jobs WHERE forge = $1 AND scope = $2 AND job_id = $3",
             )
             .bind(values.forge)
-            .bind(&rec.key.scope)
+            .bind(&*rec.key.scope)
             .bind(values.job_id)
             .fetch_optional(&mut *tx)
             .await
@@ -221,7 +221,7 @@ impl Store {
             "SELECT {COLUMNS} FROM jobs WHERE forge = $1 AND scope = $2 AND job_id = $3"
         )))
         .bind(key.forge.as_str())
-        .bind(&key.scope)
+        .bind(&*key.scope)
         .bind(columns::id(key.id, "job id")?)
         .fetch_optional(&self.pool)
         .await

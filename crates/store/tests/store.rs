@@ -232,7 +232,7 @@ async fn jobs_list_by_status_in_queue_order(db: Db) {
 
     let ids = |jobs: Vec<mayfly_store::JobRecord>| {
         jobs.into_iter()
-            .map(|j| (j.key.scope, j.key.id))
+            .map(|j| (j.key.scope.to_string(), j.key.id))
             .collect::<Vec<_>>()
     };
     let live = db
