@@ -1,0 +1,47 @@
+//! Knobs of the fake Hetzner Cloud: its token, simulated delays, quota and fault injection.
+//! Every duration here is simulated time (see [`crate::clock::Clock`]).
+
+use std::time::Duration;
+
+/// Changed at run time through [`super::Hetzner::set_config`], so faults can be injected in the
+/// middle of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HetznerConfig {
+    /// The one project token; any other Bearer token gets 401 `unauthorized`.
+    pub token: String,
+    /// From create (or power on) until the server is `running`.
+    pub boot_delay: Duration,
+    /// From a shutdown (or the OS powering off) until the server is `off`. An API `poweroff`
+    /// cuts power at once.
+    pub shutdown_delay: Duration,
+    /// How long a rebuild runs.
+    pub action_delay: Duration,
+    /// Size of the request bucket, refilled continuously at `limit / 3600` per simulated second.
+    pub rate_limit_per_hour: u32,
+    /// Servers the project may hold at once; a create beyond answers `resource_limit_exceeded`.
+    pub server_quota: u32,
+    /// `(server_type, location)` pairs out of stock: creates answer `resource_unavailable`.
+    pub unavailable: Vec<(String, String)>,
+}
+
+impl Default for HetznerConfig {
+    fn default() -> Self {
+        HetznerConfig {
+            token: "sim-hcloud-token".into(),
+            boot_delay: Duration::from_secs(10),
+            shutdown_delay: Duration::from_secs(2),
+            action_delay: Duration::from_secs(5),
+            rate_limit_per_hour: 3600,
+            server_quota: 100,
+            unavailable: Vec::new(),
+        }
+    }
+}
+
+impl HetznerConfig {
+    pub(crate) fn is_unavailable(&self, server_type: &str, location: &str) -> bool {
+        self.unavailable
+            .iter()
+            .any(|(t, l)| t == server_type && l == location)
+    }
+}

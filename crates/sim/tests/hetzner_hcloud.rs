@@ -1,0 +1,55 @@
+//! The official `hcloud` Python client against the fake Hetzner Cloud, served in-process:
+//! if the real client cannot create, list, power, rebuild and delete, neither can anyone.
+
+use mayfly_sim::clock::Clock;
+use mayfly_sim::hetzner::{Hetzner, HetznerConfig};
+use mayfly_sim::stats::Stats;
+use std::process::Command;
+use std::sync::Arc;
+
+const TOKEN: &str = "compat-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_hcloud_client_drives_the_fake() {
+    let Some(python) = std::env::var_os("MAYFLY_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "run scripts/py-env and set MAYFLY_PYTHON"
+        );
+        println!("skipped: MAYFLY_PYTHON not set");
+        return;
+    };
+    let hz = Hetzner::new(
+        HetznerConfig {
+            token: TOKEN.into(),
+            ..HetznerConfig::default()
+        },
+        Clock::new(100.0),
+        Arc::new(Stats::default()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1", listener.local_addr().unwrap());
+    let app = hz.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/hcloud_check.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(endpoint)
+            .arg(TOKEN)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hcloud_check.py failed: {}",
+        out.status
+    );
+    assert!(hz.servers().is_empty(), "the script deleted its servers");
+    assert_eq!(hz.billing().servers.len(), 3);
+}
