@@ -1,0 +1,380 @@
+//! The control API under `/_sim/` on both fakes: enqueue jobs, replay traces, read statistics,
+//! set fault knobs, reset. JSON in, JSON out; a bad request says which field is wrong.
+
+use crate::github::WebhookFaults;
+use crate::runners::{Delay, RunnerConfig, RunnerStats};
+use crate::sim::Sim;
+use crate::stats::CallRow;
+use crate::trace::{self, TraceJob};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/_sim/jobs", post(enqueue).get(jobs))
+        .route("/_sim/trace", post(replay))
+        .route("/_sim/stats", get(stats))
+        .route("/_sim/servers", get(servers))
+        .route("/_sim/faults", post(faults))
+        .route("/_sim/webhooks", post(add_webhook))
+        .route("/_sim/reset", post(reset))
+        .with_state(sim)
+}
+
+/// A request the control API refuses: 400 with `{"error": "…"}` naming the field.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, Json(json!({ "error": self.0 }))).into_response()
+    }
+}
+
+type Answer = Result<Response, BadRequest>;
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, BadRequest> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| BadRequest(e.body_text()))
+}
+
+/// Checks jobs the way trace files are checked, so both say the same about the same mistake.
+fn checked(jobs: &[TraceJob]) -> Result<Vec<TraceJob>, BadRequest> {
+    let text = serde_json::to_string(jobs).map_err(|e| BadRequest(e.to_string()))?;
+    trace::parse("request", &text).map_err(|e| BadRequest(e.to_string().replace("request: ", "")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enqueue {
+    repo: String,
+    labels: Vec<String>,
+    duration_secs: f64,
+    /// Jobs in the run (default 1).
+    #[serde(default)]
+    jobs: Option<u32>,
+    /// Runs of that shape (default 1).
+    #[serde(default)]
+    runs: Option<u32>,
+}
+
+async fn enqueue(
+    State(sim): State<Arc<Sim>>,
+    payload: Result<Json<Enqueue>, JsonRejection>,
+) -> Answer {
+    let req = body(payload)?;
+    checked(&[TraceJob {
+        at: 0.0,
+        repo: req.repo.clone(),
+        labels: req.labels.clone(),
+        duration: req.duration_secs,
+        run: None,
+    }])?;
+    let duration = Duration::from_secs_f64(req.duration_secs);
+    let mut ids = Vec::new();
+    for _ in 0..req.runs.unwrap_or(1).max(1) {
+        ids.extend(sim.enqueue(&req.repo, &req.labels, duration, req.jobs.unwrap_or(1)));
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "job_ids": ids }))).into_response())
+}
+
+async fn jobs(State(sim): State<Arc<Sim>>) -> Response {
+    Json(sim.github.jobs()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    /// A trace as CSV or JSON text.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    jobs: Option<Vec<TraceJob>>,
+}
+
+async fn replay(
+    State(sim): State<Arc<Sim>>,
+    payload: Result<Json<Replay>, JsonRejection>,
+) -> Answer {
+    let jobs = match body(payload)? {
+        Replay {
+            text: Some(text),
+            jobs: None,
+        } => trace::parse("trace", &text).map_err(|e| BadRequest(e.to_string()))?,
+        Replay {
+            text: None,
+            jobs: Some(jobs),
+        } => checked(&jobs)?,
+        _ => {
+            return Err(BadRequest(
+                "give exactly one of `text` (CSV or JSON) and `jobs`".into(),
+            ));
+        }
+    };
+    let runs = trace::submissions(&jobs).len();
+    let n = jobs.len();
+    sim.replay(jobs);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "jobs": n, "runs": runs })),
+    )
+        .into_response())
+}
+
+async fn servers(State(sim): State<Arc<Sim>>) -> Response {
+    Json(json!({ "servers": sim.hetzner.servers(), "billing": sim.hetzner.billing() }))
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Waits {
+    p50: f64,
+    p95: f64,
+    max: f64,
+}
+
+#[derive(Serialize)]
+struct JobStats {
+    total: usize,
+    queued: usize,
+    in_progress: usize,
+    completed: usize,
+    succeeded: usize,
+    /// Queue wait (queued until a runner took it, or until now), simulated seconds.
+    wait_secs: Waits,
+}
+
+#[derive(Serialize)]
+struct ApiCalls {
+    github: u64,
+    hetzner: u64,
+    by_endpoint: Vec<CallRow>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    now_ms: i64,
+    speed: f64,
+    replaying: bool,
+    api_calls: ApiCalls,
+    jobs: JobStats,
+    servers: serde_json::Value,
+    /// Servers that exist now; at the end of a run every one of them is a leak.
+    servers_existing: usize,
+    billing: serde_json::Value,
+    runners: usize,
+    virtual_runners: RunnerStats,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    let now = sim.clock.now_ms();
+    let jobs = sim.github.jobs();
+    let mut waits: Vec<f64> = jobs
+        .iter()
+        .map(|j| (j.started_ms.unwrap_or(now) - j.queued_ms).max(0) as f64 / 1000.0)
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let count = |s: &str| jobs.iter().filter(|j| j.status == s).count();
+    let servers = sim.hetzner.servers();
+    let report = Report {
+        now_ms: now,
+        speed: sim.clock.speed(),
+        replaying: sim.replaying(),
+        api_calls: ApiCalls {
+            github: sim.stats.total("github"),
+            hetzner: sim.stats.total("hetzner"),
+            by_endpoint: sim.stats.rows(),
+        },
+        jobs: JobStats {
+            total: jobs.len(),
+            queued: count("queued"),
+            in_progress: count("in_progress"),
+            completed: count("completed"),
+            succeeded: jobs
+                .iter()
+                .filter(|j| j.conclusion.as_deref() == Some("success"))
+                .count(),
+            wait_secs: Waits {
+                p50: percentile(&waits, 50.0),
+                p95: percentile(&waits, 95.0),
+                max: waits.last().copied().unwrap_or(0.0),
+            },
+        },
+        servers_existing: servers.len(),
+        servers: serde_json::to_value(&servers).unwrap_or_default(),
+        billing: serde_json::to_value(sim.hetzner.billing()).unwrap_or_default(),
+        runners: sim.github.runners().len(),
+        virtual_runners: sim.runners.stats(),
+    };
+    Json(report).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Faults {
+    #[serde(default)]
+    webhooks: Option<WebhookFaults>,
+    #[serde(default)]
+    runners: Option<RunnerFaults>,
+    #[serde(default)]
+    hetzner: Option<HetznerFaults>,
+    #[serde(default)]
+    github: Option<GithubLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunnerFaults {
+    never_register: Option<f64>,
+    crash: Option<f64>,
+    boot_delay: Option<Delay>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HetznerFaults {
+    server_quota: Option<u32>,
+    /// `[["cpx31", "ash"], …]`: types not offered in those locations.
+    unavailable: Option<Vec<(String, String)>>,
+    rate_limit_per_hour: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GithubLimits {
+    rate_limit_per_hour: Option<u32>,
+    writes_per_minute: Option<u32>,
+}
+
+fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(BadRequest(format!("{name}: a share from 0 to 1, got {v}")))
+    }
+}
+
+async fn faults(
+    State(sim): State<Arc<Sim>>,
+    payload: Result<Json<Faults>, JsonRejection>,
+) -> Answer {
+    let f = body(payload)?;
+    // Check everything before changing anything: a bad request changes nothing.
+    if let Some(w) = &f.webhooks {
+        share("webhooks.drop", w.drop)?;
+        share("webhooks.duplicate", w.duplicate)?;
+        share("webhooks.reorder", w.reorder)?;
+    }
+    if let Some(r) = &f.runners {
+        r.never_register
+            .map(|v| share("runners.never_register", v))
+            .transpose()?;
+        r.crash.map(|v| share("runners.crash", v)).transpose()?;
+    }
+    if let Some(w) = f.webhooks {
+        sim.github.set_config(|c| c.webhook_faults = w);
+    }
+    if let Some(r) = f.runners {
+        let mut config: RunnerConfig = sim.runners.config();
+        if let Some(v) = r.never_register {
+            config.never_register = v;
+        }
+        if let Some(v) = r.crash {
+            config.crash = v;
+        }
+        if let Some(d) = r.boot_delay {
+            config.boot_delay = d;
+        }
+        if let Some(s) = r.seed {
+            config.seed = s;
+        }
+        sim.runners.set_config(config);
+    }
+    if let Some(h) = f.hetzner {
+        sim.hetzner.set_config(|c| {
+            if let Some(q) = h.server_quota {
+                c.server_quota = q;
+            }
+            if let Some(u) = h.unavailable {
+                c.unavailable = u;
+            }
+            if let Some(r) = h.rate_limit_per_hour {
+                c.rate_limit_per_hour = r;
+            }
+        });
+    }
+    if let Some(g) = f.github {
+        sim.github.set_config(|c| {
+            if let Some(r) = g.rate_limit_per_hour {
+                c.rate_limit_per_hour = r;
+            }
+            if let Some(w) = g.writes_per_minute {
+                c.writes_per_minute = w;
+            }
+        });
+    }
+    Ok(Json(json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Webhook {
+    url: String,
+    secret: String,
+}
+
+async fn add_webhook(
+    State(sim): State<Arc<Sim>>,
+    payload: Result<Json<Webhook>, JsonRejection>,
+) -> Answer {
+    let w = body(payload)?;
+    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        return Err(BadRequest(format!(
+            "url: expected http(s)://…, got {:?}",
+            w.url
+        )));
+    }
+    sim.github.set_config(|c| {
+        c.webhooks.push(crate::github::WebhookTarget {
+            url: w.url,
+            secret: w.secret,
+        })
+    });
+    Ok((StatusCode::CREATED, Json(json!({}))).into_response())
+}
+
+async fn reset(State(sim): State<Arc<Sim>>) -> Response {
+    sim.reset();
+    Json(json!({})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 10.0);
+        assert_eq!(percentile(&v, 95.0), 19.0);
+        assert_eq!(percentile(&[], 95.0), 0.0);
+        assert_eq!(percentile(&[3.0], 50.0), 3.0);
+    }
+}

@@ -1,0 +1,165 @@
+//! The control API: jobs and traces in, statistics out, faults set all-or-nothing, reset; a bad
+//! body is refused with a 400 that names the field.
+
+use mayfly_sim::{Sim, SimConfig};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn start() -> (reqwest::Client, String) {
+    let sim = Sim::start(SimConfig {
+        speed: 100.0,
+        ..SimConfig::default()
+    });
+    let at = sim
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    (reqwest::Client::new(), format!("http://{}/_sim", at.github))
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = http.post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_change_nothing() {
+    let (http, ctl) = start().await;
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/jobs"),
+        json!({ "repo": "acme", "labels": ["x"], "duration_secs": 1 }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("repo must be owner/repo"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/jobs"),
+        json!({ "repo": "a/b", "labels": ["x"] }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `duration_secs`"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "runners": { "crash": 0.5, "never_register": 1.5 } }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("runners.never_register"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "webhooks": { "drop": 2.0 } }),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = post(
+        &http,
+        format!("{ctl}/webhooks"),
+        json!({ "url": "ftp://x", "secret": "s" }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/trace"),
+        json!({ "text": "at,repo,labels,duration\n0,a/b,x,soon\n" }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("trace:2: duration"),
+        "{body}"
+    );
+    let (code, _) = post(&http, format!("{ctl}/trace"), json!({})).await;
+    assert_eq!(code, 400);
+    let stats: Value = http
+        .get(format!("{ctl}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["jobs"]["total"], 0);
+}
+
+#[tokio::test]
+async fn jobs_traces_stats_and_reset() {
+    let (http, ctl) = start().await;
+    let (code, body) =
+        post(&http, format!("{ctl}/jobs"), json!({ "repo": "a/b", "labels": ["self-hosted"], "duration_secs": 60, "jobs": 3, "runs": 2 })).await;
+    assert_eq!(code, 201);
+    assert_eq!(body["job_ids"].as_array().unwrap().len(), 6);
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/trace"),
+        json!({ "text": "at,repo,labels,duration\n0,a/c,x,60\n1,a/c,x,60\n" }),
+    )
+    .await;
+    assert_eq!((code, body), (202, json!({ "jobs": 2, "runs": 2 })));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats: Value = http
+            .get(format!("{ctl}/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["jobs"]["total"] == 8 && stats["replaying"] == false {
+            assert_eq!(stats["jobs"]["queued"], 8);
+            assert!(stats["jobs"]["wait_secs"]["max"].as_f64().unwrap() >= 0.0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, _) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "runners": { "crash": 0.5 }, "hetzner": { "server_quota": 3 } }),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = post(&http, format!("{ctl}/reset"), json!({})).await;
+    assert_eq!(code, 200);
+    let stats: Value = http
+        .get(format!("{ctl}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["jobs"]["total"], 0);
+    assert_eq!(stats["servers_existing"], 0);
+}
