@@ -69,6 +69,16 @@ pub enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve both fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
+    /// The first line of output is JSON with the addresses, for scripts
+    Serve(Box<crate::sim_cmd::ServeArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,7 +50,7 @@ async fn reconcile_loop(
 }
 
 /// The name of the first shutdown signal received.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -5,10 +5,11 @@ mod cli;
 mod config;
 mod daemon;
 mod logging;
+mod sim_cmd;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, ConfigCommand};
+use cli::{Cli, Command, ConfigCommand, SimCommand};
 use config::{Config, Env};
 use std::process::ExitCode;
 
@@ -17,18 +18,33 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let file = config::find_file(cli.config.as_deref());
-    let config = match Config::load(file.as_deref(), &cli.overrides(), &Env::process()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("mayfly: invalid configuration\n{e}");
-            return ExitCode::from(EXIT_CONFIG);
+    let overrides = cli.overrides();
+    // Loads the configuration for the commands that need one; an invalid one ends the run here.
+    let load = || {
+        let file = config::find_file(cli.config.as_deref());
+        match Config::load(file.as_deref(), &overrides, &Env::process()) {
+            Ok(config) => Ok((config, file)),
+            Err(e) => {
+                eprintln!("mayfly: invalid configuration\n{e}");
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
         }
     };
-    let result = match cli.command {
-        Command::Config(ConfigCommand::Check) => check(&config, file.as_deref()),
-        Command::Run => run(config),
-    };
+    match cli.command {
+        // The simulator needs no mayfly configuration: it stands in for GitHub and the cloud.
+        Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
+        Command::Config(ConfigCommand::Check) => match load() {
+            Ok((config, file)) => finish(check(&config, file.as_deref())),
+            Err(code) => code,
+        },
+        Command::Run => match load() {
+            Ok((config, _)) => finish(run(config)),
+            Err(code) => code,
+        },
+    }
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -47,6 +63,18 @@ fn check(config: &Config, file: Option<&std::path::Path>) -> anyhow::Result<()> 
         "# mayfly configuration is valid ({source}, environment, flags); secrets redacted\n{toml}"
     );
     Ok(())
+}
+
+fn sim(
+    args: sim_cmd::ServeArgs,
+    format: Option<config::LogFormat>,
+    level: Option<String>,
+) -> anyhow::Result<()> {
+    let level = level
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| "info".to_string());
+    logging::init(format.unwrap_or_default(), &level)?;
+    sim_cmd::serve(args)
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
