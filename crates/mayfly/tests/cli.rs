@@ -306,3 +306,20 @@ fn run_stops_cleanly_on_sigterm() {
         "the SQLite store was not created"
     );
 }
+
+#[test]
+fn run_never_logs_the_database_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        TOKENS.as_slice(),
+        &[("MAYFLY_STATE", "postgres://m:pg_DUMMY_pg@127.0.0.1:1/m")],
+    ]
+    .concat();
+    let (code, out, err) = output(mayfly(dir.path(), &env).args(["--log-level", "debug", "run"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("127.0.0.1:1"),
+        "the error names the server: {err}"
+    );
+    assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
+}

@@ -150,6 +150,15 @@ struct JobStats {
     succeeded: usize,
     /// Queue wait (queued until a runner took it, or until now), simulated seconds.
     wait_secs: Waits,
+    per_job: Vec<JobWait>,
+}
+
+#[derive(Serialize)]
+struct JobWait {
+    id: u64,
+    repo: String,
+    status: String,
+    wait_secs: f64,
 }
 
 #[derive(Serialize)]
@@ -185,10 +194,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
     let now = sim.clock.now_ms();
     let jobs = sim.github.jobs();
-    let mut waits: Vec<f64> = jobs
+    let wait = |j: &crate::github::JobReport| {
+        (j.started_ms.unwrap_or(now) - j.queued_ms).max(0) as f64 / 1000.0
+    };
+    let per_job: Vec<JobWait> = jobs
         .iter()
-        .map(|j| (j.started_ms.unwrap_or(now) - j.queued_ms).max(0) as f64 / 1000.0)
+        .map(|j| JobWait {
+            id: j.id,
+            repo: j.repo.clone(),
+            status: j.status.clone(),
+            wait_secs: wait(j),
+        })
         .collect();
+    let mut waits: Vec<f64> = per_job.iter().map(|w| w.wait_secs).collect();
     waits.sort_by(f64::total_cmp);
     let count = |s: &str| jobs.iter().filter(|j| j.status == s).count();
     let servers = sim.hetzner.servers();
@@ -215,6 +233,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
                 p95: percentile(&waits, 95.0),
                 max: waits.last().copied().unwrap_or(0.0),
             },
+            per_job,
         },
         servers_existing: servers.len(),
         servers: serde_json::to_value(&servers).unwrap_or_default(),

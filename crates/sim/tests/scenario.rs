@@ -149,6 +149,15 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
 
     let s = stats().await;
     assert_eq!(s["jobs"]["succeeded"], 20, "{s:#}");
+    let per_job = s["jobs"]["per_job"].as_array().unwrap();
+    assert_eq!(per_job.len(), 20);
+    // A runner boots 20-40 s after its server is running, so no job waited less than 20 s.
+    assert!(
+        per_job
+            .iter()
+            .all(|j| j["wait_secs"].as_f64().unwrap() >= 20.0),
+        "{per_job:#?}"
+    );
     assert_eq!(s["virtual_runners"]["registered"], 20);
     // Each server lived well under an hour (simulated): one hour each, powered-off time included.
     let total = s["billing"]["total"].as_f64().expect("a total");
