@@ -1,9 +1,12 @@
 //! The control API: jobs and traces in, statistics out, faults set all-or-nothing, reset; a bad
 //! body is refused with a 400 that names the field.
 
+mod support;
+
 use mayfly_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::get_json;
 
 async fn start() -> (reqwest::Client, String) {
     let sim = Sim::start(SimConfig {
@@ -100,14 +103,7 @@ async fn bad_requests_name_the_field_and_change_nothing() {
     );
     let (code, _) = post(&http, format!("{ctl}/trace"), json!({})).await;
     assert_eq!(code, 400);
-    let stats: Value = http
-        .get(format!("{ctl}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&http, format!("{ctl}/stats")).await;
     assert_eq!(stats["jobs"]["total"], 0);
 }
 
@@ -127,14 +123,7 @@ async fn jobs_traces_stats_and_reset() {
     assert_eq!((code, body), (202, json!({ "jobs": 2, "runs": 2 })));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let stats: Value = http
-            .get(format!("{ctl}/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = get_json(&http, format!("{ctl}/stats")).await;
         if stats["jobs"]["total"] == 8 && stats["replaying"] == false {
             assert_eq!(stats["jobs"]["queued"], 8);
             assert!(stats["jobs"]["wait_secs"]["max"].as_f64().unwrap() >= 0.0);
@@ -152,14 +141,7 @@ async fn jobs_traces_stats_and_reset() {
     assert_eq!(code, 200);
     let (code, _) = post(&http, format!("{ctl}/reset"), json!({})).await;
     assert_eq!(code, 200);
-    let stats: Value = http
-        .get(format!("{ctl}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&http, format!("{ctl}/stats")).await;
     assert_eq!(stats["jobs"]["total"], 0);
     assert_eq!(stats["servers_existing"], 0);
 }

@@ -1,6 +1,8 @@
 //! PyGithub and GitHub's OpenAPI schemas against the fake GitHub: seeds runs, jobs and runners
 //! in-process, then runs `tests/compat/github_check.py` with the Python of `MAYFLY_PYTHON`.
 
+mod support;
+
 use axum::routing::post;
 use mayfly_sim::clock::Clock;
 use mayfly_sim::github::{AppConfig, Github, GithubConfig, NewJob, WebhookTarget};
@@ -21,12 +23,7 @@ fn job(labels: &[&str]) -> NewJob {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pygithub_and_the_openapi_schemas_accept_the_fake() {
-    let Ok(python) = std::env::var("MAYFLY_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "run scripts/py-env and set MAYFLY_PYTHON"
-        );
-        println!("skipped: MAYFLY_PYTHON not set");
+    let Some(python) = support::python_or_skip() else {
         return;
     };
     let fixtures = format!("{DIR}/tests/fixtures/github");

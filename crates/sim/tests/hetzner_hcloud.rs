@@ -1,6 +1,8 @@
 //! The official `hcloud` Python client against the fake Hetzner Cloud, served in-process:
 //! if the real client cannot create, list, power, rebuild and delete, neither can anyone.
 
+mod support;
+
 use mayfly_sim::clock::Clock;
 use mayfly_sim::hetzner::{Hetzner, HetznerConfig};
 use mayfly_sim::stats::Stats;
@@ -11,12 +13,7 @@ const TOKEN: &str = "compat-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_hcloud_client_drives_the_fake() {
-    let Some(python) = std::env::var_os("MAYFLY_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "run scripts/py-env and set MAYFLY_PYTHON"
-        );
-        println!("skipped: MAYFLY_PYTHON not set");
+    let Some(python) = support::python_or_skip() else {
         return;
     };
     let hz = Hetzner::new(

@@ -2,12 +2,15 @@
 //! carrying JIT configs, wait. It must end with 20 completed jobs, 20 servers off, a bill of one
 //! hour per server, and every API call counted.
 
+mod support;
+
 use mayfly_sim::github::GithubConfig;
 use mayfly_sim::hetzner::HetznerConfig;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::get_json;
 
 const GH_TOKEN: &str = "test-gh-token";
 const HZ_TOKEN: &str = "test-hz-token";
@@ -116,15 +119,7 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
 
-    let stats = async || -> Value {
-        http.get(format!("{gh}/_sim/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let stats = async || -> Value { get_json(&http, format!("{gh}/_sim/stats")).await };
     poll("20 completed jobs", async || {
         stats().await["jobs"]["completed"] == 20
     })
