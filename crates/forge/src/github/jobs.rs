@@ -1,0 +1,95 @@
+//! Workflow runs and jobs of a repository, as the poller and the truth check read them: the
+//! jobs of a run (all pages) and one job by id.
+
+use super::client::{Call, Client, PER_PAGE};
+use super::error::Result;
+use super::ratelimit::Priority;
+use super::runners::Repo;
+use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels};
+use reqwest::Method;
+use serde::Deserialize;
+
+/// A workflow run, as much of it as finding its jobs needs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct WorkflowRun {
+    pub id: u64,
+    pub status: Option<String>,
+    #[serde(default)]
+    pub run_attempt: Option<u32>,
+    #[serde(default)]
+    pub head_branch: Option<String>,
+    /// Changes whenever one of the run's jobs does: an unchanged run needs no job request.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// One job of a workflow run.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct WorkflowJob {
+    pub id: u64,
+    pub run_id: u64,
+    #[serde(default)]
+    pub run_attempt: Option<u32>,
+    /// `queued`, `waiting`, `pending`, `requested`, `in_progress`, `completed`, …
+    pub status: String,
+    /// An open string: GitHub adds conclusions now and then.
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub runner_id: Option<u64>,
+    #[serde(default)]
+    pub runner_name: Option<String>,
+    #[serde(default)]
+    pub runner_group_id: Option<u64>,
+    #[serde(default)]
+    pub workflow_name: Option<String>,
+    #[serde(default)]
+    pub head_branch: Option<String>,
+}
+
+impl WorkflowJob {
+    /// mayfly's three states; `None` for a status this code does not know (leave the job alone).
+    pub fn job_status(&self) -> Option<JobStatus> {
+        match self.status.as_str() {
+            "queued" | "waiting" | "pending" | "requested" => Some(JobStatus::Queued),
+            "in_progress" => Some(JobStatus::InProgress),
+            "completed" => Some(JobStatus::Completed),
+            _ => None,
+        }
+    }
+
+    pub fn key(&self, repo: &Repo) -> JobKey {
+        JobKey {
+            forge: ForgeKind::Github,
+            scope: repo.to_string().into(),
+            id: self.id,
+        }
+    }
+}
+
+impl Client {
+    /// Every job of a run's latest attempt, across all pages.
+    pub async fn run_jobs(&self, repo: &Repo, run_id: u64) -> Result<Vec<WorkflowJob>> {
+        let url = self.url(&format!(
+            "/repos/{}/{}/actions/runs/{run_id}/jobs?filter=latest&per_page={PER_PAGE}",
+            repo.owner, repo.name
+        ));
+        let first = self
+            .send(&Call::new(Method::GET, url, Priority::Housekeeping))
+            .await?;
+        self.get_all(first, "jobs", Priority::Housekeeping).await
+    }
+
+    /// One job: the truth check before acting on a webhook or deleting an idle runner.
+    pub async fn job(&self, repo: &Repo, job_id: u64) -> Result<WorkflowJob> {
+        let url = self.url(&format!(
+            "/repos/{}/{}/actions/jobs/{job_id}",
+            repo.owner, repo.name
+        ));
+        self.send(&Call::new(Method::GET, url, Priority::Housekeeping))
+            .await?
+            .json()
+    }
+}

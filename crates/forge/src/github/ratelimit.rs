@@ -1,0 +1,196 @@
+//! One limiter per credential: the primary budget as GitHub's headers report it, pauses GitHub
+//! asks for, the concurrency cap, write spacing, and the reserve kept for serving jobs.
+
+use super::config::LimitsConfig;
+use super::error::Error;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use mayfly_core::Time;
+use reqwest::header::HeaderMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// GitHub's documented hourly budget, assumed until the first answer says otherwise.
+const ASSUMED_LIMIT: u32 = 5000;
+/// `x-ratelimit-reset` has whole seconds; waiting one more avoids arriving a moment early.
+pub(crate) const RESET_SLACK: Duration = Duration::from_secs(1);
+
+/// Which requests may spend the last of the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Stops paying (deletes) or serves a job (JIT configs, tokens, finding queued runs).
+    Essential,
+    /// Reads that can wait for the next hour: runner lists, job lookups.
+    Housekeeping,
+}
+
+/// The primary budget as last reported, for metrics. It refills at `reset_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_at: Time,
+}
+
+pub(crate) struct Limiter {
+    state: Mutex<State>,
+    concurrency: Semaphore,
+    writes: Option<DefaultDirectRateLimiter>,
+    reserve: f64,
+}
+
+#[derive(Default)]
+struct State {
+    budget: Option<Budget>,
+    /// Set by retry-after or an exhausted budget: nothing is sent before it.
+    paused_until: Option<Time>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &LimitsConfig) -> Limiter {
+        Limiter {
+            state: Mutex::new(State::default()),
+            concurrency: Semaphore::new(limits.max_concurrent.max(1)),
+            writes: Quota::with_period(limits.write_interval()).map(RateLimiter::direct),
+            reserve: limits.reserve.clamp(0.0, 1.0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn budget(&self) -> Budget {
+        self.state().budget.unwrap_or(Budget {
+            limit: ASSUMED_LIMIT,
+            remaining: ASSUMED_LIMIT,
+            reset_at: Time::default(),
+        })
+    }
+
+    /// Whether a request may be sent at `now`; if not, how long to wait or that it is postponed.
+    pub(crate) fn admit(&self, priority: Priority, now: Time) -> Result<(), Error> {
+        let st = self.state();
+        if let Some(until) = st.paused_until.filter(|u| *u > now) {
+            return Err(Error::RateLimited {
+                retry_after: Some(until.since(now)),
+            });
+        }
+        let Some(b) = st.budget.filter(|b| b.reset_at > now) else {
+            return Ok(());
+        };
+        if b.remaining == 0 {
+            return Err(Error::RateLimited {
+                retry_after: Some(b.reset_at.since(now) + RESET_SLACK),
+            });
+        }
+        if priority == Priority::Housekeeping
+            && f64::from(b.remaining) < self.reserve * f64::from(b.limit)
+        {
+            return Err(Error::Postponed);
+        }
+        Ok(())
+    }
+
+    /// Takes in the `x-ratelimit-*` headers of any answer, 304s included.
+    pub(crate) fn observe(&self, headers: &HeaderMap) {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        if let (Some(limit), Some(remaining), Some(reset)) = (
+            num("x-ratelimit-limit"),
+            num("x-ratelimit-remaining"),
+            num("x-ratelimit-reset"),
+        ) {
+            self.state().budget = Some(Budget {
+                limit: limit.clamp(0, i64::from(u32::MAX)) as u32,
+                remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+                reset_at: Time::from_secs(reset),
+            });
+        }
+    }
+
+    /// Holds every request of this credential until `until` (GitHub asked for a pause).
+    pub(crate) fn pause(&self, until: Time) {
+        let mut st = self.state();
+        st.paused_until = Some(st.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// One of the concurrent-request slots, held for the request's life.
+    pub(crate) async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        self.concurrency.acquire().await.ok()
+    }
+
+    /// Waits for the next write's turn: GitHub asks for spacing between mutating requests.
+    pub(crate) async fn space_write(&self) {
+        if let Some(w) = &self.writes {
+            w.until_ready().await;
+        }
+    }
+}
+
+/// Seconds of a `retry-after` header (GitHub sends whole seconds, not dates).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(limit: u32, remaining: u32, reset: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-ratelimit-limit", limit.to_string()),
+            ("x-ratelimit-remaining", remaining.to_string()),
+            ("x-ratelimit-reset", reset.to_string()),
+        ] {
+            h.insert(k, HeaderValue::from_str(&v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_reserve_postpones_housekeeping_only() {
+        let l = Limiter::new(&LimitsConfig::default());
+        let now = Time::from_secs(1000);
+        l.observe(&headers(100, 50, 2000));
+        assert_eq!(l.admit(Priority::Housekeeping, now), Ok(()));
+        l.observe(&headers(100, 9, 2000));
+        assert_eq!(l.admit(Priority::Housekeeping, now), Err(Error::Postponed));
+        assert_eq!(l.admit(Priority::Essential, now), Ok(()));
+        l.observe(&headers(100, 0, 2000));
+        assert_eq!(
+            l.admit(Priority::Essential, now),
+            Err(Error::RateLimited {
+                retry_after: Some(Duration::from_secs(1001))
+            })
+        );
+        assert_eq!(
+            l.admit(Priority::Housekeeping, Time::from_secs(2000)),
+            Ok(()),
+            "the budget refills at reset"
+        );
+        assert_eq!(l.budget().remaining, 0);
+    }
+
+    #[test]
+    fn a_pause_holds_every_request_until_it_ends() {
+        let l = Limiter::new(&LimitsConfig::default());
+        l.pause(Time::from_secs(10));
+        l.pause(Time::from_secs(5));
+        assert!(matches!(
+            l.admit(Priority::Essential, Time::from_secs(4)),
+            Err(Error::RateLimited { retry_after: Some(d) }) if d == Duration::from_secs(6)
+        ));
+        assert_eq!(l.admit(Priority::Essential, Time::from_secs(10)), Ok(()));
+    }
+}

@@ -1,0 +1,604 @@
+//! The GitHub REST client against the fake GitHub over real HTTP: runners, JIT configs, jobs,
+//! App auth, paging, ETags, rate limits and priorities, GHES paths, and secrets kept out of errors.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use mayfly_core::{JobStatus, Labels, Secret, Time};
+use mayfly_forge::github::{
+    AuthConfig, Client, ClientConfig, Clock, Error, LimitsConfig, Polled, Repo, RunStatus,
+    RunnerGroup, Scope,
+};
+use mayfly_sim::clock::Clock as SimClock;
+use mayfly_sim::github::{AppConfig, Github, GithubConfig as FakeConfig, NewJob};
+use mayfly_sim::stats::Stats;
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ghp_TESTONLYsecret0123456789";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/tests/fixtures/github");
+
+/// The fake's clock as the client's, so both agree on resets, retry-after and token expiry.
+struct Sim(SimClock);
+
+impl Clock for Sim {
+    fn now(&self) -> Time {
+        Time::from_millis(self.0.now_ms())
+    }
+
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let c = self.0.clone();
+        Box::pin(async move { c.sleep(d).await })
+    }
+}
+
+struct Fake {
+    gh: Arc<Github>,
+    stats: Arc<Stats>,
+    api: String,
+    clock: SimClock,
+}
+
+async fn start(config: FakeConfig, speed: f64) -> Fake {
+    let clock = SimClock::new(speed);
+    let stats = Arc::new(Stats::default());
+    let gh = Github::new(config.clone(), clock.clone(), stats.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = gh.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Fake {
+        gh,
+        stats,
+        api: format!("http://{addr}{}", config.api_prefix),
+        clock,
+    }
+}
+
+fn fake_config() -> FakeConfig {
+    FakeConfig {
+        tokens: vec![TOKEN.into()],
+        writes_per_minute: 10_000,
+        ..FakeConfig::default()
+    }
+}
+
+/// No write spacing: the fake's own limits are what these tests exercise.
+fn limits() -> LimitsConfig {
+    LimitsConfig {
+        write_interval_ms: 0,
+        ..LimitsConfig::default()
+    }
+}
+
+fn token() -> AuthConfig {
+    AuthConfig::Token {
+        token: Secret::new(TOKEN),
+    }
+}
+
+impl Fake {
+    fn client(&self, auth: AuthConfig, limits: LimitsConfig) -> Client {
+        let config = ClientConfig {
+            api_url: self.api.clone(),
+            auth,
+            limits,
+        };
+        Client::with_clock(&config, Arc::new(Sim(self.clock.clone()))).unwrap()
+    }
+
+    /// Calls and 304s the fake counted for routes ending in `suffix`.
+    fn calls(&self, method: &str, suffix: &str) -> (u64, u64) {
+        self.stats
+            .rows()
+            .iter()
+            .filter(|r| r.key.method == method && r.key.route.ends_with(suffix))
+            .fold((0, 0), |(c, n), r| {
+                (c + r.count.calls, n + r.count.not_modified)
+            })
+    }
+}
+
+fn repo() -> Repo {
+    Repo::parse("acme/app").unwrap()
+}
+
+fn labels(l: &[&str]) -> Labels {
+    Labels::new(l)
+}
+
+fn job(l: &[&str]) -> NewJob {
+    NewJob {
+        labels: l.iter().map(|s| s.to_string()).collect(),
+        duration: Duration::from_secs(600),
+    }
+}
+
+#[tokio::test]
+async fn runners_register_list_page_and_delete_idempotently() {
+    let f = start(fake_config(), 1.0).await;
+    let c = f.client(token(), limits());
+    let scope = Scope::Repo(repo());
+
+    let jit = c
+        .jit_config(&scope, "mayfly-a-1", &labels(&["linux", "x64"]), None)
+        .await
+        .unwrap();
+    assert_eq!(jit.runner.name, "mayfly-a-1");
+    assert!(jit.runner.labels.contains("linux") && jit.runner.labels.contains("self-hosted"));
+    assert!(!jit.config.is_empty());
+    assert!(!format!("{jit:?}").contains(jit.config.expose()));
+    assert!(matches!(
+        c.jit_config(&scope, "mayfly-a-1", &labels(&["linux"]), None)
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+
+    for i in 0..120 {
+        c.jit_config(&scope, &format!("bulk-{i}"), &labels(&["linux"]), None)
+            .await
+            .unwrap();
+    }
+    let all = c.list_runners(&scope).await.unwrap();
+    assert_eq!(all.len(), 121, "every page is followed");
+    assert_eq!(
+        f.calls("GET", "/actions/runners"),
+        (2, 0),
+        "two pages of 100"
+    );
+
+    let found = c.find_runner(&scope, "bulk-7").await.unwrap();
+    assert_eq!(found.map(|r| r.name), Some("bulk-7".to_string()));
+    assert_eq!(c.find_runner(&scope, "nobody & co").await, Ok(None));
+    let one = c.runner(&scope, jit.runner.id).await.unwrap();
+    assert_eq!((one.name.as_str(), one.busy), ("mayfly-a-1", false));
+    assert_eq!(
+        c.runner(&scope, 999_999).await.unwrap_err(),
+        Error::NotFound
+    );
+
+    // A runner running a job cannot go; deleting twice is fine.
+    f.gh.enqueue("acme/app", vec![job(&["self-hosted", "linux"])]);
+    let id =
+        f.gh.redeem(
+            &format!("./run.sh --jitconfig {}", jit.config.expose()),
+            "h",
+        )
+        .unwrap();
+    assert!(f.gh.next_job(id).is_some());
+    assert!(c.runner(&scope, id).await.unwrap().busy);
+    assert_eq!(c.delete_runner(&scope, id).await, Err(Error::Busy));
+    let idle = all.iter().find(|r| r.name == "bulk-0").unwrap().id;
+    assert_eq!(c.delete_runner(&scope, idle).await, Ok(()));
+    assert_eq!(c.delete_runner(&scope, idle).await, Ok(()));
+    assert_eq!(c.list_runners(&scope).await.unwrap().len(), 120);
+}
+
+#[tokio::test]
+async fn organization_scope_on_an_enterprise_server_prefix() {
+    let f = start(
+        FakeConfig {
+            api_prefix: "/api/v3".into(),
+            ..fake_config()
+        },
+        1.0,
+    )
+    .await;
+    assert!(f.api.ends_with("/api/v3"));
+    let c = f.client(token(), limits());
+    let org = Scope::Org("acme".into());
+
+    let jit = c
+        .jit_config(&org, "org-1", &labels(&["gpu"]), Some(&RunnerGroup::Id(1)))
+        .await
+        .unwrap();
+    let t = c.registration_token(&org).await.unwrap();
+    assert!(!t.token.is_empty() && t.expires_at > Time::from_millis(f.clock.now_ms()));
+    let listed = c.list_runners(&org).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].labels.contains("gpu"));
+    assert_eq!(c.delete_runner(&org, jit.runner.id).await, Ok(()));
+    assert!(c.list_runners(&org).await.unwrap().is_empty());
+    assert!(
+        f.stats
+            .rows()
+            .iter()
+            .all(|r| r.key.route.starts_with("/api/v3")),
+        "every call went under the prefix"
+    );
+}
+
+#[tokio::test]
+async fn runs_are_polled_with_etags_and_jobs_read_across_pages() {
+    let f = start(fake_config(), 1.0).await;
+    let c = f.client(token(), limits());
+    let r = repo();
+
+    let many: Vec<NewJob> = (0..130).map(|_| job(&["self-hosted", "linux"])).collect();
+    let ids = f.gh.enqueue("acme/app", many);
+    let Polled::Changed(runs) = c.runs(&r, RunStatus::Queued).await.unwrap() else {
+        panic!("the first poll sees the runs");
+    };
+    assert_eq!(runs.len(), 1);
+    let run_id = runs[0].id;
+
+    let before = c.budget().remaining;
+    assert_eq!(
+        c.runs(&r, RunStatus::Queued).await.unwrap(),
+        Polled::Unchanged
+    );
+    assert_eq!(c.budget().remaining, before, "a 304 costs no budget");
+    assert_eq!(f.calls("GET", "/actions/runs"), (2, 1));
+
+    f.gh.enqueue("acme/app", vec![job(&["self-hosted"])]);
+    let Polled::Changed(runs) = c.runs(&r, RunStatus::Queued).await.unwrap() else {
+        panic!("a new run changes the answer");
+    };
+    assert_eq!(runs.len(), 2);
+    assert!(matches!(
+        c.runs(&r, RunStatus::InProgress).await.unwrap(),
+        Polled::Changed(v) if v.is_empty()
+    ));
+
+    let jobs = c.run_jobs(&r, run_id).await.unwrap();
+    assert_eq!(jobs.len(), 130, "both pages of jobs");
+    let one = c.job(&r, ids[0]).await.unwrap();
+    assert_eq!(one.job_status(), Some(JobStatus::Queued));
+    assert!(one.labels.contains("linux"));
+    assert_eq!(one.key(&r).id, ids[0]);
+    assert_eq!(c.job(&r, 424_242).await.unwrap_err(), Error::NotFound);
+}
+
+fn app_fake() -> FakeConfig {
+    let public_key_pem =
+        std::fs::read_to_string(format!("{FIXTURES}/test-app-key.TEST-ONLY.pub.pem")).unwrap();
+    FakeConfig {
+        tokens: vec![],
+        app: Some(AppConfig {
+            app_id: 42,
+            installation_id: 7,
+            public_key_pem,
+        }),
+        ..fake_config()
+    }
+}
+
+fn app_auth(installation_id: u64) -> AuthConfig {
+    AuthConfig::App {
+        app_id: 42,
+        installation_id,
+        private_key_path: format!("{FIXTURES}/test-app-key.TEST-ONLY.pem").into(),
+    }
+}
+
+#[tokio::test]
+async fn an_app_token_is_fetched_once_and_refreshed_before_it_expires() {
+    // 60 simulated seconds a second; the token (an hour) counts as near expiry 30 s (half a real
+    // second) after issue.
+    let f = start(app_fake(), 60.0).await;
+    let c = f.client(
+        app_auth(7),
+        LimitsConfig {
+            token_refresh_secs: 3570,
+            ..limits()
+        },
+    );
+    let scope = Scope::Repo(repo());
+    c.list_runners(&scope).await.unwrap();
+    c.list_runners(&scope).await.unwrap();
+    assert_eq!(f.calls("POST", "/access_tokens"), (1, 0), "reused");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.list_runners(&scope).await.unwrap();
+    assert_eq!(f.calls("POST", "/access_tokens"), (2, 0), "refreshed");
+
+    let wrong = f.client(app_auth(8), limits());
+    assert_eq!(
+        wrong.list_runners(&scope).await.unwrap_err(),
+        Error::NotFound
+    );
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_is_a_typed_error_or_a_wait_until_reset() {
+    // An hour passes in four real seconds.
+    let f = start(
+        FakeConfig {
+            rate_limit_per_hour: 3,
+            ..fake_config()
+        },
+        900.0,
+    )
+    .await;
+    let r = repo();
+    let c = f.client(
+        token(),
+        LimitsConfig {
+            reserve: 0.0,
+            max_wait_secs: 7200,
+            ..limits()
+        },
+    );
+    let ids = f.gh.enqueue("acme/app", vec![job(&["self-hosted"])]);
+    let impatient = c.without_waiting();
+    let mut limited = None;
+    for _ in 0..4 {
+        if let Err(e) = impatient.job(&r, ids[0]).await {
+            limited = Some(e);
+            break;
+        }
+    }
+    let Some(Error::RateLimited {
+        retry_after: Some(wait),
+    }) = limited
+    else {
+        panic!("expected RateLimited, got {limited:?}");
+    };
+    assert!(wait <= Duration::from_secs(3601));
+    assert_eq!(c.budget().remaining, 0);
+
+    let started = Instant::now();
+    let polled = c.runs(&r, RunStatus::Queued).await.unwrap();
+    assert!(matches!(polled, Polled::Changed(v) if v.len() == 1));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(c.budget().remaining, 2, "a fresh hour");
+}
+
+#[tokio::test]
+async fn a_wait_longer_than_allowed_is_handed_to_the_caller() {
+    let f = start(
+        FakeConfig {
+            rate_limit_per_hour: 1,
+            ..fake_config()
+        },
+        1.0,
+    )
+    .await;
+    let c = f.client(
+        token(),
+        LimitsConfig {
+            reserve: 0.0,
+            max_wait_secs: 5,
+            ..limits()
+        },
+    );
+    let scope = Scope::Repo(repo());
+    c.list_runners(&scope).await.unwrap();
+    let started = Instant::now();
+    assert!(matches!(
+        c.list_runners(&scope).await,
+        Err(Error::RateLimited {
+            retry_after: Some(_)
+        })
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "did not wait an hour"
+    );
+    assert_eq!(
+        f.calls("GET", "/actions/runners"),
+        (1, 0),
+        "nothing sent into a spent budget"
+    );
+}
+
+#[tokio::test]
+async fn secondary_write_limits_are_waited_out() {
+    let f = start(
+        FakeConfig {
+            writes_per_minute: 2,
+            ..fake_config()
+        },
+        20.0,
+    )
+    .await;
+    let c = f.client(token(), limits());
+    let scope = Scope::Repo(repo());
+    for i in 0..3 {
+        c.jit_config(&scope, &format!("w-{i}"), &labels(&["linux"]), None)
+            .await
+            .unwrap();
+    }
+    let (calls, _) = f.calls("POST", "/generate-jitconfig");
+    assert!(
+        calls >= 4,
+        "one 403 with retry-after, then a retry: {calls}"
+    );
+}
+
+#[tokio::test]
+async fn a_low_budget_postpones_housekeeping_but_serves_jobs() {
+    let f = start(
+        FakeConfig {
+            rate_limit_per_hour: 10,
+            ..fake_config()
+        },
+        1.0,
+    )
+    .await;
+    let c = f.client(
+        token(),
+        LimitsConfig {
+            reserve: 0.5,
+            ..limits()
+        },
+    );
+    let scope = Scope::Repo(repo());
+    let mut postponed = false;
+    for _ in 0..10 {
+        match c.list_runners(&scope).await {
+            Ok(_) => {}
+            Err(Error::Postponed) => {
+                postponed = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(postponed);
+    assert_eq!(c.budget().remaining, 4);
+    assert_eq!(
+        f.calls("GET", "/actions/runners"),
+        (6, 0),
+        "the refused call was not sent"
+    );
+    c.jit_config(&scope, "urgent", &labels(&["linux"]), None)
+        .await
+        .unwrap();
+    assert_eq!(c.budget().remaining, 3);
+}
+
+#[tokio::test]
+async fn writes_are_spaced() {
+    let f = start(fake_config(), 1.0).await;
+    let c = f.client(
+        token(),
+        LimitsConfig {
+            write_interval_ms: 150,
+            ..limits()
+        },
+    );
+    let scope = Scope::Repo(repo());
+    let started = Instant::now();
+    for id in 1..=3 {
+        assert_eq!(c.delete_runner(&scope, id).await, Ok(()), "gone already");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_runner_group_name_is_resolved_once_for_orgs_and_enterprises() {
+    // The fake GitHub has one runner group and no enterprise: a stub stands in for both.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let groups = get(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            Json(json!({ "total_count": 2, "runner_groups": [
+                { "id": 1, "name": "Default" }, { "id": 7, "name": "Linux" } ] }))
+        }
+    });
+    let jit = post(|Json(body): Json<serde_json::Value>| async move {
+        let runner = json!({ "id": 5, "name": body["name"], "status": "offline", "busy": false,
+            "labels": [], "runner_group_id": body["runner_group_id"] });
+        (
+            StatusCode::CREATED,
+            Json(json!({ "runner": runner, "encoded_jit_config": "c2VjcmV0" })),
+        )
+    });
+    let app = axum::Router::new()
+        .route("/orgs/{org}/actions/runner-groups", groups.clone())
+        .route("/enterprises/{e}/actions/runner-groups", groups)
+        .route("/enterprises/{e}/actions/runners/generate-jitconfig", jit);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = ClientConfig {
+        api_url: format!("http://{addr}"),
+        auth: token(),
+        limits: limits(),
+    };
+    let c = Client::new(&config).unwrap();
+    let org = Scope::Org("acme".into());
+    let linux = RunnerGroup::Name("linux".into());
+    assert_eq!(c.runner_group_id(&org, Some(&linux)).await, Ok(7));
+    assert_eq!(c.runner_group_id(&org, Some(&linux)).await, Ok(7));
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    let missing = RunnerGroup::Name("gpu".into());
+    assert_eq!(
+        c.runner_group_id(&org, Some(&missing)).await,
+        Err(Error::NotFound)
+    );
+    assert_eq!(
+        c.runner_group_id(&org, Some(&RunnerGroup::Id(3))).await,
+        Ok(3)
+    );
+    let repo_scope = Scope::Repo(repo());
+    assert_eq!(c.runner_group_id(&repo_scope, Some(&linux)).await, Ok(1));
+
+    let enterprise = Scope::Enterprise("big".into());
+    let made = c
+        .jit_config(&enterprise, "e-1", &labels(&["linux"]), Some(&linux))
+        .await
+        .unwrap();
+    assert_eq!(
+        made.runner.runner_group_id,
+        Some(7),
+        "the resolved id was sent"
+    );
+    assert_eq!(made.config.expose(), "c2VjcmV0");
+}
+
+#[tokio::test]
+async fn no_error_shows_a_credential() {
+    let f = start(
+        FakeConfig {
+            rate_limit_per_hour: 3,
+            ..fake_config()
+        },
+        1.0,
+    )
+    .await;
+    let scope = Scope::Repo(repo());
+    let mut errors = Vec::new();
+
+    let wrong = f.client(
+        AuthConfig::Token {
+            token: Secret::new("ghp_WRONGsecret"),
+        },
+        limits(),
+    );
+    errors.push(wrong.list_runners(&scope).await.unwrap_err());
+
+    let c = f.client(token(), limits()).without_waiting();
+    let jit = c
+        .jit_config(&scope, "dup", &labels(&["linux"]), None)
+        .await
+        .unwrap();
+    errors.push(
+        c.jit_config(&scope, "dup", &labels(&["linux"]), None)
+            .await
+            .unwrap_err(),
+    );
+    errors.push(c.runner(&scope, 12345).await.unwrap_err());
+    errors.push(c.runner(&scope, 12345).await.unwrap_err());
+
+    let closed = ClientConfig {
+        api_url: "http://127.0.0.1:9".into(),
+        auth: token(),
+        limits: limits(),
+    };
+    errors.push(
+        Client::new(&closed)
+            .unwrap()
+            .job(&repo(), 1)
+            .await
+            .unwrap_err(),
+    );
+
+    let app = start(app_fake(), 1.0).await;
+    errors.push(
+        app.client(app_auth(99), limits())
+            .list_runners(&scope)
+            .await
+            .unwrap_err(),
+    );
+
+    assert!(errors.contains(&Error::Unauthorized));
+    assert!(errors.contains(&Error::NotFound));
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, Error::RateLimited { .. }))
+    );
+    assert!(errors.iter().any(|e| matches!(e, Error::Transport(_))));
+    for e in &errors {
+        let shown = format!("{e} {e:?}");
+        for secret in [TOKEN, "ghp_WRONGsecret", jit.config.expose(), "PRIVATE KEY"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
