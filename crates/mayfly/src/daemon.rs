@@ -1,36 +1,80 @@
-//! `mayfly run`: opens the store and runs the reconcile loop on its timer until Ctrl-C or
-//! SIGTERM. The pass itself is still empty; the wiring of forge, providers and planner comes next.
+//! `mayfly run`: opens the store, serves HTTP (webhooks, health) on `listen`, and runs the
+//! reconcile loop on its timer or when a webhook wakes it, until Ctrl-C or SIGTERM.
 
 use crate::config::Config;
 use anyhow::Context;
+use mayfly::http;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+/// How long requests in flight get to finish once a shutdown signal arrived.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = config.state.as_ref().context("no state URL configured")?;
     let store = mayfly_store::Store::open(state.expose())
         .await
         .context("cannot open the state store")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listen = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let secret = config.github.webhook_secret.clone();
+    if secret.is_none() {
+        warn!(
+            "github.webhook_secret is not set: POST /webhooks/github refuses every delivery \
+             (503); set it to the secret of the GitHub webhook to receive jobs by webhook"
+        );
+    }
+    let wake = Arc::new(Notify::new());
+    let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                // A dropped sender means the daemon is gone: stop as well.
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+
     let pools = config.pools();
     info!(
         controller = %pools.controller,
-        listen = %config.listen,
+        %listen,
         state = %state,
         pools = pools.pools.len(),
         "started"
     );
-    reconcile_loop(config.intervals.reconcile.0, shutdown_signal()).await?;
+    let stopped = reconcile_loop(config.intervals.reconcile.0, &wake, shutdown_signal()).await;
+    let _ = stop_http.send(());
+    match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server failed"),
+        Ok(Err(e)) => warn!(error = %e, "the HTTP server task failed"),
+        Err(_) => {
+            server.abort();
+            warn!(timeout = ?HTTP_DRAIN, "HTTP requests still open at shutdown were dropped");
+        }
+    }
     store.close().await;
+    stopped?;
     info!("stopped");
     Ok(())
 }
 
-/// One pass per tick until `shutdown` resolves. A pass that overruns delays the next tick
-/// instead of firing a burst of catch-up passes.
+/// One pass per tick, and one whenever `wake` is notified, until `shutdown` resolves. A pass
+/// that overruns delays the next tick instead of firing a burst of catch-up passes; wake-ups
+/// during a pass collapse into one pass after it.
 async fn reconcile_loop(
     every: Duration,
+    wake: &Notify,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
@@ -38,7 +82,8 @@ async fn reconcile_loop(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = tick.tick() => debug!("reconcile pass"),
+            _ = tick.tick() => debug!(trigger = "timer", "reconcile pass"),
+            () = wake.notified() => debug!(trigger = "webhook", "reconcile pass"),
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;
@@ -75,7 +120,8 @@ mod tests {
 
     #[tokio::test]
     async fn loop_ends_when_shutdown_resolves() {
-        let done = reconcile_loop(Duration::from_millis(5), async { Ok("test") });
+        let wake = Notify::new();
+        let done = reconcile_loop(Duration::from_millis(5), &wake, async { Ok("test") });
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
             .expect("loop stopped")
@@ -84,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_signal_handler_is_an_error() {
-        let r = reconcile_loop(Duration::from_millis(5), async {
+        let r = reconcile_loop(Duration::from_millis(5), &Notify::new(), async {
             Err(anyhow::anyhow!("no signals"))
         })
         .await;

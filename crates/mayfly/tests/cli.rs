@@ -227,7 +227,15 @@ fn run_stops_cleanly_on_sigterm() {
     );
     let config = write(dir.path(), "mayfly.toml", &config);
     let mut child = mayfly(dir.path(), &TOKENS)
-        .args(["--log-level", "debug", "run", "-c"])
+        // Port 0: any free port, so the test never collides with a server on 8080.
+        .args([
+            "--log-level",
+            "debug",
+            "--listen",
+            "127.0.0.1:0",
+            "run",
+            "-c",
+        ])
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -1,0 +1,358 @@
+//! GitHub webhook deliveries: the `X-Hub-Signature-256` check and `workflow_job` payloads parsed
+//! into typed job updates. No I/O here: the receiver hands in headers and the raw body.
+
+use hmac::{Hmac, Mac};
+use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels, Secret, Time};
+use serde::Deserialize;
+use sha2::Sha256;
+use std::fmt;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub const EVENT_HEADER: &str = "x-github-event";
+pub const DELIVERY_HEADER: &str = "x-github-delivery";
+
+/// The one event mayfly acts on; every other event is answered and dropped.
+pub const WORKFLOW_JOB: &str = "workflow_job";
+
+/// How much of an offending value an error repeats: enough to recognise it, never a whole body.
+const ECHO_LIMIT: usize = 64;
+
+/// Why a delivery's signature does not prove it came from GitHub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing X-Hub-Signature-256 header")]
+    Missing,
+    #[error("X-Hub-Signature-256 is not `sha256=` and 64 hex digits")]
+    Malformed,
+    #[error("X-Hub-Signature-256 does not match the body")]
+    Mismatch,
+}
+
+/// Checks `header` against the HMAC-SHA256 of the raw `body`. The comparison is constant-time
+/// (`verify_slice`), so response timing tells an attacker nothing about the right signature.
+pub fn verify_signature(
+    secret: &Secret,
+    body: &[u8],
+    header: Option<&str>,
+) -> Result<(), SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let hex_digest = header
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
+    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
+    if expected.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    mac(secret, body)
+        .verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The header GitHub would send with `body`: for tests, the simulator and redelivery tools.
+pub fn sign(secret: &Secret, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, body).finalize().into_bytes())
+    )
+}
+
+fn mac(secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length (long ones are hashed), so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac
+}
+
+/// The `action` of a `workflow_job` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Queued,
+    /// Queued behind an environment's protection rules; it still needs a runner later.
+    Waiting,
+    InProgress,
+    Completed,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Queued => "queued",
+            Action::Waiting => "waiting",
+            Action::InProgress => "in_progress",
+            Action::Completed => "completed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "queued" => Action::Queued,
+            "waiting" => Action::Waiting,
+            "in_progress" => Action::InProgress,
+            "completed" => Action::Completed,
+            _ => return None,
+        })
+    }
+
+    /// The job's status follows the action, not the payload's `status` field: an `in_progress`
+    /// delivery can still say `queued`, and a `queued` one can say `waiting`.
+    pub fn status(self) -> JobStatus {
+        match self {
+            Action::Queued | Action::Waiting => JobStatus::Queued,
+            Action::InProgress => JobStatus::InProgress,
+            Action::Completed => JobStatus::Completed,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one `workflow_job` delivery says about a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobUpdate {
+    pub action: Action,
+    /// Scope is the repository's `owner/name`.
+    pub key: JobKey,
+    pub status: JobStatus,
+    pub run_id: u64,
+    /// Absent from some older payloads.
+    pub run_attempt: Option<u32>,
+    pub labels: Labels,
+    /// An open string: GitHub adds conclusions without notice.
+    pub conclusion: Option<String>,
+    pub runner_name: Option<String>,
+    pub workflow_name: Option<String>,
+    pub created_at: Option<Time>,
+    pub started_at: Option<Time>,
+}
+
+/// A delivery the receiver understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Job(JobUpdate),
+    /// An event mayfly does not act on (`ping`, `push`, …), named for the log.
+    Ignored {
+        event: String,
+    },
+}
+
+/// Why a delivery could not be read. Messages are short and repeat at most a few dozen
+/// characters of the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid workflow_job payload: {0}")]
+    Json(String),
+    #[error("workflow_job payload without an action")]
+    MissingAction,
+    #[error("unknown workflow_job action {0:?}")]
+    UnknownAction(String),
+    #[error("workflow_job.{field} is not an RFC 3339 time: {value:?}")]
+    Time { field: &'static str, value: String },
+}
+
+/// Reads a delivery of `event` (the `X-GitHub-Event` header). Never panics, whatever the bytes.
+pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
+    if event != WORKFLOW_JOB {
+        return Ok(Delivery::Ignored { event: clip(event) });
+    }
+    // The action first, so a future action is reported as such even if its payload differs.
+    let envelope: Envelope = serde_json::from_slice(body).map_err(json_error)?;
+    let action = envelope.action.ok_or(ParseError::MissingAction)?;
+    let action = Action::parse(&action).ok_or_else(|| ParseError::UnknownAction(clip(&action)))?;
+    let payload: Payload = serde_json::from_slice(body).map_err(json_error)?;
+    let job = payload.workflow_job;
+    Ok(Delivery::Job(JobUpdate {
+        action,
+        key: JobKey {
+            forge: ForgeKind::Github,
+            scope: payload.repository.full_name.into(),
+            id: job.id,
+        },
+        status: action.status(),
+        run_id: job.run_id,
+        run_attempt: job.run_attempt,
+        labels: Labels::new(&job.labels),
+        conclusion: job.conclusion,
+        runner_name: job.runner_name,
+        workflow_name: job.workflow_name,
+        created_at: time("created_at", job.created_at.as_deref())?,
+        started_at: time("started_at", job.started_at.as_deref())?,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    workflow_job: WorkflowJob,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct WorkflowJob {
+    id: u64,
+    run_id: u64,
+    run_attempt: Option<u32>,
+    labels: Vec<String>,
+    conclusion: Option<String>,
+    runner_name: Option<String>,
+    workflow_name: Option<String>,
+    created_at: Option<String>,
+    started_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+fn json_error(e: serde_json::Error) -> ParseError {
+    ParseError::Json(clip(&e.to_string()))
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(ECHO_LIMIT) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
+    }
+}
+
+fn time(field: &'static str, value: Option<&str>) -> Result<Option<Time>, ParseError> {
+    value
+        .map(|v| {
+            rfc3339_millis(v).map(Time).ok_or_else(|| ParseError::Time {
+                field,
+                value: clip(v),
+            })
+        })
+        .transpose()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` as milliseconds since the epoch. Written out rather
+/// than pulled in as a date crate: GitHub sends exactly this shape, and this is all of it.
+fn rfc3339_millis(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, want: &[u8]| b.get(at).is_some_and(|c| want.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=days_in_month(year, month)).contains(&day) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if sep(at, b".") {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        // Milliseconds are all `Time` holds: further digits are dropped, not rounded.
+        let len = (at - start).min(3);
+        millis = num(start, len)? * [100, 10, 1][len - 1];
+    }
+    let offset_minutes = match b.get(at..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (num(at + 1, 2)?, num(at + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(secs * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's civil calendar method).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_github_writes_them() {
+        assert_eq!(rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_millis("2021-08-05T10:33:58Z"),
+            Some(1_628_159_638_000)
+        );
+        assert_eq!(
+            rfc3339_millis("2021-06-15T19:22:27.000Z"),
+            rfc3339_millis("2021-06-15T19:22:27Z")
+        );
+        assert_eq!(
+            rfc3339_millis("2021-06-15T21:22:27.5+02:00"),
+            Some(rfc3339_millis("2021-06-15T19:22:27Z").unwrap_or_default() + 500)
+        );
+        assert_eq!(
+            rfc3339_millis("2024-02-29T00:00:00Z").map(|m| m > 0),
+            Some(true)
+        );
+        for bad in [
+            "",
+            "2023-02-29T00:00:00Z",
+            "2021-13-01T00:00:00Z",
+            "2021-06-15 19:22:27",
+            "2021-06-15T19:22:27.Z",
+            "2021-06-15T19:22:27+0200",
+            "２０２１-06-15T19:22:27Z",
+        ] {
+            assert_eq!(rfc3339_millis(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn clipping_respects_characters() {
+        let long = "é".repeat(100);
+        assert_eq!(clip(&long).chars().count(), ECHO_LIMIT + 1);
+        assert_eq!(clip("short"), "short");
+    }
+}

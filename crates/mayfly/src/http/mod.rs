@@ -1,0 +1,49 @@
+//! The HTTP server of `mayfly run`: GitHub webhooks and a health check on `listen`.
+//! Handlers only record what arrived and wake the reconciler; they never call a forge or a cloud.
+
+mod webhooks;
+
+pub use webhooks::{BODY_LIMIT, STORE_TIMEOUT};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use mayfly_core::Secret;
+use mayfly_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the webhook receiver needs. No `Debug`: it holds the webhook secret.
+#[derive(Clone)]
+pub struct Webhooks {
+    pub store: Store,
+    /// Without one every delivery is refused: unsigned input is never accepted.
+    pub secret: Option<Secret>,
+    /// Wakes the reconcile loop early; a wake-up that finds it busy is kept for its next wait.
+    pub wake: Arc<Notify>,
+    /// Bounds the store write, so GitHub gets an answer well within its 10 s.
+    pub store_timeout: Duration,
+}
+
+impl Webhooks {
+    pub fn new(store: Store, secret: Option<Secret>, wake: Arc<Notify>) -> Self {
+        Webhooks {
+            store,
+            secret,
+            wake,
+            store_timeout: STORE_TIMEOUT,
+        }
+    }
+}
+
+/// All routes: `GET /healthz` and `POST /webhooks/github` (body capped at [`BODY_LIMIT`]).
+pub fn router(webhooks: Webhooks) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/webhooks/github",
+            post(webhooks::github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .with_state(Arc::new(webhooks))
+}

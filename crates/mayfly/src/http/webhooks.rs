@@ -1,0 +1,120 @@
+//! `POST /webhooks/github`: verify, parse, deduplicate on the delivery id, store, wake.
+//! Every answer is short and plain text; none repeats the secret or the signature.
+
+use super::Webhooks;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mayfly_core::Time;
+use mayfly_forge::github::webhook::{
+    self, DELIVERY_HEADER, Delivery, EVENT_HEADER, JobUpdate, SIGNATURE_HEADER,
+};
+use mayfly_store::{JobRecord, Upsert};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{debug, info, warn};
+
+/// GitHub caps payloads at 25 MB, but a `workflow_job` delivery is a few kB: 1 MiB leaves room
+/// and keeps a flood of large bodies cheap to refuse.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Half of the 10 s GitHub waits for an answer.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// GitHub's delivery ids are 36-character GUIDs; anything much longer is not one.
+const DELIVERY_ID_LIMIT: usize = 128;
+
+pub async fn github(
+    State(hooks): State<Arc<Webhooks>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(secret) = &hooks.secret else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhooks are off: github.webhook_secret is not configured",
+        );
+    };
+    let signature = header(&headers, SIGNATURE_HEADER);
+    if let Err(e) = webhook::verify_signature(secret, &body, signature) {
+        info!(reason = %e, "webhook refused");
+        return reply(StatusCode::UNAUTHORIZED, "invalid or missing signature");
+    }
+    let Some(event) = header(&headers, EVENT_HEADER) else {
+        return reply(StatusCode::BAD_REQUEST, "missing X-GitHub-Event");
+    };
+    let Some(delivery) =
+        header(&headers, DELIVERY_HEADER).filter(|d| !d.is_empty() && d.len() <= DELIVERY_ID_LIMIT)
+    else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "missing or invalid X-GitHub-Delivery",
+        );
+    };
+    match webhook::parse(event, &body) {
+        Ok(Delivery::Ignored { event }) => {
+            debug!(delivery, event, "webhook ignored");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Delivery::Job(update)) => store(&hooks, delivery, &update).await,
+        Err(e) => {
+            info!(delivery, reason = %e, "webhook rejected");
+            reply(StatusCode::BAD_REQUEST, e.to_string())
+        }
+    }
+}
+
+/// Records the update under its delivery id, then wakes the reconciler if anything changed.
+async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response {
+    let rec = record(update, now());
+    let upsert = hooks.store.upsert_job(&rec, Some(delivery));
+    let outcome = match tokio::time::timeout(hooks.store_timeout, upsert).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            warn!(delivery, job = %update.key, error = %e, "webhook not stored");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry");
+        }
+        Err(_) => {
+            warn!(delivery, job = %update.key, timeout = ?hooks.store_timeout, "webhook not stored in time");
+            // A commit already sent may still land after the answer: wake the reconciler anyway.
+            // A redelivery is safe either way, since the delivery id is recorded with the job.
+            hooks.wake.notify_one();
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "the store is busy; retry");
+        }
+    };
+    debug!(delivery, job = %update.key, action = %update.action, ?outcome, "webhook stored");
+    if matches!(outcome, Upsert::Inserted | Upsert::Updated) {
+        hooks.wake.notify_one();
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The store's record of an update received at `received`. A job's queue time is when GitHub
+/// created it; older payloads without `created_at` fall back to its start, then to receipt.
+fn record(update: &JobUpdate, received: Time) -> JobRecord {
+    JobRecord {
+        key: update.key.clone(),
+        run_id: Some(update.run_id),
+        attempt: update.run_attempt.unwrap_or(1),
+        labels: update.labels.clone(),
+        status: update.status,
+        queued_at: update.created_at.or(update.started_at).unwrap_or(received),
+        updated_at: received,
+        runner_name: update.runner_name.clone(),
+        workflow: update.workflow_name.clone(),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn reply(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, reason.into()).into_response()
+}
+
+fn now() -> Time {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Time::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,4 @@
+//! The parts of the mayfly binary that tests drive in-process: the HTTP server's router.
+//! Everything else lives in the binary's own modules (see main.rs).
+
+pub mod http;

@@ -1,0 +1,500 @@
+//! `POST /webhooks/github` in-process through the router (signatures, limits, errors, dedup,
+//! ordering, wake-ups), and once through `mayfly run` as a process (wake-up, logs, the store file).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use mayfly::http::{BODY_LIMIT, STORE_TIMEOUT, Webhooks, router};
+use mayfly_core::{ForgeKind, JobKey, JobStatus, Secret};
+use mayfly_forge::github::webhook::sign;
+use mayfly_store::Store;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+const SECRET: &str = "whsec_DUMMY_hook";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../forge/tests/fixtures/webhooks")
+        .join(name);
+    std::fs::read(path).expect("read fixture")
+}
+
+fn queued() -> Vec<u8> {
+    fixture("workflow_job.6.queued.json")
+}
+
+/// The same job as [`queued`], completed.
+fn completed() -> Vec<u8> {
+    fixture("workflow_job.3.completed.json")
+}
+
+fn key() -> JobKey {
+    JobKey {
+        forge: ForgeKind::Github,
+        scope: "Codertocat/Hello-World".into(),
+        id: 289782451,
+    }
+}
+
+fn signature(body: &[u8]) -> String {
+    sign(&Secret::new(SECRET), body)
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    store: Store,
+    wake: Arc<Notify>,
+    app: Router,
+    /// Every response body, to check that none repeats the secret or a signature.
+    answers: Vec<String>,
+}
+
+impl Harness {
+    async fn new(secret: Option<&str>) -> Harness {
+        Harness::with_timeout(secret, STORE_TIMEOUT).await
+    }
+
+    async fn with_timeout(secret: Option<&str>, store_timeout: Duration) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("mayfly.db");
+        let store = Store::open(db.to_str().expect("utf-8 path"))
+            .await
+            .expect("open store");
+        let wake = Arc::new(Notify::new());
+        let hooks = Webhooks {
+            store_timeout,
+            ..Webhooks::new(store.clone(), secret.map(Secret::new), wake.clone())
+        };
+        Harness {
+            _dir: dir,
+            db,
+            store,
+            wake,
+            app: router(hooks),
+            answers: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, req: Request<Body>) -> (StatusCode, String) {
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("read response");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        self.answers.push(text.clone());
+        (status, text)
+    }
+
+    /// A delivery as GitHub sends it; `signature` `None` leaves the header out.
+    async fn deliver(
+        &mut self,
+        event: &str,
+        delivery: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (StatusCode, String) {
+        let mut req = Request::post("/webhooks/github")
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery);
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        self.send(req.body(Body::from(body)).expect("request"))
+            .await
+    }
+
+    async fn signed(&mut self, event: &str, delivery: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let sig = signature(&body);
+        self.deliver(event, delivery, body, Some(sig)).await
+    }
+
+    async fn job_status(&self) -> Option<JobStatus> {
+        let job = self.store.job(&key()).await.expect("read job");
+        job.map(|j| j.status)
+    }
+
+    async fn woken(&self) -> bool {
+        tokio::time::timeout(Duration::from_millis(200), self.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    fn assert_no_secret_in_answers(&self) {
+        for a in &self.answers {
+            assert!(
+                !a.contains(SECRET) && !a.contains("sha256="),
+                "an answer repeats the secret or a signature: {a}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn unsigned_or_wrongly_signed_deliveries_are_401_and_change_nothing() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let (status, _) = h.deliver("workflow_job", "d-1", queued(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let wrong = sign(&Secret::new("not the secret"), &queued());
+    let (status, _) = h
+        .deliver("workflow_job", "d-2", queued(), Some(wrong))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h
+        .deliver(
+            "workflow_job",
+            "d-3",
+            queued(),
+            Some("sha256=nothex".into()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.job_status().await, None);
+    assert!(!h.woken().await);
+
+    // The rejected delivery ids were not recorded: the genuine delivery still counts.
+    let (status, _) = h.signed("workflow_job", "d-1", queued()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(h.job_status().await, Some(JobStatus::Queued));
+    h.assert_no_secret_in_answers();
+}
+
+#[tokio::test]
+async fn without_a_secret_every_delivery_is_refused() {
+    let mut h = Harness::new(None).await;
+    let (status, text) = h.signed("workflow_job", "d-1", queued()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("webhook_secret"), "{text}");
+    let (status, _) = h.deliver("workflow_job", "d-2", queued(), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.job_status().await, None);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let mut body = queued();
+    body.resize(BODY_LIMIT + 1, b' ');
+    let (status, _) = h.signed("workflow_job", "d-1", body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(h.job_status().await, None);
+}
+
+#[tokio::test]
+async fn malformed_payloads_and_unknown_actions_are_400_with_a_reason() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let (status, text) = h
+        .signed("workflow_job", "d-1", b"{\"action\": \"queued\", ".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("invalid workflow_job payload"), "{text}");
+
+    let mut value: serde_json::Value = serde_json::from_slice(&queued()).expect("json");
+    value["action"] = "requested".into();
+    let (status, text) = h
+        .signed("workflow_job", "d-2", value.to_string().into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("unknown workflow_job action"), "{text}");
+
+    let (status, _) = h.signed("workflow_job", "", queued()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an empty delivery id");
+    assert_eq!(h.job_status().await, None);
+    h.assert_no_secret_in_answers();
+}
+
+#[tokio::test]
+async fn ping_and_other_events_are_204() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#.to_vec();
+    let (status, _) = h.signed("ping", "d-1", ping).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h.signed("push", "d-2", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!h.woken().await);
+}
+
+#[tokio::test]
+async fn a_queued_job_is_stored_wakes_the_reconciler_and_survives_a_reopen() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let (status, _) = h.signed("workflow_job", "d-1", queued()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(h.woken().await, "the reconciler was not woken");
+    h.store.close().await;
+
+    let reopened = Store::open(h.db.to_str().expect("utf-8 path"))
+        .await
+        .expect("reopen the SQLite file");
+    let job = reopened
+        .job(&key())
+        .await
+        .expect("read job")
+        .expect("job stored");
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.run_id, Some(2202229078));
+    assert_eq!(job.attempt, 1);
+    assert_eq!(job.labels, mayfly_core::Labels::new(["ubuntu-latest"]));
+    assert_eq!(job.workflow.as_deref(), Some("CodeQL"));
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_delivery_id_counts_once() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    assert_eq!(
+        h.signed("workflow_job", "d-1", queued()).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert!(h.woken().await);
+    // A redelivery answers 2xx (GitHub must not see a failure) and changes nothing, even if its
+    // body differed.
+    assert_eq!(
+        h.signed("workflow_job", "d-1", completed()).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.job_status().await, Some(JobStatus::Queued));
+    assert!(!h.woken().await, "a duplicate woke the reconciler");
+}
+
+#[tokio::test]
+async fn a_late_queued_never_reopens_a_completed_job() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    assert_eq!(
+        h.signed("workflow_job", "d-2", completed()).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        h.signed("workflow_job", "d-1", queued()).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.job_status().await, Some(JobStatus::Completed));
+}
+
+#[tokio::test]
+async fn a_store_slower_than_the_bound_is_503_and_a_redelivery_is_safe() {
+    // A zero bound expires at the handler's first wait on the database (the SQLite worker
+    // answers on another thread): the store is "too slow" on every machine, however fast.
+    let mut slow = Harness::with_timeout(Some(SECRET), Duration::ZERO).await;
+    let (status, text) = slow.signed("workflow_job", "d-1", queued()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    // The write may still have landed after the answer, so the reconciler looks anyway.
+    assert!(slow.woken().await);
+
+    // GitHub's redelivery (same id) through an unhurried receiver on the same store.
+    let hooks = Webhooks::new(
+        slow.store.clone(),
+        Some(Secret::new(SECRET)),
+        slow.wake.clone(),
+    );
+    slow.app = router(hooks);
+    let (status, _) = slow.signed("workflow_job", "d-1", queued()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(slow.job_status().await, Some(JobStatus::Queued));
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let mut h = Harness::new(None).await;
+    let req = Request::get("/healthz")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(h.send(req).await, (StatusCode::OK, "ok".to_string()));
+}
+
+// ---- `mayfly run` as a process ----
+
+const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
+
+/// One raw HTTP/1.1 exchange: the status code and the body.
+fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    conn.write_all(request).expect("send request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read answer");
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+fn post_delivery(addr: SocketAddr, delivery: &str, body: &[u8], sig: &str) -> (u16, String) {
+    let mut req = format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nX-GitHub-Event: workflow_job\r\n\
+         X-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {sig}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    http(addr, &req)
+}
+
+/// Lines of a child's stderr as they come, and all lines seen so far.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn wait_for(&mut self, needles: &[&str]) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self.rx.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if needles.iter().all(|n| line.contains(n)) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    fn all(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+#[test]
+fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A timer pass every hour: a second pass soon after start can only be the webhook's.
+    let config = format!(
+        "state_dir = {:?}\n[intervals]\nreconcile = \"1h\"\n[github]\nwebhook_secret = {SECRET:?}\n",
+        dir.path().join("state").to_str().expect("utf-8 temp path")
+    );
+    let config_path = dir.path().join("mayfly.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .envs([
+            ("GITHUB_TOKEN", "ghp_DUMMY_gh"),
+            ("HETZNER_TOKEN", "hz_DUMMY_hz"),
+            ("GITHUB_REPOSITORY", "acme/app"),
+        ])
+        .args([
+            "--log-level",
+            "debug",
+            "--listen",
+            "127.0.0.1:0",
+            "run",
+            "-c",
+        ])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mayfly run");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Lines {
+        rx,
+        seen: Vec::new(),
+    };
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for mayfly") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let started = lines.wait_for(&["started", "listen="]);
+    let addr: Option<SocketAddr> = started.as_deref().and_then(|l| {
+        let rest = l.split("listen=").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    });
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        panic!("no listening address logged:\n{}", lines.all());
+    };
+    let first_pass = lines.wait_for(&["reconcile pass", "timer"]);
+    if first_pass.is_none() {
+        let _ = child.kill();
+        panic!("no first pass:\n{}", lines.all());
+    }
+
+    let health = http(
+        addr,
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let body = queued();
+    let sig = signature(&body);
+    let unsigned = post_delivery(addr, "d-0", &body, "sha256=00");
+    let accepted = post_delivery(addr, "3f1c8a50-0000-4000-8000-000000000001", &body, &sig);
+    let woken = lines.wait_for(&["reconcile pass", "webhook"]);
+    let logged = lines
+        .seen
+        .iter()
+        .any(|l| l.contains("3f1c8a50-0000-4000-8000-000000000001") && l.contains("289782451"));
+    let status = stop(&mut child);
+    // Drain what the child wrote until it exited.
+    while let Ok(line) = lines.rx.recv_timeout(Duration::from_secs(2)) {
+        lines.seen.push(line);
+    }
+    let log = lines.all();
+
+    assert_eq!(health, (200, "ok".to_string()), "{log}");
+    assert_eq!(unsigned.0, 401, "{log}");
+    assert_eq!(accepted.0, 202, "{log}");
+    assert!(woken.is_some(), "no pass after the delivery:\n{log}");
+    assert!(logged, "the delivery id and job are not logged:\n{log}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "did not stop cleanly ({status:?}):\n{log}"
+    );
+    for leak in [SECRET, sig.as_str(), &sig["sha256=".len()..]] {
+        assert!(!log.contains(leak), "the log shows {leak:?}:\n{log}");
+        assert!(
+            !unsigned.1.contains(leak) && !accepted.1.contains(leak),
+            "an answer shows {leak:?}"
+        );
+    }
+
+    let db = dir.path().join("state/mayfly.db");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let job = runtime.block_on(async {
+        let store = Store::open(db.to_str().expect("utf-8 path"))
+            .await
+            .expect("open the store file");
+        let job = store.job(&key()).await.expect("read job");
+        store.close().await;
+        job
+    });
+    assert_eq!(job.map(|j| j.status), Some(JobStatus::Queued), "{log}");
+}
