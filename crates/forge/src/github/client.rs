@@ -5,7 +5,6 @@ use super::auth::{AppAuth, Auth};
 use super::config::{AuthConfig, ClientConfig, ConfigError, LimitsConfig};
 use super::error::{Error, Result};
 use super::ratelimit::{Budget, Limiter, Priority, RESET_SLACK, retry_after};
-use backon::{ExponentialBuilder, Retryable};
 use mayfly_core::{Secret, Time};
 use reqwest::header::{ETAG, HeaderMap, IF_NONE_MATCH, LINK};
 use reqwest::{Method, RequestBuilder};
@@ -203,34 +202,34 @@ impl Client {
         format!("{}{path}", self.inner.api_url)
     }
 
-    /// Sends a call; on a rate limit, waits as GitHub asks (within `max_wait_secs`, at most
-    /// `max_retries` times) and tries again. Anything else is the caller's to handle.
+    /// Sends a call; on a rate limit, waits as GitHub asks (`retry-after`, or until the reset;
+    /// otherwise exponential backoff from 60 s), within `max_wait_secs` and at most
+    /// `max_retries` times, then tries again. Anything else is the caller's to handle.
+    ///
+    /// A plain loop rather than backon: backon's retry future holds its closures over the
+    /// borrowed call, and the compiler then cannot prove a spawned caller (the daemon's poll
+    /// task) `Send` (a known limitation with higher-ranked closures in async code).
     pub(crate) async fn send(&self, call: &Call) -> Result<Reply> {
         let max_wait = self.inner.limits.max_wait();
-        let wait = self.wait;
-        let clock = self.inner.clock.clone();
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(FIRST_BACKOFF)
-            .with_max_delay(max_wait.max(FIRST_BACKOFF))
-            .with_max_times(self.inner.limits.max_retries);
-        (|| self.attempt(call))
-            .retry(backoff)
-            .sleep(move |d| clock.sleep(d))
-            .when(move |e| wait && matches!(e, Error::RateLimited { .. }))
-            .adjust(move |e, next| {
-                let next = next?;
-                let need = match e {
-                    Error::RateLimited {
-                        retry_after: Some(d),
-                    } => *d,
-                    _ => next,
-                };
-                (need <= max_wait).then_some(need)
-            })
-            .notify(|e, d| {
-                tracing::warn!(error = %e, wait_secs = d.as_secs(), "GitHub rate limit: waiting");
-            })
-            .await
+        let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        loop {
+            let e = match self.attempt(call).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
+            };
+            let Error::RateLimited { retry_after } = &e else {
+                return Err(e);
+            };
+            let need = retry_after.unwrap_or(backoff);
+            if !self.wait || tries >= self.inner.limits.max_retries || need > max_wait {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, wait_secs = need.as_secs(), "GitHub rate limit: waiting");
+            self.inner.clock.sleep(need).await;
+            backoff = (backoff * 2).min(max_wait.max(FIRST_BACKOFF));
+            tries += 1;
+        }
     }
 
     async fn attempt(&self, call: &Call) -> Result<Reply> {

@@ -47,6 +47,11 @@ pub struct WorkflowJob {
     pub workflow_name: Option<String>,
     #[serde(default)]
     pub head_branch: Option<String>,
+    /// When GitHub queued the job (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
 }
 
 impl WorkflowJob {
