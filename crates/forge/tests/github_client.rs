@@ -602,3 +602,82 @@ async fn no_error_shows_a_credential() {
         }
     }
 }
+
+fn new_job(l: &[&str]) -> NewJob {
+    NewJob {
+        labels: l.iter().map(|s| s.to_string()).collect(),
+        duration: Duration::from_secs(60),
+    }
+}
+
+/// The poller finds every queued job, then costs nothing while nothing changes (304s only), and
+/// after a change asks only for the run that changed; a finished run is read once, as gone.
+#[tokio::test]
+async fn the_poller_reads_only_what_changed_and_idles_for_free() {
+    use mayfly_forge::github::Poller;
+    let fake = start(fake_config(), 1.0).await;
+    let app = repo();
+    let web = Repo::parse("acme/web").unwrap();
+    fake.gh.enqueue(
+        "acme/app",
+        vec![new_job(&["linux"]), new_job(&["linux"]), new_job(&["gpu"])],
+    );
+    fake.gh
+        .enqueue("acme/app", vec![new_job(&["linux"]), new_job(&["linux"])]);
+    fake.gh
+        .enqueue("acme/web", vec![new_job(&["linux", "x64"])]);
+    let client = fake.client(token(), limits());
+    let mut poller = Poller::new(client.clone(), vec![app.clone(), web.clone()]);
+
+    let report = poller.poll().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.jobs.len(), 6);
+    assert!(
+        report
+            .jobs
+            .iter()
+            .all(|j| j.status == JobStatus::Queued && j.created_at.is_some())
+    );
+    assert_eq!(
+        fake.calls("GET", "/jobs"),
+        (3, 0),
+        "one request per run, none per job"
+    );
+
+    // Idle: four run lists answered 304, no job requests, no budget spent.
+    let before = client.budget().remaining;
+    let report = poller.poll().await;
+    assert!(report.jobs.is_empty());
+    assert_eq!(fake.calls("GET", "/actions/runs").1, 4, "four 304s");
+    assert_eq!(fake.calls("GET", "/jobs").0, 3);
+    assert_eq!(client.budget().remaining, before, "304s are free");
+
+    // A new run in acme/app: only that run's jobs are read.
+    fake.gh.enqueue("acme/app", vec![new_job(&["linux"])]);
+    let report = poller.poll().await;
+    assert_eq!(report.jobs.len(), 1);
+    assert_eq!(fake.calls("GET", "/jobs").0, 4);
+
+    // The acme/web job runs and completes: its run leaves the lists and is read once more.
+    let jit = client
+        .jit_config(
+            &Scope::Repo(web.clone()),
+            "runner-web",
+            &labels(&["linux", "x64"]),
+            None,
+        )
+        .await
+        .unwrap();
+    let runner = fake.gh.redeem(jit.config.expose(), "runner-web").unwrap();
+    let assigned = fake.gh.next_job(runner).expect("a job for the runner");
+    fake.gh.finish_job(runner, assigned.job_id, "success");
+    let report = poller.poll().await;
+    let done: Vec<_> = report
+        .jobs
+        .iter()
+        .filter(|j| j.key.scope.as_ref() == "acme/web")
+        .collect();
+    assert_eq!(done.len(), 1, "{:?}", report.jobs);
+    assert_eq!(done[0].status, JobStatus::Completed);
+    assert_eq!(done[0].conclusion.as_deref(), Some("success"));
+}

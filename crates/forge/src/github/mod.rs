@@ -7,9 +7,11 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod poll;
+pub mod poller;
 pub mod ratelimit;
 pub mod runners;
 pub mod sync;
+pub mod time;
 pub mod webhook;
 
 pub use client::{Client, Clock, SystemClock};
@@ -17,5 +19,6 @@ pub use config::{AuthConfig, ClientConfig, ConfigError, GithubConfig, LimitsConf
 pub use error::Error;
 pub use jobs::{WorkflowJob, WorkflowRun};
 pub use poll::{Polled, RunStatus};
+pub use poller::{PollReport, Poller};
 pub use ratelimit::{Budget, Priority};
 pub use runners::{JitConfig, RegisteredRunner, RegistrationToken, Repo, RunnerGroup, Scope};

@@ -55,6 +55,14 @@ impl RunCursor {
         changes
     }
 
+    /// Forgets a run, so the next update fetches it again (its jobs could not be read).
+    /// A run that already left the lists is remembered as listed, so it counts as gone again.
+    pub fn forget(&mut self, run: u64) {
+        if self.seen.remove(&run).is_none() {
+            self.seen.insert(run, (String::new(), String::new()));
+        }
+    }
+
     /// Runs currently listed as queued or in progress.
     pub fn active(&self) -> impl Iterator<Item = u64> + '_ {
         self.seen.keys().copied()
@@ -101,6 +109,18 @@ mod tests {
         let mut active: Vec<u64> = c.active().collect();
         active.sort_unstable();
         assert_eq!(active, [1, 3]);
+    }
+
+    #[test]
+    fn a_forgotten_run_is_fetched_again() {
+        let mut c = RunCursor::default();
+        c.update(&[run(1, "queued", "t1")]);
+        c.forget(1);
+        assert_eq!(c.update(&[run(1, "queued", "t1")]).fetch, [1]);
+        // A gone run whose jobs could not be read is reported gone again.
+        assert_eq!(c.update(&[]).gone, [1]);
+        c.forget(1);
+        assert_eq!(c.update(&[]).gone, [1]);
     }
 
     #[test]
