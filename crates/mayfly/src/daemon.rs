@@ -3,7 +3,9 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use mayfly::demand::Demand;
 use mayfly::http;
+use mayfly_forge::github::{AuthConfig, Client, ClientConfig, LimitsConfig, Repo};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
     });
 
+    let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
+    let demand = match demand_task(&config, store.clone(), wake.clone(), demand_stopped) {
+        Ok(task) => task,
+        Err(e) => {
+            let _ = stop_http.send(());
+            return Err(e);
+        }
+    };
+
     let pools = config.pools();
     info!(
         controller = %pools.controller,
@@ -54,6 +65,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let stopped = reconcile_loop(config.intervals.reconcile.0, &wake, shutdown_signal()).await;
     let _ = stop_http.send(());
+    let _ = stop_demand.send(true);
+    if let Some(task) = demand {
+        // A pass in flight is cut short: everything it did is in the store already.
+        task.abort();
+    }
     match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server failed"),
@@ -67,6 +83,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     stopped?;
     info!("stopped");
     Ok(())
+}
+
+/// Polls GitHub and confirms long-queued jobs every `intervals.poll`, when a GitHub token and
+/// repositories are configured and polling is on.
+fn demand_task(
+    config: &Config,
+    store: mayfly_store::Store,
+    wake: Arc<Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let gh = &config.github;
+    let Some(token) = gh.token.clone() else {
+        return Ok(None);
+    };
+    if !gh.poll {
+        info!("github.poll is off: jobs arrive by webhook only");
+    }
+    let client = Client::new(&ClientConfig {
+        api_url: gh.api_url.clone(),
+        auth: AuthConfig::Token { token },
+        limits: LimitsConfig::default(),
+    })
+    .context("cannot set up the GitHub client")?;
+    let repos = if gh.poll {
+        gh.repositories
+            .iter()
+            .map(|r| Repo::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .context("github.repositories")?
+    } else {
+        Vec::new()
+    };
+    let every = config.intervals.poll.0;
+    let mut demand = Demand::new(
+        store,
+        client,
+        repos,
+        wake,
+        config.intervals.confirm_queued.0,
+    );
+    Ok(Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let report = demand.pass(mayfly::demand::now()).await;
+                    debug!(?report, "demand pass");
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })))
 }
 
 /// One pass per tick, and one whenever `wake` is notified, until `shutdown` resolves. A pass

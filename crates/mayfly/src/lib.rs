@@ -1,4 +1,6 @@
-//! The parts of the mayfly binary that tests drive in-process: the HTTP server's router.
+//! The parts of the mayfly binary that tests drive in-process: the HTTP server's router and
+//! the demand pass (polling and confirming jobs).
 //! Everything else lives in the binary's own modules (see main.rs).
 
+pub mod demand;
 pub mod http;

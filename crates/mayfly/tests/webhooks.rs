@@ -377,7 +377,7 @@ fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A timer pass every hour: a second pass soon after start can only be the webhook's.
     let config = format!(
-        "state_dir = {:?}\n[intervals]\nreconcile = \"1h\"\n[github]\nwebhook_secret = {SECRET:?}\n",
+        "state_dir = {:?}\n[intervals]\nreconcile = \"1h\"\n[github]\nwebhook_secret = {SECRET:?}\napi_url = \"http://127.0.0.1:9\"\n",
         dir.path().join("state").to_str().expect("utf-8 temp path")
     );
     let config_path = dir.path().join("mayfly.toml");

@@ -73,6 +73,9 @@ pub struct Github {
     pub webhook_secret: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner_group: Option<String>,
+    /// Poll the repositories for queued jobs (conditional requests: an idle poll costs no
+    /// budget). Off only when every job reaches mayfly by webhook.
+    pub poll: bool,
 }
 
 impl Default for Github {
@@ -82,6 +85,7 @@ impl Default for Github {
             repositories: Vec::new(),
             organization: None,
             api_url: "https://api.github.com".into(),
+            poll: true,
             webhook_secret: None,
             runner_group: None,
         }
@@ -150,6 +154,9 @@ impl Default for Deadlines {
 pub struct Intervals {
     pub reconcile: HumanDuration,
     pub poll: HumanDuration,
+    /// A job the store holds as queued this long is confirmed with GitHub, so a lost
+    /// `completed` webhook never keeps a machine waiting for it.
+    pub confirm_queued: HumanDuration,
 }
 
 impl Default for Intervals {
@@ -157,6 +164,7 @@ impl Default for Intervals {
         Intervals {
             reconcile: HumanDuration::secs(15),
             poll: HumanDuration::secs(60),
+            confirm_queued: HumanDuration::secs(600),
         }
     }
 }

@@ -6,13 +6,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mayfly_core::Time;
 use mayfly_forge::github::webhook::{
     self, DELIVERY_HEADER, Delivery, EVENT_HEADER, JobUpdate, SIGNATURE_HEADER,
 };
-use mayfly_store::{JobRecord, Upsert};
+use mayfly_store::Upsert;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// GitHub caps payloads at 25 MB, but a `workflow_job` delivery is a few kB: 1 MiB leaves room
@@ -65,7 +64,7 @@ pub async fn github(
 
 /// Records the update under its delivery id, then wakes the reconciler if anything changed.
 async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response {
-    let rec = record(update, now());
+    let rec = crate::demand::record(update, crate::demand::now());
     let upsert = hooks.store.upsert_job(&rec, Some(delivery));
     let outcome = match tokio::time::timeout(hooks.store_timeout, upsert).await {
         Ok(Ok(outcome)) => outcome,
@@ -88,33 +87,10 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
     StatusCode::ACCEPTED.into_response()
 }
 
-/// The store's record of an update received at `received`. A job's queue time is when GitHub
-/// created it; older payloads without `created_at` fall back to its start, then to receipt.
-fn record(update: &JobUpdate, received: Time) -> JobRecord {
-    JobRecord {
-        key: update.key.clone(),
-        run_id: Some(update.run_id),
-        attempt: update.run_attempt.unwrap_or(1),
-        labels: update.labels.clone(),
-        status: update.status,
-        queued_at: update.created_at.or(update.started_at).unwrap_or(received),
-        updated_at: received,
-        runner_name: update.runner_name.clone(),
-        workflow: update.workflow_name.clone(),
-    }
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn reply(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, reason.into()).into_response()
-}
-
-fn now() -> Time {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Time::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
 }

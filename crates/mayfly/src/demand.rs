@@ -1,0 +1,204 @@
+//! Demand from GitHub without webhooks, and the check that keeps a lost webhook from holding a
+//! machine: polling, then confirming jobs held as queued for long. Both end in the store.
+//!
+//! Webhooks and polls take one path: a `JobUpdate` becomes a `JobRecord` upsert, and a change
+//! wakes the reconciler. Nothing here calls GitHub on behalf of a webhook.
+
+use mayfly_core::{JobKey, JobStatus, Time};
+use mayfly_forge::github::webhook::{Action, JobUpdate};
+use mayfly_forge::github::{Client, Error, Poller, Repo};
+use mayfly_store::{JobRecord, Store, Upsert};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// The wall clock as mayfly's `Time`.
+pub fn now() -> Time {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Time::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The store's record of an update received at `received`. A job's queue time is when GitHub
+/// created it; older payloads without `created_at` fall back to its start, then to receipt.
+pub fn record(update: &JobUpdate, received: Time) -> JobRecord {
+    JobRecord {
+        key: update.key.clone(),
+        run_id: Some(update.run_id),
+        attempt: update.run_attempt.unwrap_or(1),
+        labels: update.labels.clone(),
+        status: update.status,
+        queued_at: update.created_at.or(update.started_at).unwrap_or(received),
+        updated_at: received,
+        runner_name: update.runner_name.clone(),
+        workflow: update.workflow_name.clone(),
+    }
+}
+
+/// What one pass did, for the log and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DemandReport {
+    /// Jobs the poll found in runs that changed.
+    pub polled: usize,
+    /// Jobs looked up one by one because the store held them as queued for long.
+    pub confirmed: usize,
+    /// Store records that changed (each wakes the reconciler once per pass).
+    pub changed: usize,
+    pub failed: usize,
+}
+
+pub struct Demand {
+    store: Store,
+    client: Client,
+    poller: Poller,
+    polled: HashSet<String>,
+    wake: Arc<Notify>,
+    /// A job the store holds as queued this long is confirmed with GitHub.
+    confirm_after: Duration,
+    /// When each job was last confirmed, so a job stuck in the queue costs one request per
+    /// `confirm_after`, not one per pass.
+    confirmed_at: HashMap<JobKey, Time>,
+    /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
+    pub confirm_per_pass: usize,
+}
+
+impl Demand {
+    pub fn new(
+        store: Store,
+        client: Client,
+        repos: Vec<Repo>,
+        wake: Arc<Notify>,
+        confirm_after: Duration,
+    ) -> Demand {
+        let polled = repos.iter().map(ToString::to_string).collect();
+        Demand {
+            store,
+            poller: Poller::new(client.clone(), repos),
+            client,
+            polled,
+            wake,
+            confirm_after,
+            confirmed_at: HashMap::new(),
+            confirm_per_pass: 50,
+        }
+    }
+
+    /// One poll of every repository, then the confirmations that are due.
+    pub async fn pass(&mut self, now: Time) -> DemandReport {
+        let mut report = DemandReport::default();
+        let found = self.poller.poll().await;
+        report.failed += found.failed.len();
+        report.polled = found.jobs.len();
+        for update in found.jobs {
+            self.store_record(record(&update, now), &mut report).await;
+        }
+        self.confirm(now, &mut report).await;
+        if report.changed > 0 {
+            self.wake.notify_one();
+        }
+        if report.changed > 0 || report.failed > 0 {
+            info!(
+                polled = report.polled,
+                confirmed = report.confirmed,
+                changed = report.changed,
+                failed = report.failed,
+                "demand pass"
+            );
+        }
+        report
+    }
+
+    /// Takes the record by value: a borrowed update held across the store's await trips the
+    /// compiler's check that the spawned pass is `Send`.
+    async fn store_record(&self, rec: JobRecord, report: &mut DemandReport) {
+        match self.store.upsert_job(&rec, None).await {
+            Ok(Upsert::Inserted | Upsert::Updated) => report.changed += 1,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(job = %rec.key, error = %e, "job not stored");
+                report.failed += 1;
+            }
+        }
+    }
+
+    /// Confirms jobs the store holds as queued for longer than `confirm_after`, outside the
+    /// polled repositories (there a finished run is read by the poll already). A job GitHub no
+    /// longer knows is recorded as completed, so it never keeps a machine alive.
+    async fn confirm(&mut self, now: Time, report: &mut DemandReport) {
+        let queued = match self.store.jobs_with_status(&[JobStatus::Queued]).await {
+            Ok(q) => q,
+            Err(e) => {
+                warn!(error = %e, "cannot read queued jobs");
+                report.failed += 1;
+                return;
+            }
+        };
+        let due: Vec<JobRecord> = queued
+            .into_iter()
+            .filter(|j| {
+                !self.polled.contains(j.key.scope.as_ref())
+                    && now.since(j.updated_at) > self.confirm_after
+                    && self
+                        .confirmed_at
+                        .get(&j.key)
+                        .is_none_or(|t| now.since(*t) > self.confirm_after)
+            })
+            .take(self.confirm_per_pass)
+            .collect();
+        for job in due {
+            let Ok(repo) = Repo::parse(&job.key.scope) else {
+                continue;
+            };
+            self.confirmed_at.insert(job.key.clone(), now);
+            report.confirmed += 1;
+            let update = match self.client.job(&repo, job.key.id).await {
+                Ok(found) => match found.job_status() {
+                    Some(status) if status != JobStatus::Queued => JobUpdate {
+                        action: Action::for_status(status),
+                        key: job.key.clone(),
+                        status,
+                        run_id: found.run_id,
+                        run_attempt: found.run_attempt,
+                        labels: found.labels.clone(),
+                        conclusion: found.conclusion.clone(),
+                        runner_name: found.runner_name.clone(),
+                        workflow_name: found.workflow_name.clone(),
+                        created_at: None,
+                        started_at: None,
+                    },
+                    _ => continue,
+                },
+                Err(Error::NotFound) => JobUpdate {
+                    action: Action::Completed,
+                    key: job.key.clone(),
+                    status: JobStatus::Completed,
+                    run_id: job.run_id.unwrap_or_default(),
+                    run_attempt: Some(job.attempt),
+                    labels: job.labels.clone(),
+                    conclusion: Some("not_found".into()),
+                    runner_name: None,
+                    workflow_name: job.workflow.clone(),
+                    created_at: Some(job.queued_at),
+                    started_at: None,
+                },
+                Err(Error::Postponed) => {
+                    debug!("GitHub budget low: confirmations postponed");
+                    return;
+                }
+                Err(e) => {
+                    debug!(job = %job.key, error = %e, "cannot confirm job");
+                    report.failed += 1;
+                    continue;
+                }
+            };
+            let mut update = update;
+            update.created_at = update.created_at.or(Some(job.queued_at));
+            self.store_record(record(&update, now), report).await;
+        }
+        self.confirmed_at
+            .retain(|_, t| now.since(*t) <= self.confirm_after * 2);
+    }
+}

@@ -1,0 +1,114 @@
+//! The demand pass against the fake GitHub and a real store: polled jobs land in the store and
+//! wake the reconciler; an idle pass changes nothing; a job the store holds as queued for long,
+//! outside the polled repositories, is confirmed, and one GitHub no longer knows is closed.
+
+use mayfly::demand::Demand;
+use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels, Secret, Time};
+use mayfly_forge::github::{AuthConfig, Client, ClientConfig, LimitsConfig, Repo};
+use mayfly_sim::clock::Clock;
+use mayfly_sim::github::{Github, GithubConfig, NewJob};
+use mayfly_sim::stats::Stats;
+use mayfly_store::{JobRecord, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const TOKEN: &str = "demand-test-token";
+
+fn job(labels: &[&str]) -> NewJob {
+    NewJob {
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        duration: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test]
+async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
+    let gh = Github::new(
+        GithubConfig {
+            tokens: vec![TOKEN.into()],
+            ..GithubConfig::default()
+        },
+        Clock::new(1.0),
+        Arc::new(Stats::default()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = gh.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::new(&ClientConfig {
+        api_url: format!("http://{addr}"),
+        auth: AuthConfig::Token {
+            token: Secret::new(TOKEN),
+        },
+        limits: LimitsConfig {
+            write_interval_ms: 0,
+            ..LimitsConfig::default()
+        },
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let wake = Arc::new(Notify::new());
+    let mut demand = Demand::new(
+        store.clone(),
+        client,
+        vec![Repo::parse("acme/app").unwrap()],
+        wake.clone(),
+        Duration::from_secs(600),
+    );
+
+    gh.enqueue(
+        "acme/app",
+        vec![job(&["self-hosted", "linux"]), job(&["self-hosted", "gpu"])],
+    );
+    let now = mayfly::demand::now();
+    let report = demand.pass(now).await;
+    assert_eq!(
+        (report.polled, report.changed, report.failed),
+        (2, 2, 0),
+        "{report:?}"
+    );
+    let woken = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+    assert!(woken.is_ok(), "a change wakes the reconciler");
+    let queued = store.jobs_with_status(&[JobStatus::Queued]).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    assert!(
+        queued
+            .iter()
+            .any(|j| j.labels == Labels::new(["self-hosted", "gpu"]))
+    );
+
+    // Idle: nothing found, nothing changed.
+    let report = demand.pass(now).await;
+    assert_eq!((report.polled, report.changed), (0, 0), "{report:?}");
+
+    // A job from a webhook for a repository nobody polls, held as queued for an hour, that
+    // GitHub does not know (its run was deleted): confirmed once and closed.
+    let lost = JobRecord {
+        key: JobKey {
+            forge: ForgeKind::Github,
+            scope: "acme/other".into(),
+            id: 987_654,
+        },
+        run_id: Some(1),
+        attempt: 1,
+        labels: Labels::new(["self-hosted"]),
+        status: JobStatus::Queued,
+        queued_at: Time(now.0 - 3_600_000),
+        updated_at: Time(now.0 - 3_600_000),
+        runner_name: None,
+        workflow: None,
+    };
+    store.upsert_job(&lost, Some("delivery-1")).await.unwrap();
+    let report = demand.pass(now).await;
+    assert_eq!((report.confirmed, report.changed), (1, 1), "{report:?}");
+    let after = store.job(&lost.key).await.unwrap().unwrap();
+    assert_eq!(after.status, JobStatus::Completed);
+    // The polled repository's jobs are not looked up one by one: the poll covers them.
+    let report = demand.pass(now).await;
+    assert_eq!(report.confirmed, 0, "{report:?}");
+}
