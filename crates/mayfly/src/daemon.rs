@@ -5,7 +5,7 @@ use crate::config::Config;
 use anyhow::Context;
 use mayfly::demand::Demand;
 use mayfly::http;
-use mayfly_forge::github::{AuthConfig, Client, ClientConfig, LimitsConfig, Repo};
+use mayfly_forge::github::{Client, Repo};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,8 +85,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls GitHub and confirms long-queued jobs every `intervals.poll`, when a GitHub token and
-/// repositories are configured and polling is on.
+/// Polls GitHub and confirms long-queued jobs every `intervals.poll`, when a GitHub credential
+/// (token or App) is configured. With polling off, only the confirmation runs.
 fn demand_task(
     config: &Config,
     store: mayfly_store::Store,
@@ -94,25 +94,25 @@ fn demand_task(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let gh = &config.github;
-    let Some(token) = gh.token.clone() else {
+    if gh.app.is_none() && gh.token.as_ref().is_none_or(|t| t.is_empty()) {
         return Ok(None);
-    };
-    if !gh.poll {
-        info!("github.poll is off: jobs arrive by webhook only");
     }
-    let client = Client::new(&ClientConfig {
-        api_url: gh.api_url.clone(),
-        auth: AuthConfig::Token { token },
-        limits: LimitsConfig::default(),
-    })
-    .context("cannot set up the GitHub client")?;
+    let forge = config.github();
+    let client = Client::new(&forge.client).context("cannot set up the GitHub client")?;
     let repos = if gh.poll {
+        if gh.organization.is_some() || gh.enterprise.is_some() {
+            info!(
+                "github.poll covers github.repositories only: jobs of the organization or \
+                 enterprise arrive by webhook"
+            );
+        }
         gh.repositories
             .iter()
             .map(|r| Repo::parse(r))
             .collect::<Result<Vec<_>, _>>()
             .context("github.repositories")?
     } else {
+        info!("github.poll is off: jobs arrive by webhook only");
         Vec::new()
     };
     let every = config.intervals.poll.0;

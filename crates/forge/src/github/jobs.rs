@@ -75,16 +75,17 @@ impl WorkflowJob {
 }
 
 impl Client {
-    /// Every job of a run's latest attempt, across all pages.
+    /// Every job of a run's latest attempt, across all pages. Essential: in poll mode this is
+    /// how queued jobs are found at all.
     pub async fn run_jobs(&self, repo: &Repo, run_id: u64) -> Result<Vec<WorkflowJob>> {
         let url = self.url(&format!(
             "/repos/{}/{}/actions/runs/{run_id}/jobs?filter=latest&per_page={PER_PAGE}",
             repo.owner, repo.name
         ));
         let first = self
-            .send(&Call::new(Method::GET, url, Priority::Housekeeping))
+            .send(&Call::new(Method::GET, url, Priority::Essential))
             .await?;
-        self.get_all(first, "jobs", Priority::Housekeeping).await
+        self.get_all(first, "jobs", Priority::Essential).await
     }
 
     /// One job: the truth check before acting on a webhook or deleting an idle runner.

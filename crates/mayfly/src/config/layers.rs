@@ -155,6 +155,17 @@ pub fn flags(config: &mut Config, o: &Overrides, origins: &mut Origins) -> Resul
     Ok(())
 }
 
+/// Files named in the config file are found from the file's directory, wherever mayfly runs.
+pub fn relative_files(config: &mut Config, file: Option<&Path>) {
+    let base = file.and_then(Path::parent);
+    if let Some(app) = &mut config.github.app
+        && let Some(base) = base
+        && app.private_key_file.is_relative()
+    {
+        app.private_key_file = base.join(&app.private_key_file);
+    }
+}
+
 /// Settles `state_dir` (made absolute, relative to the config file) and `state` (default:
 /// `mayfly.db` in `state_dir`, itself defaulting to `$XDG_STATE_HOME/mayfly` or `~/.local/state/mayfly`).
 pub fn state(

@@ -17,7 +17,7 @@ pub use layers::Overrides;
 pub use schema::{Config, PoolConfig};
 pub use values::LogFormat;
 
-use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools};
+use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools, Secret};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +89,7 @@ impl Config {
         layers::environment(&mut config, env, &mut origins);
         layers::flags(&mut config, overrides, &mut origins)?;
         layers::state(&mut config, env, file, &origins)?;
+        layers::relative_files(&mut config, file);
         validate::check(&config, &origins)?;
         Ok(config)
     }
@@ -96,6 +97,42 @@ impl Config {
     /// The effective configuration as TOML, every secret shown as `<redacted>`.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
+    }
+
+    /// What the GitHub forge needs from this configuration. An App, when set, wins over a token.
+    pub fn github(&self) -> mayfly_forge::github::GithubConfig {
+        use mayfly_forge::github::{AuthConfig, ClientConfig, GithubConfig, LimitsConfig};
+        let gh = &self.github;
+        let auth = match (&gh.app, &gh.token) {
+            (Some(app), _) => AuthConfig::App {
+                app_id: app.id,
+                installation_id: app.installation_id,
+                private_key_path: app.private_key_file.clone(),
+            },
+            (None, token) => AuthConfig::Token {
+                token: token.clone().unwrap_or_else(|| Secret::new("")),
+            },
+        };
+        let l = &gh.limits;
+        GithubConfig {
+            client: ClientConfig {
+                api_url: gh.api_url.trim_end_matches('/').to_string(),
+                auth,
+                limits: LimitsConfig {
+                    request_timeout_ms: millis(l.request_timeout.0),
+                    max_concurrent: l.max_concurrent,
+                    write_interval_ms: millis(l.write_interval.0),
+                    max_wait_secs: l.max_wait.0.as_secs(),
+                    reserve: l.reserve,
+                    ..LimitsConfig::default()
+                },
+            },
+            repositories: gh.repositories.clone(),
+            organization: gh.organization.clone(),
+            enterprise: gh.enterprise.clone(),
+            runner_group: gh.runner_group.clone(),
+            registration: gh.registration,
+        }
     }
 
     /// What the planner needs from this configuration.
@@ -141,4 +178,8 @@ impl PoolConfig {
             standby: self.standby,
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

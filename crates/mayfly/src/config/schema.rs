@@ -3,6 +3,7 @@
 
 use super::values::{HumanDuration, ImageRef, LogFormat, StateUrl};
 use mayfly_core::Secret;
+use mayfly_forge::github::{Registration, RunnerGroup};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,34 +61,91 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Github {
+    /// A personal access token. Leave it out when `[github.app]` is set: the App wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Authenticate as a GitHub App installation instead of with a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<GithubApp>,
     /// `owner/repo` scopes whose jobs mayfly serves with repository-level runners.
     pub repositories: Vec<String>,
     /// An organization whose jobs mayfly serves with organization-level runners.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
+    /// An enterprise whose jobs mayfly serves with enterprise-level runners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enterprise: Option<String>,
     /// `https://HOST/api/v3` for GitHub Enterprise Server.
     pub api_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<Secret>,
+    /// Runner group of organization and enterprise runners, by name or id (repository runners
+    /// always join the default group).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runner_group: Option<String>,
+    pub runner_group: Option<RunnerGroup>,
+    /// `jit` (a single-use runner config, the default) or `token` (a registration token, for
+    /// runner versions without `--jitconfig`).
+    pub registration: Registration,
     /// Poll the repositories for queued jobs (conditional requests: an idle poll costs no
     /// budget). Off only when every job reaches mayfly by webhook.
     pub poll: bool,
+    pub limits: GithubLimits,
+}
+
+/// A GitHub App installation: the App's id, the installation's id, and the App's private key.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubApp {
+    pub id: u64,
+    pub installation_id: u64,
+    /// The PEM file GitHub hands out; a relative path is taken from the config file's directory.
+    pub private_key_file: PathBuf,
+}
+
+/// How mayfly spends GitHub's rate limits.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubLimits {
+    /// Deadline of each request, connection included.
+    pub request_timeout: HumanDuration,
+    /// Minimum spacing of writes (JIT configs, deletes). GitHub advises 1s; its own cap is 80
+    /// content-creating requests a minute, so 750ms is about the fastest that stays clear of it.
+    pub write_interval: HumanDuration,
+    /// GitHub's secondary limit: at most this many requests in flight.
+    pub max_concurrent: usize,
+    /// The longest mayfly waits on a rate limit before it gives up on the call.
+    pub max_wait: HumanDuration,
+    /// Share (0 to 1) of the hourly budget kept for serving jobs: below it, housekeeping waits.
+    pub reserve: f64,
+}
+
+impl Default for GithubLimits {
+    fn default() -> Self {
+        let d = mayfly_forge::github::LimitsConfig::default();
+        GithubLimits {
+            request_timeout: HumanDuration(d.request_timeout()),
+            write_interval: HumanDuration(d.write_interval()),
+            max_concurrent: d.max_concurrent,
+            max_wait: HumanDuration(d.max_wait()),
+            reserve: d.reserve,
+        }
+    }
 }
 
 impl Default for Github {
     fn default() -> Self {
         Github {
             token: None,
+            app: None,
             repositories: Vec::new(),
             organization: None,
-            api_url: "https://api.github.com".into(),
-            poll: true,
+            enterprise: None,
+            api_url: mayfly_forge::github::config::GITHUB_API.into(),
             webhook_secret: None,
             runner_group: None,
+            registration: Registration::Jit,
+            poll: true,
+            limits: GithubLimits::default(),
         }
     }
 }

@@ -322,7 +322,7 @@ fn missing_tokens_and_scope_point_at_their_table_or_variable() {
         "{msg}"
     );
     assert!(
-        msg.contains(":2:2: github: no repository or organization to serve"),
+        msg.contains(":2:2: github: no repository, organization or enterprise to serve"),
         "{msg}"
     );
     assert!(
@@ -511,4 +511,102 @@ fn the_example_routes_jobs_as_its_comments_say() {
             ),
         ]
     );
+}
+
+const APP_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../sim/tests/fixtures/github/test-app-key.TEST-ONLY.pem"
+);
+
+#[test]
+fn a_github_app_needs_no_token_and_its_key_file_is_found_next_to_the_config() {
+    let text = MINIMAL.replace(
+        "[github]\n",
+        "[github]\nenterprise = \"big\"\nrunner_group = 7\nregistration = \"token\"\n",
+    ) + "[github.app]\nid = 42\ninstallation_id = 7\nprivate_key_file = \"keys/app.pem\"\n\
+         [github.limits]\nwrite_interval = \"750ms\"\nreserve = 0.2\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::copy(APP_KEY, dir.path().join("keys/app.pem")).unwrap();
+    let path = dir.path().join("mayfly.toml");
+    std::fs::write(&path, &text).unwrap();
+    let env = Env::from_pairs([("HETZNER_TOKEN", "hz"), ("HOME", "/home/u")]);
+    let config = Config::load(Some(&path), &Overrides::default(), &env).expect("valid");
+
+    let gh = config.github();
+    let mayfly_forge::github::AuthConfig::App {
+        app_id,
+        installation_id,
+        private_key_path,
+    } = &gh.client.auth
+    else {
+        panic!("expected App auth, got {:?}", gh.client.auth);
+    };
+    assert_eq!((*app_id, *installation_id), (42, 7));
+    assert_eq!(private_key_path, &dir.path().join("keys/app.pem"));
+    assert_eq!(
+        gh.scopes().unwrap().len(),
+        2,
+        "a repository and an enterprise"
+    );
+    assert_eq!(
+        gh.runner_group,
+        Some(mayfly_forge::github::RunnerGroup::Id(7))
+    );
+    assert_eq!(gh.registration, mayfly_forge::github::Registration::Token);
+    assert_eq!(gh.client.limits.write_interval_ms, 750);
+    assert_eq!(gh.client.limits.reserve, 0.2);
+    assert_eq!(gh.client.limits.request_timeout_ms, 10_000);
+    mayfly_forge::github::Client::new(&gh.client).expect("the key loads");
+}
+
+#[test]
+fn a_github_app_key_that_cannot_be_read_is_named_without_its_contents() {
+    let text = format!(
+        "{MINIMAL}[github.app]\nid = 1\ninstallation_id = 2\nprivate_key_file = \"missing.pem\"\n"
+    );
+    let e = error(&text);
+    assert!(
+        e.contains("github.app.private_key_file: missing.pem: "),
+        "{e}"
+    );
+
+    let loaded = load_with(
+        &text.replace("missing.pem", "mayfly.toml"),
+        &BASE_ENV,
+        &Overrides::default(),
+    );
+    let e = loaded.result.expect_err("not a key").to_string();
+    assert!(e.contains("not an RSA private key"), "{e}");
+    assert!(!e.contains("[github]"), "the file's contents stay out: {e}");
+}
+
+#[test]
+fn github_scope_and_limit_mistakes_are_named() {
+    let text = MINIMAL.replace(
+        "[github]\n",
+        "[github]\nenterprise = \"a b\"\nrunner_group = \"linux\"\n",
+    ) + "[github.limits]\nreserve = 1.5\nmax_concurrent = 0\n";
+    let e = error(&text);
+    assert!(
+        e.contains("github.enterprise: expected an enterprise name"),
+        "{e}"
+    );
+    assert!(
+        e.contains("github.limits.reserve: must be between 0 and 1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("github.limits.max_concurrent: must be at least 1"),
+        "{e}"
+    );
+
+    let no_credential = load_with(
+        MINIMAL,
+        &[("HETZNER_TOKEN", "hz"), ("HOME", "/h")],
+        &Overrides::default(),
+    );
+    let e = no_credential.result.expect_err("no token").to_string();
+    assert!(e.contains("github.token: not set"), "{e}");
+    assert!(e.contains("[github.app]"), "the hint names the App: {e}");
 }

@@ -32,18 +32,39 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
     }
 
     let gh = &config.github;
-    if gh.token.as_ref().is_none_or(|t| t.is_empty()) {
-        problem(
+    match &gh.app {
+        Some(app) => {
+            // Only the key is in question here: the other fields are checked on their own.
+            let auth = mayfly_forge::github::ClientConfig {
+                api_url: mayfly_forge::github::config::GITHUB_API.into(),
+                auth: config.github().client.auth,
+                limits: Default::default(),
+            };
+            if let Err(mayfly_forge::github::ConfigError::PrivateKey { reason, .. }) =
+                mayfly_forge::github::Client::new(&auth)
+            {
+                problem(
+                    "github.app.private_key_file".into(),
+                    format!("{}: {reason}", app.private_key_file.display()),
+                    Some("download the App's private key (PEM) from its settings page".into()),
+                );
+            }
+        }
+        None if gh.token.as_ref().is_none_or(|t| t.is_empty()) => problem(
             "github.token".into(),
             "not set".into(),
-            Some("set token in [github] or the GITHUB_TOKEN environment variable".into()),
-        );
+            Some(
+                "set token in [github] or the GITHUB_TOKEN environment variable, or a GitHub App in [github.app]"
+                    .into(),
+            ),
+        ),
+        None => {}
     }
-    if gh.repositories.is_empty() && gh.organization.is_none() {
+    if gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none() {
         problem(
             "github".into(),
-            "no repository or organization to serve".into(),
-            Some("set github.repositories or github.organization, or the GITHUB_REPOSITORY environment variable".into()),
+            "no repository, organization or enterprise to serve".into(),
+            Some("set github.repositories, github.organization or github.enterprise, or the GITHUB_REPOSITORY environment variable".into()),
         );
     }
     for (i, repo) in gh.repositories.iter().enumerate() {
@@ -58,12 +79,31 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
             );
         }
     }
-    if let Some(org) = &gh.organization
-        && !github_name(org)
-    {
+    for (key, name, example) in [
+        ("organization", &gh.organization, "my-org"),
+        ("enterprise", &gh.enterprise, "my-enterprise"),
+    ] {
+        if let Some(name) = name
+            && !github_name(name)
+        {
+            problem(
+                format!("github.{key}"),
+                format!("expected an {key} name, like `{example}`"),
+                None,
+            );
+        }
+    }
+    if !(0.0..=1.0).contains(&gh.limits.reserve) {
         problem(
-            "github.organization".into(),
-            "expected an organization name, like `my-org`".into(),
+            "github.limits.reserve".into(),
+            "must be between 0 and 1 (a share of the hourly budget)".into(),
+            None,
+        );
+    }
+    if gh.limits.max_concurrent == 0 {
+        problem(
+            "github.limits.max_concurrent".into(),
+            "must be at least 1".into(),
             None,
         );
     }
