@@ -152,7 +152,7 @@ async fn reconcile_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => debug!(trigger = "timer", "reconcile pass"),
-            () = wake.notified() => debug!(trigger = "webhook", "reconcile pass"),
+            () = wake.notified() => debug!(trigger = "demand", "reconcile pass"),
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;

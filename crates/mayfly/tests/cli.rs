@@ -1,13 +1,11 @@
 //! The binary as a user runs it: help, `config check` on files, environment and flags, the
 //! shipped example, and `mayfly run` stopping cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{BIN, Daemon};
 
 /// A clean environment in a fresh directory: no stray GITHUB_TOKEN from the machine running the tests.
 fn mayfly(dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -227,89 +225,22 @@ fn run_stops_cleanly_on_sigterm() {
         dir.path().join("state").to_str().expect("utf-8 temp path")
     );
     let config = write(dir.path(), "mayfly.toml", &config);
-    let mut child = mayfly(dir.path(), &TOKENS)
-        // Port 0: any free port, so the test never collides with a server on 8080.
-        .args([
-            "--log-level",
-            "debug",
-            "--listen",
-            "127.0.0.1:0",
-            "run",
-            "-c",
-        ])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mayfly run");
+    let mut daemon = Daemon::start(dir.path(), &config, &TOKENS);
 
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<String>| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    seen.push(line);
-                    if found {
-                        return true;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-        false
-    };
-
-    let started = wait_for("reconcile pass", &mut seen);
-    if !started {
-        let _ = child.kill();
-    }
-    assert!(started, "no reconcile pass logged:\n{}", seen.join("\n"));
+    let passed = daemon.wait_for(&["reconcile pass"]).is_some();
+    assert!(passed, "no reconcile pass logged:\n{}", daemon.log());
     assert!(
-        seen.iter().any(|l| l.contains("started")),
+        daemon.seen.iter().any(|l| l.contains("started")),
         "{}",
-        seen.join("\n")
+        daemon.log()
     );
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mayfly") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "mayfly did not stop within 20 s of SIGTERM:\n{}",
-                seen.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = daemon.stop();
+    let log = daemon.log();
     assert!(
-        status.success(),
-        "exit status {status}:\n{}",
-        seen.join("\n")
+        status.is_some_and(|s| s.success()),
+        "did not stop cleanly within 20 s of SIGTERM ({status:?}):\n{log}"
     );
-    assert!(
-        wait_for("stopped", &mut seen),
-        "no \"stopped\" line:\n{}",
-        seen.join("\n")
-    );
+    assert!(log.contains("stopped"), "no \"stopped\" line:\n{log}");
     assert!(
         dir.path().join("state/mayfly.db").exists(),
         "the SQLite store was not created"

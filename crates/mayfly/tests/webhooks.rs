@@ -1,6 +1,8 @@
 //! `POST /webhooks/github` in-process through the router (signatures, limits, errors, dedup,
 //! ordering, wake-ups), and once through `mayfly run` as a process (wake-up, logs, the store file).
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -8,13 +10,12 @@ use mayfly::http::{BODY_LIMIT, STORE_TIMEOUT, Webhooks, router};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Secret};
 use mayfly_forge::github::webhook::sign;
 use mayfly_store::Store;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::Daemon;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
@@ -282,13 +283,26 @@ async fn a_late_queued_never_reopens_a_completed_job() {
 
 #[tokio::test]
 async fn a_store_slower_than_the_bound_is_503_and_a_redelivery_is_safe() {
-    // A zero bound expires at the handler's first wait on the database (the SQLite worker
-    // answers on another thread): the store is "too slow" on every machine, however fast.
-    let mut slow = Harness::with_timeout(Some(SECRET), Duration::ZERO).await;
+    use sqlx::Connection;
+    let mut slow = Harness::with_timeout(Some(SECRET), Duration::from_millis(300)).await;
+    // Another writer holds the database: the upsert waits for it, past the bound, whatever the
+    // machine's speed.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", slow.db.display()))
+        .await
+        .expect("second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
     let (status, text) = slow.signed("workflow_job", "d-1", queued()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     // The write may still have landed after the answer, so the reconciler looks anyway.
     assert!(slow.woken().await);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release the write lock");
+    other.close().await.expect("close");
 
     // GitHub's redelivery (same id) through an unhurried receiver on the same store.
     let hooks = Webhooks::new(
@@ -312,8 +326,6 @@ async fn healthz_answers_ok() {
 }
 
 // ---- `mayfly run` as a process ----
-
-const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
 
 /// One raw HTTP/1.1 exchange: the status code and the body.
 fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
@@ -348,30 +360,6 @@ fn post_delivery(addr: SocketAddr, delivery: &str, body: &[u8], sig: &str) -> (u
     http(addr, &req)
 }
 
-/// Lines of a child's stderr as they come, and all lines seen so far.
-struct Lines {
-    rx: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn wait_for(&mut self, needles: &[&str]) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let line = self.rx.recv_timeout(left).ok()?;
-            self.seen.push(line.clone());
-            if needles.iter().all(|n| line.contains(n)) {
-                return Some(line);
-            }
-        }
-        None
-    }
-
-    fn all(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
 #[test]
 fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -382,71 +370,20 @@ fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
     );
     let config_path = dir.path().join("mayfly.toml");
     std::fs::write(&config_path, config).expect("write config");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .current_dir(dir.path())
-        .env("HOME", dir.path())
-        .envs([
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &config_path,
+        &[
             ("GITHUB_TOKEN", "ghp_DUMMY_gh"),
             ("HETZNER_TOKEN", "hz_DUMMY_hz"),
             ("GITHUB_REPOSITORY", "acme/app"),
-        ])
-        .args([
-            "--log-level",
-            "debug",
-            "--listen",
-            "127.0.0.1:0",
-            "run",
-            "-c",
-        ])
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mayfly run");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Lines {
-        rx,
-        seen: Vec::new(),
+        ],
+    );
+    let Some(addr) = daemon.listen_addr() else {
+        panic!("no listening address logged:\n{}", daemon.log());
     };
-    let stop = |child: &mut std::process::Child| {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for mayfly") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-
-    let started = lines.wait_for(&["started", "listen="]);
-    let addr: Option<SocketAddr> = started.as_deref().and_then(|l| {
-        let rest = l.split("listen=").nth(1)?;
-        rest.split_whitespace().next()?.parse().ok()
-    });
-    let Some(addr) = addr else {
-        let _ = child.kill();
-        panic!("no listening address logged:\n{}", lines.all());
-    };
-    let first_pass = lines.wait_for(&["reconcile pass", "timer"]);
-    if first_pass.is_none() {
-        let _ = child.kill();
-        panic!("no first pass:\n{}", lines.all());
+    if daemon.wait_for(&["reconcile pass", "timer"]).is_none() {
+        panic!("no first pass:\n{}", daemon.log());
     }
 
     let health = http(
@@ -457,17 +394,13 @@ fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
     let sig = signature(&body);
     let unsigned = post_delivery(addr, "d-0", &body, "sha256=00");
     let accepted = post_delivery(addr, "3f1c8a50-0000-4000-8000-000000000001", &body, &sig);
-    let woken = lines.wait_for(&["reconcile pass", "webhook"]);
-    let logged = lines
+    let woken = daemon.wait_for(&["reconcile pass", "trigger=\"demand\""]);
+    let logged = daemon
         .seen
         .iter()
         .any(|l| l.contains("3f1c8a50-0000-4000-8000-000000000001") && l.contains("289782451"));
-    let status = stop(&mut child);
-    // Drain what the child wrote until it exited.
-    while let Ok(line) = lines.rx.recv_timeout(Duration::from_secs(2)) {
-        lines.seen.push(line);
-    }
-    let log = lines.all();
+    let status = daemon.stop();
+    let log = daemon.log();
 
     assert_eq!(health, (200, "ok".to_string()), "{log}");
     assert_eq!(unsigned.0, 401, "{log}");

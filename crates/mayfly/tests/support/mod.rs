@@ -1,0 +1,119 @@
+//! `mayfly run` as a child process: a clean environment in a given directory, its log lines read
+//! as they come, its listening address, and a SIGTERM stop. Shared by the process-level tests.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
+
+/// How long any single wait on the child may take.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `mayfly --log-level debug --listen 127.0.0.1:0 run -c CONFIG` in `dir` with only
+    /// `HOME=dir` and `env`: no stray GITHUB_TOKEN from the machine running the tests.
+    pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .current_dir(dir)
+            .env("HOME", dir)
+            .envs(env.iter().copied())
+            // Port 0: any free port, so a test never collides with a server on 8080.
+            .args([
+                "--log-level",
+                "debug",
+                "--listen",
+                "127.0.0.1:0",
+                "run",
+                "-c",
+            ])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mayfly run");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next log line holding every needle, within 20 s.
+    pub fn wait_for(&mut self, needles: &[&str]) -> Option<String> {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self.rx.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if needles.iter().all(|n| line.contains(n)) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// The address from the `started` line.
+    pub fn listen_addr(&mut self) -> Option<SocketAddr> {
+        let started = self.wait_for(&["started", "listen="])?;
+        let rest = started.split("listen=").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// SIGTERM, then the exit status within 20 s (None: it had to be killed). Reads the log
+    /// until the child's end.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for mayfly") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        status
+    }
+
+    pub fn log(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    /// A failed assertion must not leave a daemon running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
