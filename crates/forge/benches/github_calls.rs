@@ -52,15 +52,10 @@ async fn world(speed: f64, jobs_per_repo: usize) -> World {
         ..GithubConfig::default()
     };
     let gh = Github::new(config, clock.clone(), stats.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = gh.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let api_url = gh.serve_local().await.expect("serve the fake GitHub");
     let client = Client::with_clock(
         &ClientConfig {
-            api_url: format!("http://{addr}"),
+            api_url,
             auth: AuthConfig::Token {
                 token: Secret::new(TOKEN),
             },

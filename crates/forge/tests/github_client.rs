@@ -47,14 +47,11 @@ async fn start(config: FakeConfig, speed: f64) -> Fake {
     let clock = SimClock::new(speed);
     let stats = Arc::new(Stats::default());
     let gh = Github::new(config.clone(), clock.clone(), stats.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = gh.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = gh.serve_local().await.unwrap();
     Fake {
         gh,
         stats,
-        api: format!("http://{addr}{}", config.api_prefix),
+        api,
         clock,
     }
 }
@@ -375,8 +372,8 @@ async fn a_wait_longer_than_allowed_is_handed_to_the_caller() {
         })
     ));
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "did not wait an hour"
+        started.elapsed() < Duration::from_secs(4),
+        "did not wait for the reset (max_wait is 5 s, the reset an hour away)"
     );
     assert_eq!(
         f.calls("GET", "/actions/runners"),
@@ -493,9 +490,7 @@ async fn a_runner_group_name_is_resolved_once_for_orgs_and_enterprises() {
         .route("/orgs/{org}/actions/runner-groups", groups.clone())
         .route("/enterprises/{e}/actions/runner-groups", groups)
         .route("/enterprises/{e}/actions/runners/generate-jitconfig", jit);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = mayfly_sim::serve_local(app).await.unwrap();
     let config = ClientConfig {
         api_url: format!("http://{addr}"),
         auth: token(),
@@ -603,13 +598,6 @@ async fn no_error_shows_a_credential() {
     }
 }
 
-fn new_job(l: &[&str]) -> NewJob {
-    NewJob {
-        labels: l.iter().map(|s| s.to_string()).collect(),
-        duration: Duration::from_secs(60),
-    }
-}
-
 /// The poller finds every queued job, then costs nothing while nothing changes (304s only), and
 /// after a change asks only for the run that changed; a finished run is read once, as gone.
 #[tokio::test]
@@ -620,12 +608,11 @@ async fn the_poller_reads_only_what_changed_and_idles_for_free() {
     let web = Repo::parse("acme/web").unwrap();
     fake.gh.enqueue(
         "acme/app",
-        vec![new_job(&["linux"]), new_job(&["linux"]), new_job(&["gpu"])],
+        vec![job(&["linux"]), job(&["linux"]), job(&["gpu"])],
     );
     fake.gh
-        .enqueue("acme/app", vec![new_job(&["linux"]), new_job(&["linux"])]);
-    fake.gh
-        .enqueue("acme/web", vec![new_job(&["linux", "x64"])]);
+        .enqueue("acme/app", vec![job(&["linux"]), job(&["linux"])]);
+    fake.gh.enqueue("acme/web", vec![job(&["linux", "x64"])]);
     let client = fake.client(token(), limits());
     let mut poller = Poller::new(client.clone(), vec![app.clone(), web.clone()]);
 
@@ -653,7 +640,7 @@ async fn the_poller_reads_only_what_changed_and_idles_for_free() {
     assert_eq!(client.budget().remaining, before, "304s are free");
 
     // A new run in acme/app: only that run's jobs are read.
-    fake.gh.enqueue("acme/app", vec![new_job(&["linux"])]);
+    fake.gh.enqueue("acme/app", vec![job(&["linux"])]);
     let report = poller.poll().await;
     assert_eq!(report.jobs.len(), 1);
     assert_eq!(fake.calls("GET", "/jobs").0, 4);

@@ -32,12 +32,9 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
         Clock::new(1.0),
         Arc::new(Stats::default()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = gh.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api_url = gh.serve_local().await.unwrap();
     let client = Client::new(&ClientConfig {
-        api_url: format!("http://{addr}"),
+        api_url,
         auth: AuthConfig::Token {
             token: Secret::new(TOKEN),
         },

@@ -36,15 +36,9 @@ fn an_app_on_an_enterprise_server_polls_jobs_into_the_store() {
         Clock::new(1.0),
         stats.clone(),
     );
-    let addr = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = gh.router();
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        addr
-    });
+    let api_url = runtime
+        .block_on(gh.serve_local())
+        .expect("serve the fake GitHub");
     let job_id = gh.enqueue(
         "acme/app",
         vec![NewJob {
@@ -61,7 +55,7 @@ fn an_app_on_an_enterprise_server_polls_jobs_into_the_store() {
     .expect("copy the App key");
     let config = format!(
         "state_dir = \"state\"\n\
-         [github]\nrepositories = [\"acme/app\"]\napi_url = \"http://{addr}/api/v3\"\n\
+         [github]\nrepositories = [\"acme/app\"]\napi_url = \"{api_url}\"\n\
          [github.app]\nid = 42\ninstallation_id = 7\nprivate_key_file = \"app.pem\"\n\
          [intervals]\npoll = \"200ms\"\nreconcile = \"1h\"\n"
     );

@@ -15,3 +15,18 @@ pub mod stats;
 pub mod trace;
 
 pub use sim::{Listening, Sim, SimConfig};
+
+use std::net::SocketAddr;
+
+/// Serves `app` on a free loopback port until the runtime shuts down; returns the address.
+/// For tests and benchmarks that want one fake, or a stand-in of their own, on the network.
+pub async fn serve_local(app: axum::Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, %addr, "local server stopped");
+        }
+    });
+    Ok(addr)
+}

@@ -34,14 +34,11 @@ struct Fake {
 async fn start(config: GithubConfig, clock: Clock) -> Fake {
     let stats = Arc::new(Stats::default());
     let gh = Github::new(config.clone(), clock, stats.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = gh.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = gh.serve_local().await.unwrap();
     Fake {
         gh,
         stats,
-        api: format!("http://{addr}{}", config.api_prefix),
+        api,
         http: Client::new(),
     }
 }
@@ -782,10 +779,8 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Vec<u8>)>) {
             ),
         )
         .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
+    let addr = mayfly_sim::serve_local(app).await.unwrap();
+    (format!("http://{addr}/hook"), rx)
 }
 
 struct Delivery {

@@ -37,9 +37,10 @@ async fn pygithub_and_the_openapi_schemas_accept_the_fake() {
             let _ = tx.send(body.to_vec());
         }),
     );
-    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_url = format!("http://{}/hook", hook_listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(hook_listener, hook).await.unwrap() });
+    let hook_url = format!(
+        "http://{}/hook",
+        mayfly_sim::serve_local(hook).await.unwrap()
+    );
 
     let config = GithubConfig {
         tokens: vec![TOKEN.into()],
@@ -55,10 +56,7 @@ async fn pygithub_and_the_openapi_schemas_accept_the_fake() {
         ..GithubConfig::default()
     };
     let gh = Github::new(config, Clock::new(1.0), Arc::new(Stats::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = gh.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = gh.serve_local().await.unwrap();
 
     // Five runs (the first with two jobs); two jobs in progress, one completed, the rest queued.
     gh.enqueue(

@@ -31,10 +31,7 @@ async fn start(speed: f64, config: HetznerConfig) -> Fake {
         clock.clone(),
         stats.clone(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    let app = hz.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = hz.serve_local().await.unwrap();
     Fake {
         hz,
         clock,

@@ -24,10 +24,7 @@ async fn the_official_hcloud_client_drives_the_fake() {
         Clock::new(100.0),
         Arc::new(Stats::default()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/v1", listener.local_addr().unwrap());
-    let app = hz.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = hz.serve_local().await.unwrap();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/hcloud_check.py");
     let out = tokio::task::spawn_blocking(move || {

@@ -109,6 +109,13 @@ impl Github {
         routes::router(self.clone())
     }
 
+    /// Serves the API on a free loopback port; returns its base URL, prefix included
+    /// (`http://127.0.0.1:PORT/api/v3` for an Enterprise Server stand-in).
+    pub async fn serve_local(self: &Arc<Self>) -> std::io::Result<String> {
+        let addr = crate::serve_local(self.router()).await?;
+        Ok(format!("http://{addr}{}", self.config().api_prefix))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

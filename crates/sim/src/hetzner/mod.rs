@@ -64,6 +64,12 @@ impl Hetzner {
         routes::router(self.clone())
     }
 
+    /// Serves the API on a free loopback port; returns its endpoint (`http://127.0.0.1:PORT/v1`).
+    pub async fn serve_local(self: &Arc<Self>) -> std::io::Result<String> {
+        let addr = crate::serve_local(self.router()).await?;
+        Ok(format!("http://{addr}/v1"))
+    }
+
     pub fn billing(&self) -> BillingReport {
         billing::report(self.lock().ledger.values(), self.clock.now_ms())
     }
