@@ -18,4 +18,4 @@ pub use model::{
 };
 pub use plan::{Action, Assignment, How, LimitKind, Plan, Reason, WaitReason, Waiting, plan};
 pub use secret::Secret;
-pub use time::Time;
+pub use time::{Clock, Time};

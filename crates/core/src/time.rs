@@ -3,7 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+/// A notion of now and of waiting, for the code around the planner (clients, the reconcile
+/// loop), injected so that tests and the simulator can run a fast clock. Only the interface
+/// lives here: the planner itself never reads a clock, and the real one is the binary's.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Time;
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
 
 /// Milliseconds since the Unix epoch.
 #[derive(

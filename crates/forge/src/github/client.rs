@@ -22,12 +22,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_PAGES: usize = 100;
 pub(crate) const PER_PAGE: u32 = 100;
 
-/// The client's notion of now and of waiting, injected so tests can run a fast clock. Budget
-/// resets, `retry-after` and token expiry are read on it; the App's JWT uses the wall clock.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Time;
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
+/// The client's notion of now and of waiting (budget resets, `retry-after`, token expiry);
+/// the App's JWT uses the wall clock whatever the client's clock.
+pub use mayfly_core::Clock;
 
 /// Real time.
 pub struct SystemClock;
