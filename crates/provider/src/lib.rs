@@ -2,7 +2,10 @@
 //! executor needs, typed errors it acts on, the runner bootstrap, and one conformance suite that
 //! every provider's tests run.
 
+pub mod bootstrap;
+pub mod conformance;
 mod error;
+pub mod hetzner;
 
 pub use error::{Error, Result};
 

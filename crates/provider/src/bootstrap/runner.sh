@@ -1,0 +1,175 @@
+#!/bin/bash
+# mayfly runner bootstrap: cloud-init runs this once at first boot. It installs (or finds) the
+# GitHub Actions runner, runs one job with a single-use credential, and powers the machine off;
+# mayfly deletes or recycles machines that are off. The runner credential is in this file:
+# never trace it (no `set -x`) and never print it.
+#
+# A template: mayfly fills in the @NAME@ placeholders (crates/provider/src/bootstrap/mod.rs).
+# Functions are called from traps and from the blocks mayfly fills in, out of shellcheck's sight:
+# shellcheck disable=SC2317
+set -euo pipefail
+
+readonly RUNNER_USER='@RUNNER_USER@'
+readonly RUNNER_DIR='@RUNNER_DIR@'
+# Empty when the runner is already in the image at RUNNER_DIR: then nothing is downloaded.
+readonly RUNNER_URL='@RUNNER_URL@'
+readonly RUNNER_SHA256='@RUNNER_SHA256@'
+readonly METADATA_ADDRESS='169.254.169.254'
+
+log() {
+    printf 'mayfly-bootstrap: %s\n' "$*" >&2
+    logger -t mayfly-bootstrap -- "$*" 2>/dev/null || true
+}
+
+# Whatever happens (the job is done, the download failed, the checksum did not match, the setup
+# script failed), the machine powers off: a machine that never started its runner must not run,
+# and bill, forever.
+finish() {
+    local status=$?
+    trap - EXIT
+    log "done (exit status ${status}); powering off"
+    sync || true
+    shutdown -h now || poweroff || poweroff -f
+    exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+require() {
+    local tool
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "required tool missing from the image: ${tool}"
+            exit 1
+        fi
+    done
+}
+
+# The runner and its jobs run as this unprivileged user. It gets no sudo and no docker group
+# (both are root in all but name): an operator who wants either grants it in the setup script.
+ensure_user() {
+    if id -u "$RUNNER_USER" >/dev/null 2>&1; then
+        log "user ${RUNNER_USER} exists"
+    else
+        useradd --create-home --shell /bin/bash "$RUNNER_USER"
+        log "user ${RUNNER_USER} created"
+    fi
+}
+
+runner_home() {
+    getent passwd "$RUNNER_USER" | cut -d: -f6
+}
+
+# Runs a command as the runner user, with that user's home: jobs write caches under $HOME.
+as_runner() {
+    local home
+    home=$(runner_home)
+    runuser -u "$RUNNER_USER" -- env HOME="$home" USER="$RUNNER_USER" LOGNAME="$RUNNER_USER" "$@"
+}
+
+# @START_RUNNER@
+
+download() {
+    local url=$1 out=$2 attempt
+    for attempt in 1 2 3 4 5; do
+        if curl --fail --silent --show-error --location --connect-timeout 10 --max-time 300 \
+            --retry 3 --retry-delay 2 --output "$out" "$url"; then
+            return 0
+        fi
+        log "download attempt ${attempt} of ${url} failed"
+        sleep $((attempt * 3))
+    done
+    return 1
+}
+
+install_runner() {
+    if [[ -z $RUNNER_URL ]]; then
+        if [[ ! -x "${RUNNER_DIR}/run.sh" || ! -x "${RUNNER_DIR}/config.sh" ]]; then
+            log "no runner in the image at ${RUNNER_DIR}"
+            exit 1
+        fi
+        log "using the runner in the image at ${RUNNER_DIR}"
+        chown -R "${RUNNER_USER}:" "$RUNNER_DIR"
+        return
+    fi
+    require curl sha256sum tar
+    local tarball
+    tarball=$(mktemp -t actions-runner.XXXXXX)
+    log "downloading ${RUNNER_URL}"
+    if ! download "$RUNNER_URL" "$tarball"; then
+        log "could not download the runner"
+        exit 1
+    fi
+    # The pinned checksum is the only thing that vouches for what runs here: no match, no run.
+    if ! printf '%s  %s\n' "$RUNNER_SHA256" "$tarball" | sha256sum -c - >/dev/null; then
+        log "runner checksum mismatch (expected sha256 ${RUNNER_SHA256}); refusing to run it"
+        rm -f "$tarball"
+        exit 1
+    fi
+    log "runner checksum verified"
+    install -d -o "$RUNNER_USER" -m 0755 "$RUNNER_DIR"
+    tar -xzf "$tarball" -C "$RUNNER_DIR"
+    rm -f "$tarball"
+    chown -R "${RUNNER_USER}:" "$RUNNER_DIR"
+}
+
+# @SETUP_SCRIPT@
+
+run_setup() {
+    if ! declare -F setup_script >/dev/null; then
+        return
+    fi
+    local file
+    file=$(mktemp -t mayfly-setup.XXXXXX)
+    setup_script >"$file"
+    chmod 0700 "$file"
+    log "running the setup script"
+    if [[ $(head -c 2 "$file") == '#!' ]]; then
+        "$file"
+    else
+        bash "$file"
+    fi
+    rm -f "$file"
+    log "setup script done"
+}
+
+# The runner is a .NET program: it needs ICU, Kerberos, OpenSSL and zlib. Images without ICU (the
+# usual gap) get them from the runner's own installer, which knows each distribution's packages.
+install_dependencies() {
+    local libraries
+    libraries=$(ldconfig -p 2>/dev/null || true)
+    if [[ $libraries == *libicuuc.so* ]]; then
+        return
+    fi
+    log "installing the runner's dependencies"
+    "${RUNNER_DIR}/bin/installdependencies.sh"
+}
+
+# The machine's user data (this script, with its credential) is served to anything on the machine
+# that asks the metadata service. Jobs run as RUNNER_USER: close the service to that user. Best
+# effort: a JIT config is spent by the time a job runs; a registration token is not.
+close_metadata() {
+    if command -v iptables >/dev/null 2>&1 &&
+        iptables -w -I OUTPUT -d "$METADATA_ADDRESS" -m owner --uid-owner "$RUNNER_USER" -j REJECT 2>/dev/null; then
+        log "metadata service closed to ${RUNNER_USER}"
+    else
+        log "warning: could not close the metadata service to ${RUNNER_USER}"
+    fi
+}
+
+
+main() {
+    log "starting"
+    require useradd runuser getent
+    ensure_user
+    install_runner
+    run_setup
+    install_dependencies
+    close_metadata
+    cd "$RUNNER_DIR"
+    start_runner
+    log "the runner has exited"
+}
+
+main

@@ -1,0 +1,330 @@
+//! Hetzner Cloud as a provider: servers made from pools' specs, labelled with the controller,
+//! listed in pages of 50, powered, rebuilt for reuse and deleted; hourly billing from the catalogue.
+//!
+//! API economy is the scaling limit here (3,600 requests an hour per project), so a job costs
+//! one create and one delete, a reconcile pass one list per 50 servers, and everything that
+//! rarely changes (prices, snapshot ids, SSH key ids) is read once and kept.
+
+mod catalog;
+mod client;
+mod config;
+mod mapping;
+
+pub use catalog::fingerprint;
+pub use client::Budget;
+pub use config::{ConfigError, DEFAULT_ENDPOINT, HetznerConfig};
+
+use crate::{CreateRequest, Error, Provider, Result, tags};
+use async_trait::async_trait;
+use catalog::{Catalogue, PER_PAGE};
+use client::{Call, Client};
+use mapping::{Meta, Server};
+use mayfly_core::{Billing, Clock, Image, Instance, Placement, Secret};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// 10,000 servers at 50 a page: far beyond any project's quota, so reaching it means a
+/// runaway page chain, not a big fleet.
+const LIST_MAX_PAGES: u64 = 200;
+
+/// A provider for one Hetzner Cloud project. Cheap to share behind an `Arc`; every call goes
+/// through one client, so they all honour the same rate-limit budget.
+pub struct Hetzner {
+    client: Client,
+    ipv4: bool,
+    ipv6: bool,
+    /// `(public key, fingerprint)`, checked when the configuration was read.
+    ssh_keys: Vec<(String, String)>,
+    catalogue: Catalogue,
+}
+
+#[derive(Deserialize)]
+struct ServerAnswer {
+    server: Server,
+}
+
+#[derive(Deserialize)]
+struct ServersPage {
+    #[serde(default)]
+    servers: Vec<Server>,
+    #[serde(default)]
+    meta: Meta,
+}
+
+impl std::fmt::Debug for Hetzner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hetzner")
+            .field("endpoint", &self.client.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hetzner {
+    /// Checks the configuration (endpoint, token, SSH keys) without calling the API; `clock`
+    /// is what rate-limit waits and the catalogue's freshness are measured with.
+    pub fn new(
+        config: &HetznerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<Hetzner, ConfigError> {
+        let ssh_keys = config
+            .ssh_keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                fingerprint(key)
+                    .map(|fp| (key.trim().to_string(), fp))
+                    .ok_or(ConfigError::BadSshKey(i + 1))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Hetzner {
+            client: Client::new(config, clock)?,
+            ipv4: config.ipv4,
+            ipv6: config.ipv6,
+            ssh_keys,
+            catalogue: Catalogue::default(),
+        })
+    }
+
+    /// `(remaining, limit)` of the project's request budget as the last answer reported it;
+    /// `None` before the first call. For metrics.
+    pub fn budget(&self) -> Option<(u32, u32)> {
+        self.client.budget().map(|b| (b.remaining, b.limit))
+    }
+
+    /// The whole budget as last reported, with when the bucket is full again.
+    pub fn budget_detail(&self) -> Option<Budget> {
+        self.client.budget()
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.client.endpoint()
+    }
+
+    fn server_id(id: &str) -> Result<u64> {
+        // Parsing also keeps anything but a number out of the URL path.
+        id.trim().parse().map_err(|_| Error::Invalid {
+            message: format!("{id:?} is not a Hetzner server id"),
+        })
+    }
+
+    /// The instance of a server answer, its price taken from the server's own type when the
+    /// API sent it, from the catalogue otherwise.
+    async fn instance(&self, server: &Server) -> Result<Instance> {
+        let mut instance = server.instance(|id| self.catalogue.known_image(id))?;
+        if instance.billing.is_none()
+            && let Some(p) = &instance.placement
+        {
+            instance.billing = self.billing(p).await.ok();
+        }
+        Ok(instance)
+    }
+
+    async fn action(
+        &self,
+        id: &str,
+        action: &str,
+        body: Option<serde_json::Value>,
+        sensitive: Option<&Secret>,
+    ) -> Result<()> {
+        let id = Self::server_id(id)?;
+        let url = self
+            .client
+            .url(&format!("/servers/{id}/actions/{action}"), &[])?;
+        let mut call = Call::new(Method::POST, url);
+        if let Some(b) = body {
+            call = call.json(b);
+        }
+        if let Some(s) = sensitive {
+            call = call.sensitive(s);
+        }
+        // The answer is an action; the reconciler reads the server's state on its next pass
+        // rather than spending calls on polling the action here.
+        self.client.send(&call).await.map(|_| ())
+    }
+
+    /// One create attempt for one type and location (`None`: let the API choose).
+    async fn create_at(
+        &self,
+        req: &CreateRequest,
+        server_type: &str,
+        location: Option<&str>,
+        image: &catalog::ImageRef,
+        ssh_keys: &[u64],
+    ) -> Result<Instance> {
+        let mut body = json!({
+            "name": req.name,
+            "server_type": server_type,
+            "image": image.json(),
+            "labels": { tags::CONTROLLER: req.controller, tags::POOL: req.pool },
+            "user_data": req.user_data.expose(),
+            "ssh_keys": ssh_keys,
+            "start_after_create": true,
+            "public_net": { "enable_ipv4": self.ipv4, "enable_ipv6": self.ipv6 },
+        });
+        if let Some(l) = location {
+            body["location"] = json!(l);
+        }
+        let url = self.client.url("/servers", &[])?;
+        let call = Call::new(Method::POST, url)
+            .json(body)
+            .sensitive(&req.user_data);
+        let answer: ServerAnswer = self.client.send(&call).await?.json()?;
+        self.instance(&answer.server).await
+    }
+}
+
+#[async_trait]
+impl Provider for Hetzner {
+    fn kind(&self) -> &'static str {
+        "hetzner"
+    }
+
+    /// Walks the spec's types in order, and for each type its locations in order: the pool's
+    /// first type is what the operator wants most, and any location of it beats a second-choice
+    /// type (locations of one region cost the same). Only "not here, not now"
+    /// (`resource_unavailable`, `placement_error`) moves on; anything else answers at once.
+    /// A type of another architecture than the image's is skipped before any create.
+    ///
+    /// Cost: one POST per job; the server types (for the architecture check), a snapshot's id
+    /// and the SSH key ids are read once and kept.
+    async fn create(&self, req: &CreateRequest) -> Result<Instance> {
+        if req.spec.types.is_empty() {
+            return Err(Error::Invalid {
+                message: format!("pool {}: the machine spec names no server type", req.pool),
+            });
+        }
+        let image = self.catalogue.image(&self.client, &req.spec.image).await?;
+        let ssh_keys = self
+            .catalogue
+            .ssh_keys(&self.client, &self.ssh_keys)
+            .await?;
+        let locations: Vec<Option<&str>> = if req.spec.locations.is_empty() {
+            vec![None]
+        } else {
+            req.spec
+                .locations
+                .iter()
+                .map(|l| Some(l.as_str()))
+                .collect()
+        };
+        let mut tried = Vec::new();
+        let mut wrong_arch = Vec::new();
+        for server_type in &req.spec.types {
+            // The API would quietly pick the image's variant for the type's architecture, and a
+            // runner labelled x86 would come up on arm: skip such a type instead.
+            // Best effort: without the catalogue the create itself still works.
+            let arch = match self.catalogue.architecture(&self.client, server_type).await {
+                Ok(arch) => arch,
+                Err(e @ Error::RateLimited { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Hetzner: server types unreadable, architecture unchecked");
+                    None
+                }
+            };
+            if arch.is_some_and(|a| a != req.spec.image.arch) {
+                wrong_arch.push(server_type.as_str());
+                continue;
+            }
+            for location in &locations {
+                match self
+                    .create_at(req, server_type, *location, &image, &ssh_keys)
+                    .await
+                {
+                    Err(Error::CapacityUnavailable { message }) => {
+                        tracing::info!(name = %req.name, server_type, location = location.unwrap_or("any"), %message, "Hetzner: no capacity, trying the next placement");
+                        tried.push(format!("{server_type}@{}", location.unwrap_or("any")));
+                    }
+                    other => return other,
+                }
+            }
+        }
+        if tried.is_empty() {
+            return Err(Error::Invalid {
+                message: format!(
+                    "pool {}: no server type of the spec ({}) has the image's architecture",
+                    req.pool,
+                    wrong_arch.join(", ")
+                ),
+            });
+        }
+        Err(Error::CapacityUnavailable {
+            message: format!("tried {}", tried.join(", ")),
+        })
+    }
+
+    /// `GET /servers?label_selector=mayfly-controller==<id>` page by page. Servers without the
+    /// exact tag are dropped here too, whatever the API answered: mayfly never touches them.
+    async fn list(&self, controller: &str) -> Result<Vec<Instance>> {
+        let selector = format!("{}=={controller}", tags::CONTROLLER);
+        let mut instances = Vec::new();
+        let mut page = 1;
+        for _ in 0..LIST_MAX_PAGES {
+            let p = page.to_string();
+            let url = self.client.url(
+                "/servers",
+                &[
+                    ("label_selector", &selector),
+                    ("page", &p),
+                    ("per_page", PER_PAGE),
+                ],
+            )?;
+            let answer: ServersPage = self.client.get(url).await?;
+            for server in &answer.servers {
+                if server.labels.get(tags::CONTROLLER).map(String::as_str) == Some(controller) {
+                    instances.push(self.instance(server).await?);
+                }
+            }
+            match answer.meta.next_page() {
+                Some(next) if next > page => page = next,
+                _ => return Ok(instances),
+            }
+        }
+        // A truncated list would look like machines that vanished: better no answer.
+        Err(mapping::invalid_answer(
+            "the server list has too many pages",
+        ))
+    }
+
+    async fn get(&self, id: &str) -> Result<Instance> {
+        let id = Self::server_id(id)?;
+        let url = self.client.url(&format!("/servers/{id}"), &[])?;
+        let answer: ServerAnswer = self.client.get(url).await?;
+        self.instance(&answer.server).await
+    }
+
+    /// Cuts power at once (`poweroff`, not an ACPI `shutdown`): the runner has finished or the
+    /// instance is being parked, and a graceful stop only adds billed seconds.
+    async fn power_off(&self, id: &str) -> Result<()> {
+        self.action(id, "poweroff", None, None).await
+    }
+
+    async fn power_on(&self, id: &str) -> Result<()> {
+        self.action(id, "poweron", None, None).await
+    }
+
+    async fn rebuild(&self, id: &str, image: &Image, user_data: &Secret) -> Result<()> {
+        let image = self.catalogue.image(&self.client, image).await?;
+        let body = json!({ "image": image.json(), "user_data": user_data.expose() });
+        self.action(id, "rebuild", Some(body), Some(user_data))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let id = Self::server_id(id)?;
+        let url = self.client.url(&format!("/servers/{id}"), &[])?;
+        match self.client.send(&Call::new(Method::DELETE, url)).await {
+            Ok(_) | Err(Error::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn billing(&self, placement: &Placement) -> Result<Billing> {
+        let price = self
+            .catalogue
+            .price(&self.client, &placement.machine_type, &placement.location)
+            .await?;
+        Ok(Billing::hourly(price))
+    }
+}
