@@ -229,6 +229,44 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Points an existing instance at its next job (recycling): the job, run and runner labels
+    /// change, the state is `Created`. Returns false when there is no such intent. The job's
+    /// count of instances created is left alone: no instance was created.
+    pub async fn reassign_intent(
+        &self,
+        name: &str,
+        job: Option<&JobKey>,
+        attempt: u32,
+        run_id: Option<u64>,
+        labels: &Labels,
+        at: Time,
+    ) -> Result<bool> {
+        let job_id = job
+            .map(|k| columns::id(k.id, "intent job id"))
+            .transpose()?;
+        let run_id = run_id
+            .map(|id| columns::id(id, "intent run id"))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE intents SET job_forge = $2, job_scope = $3, job_id = $4, attempt = $5,
+                 run_id = $6, labels = $7, state = $8, updated_at = $9
+             WHERE name = $1",
+        )
+        .bind(name)
+        .bind(job.map(|k| k.forge.as_str()))
+        .bind(job.map(|k| &*k.scope))
+        .bind(job_id)
+        .bind(i64::from(attempt))
+        .bind(run_id)
+        .bind(columns::json(labels, "intent labels")?)
+        .bind(IntentState::Created.as_str())
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await
+        .during(|| format!("reassign intent {name}"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes intent `name`; its job attempt's count of instances created stays.
     /// Returns false when there is no such intent.
     pub async fn remove_intent(&self, name: &str) -> Result<bool> {

@@ -43,6 +43,7 @@ on_both_backends![
     record_intent_inserts_only_if_absent,
     concurrent_record_intent_has_one_winner,
     intent_states_change_and_filter,
+    a_reused_instance_is_reassigned_to_its_next_job,
     instances_created_counts_every_intent_ever_recorded,
     events_page_in_id_order_and_prune,
     reopening_keeps_data_and_reapplies_no_migration,
@@ -319,6 +320,37 @@ async fn concurrent_record_intent_has_one_winner(db: Db) {
     assert_eq!(winners, 1);
     assert_eq!(db.intents().await.unwrap().len(), 1);
     assert_eq!(db.instances_created(&key(1), 1).await.unwrap(), 1);
+}
+
+async fn a_reused_instance_is_reassigned_to_its_next_job(db: Db) {
+    db.record_intent(&intent("m-1", Some(1), 1, 1_000))
+        .await
+        .unwrap();
+    let labels = mayfly_core::Labels::new(["self-hosted", "gpu"]);
+    assert!(
+        db.reassign_intent("m-1", Some(&key(2)), 3, Some(77), &labels, Time(5_000))
+            .await
+            .unwrap()
+    );
+    let all = db.intents().await.unwrap();
+    let m = &all[0];
+    assert_eq!(
+        (m.job.clone(), m.attempt, m.run_id, m.state, m.updated_at),
+        (Some(key(2)), 3, Some(77), IntentState::Created, Time(5_000))
+    );
+    assert!(m.labels.contains("gpu"));
+    assert_eq!(m.created_at, Time(1_000), "still the same instance");
+    assert_eq!(
+        db.instances_created(&key(2), 3).await.unwrap(),
+        0,
+        "reuse creates nothing"
+    );
+    assert_eq!(db.instances_created(&key(1), 1).await.unwrap(), 1);
+    assert!(
+        !db.reassign_intent("nope", None, 0, None, &labels, Time(6_000))
+            .await
+            .unwrap()
+    );
 }
 
 async fn intent_states_change_and_filter(db: Db) {
