@@ -617,7 +617,9 @@ impl<'a> Planner<'a> {
     fn match_existing(&mut self, queued: &[&'a Job]) -> Vec<bool> {
         let mut open: Vec<bool> = vec![true; queued.len()];
 
-        // A: the instance made for a job serves that job.
+        // A: the instance made for a job serves that job. A busy one does too: its runner took
+        // a job the store still holds as queued (news of a start can lag), and a single-use
+        // runner serves exactly one job, so one queued job of its kind is served already.
         let by_key: HashMap<&JobKey, usize> = queued
             .iter()
             .enumerate()
@@ -627,7 +629,10 @@ impl<'a> Planner<'a> {
         let mut made_for: Vec<Option<usize>> = vec![None; queued.len()];
         for &(i, class) in &self.ours {
             let inst = self.inst(i);
-            if let (Class::Supply { .. }, Some(key)) = (class, &inst.job)
+            let busy_and_up = class == Class::Busy
+                && matches!(inst.state, InstanceState::Starting | InstanceState::Running);
+            if (matches!(class, Class::Supply { .. }) || busy_and_up)
+                && let Some(key) = &inst.job
                 && let Some(&n) = by_key.get(key)
                 && queued[n].labels.is_subset_of(self.supply_labels(i))
                 && made_for[n].is_none_or(|j| inst.name < self.inst(j).name)

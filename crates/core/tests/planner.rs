@@ -75,6 +75,39 @@ fn an_instance_made_for_a_job_serves_it_and_nothing_more_is_created() {
 }
 
 #[test]
+fn a_busy_machine_made_for_a_job_the_store_still_holds_as_queued_serves_it() {
+    // The runner took a job before the store heard that job 5 started: a single-use runner
+    // serves one job, so job 5's demand is met and a second machine would be waste. Powered off,
+    // the machine no longer counts: it may have failed, and job 5 gets capacity again.
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut running = instance("mayfly-linux-5-1", "linux", InstanceState::Running, LINUX);
+    running.job = Some(job(5, &[]).key);
+    let snap = Snapshot {
+        jobs: vec![job(5, &["linux"])],
+        instances: vec![running.clone()],
+        runners: vec![runner(1, "mayfly-linux-5-1", true, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(20));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert_eq!(p.assignments[0].instance, "mayfly-linux-5-1");
+
+    let mut off = running;
+    off.state = InstanceState::Off;
+    let snap = Snapshot {
+        instances: vec![off],
+        runners: vec![],
+        ..snap
+    };
+    let p = plan(&snap, &cfg, at(20));
+    assert_eq!(p.assignments.len(), 1);
+    assert_eq!(
+        p.assignments[0].how,
+        How::Reuse,
+        "its paid hour serves job 5 again"
+    );
+}
+
+#[test]
 fn a_runner_that_lacks_a_label_does_not_count_as_supply() {
     let cfg = config(vec![
         pool("linux", LINUX),
