@@ -316,6 +316,11 @@ impl Client {
 
     /// Keeps a reply's ETag for its URL. Called once the whole answer is in the caller's hands:
     /// a later 304 then means "what you already have".
+    pub(crate) fn forget_etag(&self, url: &str) {
+        let mut etags = self.inner.etags.lock().unwrap_or_else(|e| e.into_inner());
+        etags.remove(url);
+    }
+
     pub(crate) fn remember_etag(&self, url: &str, reply_headers: &HeaderMap) {
         if let Some(etag) = reply_headers.get(ETAG).and_then(|v| v.to_str().ok()) {
             let mut etags = self.inner.etags.lock().unwrap_or_else(|e| e.into_inner());
@@ -350,7 +355,7 @@ impl Client {
 }
 
 /// The `rel="next"` URL of a Link header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     let link = headers.get(LINK)?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;

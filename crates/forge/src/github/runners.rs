@@ -1,9 +1,10 @@
 //! Self-hosted runners in a repository, organization or enterprise: list, get, delete, and the
 //! single-use credentials a new runner registers with (JIT config, registration token).
 
-use super::client::{Call, Client, PER_PAGE};
+use super::client::{Call, Client, PER_PAGE, next_link};
 use super::config::{ConfigError, checked_name};
 use super::error::{Error, Result};
+use super::poll::Polled;
 use super::ratelimit::Priority;
 use mayfly_core::{Labels, Secret, Time};
 use reqwest::Method;
@@ -153,6 +154,33 @@ impl Client {
             .send(&Call::new(Method::GET, url, Priority::Housekeeping))
             .await?;
         self.get_all(first, "runners", Priority::Housekeeping).await
+    }
+
+    /// Every runner of the scope, asked conditionally: `Unchanged` (a 304, free of budget) when
+    /// nothing changed since the last answer. Only a list that fits one page is asked that way:
+    /// runners are listed oldest first, so a later page can change under an unchanged first one.
+    pub async fn runners(&self, scope: &Scope) -> Result<Polled<Vec<RegisteredRunner>>> {
+        let url = self.url(&format!(
+            "{}/actions/runners?per_page={PER_PAGE}",
+            scope.path()
+        ));
+        let mut call = Call::new(Method::GET, url, Priority::Housekeeping);
+        call.conditional = true;
+        let first = self.send(&call).await?;
+        if first.status == 304 {
+            return Ok(Polled::Unchanged);
+        }
+        let headers = first.headers.clone();
+        let single_page = next_link(&headers).is_none();
+        let runners = self
+            .get_all(first, "runners", Priority::Housekeeping)
+            .await?;
+        if single_page {
+            self.remember_etag(&call.url, &headers);
+        } else {
+            self.forget_etag(&call.url);
+        }
+        Ok(Polled::Changed(runners))
     }
 
     /// The runner named `name`, if registered: after a crash between asking for a JIT config
