@@ -5,7 +5,8 @@ use crate::config::Config;
 use anyhow::Context;
 use mayfly::demand::Demand;
 use mayfly::http;
-use mayfly_forge::github::{Client, Repo};
+use mayfly_forge::github::{Client, Repo, SystemClock};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
     });
 
+    // One client for the credential: its limiter then sees every request the daemon makes.
+    let client = match Client::new(&config.github().client) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = stop_http.send(());
+            return Err(e).context("cannot set up the GitHub client");
+        }
+    };
     let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
-    let demand = match demand_task(&config, store.clone(), wake.clone(), demand_stopped) {
+    let demand = match demand_task(
+        &config,
+        client.clone(),
+        store.clone(),
+        wake.clone(),
+        demand_stopped,
+    ) {
         Ok(task) => task,
         Err(e) => {
             let _ = stop_http.send(());
@@ -55,7 +70,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let pools = config.pools();
+    let mut reconciler = match build_reconciler(&config, client, store.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = stop_http.send(());
+            let _ = stop_demand.send(true);
+            return Err(e);
+        }
+    };
+    let pools = reconciler.pools();
     info!(
         controller = %pools.controller,
         %listen,
@@ -63,7 +86,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pools = pools.pools.len(),
         "started"
     );
-    let stopped = reconcile_loop(config.intervals.reconcile.0, &wake, shutdown_signal()).await;
+    let stopped = reconcile_loop(
+        config.intervals.reconcile.0,
+        &wake,
+        shutdown_signal(),
+        async |trigger| match reconciler.pass().await {
+            Ok(report) => debug!(trigger, ?report, "reconcile pass done"),
+            Err(e) => warn!(trigger, error = %e, "reconcile pass failed; the next one retries"),
+        },
+    )
+    .await;
     let _ = stop_http.send(());
     let _ = stop_demand.send(true);
     if let Some(task) = demand {
@@ -89,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// (token or App) is configured. With polling off, only the confirmation runs.
 fn demand_task(
     config: &Config,
+    client: Client,
     store: mayfly_store::Store,
     wake: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -97,8 +130,6 @@ fn demand_task(
     if gh.app.is_none() && gh.token.as_ref().is_none_or(|t| t.is_empty()) {
         return Ok(None);
     }
-    let forge = config.github();
-    let client = Client::new(&forge.client).context("cannot set up the GitHub client")?;
     let repos = if gh.poll {
         if gh.organization.is_some() || gh.enterprise.is_some() {
             info!(
@@ -138,28 +169,62 @@ fn demand_task(
     })))
 }
 
+/// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
+fn build_reconciler(
+    config: &Config,
+    client: Client,
+    store: mayfly_store::Store,
+) -> anyhow::Result<mayfly::reconcile::Reconciler> {
+    let clock: Arc<dyn mayfly_core::Clock> = Arc::new(SystemClock);
+    let runners = mayfly::reconcile::Runners::new(client, config.github());
+    let mut providers: BTreeMap<String, Arc<dyn mayfly_provider::Provider>> = BTreeMap::new();
+    for (name, p) in &config.providers {
+        let provider = config
+            .hetzner(name, p)
+            .and_then(|c| {
+                mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .with_context(|| format!("providers.{name}"))?;
+        providers.insert(name.clone(), Arc::new(provider));
+    }
+    Ok(mayfly::reconcile::Reconciler::new(
+        store,
+        config.pools(),
+        providers,
+        runners,
+        config.bootstrap.clone(),
+        clock,
+        config.workers,
+    ))
+}
+
 /// One pass per tick, and one whenever `wake` is notified, until `shutdown` resolves. A pass
 /// that overruns delays the next tick instead of firing a burst of catch-up passes; wake-ups
-/// during a pass collapse into one pass after it.
+/// during a pass collapse into one pass after it. A pass in flight finishes before the loop
+/// looks at the shutdown signal again: every step it takes is bounded by a timeout.
 async fn reconcile_loop(
     every: Duration,
     wake: &Notify,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
+    mut pass: impl AsyncFnMut(&'static str),
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            _ = tick.tick() => debug!(trigger = "timer", "reconcile pass"),
-            () = wake.notified() => debug!(trigger = "demand", "reconcile pass"),
+        let trigger = tokio::select! {
+            _ = tick.tick() => "timer",
+            () = wake.notified() => "demand",
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;
                 info!(signal, "stopping");
                 return Ok(());
             }
-        }
+        };
+        debug!(trigger, "reconcile pass");
+        pass(trigger).await;
     }
 }
 
@@ -190,7 +255,12 @@ mod tests {
     #[tokio::test]
     async fn loop_ends_when_shutdown_resolves() {
         let wake = Notify::new();
-        let done = reconcile_loop(Duration::from_millis(5), &wake, async { Ok("test") });
+        let done = reconcile_loop(
+            Duration::from_millis(5),
+            &wake,
+            async { Ok("test") },
+            async |_| {},
+        );
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
             .expect("loop stopped")
@@ -199,9 +269,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_signal_handler_is_an_error() {
-        let r = reconcile_loop(Duration::from_millis(5), &Notify::new(), async {
-            Err(anyhow::anyhow!("no signals"))
-        })
+        let r = reconcile_loop(
+            Duration::from_millis(5),
+            &Notify::new(),
+            async { Err(anyhow::anyhow!("no signals")) },
+            async |_| {},
+        )
         .await;
         assert!(r.is_err());
     }

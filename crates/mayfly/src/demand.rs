@@ -149,41 +149,14 @@ impl Demand {
             .take(self.confirm_per_pass)
             .collect();
         for job in due {
-            let Ok(repo) = Repo::parse(&job.key.scope) else {
-                continue;
-            };
             self.confirmed_at.insert(job.key.clone(), now);
             report.confirmed += 1;
-            let update = match self.client.job(&repo, job.key.id).await {
-                Ok(found) => match found.job_status() {
-                    Some(status) if status != JobStatus::Queued => JobUpdate {
-                        action: Action::for_status(status),
-                        key: job.key.clone(),
-                        status,
-                        run_id: found.run_id,
-                        run_attempt: found.run_attempt,
-                        labels: found.labels.clone(),
-                        conclusion: found.conclusion.clone(),
-                        runner_name: found.runner_name.clone(),
-                        workflow_name: found.workflow_name.clone(),
-                        created_at: None,
-                        started_at: None,
-                    },
-                    _ => continue,
-                },
-                Err(Error::NotFound) => JobUpdate {
-                    action: Action::Completed,
-                    key: job.key.clone(),
-                    status: JobStatus::Completed,
-                    run_id: job.run_id.unwrap_or_default(),
-                    run_attempt: Some(job.attempt),
-                    labels: job.labels.clone(),
-                    conclusion: Some("not_found".into()),
-                    runner_name: None,
-                    workflow_name: job.workflow.clone(),
-                    created_at: Some(job.queued_at),
-                    started_at: None,
-                },
+            match confirm_job(&self.client, &self.store, &job, now).await {
+                Ok(Confirmed { changed: true, .. }) => {
+                    report.changed += 1;
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
                 Err(Error::Postponed) => {
                     debug!("GitHub budget low: confirmations postponed");
                     return;
@@ -191,14 +164,80 @@ impl Demand {
                 Err(e) => {
                     debug!(job = %job.key, error = %e, "cannot confirm job");
                     report.failed += 1;
-                    continue;
                 }
-            };
-            let mut update = update;
-            update.created_at = update.created_at.or(Some(job.queued_at));
-            self.store_record(record(&update, now), report).await;
+            }
         }
         self.confirmed_at
             .retain(|_, t| now.since(*t) <= self.confirm_after * 2);
     }
+}
+
+/// What GitHub said of a job the store holds as queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    /// GitHub's status; `Completed` for a job GitHub no longer knows.
+    pub status: JobStatus,
+    /// The store learned something new.
+    pub changed: bool,
+}
+
+/// Asks GitHub for one job (one request) and records what it says: a status past queued, or
+/// completed (conclusion `not_found`) when GitHub no longer knows the job. A store that cannot
+/// be written is logged, not an error: GitHub's answer is still the truth.
+pub async fn confirm_job(
+    client: &Client,
+    store: &Store,
+    job: &JobRecord,
+    now: Time,
+) -> Result<Confirmed, Error> {
+    let repo = Repo::parse(&job.key.scope)
+        .map_err(|_| Error::Transport(format!("{} is not a repository", job.key.scope)))?;
+    let update = match client.job(&repo, job.key.id).await {
+        Ok(found) => match found.job_status() {
+            Some(status) if status != JobStatus::Queued => JobUpdate {
+                action: Action::for_status(status),
+                key: job.key.clone(),
+                status,
+                run_id: found.run_id,
+                run_attempt: found.run_attempt,
+                labels: found.labels.clone(),
+                conclusion: found.conclusion.clone(),
+                runner_name: found.runner_name.clone(),
+                workflow_name: found.workflow_name.clone(),
+                created_at: Some(job.queued_at),
+                started_at: None,
+            },
+            _ => {
+                return Ok(Confirmed {
+                    status: JobStatus::Queued,
+                    changed: false,
+                });
+            }
+        },
+        Err(Error::NotFound) => JobUpdate {
+            action: Action::Completed,
+            key: job.key.clone(),
+            status: JobStatus::Completed,
+            run_id: job.run_id.unwrap_or_default(),
+            run_attempt: Some(job.attempt),
+            labels: job.labels.clone(),
+            conclusion: Some("not_found".into()),
+            runner_name: None,
+            workflow_name: job.workflow.clone(),
+            created_at: Some(job.queued_at),
+            started_at: None,
+        },
+        Err(e) => return Err(e),
+    };
+    let changed = match store.upsert_job(&record(&update, now), None).await {
+        Ok(outcome) => matches!(outcome, Upsert::Inserted | Upsert::Updated),
+        Err(e) => {
+            warn!(job = %job.key, error = %e, "job confirmed but not stored");
+            false
+        }
+    };
+    Ok(Confirmed {
+        status: update.status,
+        changed,
+    })
 }

@@ -68,6 +68,9 @@ pub fn defaults(config: &mut Config) {
             kind: ProviderKind::Hetzner,
             token: None,
             endpoint: None,
+            ipv4: true,
+            ipv6: true,
+            ssh_keys: Vec::new(),
         },
     );
     if config.pools.is_empty() {

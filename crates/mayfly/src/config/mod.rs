@@ -135,6 +135,29 @@ impl Config {
         }
     }
 
+    /// The Hetzner provider's settings for `[providers.<name>]`.
+    pub fn hetzner(
+        &self,
+        name: &str,
+        p: &schema::Provider,
+    ) -> anyhow::Result<mayfly_provider::hetzner::HetznerConfig> {
+        if p.kind != schema::ProviderKind::Hetzner {
+            anyhow::bail!("kind {} is not available in this version", p.kind.as_str());
+        }
+        let token = p
+            .token
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("providers.{name}.token is not set"))?;
+        let mut c = mayfly_provider::hetzner::HetznerConfig::new(token);
+        if let Some(endpoint) = &p.endpoint {
+            c.endpoint = endpoint.trim_end_matches('/').to_string();
+        }
+        c.ipv4 = p.ipv4;
+        c.ipv6 = p.ipv6;
+        c.ssh_keys = p.ssh_keys.clone();
+        Ok(c)
+    }
+
     /// What the planner needs from this configuration.
     pub fn pools(&self) -> Pools {
         Pools {

@@ -34,6 +34,10 @@ pub struct Config {
     pub intervals: Intervals,
     pub recycling: Recycling,
     pub labels: LabelsConfig,
+    /// How many creates, reuses and deletes run at once.
+    pub workers: usize,
+    /// What a new machine runs: the runner version, a setup script.
+    pub bootstrap: mayfly_provider::bootstrap::BootstrapConfig,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -53,6 +57,8 @@ impl Default for Config {
             intervals: Intervals::default(),
             recycling: Recycling::default(),
             labels: LabelsConfig::default(),
+            workers: 10,
+            bootstrap: Default::default(),
             pools: Vec::new(),
         }
     }
@@ -160,6 +166,18 @@ pub enum ProviderKind {
     Local,
 }
 
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Hetzner => "hetzner",
+            ProviderKind::AwsEc2 => "aws-ec2",
+            ProviderKind::AwsAsg => "aws-asg",
+            ProviderKind::AwsEcs => "aws-ecs",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
 /// One place machines come from, named by the table key (`[providers.hetzner]`), so two Hetzner
 /// projects can be two providers.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -171,6 +189,18 @@ pub struct Provider {
     /// The API's base URL, for a proxy or a fake in tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Hetzner: give machines a public IPv4 address (billed) and an IPv6 network.
+    #[serde(default = "yes")]
+    pub ipv4: bool,
+    #[serde(default = "yes")]
+    pub ipv6: bool,
+    /// Hetzner: public keys (OpenSSH format) put on every machine, for `mayfly ssh`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

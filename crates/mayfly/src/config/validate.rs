@@ -126,6 +126,13 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
                 None,
             );
         }
+        if p.kind != ProviderKind::Hetzner {
+            problem(
+                format!("providers.{name}.kind"),
+                format!("{} is not available in this version yet", p.kind.as_str()),
+                Some("use kind = \"hetzner\"".into()),
+            );
+        }
         if p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty()) {
             problem(
                 format!("providers.{name}.token"),
@@ -157,6 +164,9 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         }
     }
 
+    if config.workers == 0 {
+        problem("workers".into(), "must be at least 1".into(), None);
+    }
     if config.pools.is_empty() {
         problem(
             "pools".into(),

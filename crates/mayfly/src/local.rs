@@ -1,0 +1,174 @@
+//! The whole controller in-process against the simulator: the webhook receiver, the poller and
+//! the reconciler on the simulator's clock. `mayfly demo` and the end-to-end tests use it.
+
+use crate::clock::SimClock;
+use crate::demand::{Demand, DemandReport};
+use crate::http::{Webhooks, router};
+use crate::reconcile::{PassError, PassReport, Reconciler, Runners};
+use mayfly_core::{Clock, Pools, Secret};
+use mayfly_forge::github::{
+    AuthConfig, Client, ClientConfig, GithubConfig, LimitsConfig, Registration, Repo,
+};
+use mayfly_provider::Provider;
+use mayfly_provider::bootstrap::BootstrapConfig;
+use mayfly_provider::hetzner::{Hetzner, HetznerConfig};
+use mayfly_sim::{Listening, Sim};
+use mayfly_store::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The name the simulated Hetzner provider goes by in pools.
+pub const PROVIDER: &str = "hetzner";
+
+/// How the in-process controller is set up.
+pub struct Setup {
+    pub pools: Pools,
+    pub repos: Vec<String>,
+    pub github_token: String,
+    pub hetzner_token: String,
+    /// Receive webhooks (the simulator delivers them) as well as polling.
+    pub webhook_secret: Option<String>,
+    pub workers: usize,
+    pub confirm_after: Duration,
+}
+
+/// A controller wired to a running simulator.
+pub struct Controller {
+    pub store: Store,
+    pub reconciler: Reconciler,
+    pub demand: Demand,
+    pub wake: Arc<Notify>,
+    pub clock: SimClock,
+}
+
+impl Controller {
+    /// Builds the controller against `sim` listening at `at`; with a webhook secret, serves the
+    /// receiver on a free port and registers it with the fake GitHub.
+    pub async fn start(
+        sim: &Sim,
+        at: Listening,
+        store: Store,
+        setup: Setup,
+    ) -> anyhow::Result<Controller> {
+        let clock = SimClock(sim.clock.clone());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let client = Client::with_clock(
+            &ClientConfig {
+                api_url: format!("http://{}", at.github),
+                auth: AuthConfig::Token {
+                    token: Secret::new(setup.github_token.clone()),
+                },
+                limits: LimitsConfig {
+                    // The fake's write limit is the real one; no need to space writes further.
+                    write_interval_ms: 0,
+                    ..LimitsConfig::default()
+                },
+            },
+            shared.clone(),
+        )?;
+        let forge = GithubConfig {
+            client: ClientConfig {
+                api_url: client.api_url().to_string(),
+                auth: AuthConfig::Token {
+                    token: Secret::new(setup.github_token.clone()),
+                },
+                limits: LimitsConfig::default(),
+            },
+            repositories: setup.repos.clone(),
+            organization: None,
+            enterprise: None,
+            runner_group: None,
+            registration: Registration::Jit,
+        };
+        let hetzner = Hetzner::new(
+            &HetznerConfig {
+                endpoint: format!("http://{}/v1", at.hetzner),
+                ..HetznerConfig::new(Secret::new(setup.hetzner_token.clone()))
+            },
+            shared.clone(),
+        )?;
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert(PROVIDER.into(), Arc::new(hetzner));
+        let wake = Arc::new(Notify::new());
+        let repos = setup
+            .repos
+            .iter()
+            .map(|r| Repo::parse(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let demand = Demand::new(
+            store.clone(),
+            client.clone(),
+            repos,
+            wake.clone(),
+            setup.confirm_after,
+        );
+        if let Some(secret) = &setup.webhook_secret {
+            let hooks = Webhooks::new(
+                store.clone(),
+                Some(Secret::new(secret.clone())),
+                wake.clone(),
+            );
+            let addr = mayfly_sim::serve_local(router(hooks)).await?;
+            sim.github.set_config(|c| {
+                c.webhooks.push(mayfly_sim::github::WebhookTarget {
+                    url: format!("http://{addr}/webhooks/github"),
+                    secret: secret.clone(),
+                });
+            });
+        }
+        let reconciler = Reconciler::new(
+            store.clone(),
+            setup.pools,
+            providers,
+            Runners::new(client, forge),
+            BootstrapConfig::default(),
+            shared,
+            setup.workers,
+        );
+        Ok(Controller {
+            store,
+            reconciler,
+            demand,
+            wake,
+            clock,
+        })
+    }
+
+    /// Runs the daemon's loop on the simulator's clock: a poll every `cadence.poll`, a pass
+    /// every `cadence.reconcile` or as soon as a webhook or poll wakes it, until `done` says so
+    /// after a pass. Every pass's outcome goes to `seen`.
+    pub async fn run(
+        &mut self,
+        cadence: Cadence,
+        mut seen: impl FnMut(&Result<PassReport, PassError>, Option<&DemandReport>) -> bool,
+    ) {
+        let mut next_poll = self.clock.now();
+        loop {
+            let now = self.clock.now();
+            let polled = if now >= next_poll {
+                next_poll = now.plus(cadence.poll);
+                Some(self.demand.pass(now).await)
+            } else {
+                None
+            };
+            let pass = self.reconciler.pass().await;
+            if seen(&pass, polled.as_ref()) {
+                return;
+            }
+            let wait = self.clock.sleep(cadence.reconcile);
+            tokio::select! {
+                () = wait => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// How often the loop looks without being woken, in simulated time.
+#[derive(Clone, Copy, Debug)]
+pub struct Cadence {
+    pub reconcile: Duration,
+    pub poll: Duration,
+}

@@ -1,0 +1,572 @@
+//! Carries out a plan: deletes first (stop paying), then reuses and creates (serve jobs), at
+//! most `workers` at a time. Every step is safe to repeat; an intent is written before a create.
+
+use super::runners::Runners;
+use super::snapshot::Seen;
+use mayfly_core::{
+    Action, Clock, Instance, InstanceState, JobKey, JobStatus, Labels, MachineSpec, Pools, Time,
+};
+use mayfly_forge::github::{Error as ForgeError, Scope};
+use mayfly_provider::bootstrap::{self, BootstrapConfig, Credential};
+use mayfly_provider::{CreateRequest, Error as ProviderError, Provider};
+use mayfly_store::{Intent, IntentState, NewEvent, Store};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+/// What a pass needs to act, shared by the concurrent steps.
+pub struct Ctx {
+    pub store: Store,
+    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub runners: Runners,
+    pub bootstrap: BootstrapConfig,
+    pub pools: Pools,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What one step came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Reused,
+    Deleted,
+    RunnerRemoved,
+    IntentDropped,
+    /// Not done this pass, for a reason that is no failure (a runner took a job meanwhile).
+    Skipped(String),
+    Failed(String),
+}
+
+/// The counts of one execution, for logs and the pass report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Executed {
+    pub created: u32,
+    pub reused: u32,
+    pub deleted: u32,
+    pub runners_removed: u32,
+    pub intents_dropped: u32,
+    pub skipped: u32,
+    pub failed: u32,
+    /// Instances booted again by reuse: their registration deadline starts over.
+    pub restarted: Vec<String>,
+    /// Providers that answered "quota reached" this pass.
+    pub quota: Vec<String>,
+}
+
+impl Executed {
+    fn count(&mut self, subject: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Created => self.created += 1,
+            Outcome::Reused => {
+                self.reused += 1;
+                self.restarted.push(subject.to_string());
+            }
+            Outcome::Deleted => self.deleted += 1,
+            Outcome::RunnerRemoved => self.runners_removed += 1,
+            Outcome::IntentDropped => self.intents_dropped += 1,
+            Outcome::Skipped(_) => self.skipped += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Per-pass state the concurrent steps share.
+struct Pass {
+    ctx: Arc<Ctx>,
+    /// Instance name → provider name.
+    provider_of: HashMap<String, String>,
+    scope_of: HashMap<u64, Scope>,
+    /// The instances of the snapshot, by name (placement for a reuse, candidates to free).
+    instances: HashMap<String, Instance>,
+    /// Job attempts, for a reuse's intent.
+    attempts: HashMap<JobKey, u32>,
+    /// Jobs that had a machine made for them before: a second one is made only after GitHub
+    /// confirms the job still waits (the store may not have heard that it started).
+    retries: HashSet<JobKey>,
+    /// Providers at their quota: no more creates there this pass.
+    quota: Mutex<HashSet<String>>,
+    /// Instances a step has claimed this pass (reused, or freed for quota).
+    claimed: Mutex<HashSet<String>>,
+}
+
+pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: usize) -> Executed {
+    let now = ctx.clock.now();
+    let claimed: HashSet<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reuse { instance, .. } | Action::Delete { instance, .. } => {
+                Some(instance.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let pass = Arc::new(Pass {
+        ctx,
+        provider_of: seen.provider_of,
+        scope_of: seen.scope_of,
+        attempts: seen
+            .snapshot
+            .jobs
+            .iter()
+            .map(|j| (j.key.clone(), j.attempt))
+            .collect(),
+        retries: seen
+            .snapshot
+            .jobs
+            .iter()
+            .filter(|j| j.instances_created > 0)
+            .map(|j| j.key.clone())
+            .collect(),
+        instances: seen
+            .snapshot
+            .instances
+            .into_iter()
+            .map(|i| (i.name.clone(), i))
+            .collect(),
+        quota: Mutex::new(HashSet::new()),
+        claimed: Mutex::new(claimed),
+    });
+    let (stop, serve): (Vec<Action>, Vec<Action>) = actions.into_iter().partition(|a| {
+        matches!(
+            a,
+            Action::Delete { .. } | Action::RemoveRunner { .. } | Action::DropIntent { .. }
+        )
+    });
+    let mut done = Executed::default();
+    for batch in [stop, serve] {
+        let limit = Arc::new(Semaphore::new(workers.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for action in batch {
+            let pass = pass.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let subject = action.subject().to_string();
+                let outcome = pass.step(&action, now).await;
+                pass.log(&action, &outcome, now).await;
+                (subject, outcome)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((subject, outcome)) => done.count(&subject, &outcome),
+                Err(e) => {
+                    warn!(error = %e, "an executor step panicked or was cancelled");
+                    done.failed += 1;
+                }
+            }
+        }
+    }
+    let quota = pass.quota.lock().unwrap_or_else(|e| e.into_inner());
+    done.quota = quota.iter().cloned().collect();
+    done
+}
+
+impl Pass {
+    async fn step(&self, action: &Action, now: Time) -> Outcome {
+        match action {
+            Action::Delete {
+                instance,
+                provider_id,
+                runner_id,
+                ..
+            } => {
+                self.delete(instance, provider_id.as_deref(), *runner_id, now)
+                    .await
+            }
+            Action::RemoveRunner { runner_id, .. } => match self.scope_of.get(runner_id) {
+                Some(scope) => match self.ctx.runners.remove(scope, *runner_id).await {
+                    Ok(()) => Outcome::RunnerRemoved,
+                    Err(ForgeError::Busy) => Outcome::Skipped("the runner took a job".into()),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+                None => Outcome::Failed("the runner's scope is unknown".into()),
+            },
+            Action::DropIntent { name, .. } => match self.ctx.store.remove_intent(name).await {
+                Ok(_) => Outcome::IntentDropped,
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Action::Reuse {
+                instance,
+                provider_id,
+                labels,
+                job,
+                run_id,
+                ..
+            } => {
+                self.reuse(
+                    instance,
+                    provider_id.as_deref(),
+                    labels,
+                    job.as_ref(),
+                    *run_id,
+                    now,
+                )
+                .await
+            }
+            Action::Create {
+                name,
+                pool,
+                provider,
+                spec,
+                labels,
+                job,
+                attempt,
+                run_id,
+                ..
+            } => {
+                let intent = Intent {
+                    name: name.clone(),
+                    pool: pool.clone(),
+                    provider: provider.clone(),
+                    job: job.clone(),
+                    attempt: *attempt,
+                    run_id: *run_id,
+                    labels: labels.clone(),
+                    spec: (**spec).clone(),
+                    created_at: now,
+                    state: IntentState::Pending,
+                    provider_id: None,
+                    updated_at: now,
+                };
+                self.create(intent, now).await
+            }
+        }
+    }
+
+    fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.ctx.providers.get(name)
+    }
+
+    fn provider_of(&self, instance: &str) -> Option<&Arc<dyn Provider>> {
+        self.provider_of
+            .get(instance)
+            .and_then(|p| self.provider(p))
+    }
+
+    /// Deregisters the runner (a busy one stops everything: its job runs), then deletes.
+    async fn delete(
+        &self,
+        instance: &str,
+        provider_id: Option<&str>,
+        runner_id: Option<u64>,
+        now: Time,
+    ) -> Outcome {
+        if let Some(id) = runner_id
+            && let Some(scope) = self.scope_of.get(&id)
+        {
+            match self.ctx.runners.remove(scope, id).await {
+                Ok(()) => {}
+                Err(ForgeError::Busy) => {
+                    return Outcome::Skipped("its runner took a job: kept".into());
+                }
+                Err(e) => return Outcome::Failed(format!("deregister the runner: {e}")),
+            }
+        }
+        let Some(provider) = self.provider_of(instance) else {
+            return Outcome::Failed("its provider is not configured".into());
+        };
+        if let Some(id) = provider_id
+            && let Err(e) = provider.delete(id).await
+        {
+            return Outcome::Failed(e.to_string());
+        }
+        if let Err(e) = self
+            .ctx
+            .store
+            .set_intent_state(instance, IntentState::Deleted, None, now)
+            .await
+        {
+            warn!(instance, error = %e, "deleted, but the intent was not updated");
+        }
+        Outcome::Deleted
+    }
+
+    /// Intent first, then a runner credential, then the machine. A create that may have
+    /// happened (no answer) leaves the intent pending: the next list settles it.
+    async fn create(&self, intent: Intent, now: Time) -> Outcome {
+        let name = intent.name.clone();
+        if self.at_quota(&intent.provider) {
+            return Outcome::Skipped(format!("provider {} is at its quota", intent.provider));
+        }
+        let Some(provider) = self.provider(&intent.provider).cloned() else {
+            return Outcome::Failed(format!("provider {} is not configured", intent.provider));
+        };
+        if let Some(key) = &intent.job
+            && self.retries.contains(key)
+            && let Some(status) = self.started_meanwhile(key, now).await
+        {
+            return Outcome::Skipped(format!(
+                "job {key} is {status:?} at GitHub: no second machine"
+            ));
+        }
+        match self.ctx.store.record_intent(&intent).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Skipped("its intent exists: created before".into()),
+            Err(e) => return Outcome::Failed(format!("record the intent: {e}")),
+        }
+        let Some(scope) = self.ctx.runners.scope_for(intent.job.as_ref()) else {
+            return self
+                .fail(&name, "no GitHub scope to register its runner in", now)
+                .await;
+        };
+        let user_data = match self
+            .user_data(&scope, &name, &intent.labels, &intent.spec)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => return self.fail(&name, &e, now).await,
+        };
+        let request = CreateRequest {
+            name: name.clone(),
+            controller: self.ctx.pools.controller.clone(),
+            pool: intent.pool.clone(),
+            spec: intent.spec.clone(),
+            user_data,
+        };
+        match provider.create(&request).await {
+            Ok(inst) => {
+                self.settle(
+                    &name,
+                    IntentState::Created,
+                    inst.provider_id.as_deref(),
+                    now,
+                )
+                .await;
+                Outcome::Created
+            }
+            Err(ProviderError::AlreadyExists) => {
+                self.settle(&name, IntentState::Created, None, now).await;
+                Outcome::Created
+            }
+            Err(e @ ProviderError::Quota { .. }) => {
+                self.quota_reached(&intent.provider, &e, now).await;
+                self.unregister(&scope, &name).await;
+                self.fail(&name, &e.to_string(), now).await
+            }
+            Err(e @ (ProviderError::Transport(_) | ProviderError::Api { .. }))
+                if e.is_transient() =>
+            {
+                // No answer: the machine may exist. The intent stays pending and counts.
+                Outcome::Failed(format!("{e} (the next pass checks whether it exists)"))
+            }
+            Err(e) => {
+                self.unregister(&scope, &name).await;
+                self.fail(&name, &e.to_string(), now).await
+            }
+        }
+    }
+
+    /// GitHub's status of a job the store holds as queued, when it is not queued any more.
+    async fn started_meanwhile(&self, key: &JobKey, now: Time) -> Option<JobStatus> {
+        let record = self.ctx.store.job(key).await.ok()??;
+        match crate::demand::confirm_job(self.ctx.runners.client(), &self.ctx.store, &record, now)
+            .await
+        {
+            Ok(c) if c.status != JobStatus::Queued => Some(c.status),
+            Ok(_) => None,
+            Err(e) => {
+                debug!(job = %key, error = %e, "cannot confirm the job: creating anyway");
+                None
+            }
+        }
+    }
+
+    /// A kept machine, rebuilt with a new runner credential for its next job.
+    async fn reuse(
+        &self,
+        instance: &str,
+        provider_id: Option<&str>,
+        labels: &Labels,
+        job: Option<&JobKey>,
+        run_id: Option<u64>,
+        now: Time,
+    ) -> Outcome {
+        let (Some(provider), Some(id)) = (self.provider_of(instance), provider_id) else {
+            return Outcome::Failed("its provider or id is unknown".into());
+        };
+        let Some(known) = self.instances.get(instance) else {
+            return Outcome::Failed("not in the snapshot".into());
+        };
+        let spec = match &known.placement {
+            Some(p) => MachineSpec {
+                types: vec![p.machine_type.clone()],
+                locations: vec![p.location.clone()],
+                image: p.image.clone(),
+            },
+            None => match self.ctx.pools.pools.iter().find(|p| p.name == known.pool) {
+                Some(pool) => pool.spec.clone(),
+                None => return Outcome::Failed("its pool is not configured".into()),
+            },
+        };
+        let Some(scope) = self.ctx.runners.scope_for(job) else {
+            return Outcome::Failed("no GitHub scope to register its runner in".into());
+        };
+        let user_data = match self.user_data(&scope, instance, labels, &spec).await {
+            Ok(u) => u,
+            Err(e) => return Outcome::Failed(e),
+        };
+        if let Err(e) = provider.rebuild(id, &spec.image, &user_data).await {
+            self.unregister(&scope, instance).await;
+            return Outcome::Failed(format!("rebuild: {e}"));
+        }
+        let attempt = job.and_then(|k| self.attempts.get(k)).copied().unwrap_or(0);
+        let store = &self.ctx.store;
+        let reassigned = store
+            .reassign_intent(instance, job, attempt, run_id, labels, now)
+            .await;
+        if let Ok(false) = reassigned {
+            // Made before this controller kept intents (or its intent was pruned): record one.
+            let intent = Intent {
+                name: instance.to_string(),
+                pool: known.pool.clone(),
+                provider: self.provider_of.get(instance).cloned().unwrap_or_default(),
+                job: job.cloned(),
+                attempt,
+                run_id,
+                labels: labels.clone(),
+                spec,
+                created_at: known.created_at,
+                state: IntentState::Created,
+                provider_id: Some(id.to_string()),
+                updated_at: now,
+            };
+            if let Err(e) = store.record_intent(&intent).await {
+                warn!(instance, error = %e, "reused, but no intent recorded");
+            }
+        } else if let Err(e) = reassigned {
+            warn!(instance, error = %e, "reused, but the intent was not updated");
+        }
+        Outcome::Reused
+    }
+
+    async fn user_data(
+        &self,
+        scope: &Scope,
+        name: &str,
+        labels: &Labels,
+        spec: &MachineSpec,
+    ) -> Result<mayfly_core::Secret, String> {
+        let credential: Credential = self
+            .ctx
+            .runners
+            .credential(scope, name, labels)
+            .await
+            .map_err(|e| format!("runner credential: {e}"))?;
+        bootstrap::user_data(&self.ctx.bootstrap, spec.image.arch, &credential)
+            .map_err(|e| format!("bootstrap: {e}"))
+    }
+
+    /// Removes the runner registered for a machine that will not be.
+    async fn unregister(&self, scope: &Scope, name: &str) {
+        if let Err(e) = self.ctx.runners.remove_by_name(scope, name).await {
+            warn!(name, error = %e, "could not remove the runner of a failed create");
+        }
+    }
+
+    async fn fail(&self, name: &str, why: &str, now: Time) -> Outcome {
+        self.settle(name, IntentState::Failed, None, now).await;
+        Outcome::Failed(why.to_string())
+    }
+
+    async fn settle(&self, name: &str, state: IntentState, provider_id: Option<&str>, now: Time) {
+        if let Err(e) = self
+            .ctx
+            .store
+            .set_intent_state(name, state, provider_id, now)
+            .await
+        {
+            warn!(name, %state, error = %e, "could not update the intent");
+        }
+    }
+
+    fn at_quota(&self, provider: &str) -> bool {
+        self.quota
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(provider)
+    }
+
+    /// The provider's quota is reached: no more creates there this pass, and the least
+    /// valuable kept machine (the one with the least paid time left) is deleted to make room
+    /// for the next pass. Busy and booting machines are never candidates.
+    async fn quota_reached(&self, provider: &str, e: &ProviderError, now: Time) {
+        let first = self
+            .quota
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(provider.to_string());
+        if !first {
+            return;
+        }
+        warn!(provider, error = %e, "quota reached: creating nothing more there this pass");
+        let victim = {
+            let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+            let victim = self
+                .instances
+                .values()
+                .filter(|i| {
+                    i.state == InstanceState::Off
+                        && i.provider_id.is_some()
+                        && self.provider_of.get(&i.name).map(String::as_str) == Some(provider)
+                        && !claimed.contains(&i.name)
+                })
+                .min_by_key(|i| {
+                    let paid_until = i
+                        .billing
+                        .as_ref()
+                        .map_or(i.created_at, |b| b.paid_until(i.created_at, now));
+                    (paid_until, i.name.clone())
+                })
+                .cloned();
+            if let Some(v) = &victim {
+                claimed.insert(v.name.clone());
+            }
+            victim
+        };
+        let Some(victim) = victim else {
+            warn!(provider, "quota reached and no powered-off machine to free");
+            return;
+        };
+        info!(provider, instance = %victim.name, "quota reached: freeing the least valuable powered-off machine");
+        let outcome = self
+            .delete(&victim.name, victim.provider_id.as_deref(), None, now)
+            .await;
+        self.event(
+            now,
+            "quota",
+            &victim.name,
+            &format!("freed for quota: {outcome:?}"),
+        )
+        .await;
+    }
+
+    async fn log(&self, action: &Action, outcome: &Outcome, now: Time) {
+        match outcome {
+            Outcome::Failed(why) => warn!(action = %action, error = %why, "failed"),
+            Outcome::Skipped(why) => info!(action = %action, why = %why, "skipped"),
+            _ => info!(action = %action, "done"),
+        }
+        let kind = match action {
+            Action::Delete { .. } => "delete",
+            Action::RemoveRunner { .. } => "remove_runner",
+            Action::DropIntent { .. } => "drop_intent",
+            Action::Reuse { .. } => "reuse",
+            Action::Create { .. } => "create",
+        };
+        let message = match outcome {
+            Outcome::Failed(why) => format!("{action}: failed: {why}"),
+            Outcome::Skipped(why) => format!("{action}: skipped: {why}"),
+            _ => action.to_string(),
+        };
+        self.event(now, kind, action.subject(), &message).await;
+    }
+
+    async fn event(&self, now: Time, kind: &str, subject: &str, message: &str) {
+        let event = NewEvent::new(now, kind, subject, message);
+        if let Err(e) = self.ctx.store.record_event(&event).await {
+            warn!(error = %e, "could not record an event");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Since when each instance and runner has been in its state: the provider and the forge say
+//! what the state is, not since when, and the deadlines are counted from that moment.
+
+use mayfly_core::{InstanceState, Time};
+use std::collections::{HashMap, HashSet};
+
+/// What counts as one state for the deadlines: starting and running are one "up" phase (the
+/// registration deadline runs from the boot, not from the last status flip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Up,
+    Other(InstanceState),
+}
+
+impl Phase {
+    fn of(state: InstanceState) -> Phase {
+        match state {
+            InstanceState::Starting | InstanceState::Running => Phase::Up,
+            s => Phase::Other(s),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Memory {
+    instances: HashMap<String, (Phase, Time)>,
+    /// Runner name → (idle, since).
+    runners: HashMap<String, (bool, Time)>,
+}
+
+impl Memory {
+    /// Since when instance `name` has been in `state`. First seen up: since it was created (a
+    /// fresh machine boots from its creation); first seen otherwise: since now, which after a
+    /// restart gives a deadline its full length rather than cutting it short.
+    pub fn instance(&mut self, name: &str, state: InstanceState, created: Time, now: Time) -> Time {
+        let phase = Phase::of(state);
+        match self.instances.get(name) {
+            Some((p, since)) if *p == phase => *since,
+            seen => {
+                let since = if seen.is_none() && phase == Phase::Up {
+                    created
+                } else {
+                    now
+                };
+                self.instances.insert(name.to_string(), (phase, since));
+                since
+            }
+        }
+    }
+
+    /// A reused machine boots again now: its registration deadline starts over.
+    pub fn restarted(&mut self, name: &str, now: Time) {
+        self.instances.insert(name.to_string(), (Phase::Up, now));
+    }
+
+    /// Since when runner `name` has been idle (or not idle).
+    pub fn runner(&mut self, name: &str, idle: bool, now: Time) -> Time {
+        match self.runners.get(name) {
+            Some((i, since)) if *i == idle => *since,
+            _ => {
+                self.runners.insert(name.to_string(), (idle, now));
+                now
+            }
+        }
+    }
+
+    /// Forgets what was not seen this pass, so the maps stay as large as the world.
+    pub fn retain(&mut self, instances: &HashSet<&str>, runners: &HashSet<&str>) {
+        self.instances.retain(|k, _| instances.contains(k.as_str()));
+        self.runners.retain(|k, _| runners.contains(k.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_counts_from_creation_and_survives_status_flips() {
+        let mut m = Memory::default();
+        let t = Time::from_secs;
+        assert_eq!(
+            m.instance("a", InstanceState::Starting, t(10), t(50)),
+            t(10)
+        );
+        assert_eq!(m.instance("a", InstanceState::Running, t(10), t(60)), t(10));
+        assert_eq!(m.instance("a", InstanceState::Off, t(10), t(70)), t(70));
+        assert_eq!(m.instance("a", InstanceState::Off, t(10), t(90)), t(70));
+        m.restarted("a", t(100));
+        assert_eq!(
+            m.instance("a", InstanceState::Running, t(10), t(120)),
+            t(100)
+        );
+        assert_eq!(m.instance("b", InstanceState::Off, t(10), t(120)), t(120));
+    }
+
+    #[test]
+    fn runners_count_idle_time_from_when_they_became_idle() {
+        let mut m = Memory::default();
+        let t = Time::from_secs;
+        assert_eq!(m.runner("r", false, t(1)), t(1));
+        assert_eq!(m.runner("r", true, t(5)), t(5));
+        assert_eq!(m.runner("r", true, t(9)), t(5));
+        m.retain(&HashSet::new(), &HashSet::new());
+        assert_eq!(m.runner("r", true, t(12)), t(12));
+    }
+}

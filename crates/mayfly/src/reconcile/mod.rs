@@ -1,0 +1,192 @@
+//! One reconcile pass: read the truth (store, providers, forge) into a snapshot, plan, execute.
+//! Passes run one at a time and each reads everything again, so a lost event or a crash converges.
+
+mod execute;
+mod memory;
+mod runners;
+mod snapshot;
+
+pub use execute::{Ctx, Executed};
+pub use runners::Runners;
+
+use mayfly_core::{Action, Clock, Plan, Pools};
+use mayfly_provider::Provider;
+use mayfly_provider::bootstrap::BootstrapConfig;
+use mayfly_store::{IntentState, Store};
+use memory::Memory;
+use snapshot::{IntentUpdate, Seen};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+pub struct Reconciler {
+    ctx: Arc<Ctx>,
+    memory: Memory,
+    workers: usize,
+}
+
+/// What one pass saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub jobs_queued: usize,
+    pub instances: usize,
+    pub runners: usize,
+    /// Jobs the plan could not serve this pass (no pool, a limit).
+    pub waiting: usize,
+    pub executed: Executed,
+    /// Runners could not be read: the pass only created.
+    pub runners_unknown: bool,
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("the store: {0}")]
+    Store(#[from] mayfly_store::StoreError),
+    #[error("provider {provider}: cannot list instances: {error}")]
+    List {
+        provider: String,
+        error: mayfly_provider::Error,
+    },
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Store,
+        pools: Pools,
+        providers: BTreeMap<String, Arc<dyn Provider>>,
+        runners: Runners,
+        bootstrap: BootstrapConfig,
+        clock: Arc<dyn Clock>,
+        workers: usize,
+    ) -> Reconciler {
+        Reconciler {
+            ctx: Arc::new(Ctx {
+                store,
+                providers,
+                runners,
+                bootstrap,
+                pools,
+                clock,
+            }),
+            memory: Memory::default(),
+            workers,
+        }
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.ctx.pools
+    }
+
+    /// Reads, plans, executes. A provider that cannot be listed stops the pass (acting on a
+    /// partial view could create twice); runners that cannot be read make it a create-only pass.
+    pub async fn pass(&mut self) -> Result<PassReport, PassError> {
+        let started = std::time::Instant::now();
+        let (seen, plan) = self.plan().await?;
+        let mut report = PassReport {
+            jobs_queued: seen
+                .snapshot
+                .jobs
+                .iter()
+                .filter(|j| j.status == mayfly_core::JobStatus::Queued)
+                .count(),
+            instances: seen.snapshot.instances.len(),
+            runners: seen.snapshot.runners.len(),
+            waiting: plan.waiting.len(),
+            runners_unknown: !seen.runners_known,
+            ..PassReport::default()
+        };
+        for w in &plan.waiting {
+            debug!(job = %w.job, why = %w.why, "job waits");
+        }
+        let mut actions = plan.actions;
+        if !seen.runners_known {
+            actions.retain(|a| matches!(a, Action::Create { .. }));
+        }
+        if !actions.is_empty() {
+            report.executed = execute::execute(self.ctx.clone(), actions, seen, self.workers).await;
+            let now = self.ctx.clock.now();
+            for name in &report.executed.restarted {
+                self.memory.restarted(name, now);
+            }
+        }
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    /// The snapshot of now and the plan for it.
+    async fn plan(&mut self) -> Result<(Seen, Plan), PassError> {
+        let ctx = &self.ctx;
+        let now = ctx.clock.now();
+        let jobs = snapshot::jobs(&ctx.store).await?;
+        let intents = ctx
+            .store
+            .intents_in_state(&[IntentState::Pending, IntentState::Created])
+            .await?;
+        let mut listed = Vec::new();
+        for name in used_providers(&ctx.pools) {
+            let Some(provider) = ctx.providers.get(&name) else {
+                continue;
+            };
+            let instances = provider
+                .list(&ctx.pools.controller)
+                .await
+                .map_err(|error| PassError::List {
+                    provider: name.clone(),
+                    error,
+                })?;
+            listed.extend(instances.into_iter().map(|i| (name.clone(), i)));
+        }
+        let (runner_list, runners_known) = match ctx.runners.list().await {
+            Ok(list) => (list, true),
+            Err(e) => {
+                warn!(error = %e, "cannot read the runners: this pass only creates");
+                (Vec::new(), false)
+            }
+        };
+        let (instances, provider_of, updates) =
+            snapshot::join(&ctx.pools, listed, intents, &mut self.memory, now);
+        for update in updates {
+            let (name, state, id) = match &update {
+                IntentUpdate::Created { name, provider_id } => {
+                    (name, IntentState::Created, provider_id.as_deref())
+                }
+                IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
+            };
+            ctx.store.set_intent_state(name, state, id, now).await?;
+        }
+        let (runners, scope_of) = snapshot::runners(&runner_list, &mut self.memory, now);
+        let snapshot = mayfly_core::Snapshot {
+            jobs,
+            instances,
+            runners,
+        };
+        snapshot::forget_unseen(&mut self.memory, &snapshot);
+        let plan = mayfly_core::plan(&snapshot, &ctx.pools, now);
+        if !plan.actions.is_empty() {
+            info!(
+                actions = plan.actions.len(),
+                waiting = plan.waiting.len(),
+                "plan"
+            );
+        }
+        Ok((
+            Seen {
+                snapshot,
+                provider_of,
+                scope_of,
+                runners_known,
+            },
+            plan,
+        ))
+    }
+}
+
+/// The providers some pool uses, each once, in name order.
+fn used_providers(pools: &Pools) -> Vec<String> {
+    let mut names: Vec<String> = pools.pools.iter().map(|p| p.provider.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}

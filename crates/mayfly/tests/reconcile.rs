@@ -1,0 +1,184 @@
+//! The reconcile loop in-process against the simulator (fake GitHub, fake Hetzner, virtual
+//! runners) on a sped-up clock: jobs get one server each, finished servers go, paid-for servers
+//! are reused, webhooks and polls both bring demand in.
+
+use mayfly::local::{Cadence, Controller, PROVIDER, Setup};
+use mayfly_core::{
+    Arch, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
+    Recycling,
+};
+use mayfly_sim::github::NewJob;
+use mayfly_sim::runners::{Delay, RunnerConfig};
+use mayfly_sim::{Sim, SimConfig};
+use mayfly_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SPEED: f64 = 50.0;
+const REPO: &str = "acme/app";
+
+fn pools(recycling: bool) -> Pools {
+    Pools {
+        controller: "mf".into(),
+        pools: vec![Pool {
+            name: "linux".into(),
+            provider: PROVIDER.into(),
+            labels: Labels::new(["self-hosted", "linux"]),
+            spec: MachineSpec {
+                types: vec!["cx22".into()],
+                locations: vec!["fsn1".into()],
+                image: Image {
+                    arch: Arch::X86,
+                    kind: ImageKind::System,
+                    name: "ubuntu-24.04".into(),
+                },
+            },
+            max: None,
+            standby: 0,
+        }],
+        limits: Limits::default(),
+        deadlines: Deadlines::default(),
+        labels: LabelRules::default(),
+        recycling: Recycling {
+            enabled: recycling,
+            ..Recycling::default()
+        },
+    }
+}
+
+struct World {
+    sim: Arc<Sim>,
+    controller: Controller,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(recycling: bool, webhooks: bool) -> World {
+    let mut config = SimConfig {
+        speed: SPEED,
+        ..SimConfig::default()
+    };
+    config.github.tokens = vec!["gh-token".into()];
+    config.runners = RunnerConfig {
+        boot_delay: Delay::Fixed { secs: 5.0 },
+        ..RunnerConfig::default()
+    };
+    let sim = Sim::start(config);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let at = sim.listen(any, any).await.expect("listen");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let controller = Controller::start(
+        &sim,
+        at,
+        store,
+        Setup {
+            pools: pools(recycling),
+            repos: vec![REPO.into()],
+            github_token: "gh-token".into(),
+            hetzner_token: mayfly_sim::hetzner::HetznerConfig::default().token,
+            webhook_secret: webhooks.then(|| "hook-secret".to_string()),
+            workers: 4,
+            confirm_after: Duration::from_secs(600),
+        },
+    )
+    .await
+    .expect("controller");
+    World {
+        sim,
+        controller,
+        _dir: dir,
+    }
+}
+
+fn jobs(n: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|_| NewJob {
+            labels: vec!["self-hosted".into(), "linux".into()],
+            duration: Duration::from_secs(60),
+        })
+        .collect()
+}
+
+const CADENCE: Cadence = Cadence {
+    reconcile: Duration::from_secs(5),
+    poll: Duration::from_secs(30),
+};
+
+/// Runs the loop until `done`, at most 60 real seconds.
+async fn run_until(w: &mut World, mut done: impl FnMut(&Sim) -> bool) {
+    let sim = w.sim.clone();
+    let run = w.controller.run(CADENCE, |pass, _| {
+        if let Err(e) = pass {
+            eprintln!("pass failed: {e}");
+        }
+        done(&sim)
+    });
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the world settled within a minute");
+}
+
+fn all_completed(sim: &Sim) -> bool {
+    let jobs = sim.github.jobs();
+    !jobs.is_empty() && jobs.iter().all(|j| j.status == "completed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_gets_one_server_and_none_is_left() {
+    let mut w = world(false, false).await;
+    w.sim.github.enqueue(REPO, jobs(6));
+    run_until(&mut w, |sim| {
+        all_completed(sim) && sim.hetzner.servers().is_empty()
+    })
+    .await;
+
+    let jobs = w.sim.github.jobs();
+    assert!(
+        jobs.iter()
+            .all(|j| j.conclusion.as_deref() == Some("success")),
+        "{jobs:?}"
+    );
+    let bill = w.sim.hetzner.billing();
+    assert_eq!(bill.servers.len(), 6, "one server per job, none twice");
+    let mut names: Vec<_> = bill.servers.iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 6);
+    assert!(
+        names.iter().all(|n| n.starts_with("mf-linux-")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_for_servers_take_the_next_jobs() {
+    let mut w = world(true, true).await;
+    w.sim.github.enqueue(REPO, jobs(3));
+    run_until(&mut w, all_completed).await;
+    // The servers powered off with most of their hour paid: the next jobs get them back.
+    run_until(&mut w, |sim| {
+        sim.hetzner.servers().iter().all(|s| s.status == "off")
+    })
+    .await;
+    w.sim.github.enqueue(REPO, jobs(3));
+    run_until(&mut w, all_completed).await;
+
+    let bill = w.sim.hetzner.billing();
+    assert_eq!(bill.servers.len(), 3, "six jobs, three servers: {bill:?}");
+    assert_eq!(bill.hours_billed, 3);
+    let served_by: std::collections::HashSet<_> = w
+        .sim
+        .github
+        .jobs()
+        .into_iter()
+        .filter_map(|j| j.runner_name)
+        .collect();
+    assert_eq!(
+        served_by.len(),
+        3,
+        "each server ran two jobs: {served_by:?}"
+    );
+}
