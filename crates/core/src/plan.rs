@@ -243,6 +243,11 @@ pub struct Plan {
     pub actions: Vec<Action>,
     pub assignments: Vec<Assignment>,
     pub waiting: Vec<Waiting>,
+    /// The earliest moment after `now` at which a deadline of an instance that exists now
+    /// passes (registration, idle, powered off, paid time, lifetime): planning again on an
+    /// unchanged world before then decides nothing new. The loop sleeps until then, unless an
+    /// event wakes it first. `None`: nothing is due.
+    pub next_check: Option<Time>,
 }
 
 impl Plan {
@@ -447,6 +452,51 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Notes a deadline: the next pass must not come later than it. Deadlines pass once the
+    /// time in a state is longer than the limit, so the moment that matters is just after.
+    fn due(&mut self, boundary: Time) {
+        let at = boundary.plus(Duration::from_millis(1));
+        if at > self.now && self.plan.next_check.is_none_or(|t| at < t) {
+            self.plan.next_check = Some(at);
+        }
+    }
+
+    /// When each deadline of an instance that is not yet doomed would pass.
+    fn note_deadlines(&mut self, inst: &Instance, class: Class) {
+        let d = &self.cfg.deadlines;
+        match class {
+            Class::Doomed => return,
+            // Never deleted while busy; but once its job ends and it powers off, it must be
+            // looked at before its paid time runs out, or the next hour is billed.
+            Class::Busy | Class::Recyclable => {
+                if self.cfg.recycling.enabled
+                    && let Some(b) = &inst.billing
+                    && let Recycle::Keep { until, .. } =
+                        b.recycle(inst.created_at, self.now, self.cfg.recycling.margin)
+                {
+                    self.due(until);
+                }
+                if class == Class::Busy {
+                    return;
+                }
+            }
+            Class::Supply { idle_since: None } if inst.state == InstanceState::Pending => {
+                self.due(inst.created_at.plus(d.registration));
+            }
+            Class::Supply { idle_since: None } => self.due(inst.state_since.plus(d.registration)),
+            Class::Supply {
+                idle_since: Some(since),
+            } => self.due(since.plus(d.idle)),
+            Class::Other if inst.state == InstanceState::Off => {
+                self.due(inst.state_since.plus(d.powered_off));
+            }
+            Class::Other => {}
+        }
+        if inst.state != InstanceState::Pending {
+            self.due(inst.created_at.plus(d.max_lifetime));
+        }
+    }
+
     fn classify(&mut self) {
         let d = &self.cfg.deadlines;
         // Input order: decisions that depend on order pick by name instead (see `by_name`),
@@ -500,6 +550,7 @@ impl<'a> Planner<'a> {
                     InstanceState::Off => self.classify_off(inst, runner, in_state),
                 }
             };
+            self.note_deadlines(inst, class);
             self.counts.add(&inst.pool);
             let active = !matches!(inst.state, InstanceState::Off | InstanceState::Deleting);
             if active && class != Class::Doomed {

@@ -378,4 +378,38 @@ proptest! {
         reversed.runners.reverse();
         prop_assert_eq!(plan(&snap, &cfg, NOW), plan(&reversed, &cfg, NOW));
     }
+
+    #[test]
+    fn no_deadline_passes_before_the_next_check((cfg, snap) in arb_world(), share in 0.0f64..1.0) {
+        let first = plan(&snap, &cfg, NOW);
+        let removed = |p: &Plan| -> Vec<String> {
+            let mut v: Vec<String> = p
+                .actions
+                .iter()
+                .filter(|a| matches!(a, Action::Delete { .. } | Action::DropIntent { .. }))
+                .map(|a| a.subject().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        // Any moment up to the next check (that moment included) removes nothing that now
+        // keeps: whatever is due is due now already.
+        let horizon = first.next_check.unwrap_or(NOW.plus(std::time::Duration::from_secs(30 * 86_400)));
+        prop_assert!(horizon > NOW);
+        let span = horizon.millis() - NOW.millis();
+        let later = Time::from_millis(NOW.millis() + (span as f64 * share) as i64);
+        let again = plan(&snap, &cfg, later);
+        let now_removed = removed(&first);
+        for r in removed(&again) {
+            prop_assert!(now_removed.contains(&r), "{} is removed at {:?} but not at {:?}, next check {:?}", r, later, NOW, first.next_check);
+        }
+        // And just after it, something is due (when there is a next check at all).
+        if let Some(t) = first.next_check {
+            let after = plan(&snap, &cfg, t.plus(std::time::Duration::from_millis(1)));
+            prop_assert!(after.actions.len() + after.waiting.len() != first.actions.len() + first.waiting.len()
+                || removed(&after) != removed(&first)
+                || after.next_check != first.next_check,
+                "nothing changes at the next check {:?}", t);
+        }
+    }
 }
