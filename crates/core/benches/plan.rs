@@ -53,6 +53,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
         deadlines: Deadlines::default(),
         labels: LabelRules::default(),
         recycling: Recycling::default(),
+        runner_scope: Default::default(),
     };
     let mut rng = Lcg(42);
     let jobs: Vec<Job> = (0..JOBS)
@@ -78,6 +79,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
                 },
                 queued_at: now.minus(Duration::from_secs(rng.next(600))),
                 instances_created: 0,
+                runner: None,
             }
         })
         .collect();

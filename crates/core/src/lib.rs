@@ -14,7 +14,7 @@ pub use billing::{Billing, Recycle};
 pub use labels::{Arch, Image, ImageKind, LabelRules, Labels, Requirements};
 pub use model::{
     Deadlines, ForgeKind, Instance, InstanceState, Job, JobKey, JobStatus, Limits, MachineSpec,
-    Placement, Pool, Pools, Recycling, Runner, RunnerStatus, Snapshot,
+    Placement, Pool, Pools, Recycling, Runner, RunnerScope, RunnerStatus, Snapshot,
 };
 pub use plan::{Action, Assignment, How, LimitKind, Plan, Reason, WaitReason, Waiting, plan};
 pub use secret::Secret;

@@ -59,6 +59,8 @@ pub struct Job {
     pub queued_at: Time,
     /// Instances already created for this attempt (from the store); names the next one.
     pub instances_created: u32,
+    /// The runner running it, once the forge has said (an in-progress job).
+    pub runner: Option<String>,
 }
 
 /// Where a machine comes from and what it looks like, with ordered fallbacks for type and
@@ -194,6 +196,21 @@ pub struct Pools {
     pub deadlines: Deadlines,
     pub labels: LabelRules,
     pub recycling: Recycling,
+    /// Which runners can take which jobs beyond their labels.
+    pub runner_scope: RunnerScope,
+}
+
+/// Where runners are registered, which decides which jobs a runner can take at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerScope {
+    /// Organization or enterprise runners: any runner can take any job its labels fit.
+    #[default]
+    Shared,
+    /// Repository runners: a runner takes jobs of the repository it is registered in only,
+    /// that of the job its machine was made (or reused) for; standby runners register in
+    /// `standby`.
+    Repository { standby: Option<String> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use crate::billing::Recycle;
 use crate::labels::Labels;
 use crate::model::{
     Instance, InstanceState, Job, JobKey, JobStatus, MachineSpec, Placement, Pool, Pools, Runner,
-    Snapshot,
+    RunnerScope, Snapshot,
 };
 use crate::naming;
 use crate::time::{Time, human};
@@ -190,6 +190,9 @@ pub struct Assignment {
 pub enum How {
     /// An instance that exists (idle runner, booting, or create in flight).
     Existing,
+    /// Its own machine's runner is busy while the job still looks queued: assumed to be
+    /// running it until the forge says otherwise. The loop looks again soon.
+    Assumed,
     Reuse,
     Create,
 }
@@ -469,8 +472,7 @@ impl<'a> Planner<'a> {
             // Never deleted while busy; but once its job ends and it powers off, it must be
             // looked at before its paid time runs out, or the next hour is billed.
             Class::Busy | Class::Recyclable => {
-                if self.cfg.recycling.enabled
-                    && let Some(b) = &inst.billing
+                if let Some(b) = &inst.billing
                     && let Recycle::Keep { until, .. } =
                         b.recycle(inst.created_at, self.now, self.cfg.recycling.margin)
                 {
@@ -571,6 +573,26 @@ impl<'a> Planner<'a> {
         }
         self.recyclable = lists;
     }
+
+    /// Where an instance's runner is registered, when that limits the jobs it can take.
+    fn runner_scope_of(&self, inst: &'a Instance) -> Option<&'a str> {
+        match &self.cfg.runner_scope {
+            RunnerScope::Shared => None,
+            RunnerScope::Repository { standby } => inst
+                .job
+                .as_ref()
+                .map(|k| &*k.scope)
+                .or(standby.as_deref()),
+        }
+    }
+
+    fn job_scope(&self, job: &'a Job) -> Option<&'a str> {
+        match &self.cfg.runner_scope {
+            RunnerScope::Shared => None,
+            RunnerScope::Repository { .. } => Some(&job.key.scope),
+        }
+    }
+
 
     /// Sorts instance indices by name: wherever a choice between instances matters.
     fn by_name(&self, list: &mut [usize]) {
@@ -676,12 +698,21 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(n, j)| (&j.key, n))
             .collect();
+        // Unless the forge said which job that runner runs: then it is not this one.
+        let running_known: HashSet<&str> = self
+            .snap
+            .jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::InProgress)
+            .filter_map(|j| j.runner.as_deref())
+            .collect();
         // Should two instances be made for one job (a broken store), the first by name serves it.
         let mut made_for: Vec<Option<usize>> = vec![None; queued.len()];
         for &(i, class) in &self.ours {
             let inst = self.inst(i);
             let busy_and_up = class == Class::Busy
-                && matches!(inst.state, InstanceState::Starting | InstanceState::Running);
+                && matches!(inst.state, InstanceState::Starting | InstanceState::Running)
+                && !running_known.contains(inst.name.as_str());
             if (matches!(class, Class::Supply { .. }) || busy_and_up)
                 && let Some(key) = &inst.job
                 && let Some(&n) = by_key.get(key)
@@ -691,38 +722,69 @@ impl<'a> Planner<'a> {
                 made_for[n] = Some(i);
             }
         }
+        let mut busy = vec![false; self.snap.instances.len()];
+        for &(i, class) in &self.ours {
+            busy[i] = class == Class::Busy;
+        }
         for (n, i) in made_for.into_iter().enumerate() {
             if let Some(i) = i {
                 open[n] = false;
                 self.claimed[i] = true;
-                self.assign(queued[n], &self.inst(i).name, How::Existing);
+                let how = if busy[i] {
+                    How::Assumed
+                } else {
+                    How::Existing
+                };
+                self.assign(queued[n], &self.inst(i).name, how);
             }
         }
 
-        // B: any idle runner or booting instance that can take the job, idle runners first.
-        let mut groups = SupplyGroups::default();
+        // B: any idle runner or booting instance that can take the job, idle runners first;
+        // with repository runners, only one registered in the job's repository. Before them
+        // all, a busy runner running a job the forge has not named, and not its own: it runs
+        // one the store still holds as queued, and the oldest that fits is counted as served.
+        let mut by_scope: HashMap<Option<&'a str>, SupplyGroups<'a>> = HashMap::new();
         for &(i, class) in &self.ours {
-            if let Class::Supply { idle_since } = class
-                && !self.claimed[i]
-            {
-                let inst = self.inst(i);
+            if self.claimed[i] {
+                continue;
+            }
+            let inst = self.inst(i);
+            let rank = match class {
                 // Idle runners first, then whatever started earliest (it is ready soonest).
-                let rank = (
+                Class::Supply { idle_since } => (
                     idle_since.is_none(),
                     idle_since.unwrap_or(inst.state_since),
                     inst.name.as_str(),
-                );
-                groups.push(self.supply_labels(i), rank, i);
-            }
+                ),
+                Class::Busy
+                    if matches!(inst.state, InstanceState::Starting | InstanceState::Running)
+                        && !running_known.contains(inst.name.as_str()) =>
+                {
+                    (false, Time(i64::MIN), inst.name.as_str())
+                }
+                _ => continue,
+            };
+            by_scope
+                .entry(self.runner_scope_of(inst))
+                .or_default()
+                .push(self.supply_labels(i), rank, i);
         }
-        groups.sort();
+        for groups in by_scope.values_mut() {
+            groups.sort();
+        }
         for (n, job) in queued.iter().enumerate() {
             if open[n]
+                && let Some(groups) = by_scope.get_mut(&self.job_scope(job))
                 && let Some(i) = groups.take(&job.labels)
             {
                 open[n] = false;
                 self.claimed[i] = true;
-                self.assign(job, &self.inst(i).name, How::Existing);
+                let how = if busy[i] {
+                    How::Assumed
+                } else {
+                    How::Existing
+                };
+                self.assign(job, &self.inst(i).name, how);
             }
         }
 

@@ -90,6 +90,17 @@ fn a_busy_machine_made_for_a_job_the_store_still_holds_as_queued_serves_it() {
     let p = plan(&snap, &cfg, at(20));
     assert!(p.actions.is_empty(), "{:#?}", p.actions);
     assert_eq!(p.assignments[0].instance, "mayfly-linux-5-1");
+    assert_eq!(p.assignments[0].how, How::Assumed);
+
+    // Once the forge says its runner runs job 6, job 5 waits for nothing: it gets a machine.
+    let mut other = job(6, &["linux"]);
+    other.status = JobStatus::InProgress;
+    other.runner = Some("mayfly-linux-5-1".into());
+    let known = Snapshot {
+        jobs: vec![job(5, &["linux"]), other],
+        ..snap.clone()
+    };
+    assert_eq!(creates(&plan(&known, &cfg, at(20))).len(), 1);
 
     let mut off = running;
     off.state = InstanceState::Off;
@@ -105,6 +116,68 @@ fn a_busy_machine_made_for_a_job_the_store_still_holds_as_queued_serves_it() {
         How::Reuse,
         "its paid hour serves job 5 again"
     );
+}
+
+#[test]
+fn a_busy_runner_whose_job_is_unknown_counts_for_the_oldest_queued_job_it_fits() {
+    // A standby runner went busy; the store has not heard which job it took: one of the queued
+    // jobs it fits is running on it, so only the other gets a machine. Once the forge names its
+    // job, the count is exact again.
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let standby = instance("mayfly-linux-s1", "linux", InstanceState::Running, LINUX);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"]), job(2, &["linux"])],
+        instances: vec![standby],
+        runners: vec![runner(7, "mayfly-linux-s1", true, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(10));
+    assert_eq!(creates(&p).len(), 1, "{:#?}", p.actions);
+    let assumed: Vec<_> = p.assignments.iter().filter(|a| a.how == How::Assumed).collect();
+    assert_eq!(assumed.len(), 1);
+    assert_eq!(assumed[0].job, job(1, &[]).key, "the oldest");
+
+    let mut elsewhere = job(3, &["linux"]);
+    elsewhere.status = JobStatus::InProgress;
+    elsewhere.runner = Some("mayfly-linux-s1".into());
+    let mut known = snap.clone();
+    known.jobs.push(elsewhere);
+    assert_eq!(creates(&plan(&known, &cfg, at(10))).len(), 2);
+}
+
+#[test]
+fn a_repository_runner_takes_jobs_of_its_own_repository_only() {
+    let mut cfg = config(vec![pool("linux", LINUX)]);
+    cfg.runner_scope = RunnerScope::Repository {
+        standby: Some("acme/other".into()),
+    };
+    let mut web_job = job(1, &["linux"]);
+    web_job.key.scope = "acme/web".into();
+    let app_job = job(2, &["linux"]);
+    let mut idle = instance("mayfly-linux-1-1", "linux", InstanceState::Running, LINUX);
+    idle.job = Some(JobKey {
+        scope: "acme/web".into(),
+        id: 99,
+        ..web_job.key.clone()
+    });
+    let snap = Snapshot {
+        jobs: vec![web_job.clone(), app_job.clone()],
+        instances: vec![idle],
+        runners: vec![runner(7, "mayfly-linux-1-1", false, LINUX)],
+    };
+    let p = plan(&snap, &cfg, at(10));
+    let served_by_idle: Vec<_> = p
+        .assignments
+        .iter()
+        .filter(|a| a.how == How::Existing)
+        .map(|a| a.job.clone())
+        .collect();
+    assert_eq!(served_by_idle, [web_job.key], "the acme/web runner takes the acme/web job");
+    assert_eq!(creates(&p).len(), 1, "the acme/app job gets its own machine");
+
+    // Organization runners (shared) can take either.
+    cfg.runner_scope = RunnerScope::Shared;
+    assert_eq!(creates(&plan(&snap, &cfg, at(10))).len(), 1);
+    assert_eq!(app_job.key.scope.as_ref(), job(3, &[]).key.scope.as_ref());
 }
 
 #[test]

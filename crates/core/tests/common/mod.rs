@@ -43,6 +43,7 @@ pub fn config(pools: Vec<Pool>) -> Pools {
         deadlines: Deadlines::default(),
         labels: LabelRules::default(),
         recycling: Recycling::default(),
+        runner_scope: Default::default(),
     }
 }
 
@@ -59,6 +60,7 @@ pub fn job(id: u64, l: &[&str]) -> Job {
         status: JobStatus::Queued,
         queued_at: at(id as i64),
         instances_created: 0,
+        runner: None,
     }
 }
 
