@@ -273,6 +273,29 @@ struct HetznerFaults {
     /// `[["cpx31", "ash"], …]`: types not offered in those locations.
     unavailable: Option<Vec<(String, String)>>,
     rate_limit_per_hour: Option<u32>,
+    /// Simulated seconds from create (or power on) until `running`.
+    boot_delay_secs: Option<f64>,
+    /// Simulated seconds from the OS powering off until `off`.
+    shutdown_delay_secs: Option<f64>,
+    /// Simulated seconds a rebuild runs.
+    action_delay_secs: Option<f64>,
+}
+
+impl HetznerFaults {
+    /// The delays that are set, checked: each a finite number of seconds, not negative.
+    fn delays(&self) -> Result<[Option<Duration>; 3], BadRequest> {
+        let check = |name: &str, v: Option<f64>| match v {
+            Some(s) if !(s.is_finite() && s >= 0.0) => Err(BadRequest(format!(
+                "hetzner.{name}: seconds, 0 or more, got {s}"
+            ))),
+            v => Ok(v.map(Duration::from_secs_f64)),
+        };
+        Ok([
+            check("boot_delay_secs", self.boot_delay_secs)?,
+            check("shutdown_delay_secs", self.shutdown_delay_secs)?,
+            check("action_delay_secs", self.action_delay_secs)?,
+        ])
+    }
 }
 
 #[derive(Deserialize)]
@@ -307,6 +330,10 @@ async fn faults(
             .transpose()?;
         r.crash.map(|v| share("runners.crash", v)).transpose()?;
     }
+    let delays = match &f.hetzner {
+        Some(h) => h.delays()?,
+        None => [None; 3],
+    };
     if let Some(w) = f.webhooks {
         sim.github.set_config(|c| c.webhook_faults = w);
     }
@@ -336,6 +363,16 @@ async fn faults(
             }
             if let Some(r) = h.rate_limit_per_hour {
                 c.rate_limit_per_hour = r;
+            }
+            let [boot, shutdown, action] = delays;
+            if let Some(d) = boot {
+                c.boot_delay = d;
+            }
+            if let Some(d) = shutdown {
+                c.shutdown_delay = d;
+            }
+            if let Some(d) = action {
+                c.action_delay = d;
             }
         });
     }

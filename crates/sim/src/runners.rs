@@ -31,6 +31,12 @@ pub trait MachineSource: Send + Sync {
     fn running(&self) -> Vec<Machine>;
     /// The machine's own OS powers it off, as `poweroff` does after the runner exits.
     fn power_off(&self, id: &str);
+    /// Whether machine `id` is still up in boot `boot`. Every runner asks this about its own
+    /// machine each simulated second, so a cloud should answer without listing (and copying the
+    /// user data of) every machine: with hundreds of runners that listing dominated the CPU.
+    fn is_up(&self, id: &str, boot: u64) -> bool {
+        self.running().iter().any(|m| m.id == id && m.boot == boot)
+    }
 }
 
 /// A forge that hands jobs to virtual runners (the fake GitHub, in-process).
@@ -204,11 +210,7 @@ fn tick(clock: &Clock) -> Duration {
 }
 
 fn still_up(shared: &Shared, m: &Machine) -> bool {
-    shared
-        .machines
-        .running()
-        .iter()
-        .any(|x| x.id == m.id && x.boot == m.boot)
+    shared.machines.is_up(&m.id, m.boot)
 }
 
 /// Sleeps a simulated duration in ticks; false if the machine went away meanwhile.

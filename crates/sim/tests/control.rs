@@ -80,6 +80,20 @@ async fn bad_requests_name_the_field_and_change_nothing() {
     )
     .await;
     assert_eq!(code, 400, "{body}");
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "hetzner": { "boot_delay_secs": 1, "action_delay_secs": -1 } }),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("hetzner.action_delay_secs"),
+        "{body}"
+    );
     let (code, _) = post(
         &http,
         format!("{ctl}/webhooks"),
@@ -135,7 +149,7 @@ async fn jobs_traces_stats_and_reset() {
     let (code, _) = post(
         &http,
         format!("{ctl}/faults"),
-        json!({ "runners": { "crash": 0.5 }, "hetzner": { "server_quota": 3 } }),
+        json!({ "runners": { "crash": 0.5 }, "hetzner": { "server_quota": 3, "boot_delay_secs": 0.5, "shutdown_delay_secs": 0, "action_delay_secs": 1 } }),
     )
     .await;
     assert_eq!(code, 200);

@@ -120,6 +120,16 @@ impl MachineSource for Hetzner {
             .collect()
     }
 
+    fn is_up(&self, id: &str, boot: u64) -> bool {
+        let now = self.clock.now_ms();
+        id.parse().ok().is_some_and(|id: u64| {
+            self.lock()
+                .servers
+                .get(&id)
+                .is_some_and(|s| s.status_at(now) == Status::Running && s.boot_at(now) == boot)
+        })
+    }
+
     /// The OS shuts down: stopping, then off after the shutdown delay. No API action, no lock.
     fn power_off(&self, id: &str) {
         let now = self.clock.now_ms();
