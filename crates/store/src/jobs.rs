@@ -36,6 +36,7 @@ impl JobRecord {
             status: self.status,
             queued_at: self.queued_at,
             instances_created,
+            runner: self.runner_name.clone(),
         }
     }
 }
