@@ -66,6 +66,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller until Ctrl-C or SIGTERM
     Run,
+    /// Watch mayfly work: the simulator and the controller in one process replay about 40 jobs
+    /// on a sped-up clock, then a report (exit 1 if a job was not served or a server is left).
+    /// Needs no configuration, no cloud account and no GitHub
+    Demo(crate::demo::DemoArgs),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),

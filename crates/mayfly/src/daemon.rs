@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
@@ -35,7 +34,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
              (503); set it to the secret of the GitHub webhook to receive jobs by webhook"
         );
     }
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(mayfly::demand::Wake::default());
     let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
@@ -86,13 +85,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pools = pools.pools.len(),
         "started"
     );
+    let pace = mayfly::reconcile::Pace {
+        unsettled: config.intervals.reconcile.0,
+        resync: config.intervals.resync.0,
+    };
+    let settle = config.intervals.settle.0;
     let stopped = reconcile_loop(
-        config.intervals.reconcile.0,
         &wake,
+        settle,
         shutdown_signal(),
         async |trigger| match reconciler.pass().await {
-            Ok(report) => debug!(trigger, ?report, "reconcile pass done"),
-            Err(e) => warn!(trigger, error = %e, "reconcile pass failed; the next one retries"),
+            Ok(report) => {
+                let wait = report.wait(reconciler.now(), pace);
+                debug!(trigger, ?report, ?wait, "reconcile pass done");
+                wait
+            }
+            Err(e) => {
+                warn!(trigger, error = %e, "reconcile pass failed; trying again soon");
+                pace.unsettled
+            }
         },
     )
     .await;
@@ -123,7 +134,7 @@ fn demand_task(
     config: &Config,
     client: Client,
     store: mayfly_store::Store,
-    wake: Arc<Notify>,
+    wake: Arc<mayfly::demand::Wake>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let gh = &config.github;
@@ -199,23 +210,27 @@ fn build_reconciler(
     ))
 }
 
-/// One pass per tick, and one whenever `wake` is notified, until `shutdown` resolves. A pass
-/// that overruns delays the next tick instead of firing a burst of catch-up passes; wake-ups
-/// during a pass collapse into one pass after it. A pass in flight finishes before the loop
-/// looks at the shutdown signal again: every step it takes is bounded by a timeout.
+/// A pass at once, then one whenever `wake` is notified or the wait the last pass asked for
+/// is over, until `shutdown` resolves. Wake-ups during a pass collapse into one pass after it.
+/// A pass in flight finishes before the loop looks at the shutdown signal again: every step it
+/// takes is bounded by a timeout.
 async fn reconcile_loop(
-    every: Duration,
-    wake: &Notify,
+    wake: &mayfly::demand::Wake,
+    settle: Duration,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
-    mut pass: impl AsyncFnMut(&'static str),
+    mut pass: impl AsyncFnMut(&'static str) -> Duration,
 ) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut next = tokio::time::Instant::now();
     loop {
         let trigger = tokio::select! {
-            _ = tick.tick() => "timer",
-            () = wake.notified() => "demand",
+            () = tokio::time::sleep_until(next) => "timer",
+            () = wake.now.notified() => "demand",
+            () = wake.soon.notified() => {
+                // A job finished: one pass a little later sees its machine off.
+                next = next.min(tokio::time::Instant::now() + settle);
+                continue;
+            }
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;
@@ -224,7 +239,8 @@ async fn reconcile_loop(
             }
         };
         debug!(trigger, "reconcile pass");
-        pass(trigger).await;
+        let wait = pass(trigger).await;
+        next = tokio::time::Instant::now() + wait;
     }
 }
 
@@ -254,12 +270,12 @@ mod tests {
 
     #[tokio::test]
     async fn loop_ends_when_shutdown_resolves() {
-        let wake = Notify::new();
+        let wake = mayfly::demand::Wake::default();
         let done = reconcile_loop(
-            Duration::from_millis(5),
             &wake,
+            Duration::from_secs(1),
             async { Ok("test") },
-            async |_| {},
+            async |_| Duration::from_millis(5),
         );
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
@@ -270,10 +286,10 @@ mod tests {
     #[tokio::test]
     async fn a_failing_signal_handler_is_an_error() {
         let r = reconcile_loop(
-            Duration::from_millis(5),
-            &Notify::new(),
+            &mayfly::demand::Wake::default(),
+            Duration::from_secs(1),
             async { Err(anyhow::anyhow!("no signals")) },
-            async |_| {},
+            async |_| Duration::from_millis(5),
         )
         .await;
         assert!(r.is_err());

@@ -45,9 +45,40 @@ pub struct DemandReport {
     pub polled: usize,
     /// Jobs looked up one by one because the store held them as queued for long.
     pub confirmed: usize,
-    /// Store records that changed (each wakes the reconciler once per pass).
+    /// Store records that changed.
     pub changed: usize,
+    /// Changes the reconciler acts on at once (see [`wakes`]): any wakes it, once per pass.
+    pub urgent: usize,
+    /// Jobs that finished: they wake the loop a little later (see [`Wake`]).
+    pub finished: usize,
     pub failed: usize,
+}
+
+/// Whether a job's new status calls for a reconcile pass now: a queued job needs a runner.
+pub fn wakes(status: JobStatus) -> bool {
+    status == JobStatus::Queued
+}
+
+/// How news of jobs reaches the reconcile loop. Every pass costs a provider list call, so
+/// passes go where they serve jobs: a queued job wakes the loop `now`; a finished one `soon`
+/// (its machine powers itself off within seconds, and one pass a little later, for all the
+/// jobs that finished meanwhile, sees it off and keeps or deletes it); a started job changes
+/// no decision and wakes nothing.
+#[derive(Debug, Default)]
+pub struct Wake {
+    pub now: Notify,
+    pub soon: Notify,
+}
+
+impl Wake {
+    /// Wakes the loop as a job that moved to `status` calls for.
+    pub fn job(&self, status: JobStatus) {
+        match status {
+            JobStatus::Queued => self.now.notify_one(),
+            JobStatus::Completed => self.soon.notify_one(),
+            JobStatus::InProgress => {}
+        }
+    }
 }
 
 pub struct Demand {
@@ -55,7 +86,7 @@ pub struct Demand {
     client: Client,
     poller: Poller,
     polled: HashSet<String>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     /// A job the store holds as queued this long is confirmed with GitHub.
     confirm_after: Duration,
     /// When each job was last confirmed, so a job stuck in the queue costs one request per
@@ -70,7 +101,7 @@ impl Demand {
         store: Store,
         client: Client,
         repos: Vec<Repo>,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
         confirm_after: Duration,
     ) -> Demand {
         let polled = repos.iter().map(ToString::to_string).collect();
@@ -96,8 +127,11 @@ impl Demand {
             self.store_record(record(&update, now), &mut report).await;
         }
         self.confirm(now, &mut report).await;
-        if report.changed > 0 {
-            self.wake.notify_one();
+        if report.urgent > 0 {
+            self.wake.now.notify_one();
+        }
+        if report.finished > 0 {
+            self.wake.soon.notify_one();
         }
         if report.changed > 0 || report.failed > 0 {
             info!(
@@ -115,7 +149,11 @@ impl Demand {
     /// compiler's check that the spawned pass is `Send`.
     async fn store_record(&self, rec: JobRecord, report: &mut DemandReport) {
         match self.store.upsert_job(&rec, None).await {
-            Ok(Upsert::Inserted | Upsert::Updated) => report.changed += 1,
+            Ok(Upsert::Inserted | Upsert::Updated) => {
+                report.changed += 1;
+                report.urgent += usize::from(wakes(rec.status));
+                report.finished += usize::from(rec.status == JobStatus::Completed);
+            }
             Ok(_) => {}
             Err(e) => {
                 warn!(job = %rec.key, error = %e, "job not stored");
@@ -152,9 +190,13 @@ impl Demand {
             self.confirmed_at.insert(job.key.clone(), now);
             report.confirmed += 1;
             match confirm_job(&self.client, &self.store, &job, now).await {
-                Ok(Confirmed { changed: true, .. }) => {
+                Ok(Confirmed {
+                    changed: true,
+                    status,
+                }) => {
                     report.changed += 1;
-                    self.wake.notify_one();
+                    report.urgent += usize::from(wakes(status));
+                    report.finished += usize::from(status == JobStatus::Completed);
                 }
                 Ok(_) => {}
                 Err(Error::Postponed) => {

@@ -2,9 +2,9 @@
 //! the reconciler on the simulator's clock. `mayfly demo` and the end-to-end tests use it.
 
 use crate::clock::SimClock;
-use crate::demand::{Demand, DemandReport};
+use crate::demand::{Demand, DemandReport, Wake};
 use crate::http::{Webhooks, router};
-use crate::reconcile::{PassError, PassReport, Reconciler, Runners};
+use crate::reconcile::{Pace, PassError, PassReport, Reconciler, Runners};
 use mayfly_core::{Clock, Pools, Secret};
 use mayfly_forge::github::{
     AuthConfig, Client, ClientConfig, GithubConfig, LimitsConfig, Registration, Repo,
@@ -17,7 +17,6 @@ use mayfly_store::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// The name the simulated Hetzner provider goes by in pools.
 pub const PROVIDER: &str = "hetzner";
@@ -39,7 +38,7 @@ pub struct Controller {
     pub store: Store,
     pub reconciler: Reconciler,
     pub demand: Demand,
-    pub wake: Arc<Notify>,
+    pub wake: Arc<Wake>,
     pub clock: SimClock,
 }
 
@@ -91,7 +90,7 @@ impl Controller {
         )?;
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         providers.insert(PROVIDER.into(), Arc::new(hetzner));
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let repos = setup
             .repos
             .iter()
@@ -137,14 +136,15 @@ impl Controller {
     }
 
     /// Runs the daemon's loop on the simulator's clock: a poll every `cadence.poll`, a pass
-    /// every `cadence.reconcile` or as soon as a webhook or poll wakes it, until `done` says so
-    /// after a pass. Every pass's outcome goes to `seen`.
+    /// when a webhook or poll wakes it or when the last pass's wait is over, until `done` says
+    /// so after a pass. Every pass's outcome goes to `seen`.
     pub async fn run(
         &mut self,
         cadence: Cadence,
         mut seen: impl FnMut(&Result<PassReport, PassError>, Option<&DemandReport>) -> bool,
     ) {
         let mut next_poll = self.clock.now();
+        let mut next_pass = self.clock.now();
         loop {
             let now = self.clock.now();
             let polled = if now >= next_poll {
@@ -153,14 +153,33 @@ impl Controller {
             } else {
                 None
             };
-            let pass = self.reconciler.pass().await;
-            if seen(&pass, polled.as_ref()) {
-                return;
+            let changed = polled.as_ref().is_some_and(|r| r.urgent > 0);
+            if changed || self.clock.now() >= next_pass {
+                let pass = self.reconciler.pass().await;
+                if seen(&pass, polled.as_ref()) {
+                    return;
+                }
+                let now = self.clock.now();
+                next_pass = now.plus(match &pass {
+                    Ok(report) => report.wait(now, cadence.pace),
+                    Err(_) => cadence.pace.unsettled,
+                });
             }
-            let wait = self.clock.sleep(cadence.reconcile);
+            let now = self.clock.now();
+            let until = next_pass.min(next_poll);
+            let wait = if until > now {
+                until.since(now)
+            } else {
+                Duration::ZERO
+            };
             tokio::select! {
-                () = wait => {}
-                () = self.wake.notified() => {}
+                () = self.clock.sleep(wait) => {}
+                // A webhook, or the poll just made: pass now.
+                () = self.wake.now.notified() => next_pass = self.clock.now(),
+                // A job finished: pass soon, unless one is due sooner anyway.
+                () = self.wake.soon.notified() => {
+                    next_pass = next_pass.min(self.clock.now().plus(cadence.settle));
+                }
             }
         }
     }
@@ -169,6 +188,8 @@ impl Controller {
 /// How often the loop looks without being woken, in simulated time.
 #[derive(Clone, Copy, Debug)]
 pub struct Cadence {
-    pub reconcile: Duration,
+    pub pace: Pace,
     pub poll: Duration,
+    /// After a job finishes, the pass that sees its machine off.
+    pub settle: Duration,
 }

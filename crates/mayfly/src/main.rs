@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod daemon;
+mod demo;
 mod logging;
 mod sim_cmd;
 
@@ -33,6 +34,24 @@ fn main() -> ExitCode {
     match cli.command {
         // The simulator needs no mayfly configuration: it stands in for GitHub and the cloud.
         Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
+        Command::Demo(args) => {
+            // Warnings only: the demo's own output is the progress table and the report.
+            if let Err(e) = logging::init(
+                cli.log_format.unwrap_or_default(),
+                cli.log_level.as_deref().unwrap_or("warn"),
+            ) {
+                eprintln!("mayfly: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            match demo::demo(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("mayfly: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config(ConfigCommand::Check) => match load() {
             Ok((config, file)) => finish(check(&config, file.as_deref())),
             Err(code) => code,

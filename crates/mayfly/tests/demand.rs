@@ -2,7 +2,7 @@
 //! wake the reconciler; an idle pass changes nothing; a job the store holds as queued for long,
 //! outside the polled repositories, is confirmed, and one GitHub no longer knows is closed.
 
-use mayfly::demand::Demand;
+use mayfly::demand::{Demand, Wake};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels, Secret, Time};
 use mayfly_forge::github::{AuthConfig, Client, ClientConfig, LimitsConfig, Repo};
 use mayfly_sim::clock::Clock;
@@ -11,7 +11,6 @@ use mayfly_sim::stats::Stats;
 use mayfly_store::{JobRecord, Store};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 const TOKEN: &str = "demand-test-token";
 
@@ -49,7 +48,7 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     let store = Store::open(dir.path().join("state.db").to_str().unwrap())
         .await
         .unwrap();
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::default());
     let mut demand = Demand::new(
         store.clone(),
         client,
@@ -69,7 +68,7 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
         (2, 2, 0),
         "{report:?}"
     );
-    let woken = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+    let woken = tokio::time::timeout(Duration::from_secs(1), wake.now.notified()).await;
     assert!(woken.is_ok(), "a change wakes the reconciler");
     let queued = store.jobs_with_status(&[JobStatus::Queued]).await.unwrap();
     assert_eq!(queued.len(), 2);

@@ -3,6 +3,7 @@
 //! are reused, webhooks and polls both bring demand in.
 
 use mayfly::local::{Cadence, Controller, PROVIDER, Setup};
+use mayfly::reconcile::Pace;
 use mayfly_core::{
     Arch, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
     Recycling,
@@ -44,6 +45,7 @@ fn pools(recycling: bool) -> Pools {
             enabled: recycling,
             ..Recycling::default()
         },
+        runner_scope: Default::default(),
     }
 }
 
@@ -103,8 +105,12 @@ fn jobs(n: usize) -> Vec<NewJob> {
 }
 
 const CADENCE: Cadence = Cadence {
-    reconcile: Duration::from_secs(5),
+    pace: Pace {
+        unsettled: Duration::from_secs(5),
+        resync: Duration::from_secs(60),
+    },
     poll: Duration::from_secs(30),
+    settle: Duration::from_secs(10),
 };
 
 /// Runs the loop until `done`, at most 60 real seconds.

@@ -6,6 +6,7 @@ mod support;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use mayfly::demand::Wake;
 use mayfly::http::{BODY_LIMIT, STORE_TIMEOUT, Webhooks, router};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Secret};
 use mayfly_forge::github::webhook::sign;
@@ -16,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use support::Daemon;
-use tokio::sync::Notify;
 use tower::ServiceExt;
 
 const SECRET: &str = "whsec_DUMMY_hook";
@@ -53,7 +53,7 @@ struct Harness {
     _dir: tempfile::TempDir,
     db: PathBuf,
     store: Store,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     app: Router,
     /// Every response body, to check that none repeats the secret or a signature.
     answers: Vec<String>,
@@ -70,7 +70,7 @@ impl Harness {
         let store = Store::open(db.to_str().expect("utf-8 path"))
             .await
             .expect("open store");
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let hooks = Webhooks {
             store_timeout,
             ..Webhooks::new(store.clone(), secret.map(Secret::new), wake.clone())
@@ -126,7 +126,7 @@ impl Harness {
     }
 
     async fn woken(&self) -> bool {
-        tokio::time::timeout(Duration::from_millis(200), self.wake.notified())
+        tokio::time::timeout(Duration::from_millis(200), self.wake.now.notified())
             .await
             .is_ok()
     }

@@ -182,6 +182,14 @@ impl Config {
                 enabled: self.recycling.enabled,
                 margin: self.recycling.margin.0,
             },
+            runner_scope: if self.github.organization.is_some() || self.github.enterprise.is_some()
+            {
+                mayfly_core::RunnerScope::Shared
+            } else {
+                mayfly_core::RunnerScope::Repository {
+                    standby: self.github.repositories.first().cloned(),
+                }
+            },
         }
     }
 }

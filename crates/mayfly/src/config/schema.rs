@@ -240,7 +240,15 @@ impl Default for Deadlines {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Intervals {
+    /// Between passes while something is unsettled (a failed step, a job waiting for
+    /// capacity). Otherwise the loop sleeps until the next deadline or an event.
     pub reconcile: HumanDuration,
+    /// The longest the loop sleeps without an event or a deadline: the safety net for changes
+    /// nobody reports, such as a server deleted by hand.
+    pub resync: HumanDuration,
+    /// After a job finishes, the pass that sees its machine powered off comes this much later
+    /// (one pass for every job that finished meanwhile).
+    pub settle: HumanDuration,
     pub poll: HumanDuration,
     /// A job the store holds as queued this long is confirmed with GitHub, so a lost
     /// `completed` webhook never keeps a machine waiting for it.
@@ -251,6 +259,8 @@ impl Default for Intervals {
     fn default() -> Self {
         Intervals {
             reconcile: HumanDuration::secs(15),
+            resync: HumanDuration::secs(300),
+            settle: HumanDuration::secs(20),
             poll: HumanDuration::secs(60),
             confirm_queued: HumanDuration::secs(600),
         }

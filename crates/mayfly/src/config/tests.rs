@@ -483,6 +483,7 @@ fn the_example_routes_jobs_as_its_comments_say() {
         status: JobStatus::Queued,
         queued_at: Time::from_secs(0),
         instances_created: 0,
+        runner: None,
     };
     let snap = Snapshot {
         jobs: vec![

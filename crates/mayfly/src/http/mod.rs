@@ -12,7 +12,6 @@ use mayfly_core::Secret;
 use mayfly_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// What the webhook receiver needs. No `Debug`: it holds the webhook secret.
 #[derive(Clone)]
@@ -21,13 +20,13 @@ pub struct Webhooks {
     /// Without one every delivery is refused: unsigned input is never accepted.
     pub secret: Option<Secret>,
     /// Wakes the reconcile loop early; a wake-up that finds it busy is kept for its next wait.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<crate::demand::Wake>,
     /// Bounds the store write, so GitHub gets an answer well within its 10 s.
     pub store_timeout: Duration,
 }
 
 impl Webhooks {
-    pub fn new(store: Store, secret: Option<Secret>, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Store, secret: Option<Secret>, wake: Arc<crate::demand::Wake>) -> Self {
         Webhooks {
             store,
             secret,

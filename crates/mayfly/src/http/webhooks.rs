@@ -76,13 +76,13 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
             warn!(delivery, job = %update.key, timeout = ?hooks.store_timeout, "webhook not stored in time");
             // A commit already sent may still land after the answer: wake the reconciler anyway.
             // A redelivery is safe either way, since the delivery id is recorded with the job.
-            hooks.wake.notify_one();
+            hooks.wake.job(update.status);
             return reply(StatusCode::SERVICE_UNAVAILABLE, "the store is busy; retry");
         }
     };
     debug!(delivery, job = %update.key, action = %update.action, ?outcome, "webhook stored");
     if matches!(outcome, Upsert::Inserted | Upsert::Updated) {
-        hooks.wake.notify_one();
+        hooks.wake.job(update.status);
     }
     StatusCode::ACCEPTED.into_response()
 }

@@ -90,8 +90,67 @@ struct Pass {
     claimed: Mutex<HashSet<String>>,
 }
 
+/// Whether the snapshot holds a create intent with no machine behind it (see [`stranded`]).
+pub fn has_stranded(seen: &Seen) -> bool {
+    seen.snapshot.instances.iter().any(is_stranded)
+}
+
+/// A pending intent the provider did not list: the join puts it in the snapshot as an instance
+/// in state `Pending` without a provider id.
+fn is_stranded(i: &Instance) -> bool {
+    i.state == InstanceState::Pending && i.provider_id.is_none()
+}
+
+/// Creates whose intent was recorded but whose machine the provider does not list, that the
+/// plan keeps (does not drop): a create cut short by a crash or a kill between the intent and
+/// the cloud's answer, or one that failed without an answer. Passes run one at a time and each
+/// waits for its steps, so no create of this process is in flight while a pass runs: such an
+/// intent has no machine, and none is on its way.
+///
+/// The planner counts each as a machine on its way (it stands in for its job and takes its
+/// place under the limits), so without this the job waited for the registration deadline,
+/// and any job GitHub handed to another runner meanwhile was left with no machine at all until
+/// then. Carrying the create out under the same name is safe: the name is the idempotency key
+/// (the cloud answers "name taken" if the machine exists after all).
+async fn stranded(ctx: &Ctx, seen: &Seen, actions: &[Action]) -> Vec<Intent> {
+    let dropped: HashSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DropIntent { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let names: HashSet<&str> = seen
+        .snapshot
+        .instances
+        .iter()
+        .filter(|i| is_stranded(i) && !dropped.contains(i.name.as_str()))
+        .map(|i| i.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    match ctx.store.intents_in_state(&[IntentState::Pending]).await {
+        Ok(intents) => intents
+            .into_iter()
+            .filter(|i| names.contains(i.name.as_str()))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the pending intents: creates cut short wait a pass");
+            Vec::new()
+        }
+    }
+}
+
+/// One step of an execution: an action of the plan, or a create cut short to carry out.
+enum Step {
+    Act(Action),
+    Resume(Intent),
+}
+
 pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: usize) -> Executed {
     let now = ctx.clock.now();
+    let resumes = stranded(&ctx, &seen, &actions).await;
     let claimed: HashSet<String> = actions
         .iter()
         .filter_map(|a| match a {
@@ -134,18 +193,34 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
         )
     });
     let mut done = Executed::default();
+    // Creates cut short were decided before anything of this plan: they go first.
+    let serve: Vec<Step> = resumes
+        .into_iter()
+        .map(Step::Resume)
+        .chain(serve.into_iter().map(Step::Act))
+        .collect();
+    let stop: Vec<Step> = stop.into_iter().map(Step::Act).collect();
     for batch in [stop, serve] {
         let limit = Arc::new(Semaphore::new(workers.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
-        for action in batch {
+        for step in batch {
             let pass = pass.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let subject = action.subject().to_string();
-                let outcome = pass.step(&action, now).await;
-                pass.log(&action, &outcome, now).await;
-                (subject, outcome)
+                match step {
+                    Step::Act(action) => {
+                        let subject = action.subject().to_string();
+                        let outcome = pass.step(&action, now).await;
+                        pass.log(&action, &outcome, now).await;
+                        (subject, outcome)
+                    }
+                    Step::Resume(intent) => {
+                        let subject = intent.name.clone();
+                        let outcome = pass.resume(intent, now).await;
+                        (subject, outcome)
+                    }
+                }
             });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -284,9 +359,9 @@ impl Pass {
     }
 
     /// Intent first, then a runner credential, then the machine. A create that may have
-    /// happened (no answer) leaves the intent pending: the next list settles it.
+    /// happened (no answer) leaves the intent pending: the next pass finds the machine in the
+    /// provider's list, or carries the create out again under the same name (`resume`).
     async fn create(&self, intent: Intent, now: Time) -> Outcome {
-        let name = intent.name.clone();
         if self.at_quota(&intent.provider) {
             return Outcome::Skipped(format!("provider {} is at its quota", intent.provider));
         }
@@ -306,6 +381,44 @@ impl Pass {
             Ok(false) => return Outcome::Skipped("its intent exists: created before".into()),
             Err(e) => return Outcome::Failed(format!("record the intent: {e}")),
         }
+        self.make(intent, provider, now).await
+    }
+
+    /// Carries out a create whose intent an earlier pass (or an earlier process, killed before
+    /// the cloud answered) recorded, and whose machine the provider does not list: under the
+    /// intent's name, with a new runner credential (the old one, if any, is replaced).
+    async fn resume(&self, intent: Intent, now: Time) -> Outcome {
+        let name = intent.name.clone();
+        let outcome = if self.at_quota(&intent.provider) {
+            Outcome::Skipped(format!("provider {} is at its quota", intent.provider))
+        } else {
+            match self.provider(&intent.provider).cloned() {
+                Some(provider) => self.make(intent, provider, now).await,
+                None => Outcome::Failed(format!("provider {} is not configured", intent.provider)),
+            }
+        };
+        match &outcome {
+            Outcome::Failed(why) => {
+                warn!(instance = %name, error = %why, "resuming a create failed")
+            }
+            Outcome::Skipped(why) => {
+                info!(instance = %name, why = %why, "resuming a create skipped")
+            }
+            _ => info!(instance = %name, "resumed a create cut short"),
+        }
+        self.event(
+            now,
+            "create",
+            &name,
+            &format!("resumed a create cut short: {outcome:?}"),
+        )
+        .await;
+        outcome
+    }
+
+    /// The runner credential, then the machine, for a recorded intent; settles the intent.
+    async fn make(&self, intent: Intent, provider: Arc<dyn Provider>, now: Time) -> Outcome {
+        let name = intent.name.clone();
         let Some(scope) = self.ctx.runners.scope_for(intent.job.as_ref()) else {
             return self
                 .fail(&name, "no GitHub scope to register its runner in", now)

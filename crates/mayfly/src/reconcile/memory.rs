@@ -5,17 +5,20 @@ use mayfly_core::{InstanceState, Time};
 use std::collections::{HashMap, HashSet};
 
 /// What counts as one state for the deadlines: starting and running are one "up" phase (the
-/// registration deadline runs from the boot, not from the last status flip).
+/// registration deadline runs from the boot, not from the last status flip), split by whether
+/// the machine's runner is registered. A runner that goes away from a machine that is up has
+/// finished its job: the machine is powering off, and gets the registration deadline's length
+/// to do so before it counts as a zombie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Up,
+    Up { runner: bool },
     Other(InstanceState),
 }
 
 impl Phase {
-    fn of(state: InstanceState) -> Phase {
+    fn of(state: InstanceState, runner: bool) -> Phase {
         match state {
-            InstanceState::Starting | InstanceState::Running => Phase::Up,
+            InstanceState::Starting | InstanceState::Running => Phase::Up { runner },
             s => Phase::Other(s),
         }
     }
@@ -32,12 +35,25 @@ impl Memory {
     /// Since when instance `name` has been in `state`. First seen up: since it was created (a
     /// fresh machine boots from its creation); first seen otherwise: since now, which after a
     /// restart gives a deadline its full length rather than cutting it short.
-    pub fn instance(&mut self, name: &str, state: InstanceState, created: Time, now: Time) -> Time {
-        let phase = Phase::of(state);
+    pub fn instance(
+        &mut self,
+        name: &str,
+        state: InstanceState,
+        runner: bool,
+        created: Time,
+        now: Time,
+    ) -> Time {
+        let phase = Phase::of(state, runner);
         match self.instances.get(name) {
             Some((p, since)) if *p == phase => *since,
+            // A runner registering on a booting machine changes no deadline.
+            Some((Phase::Up { runner: false }, since)) if phase == Phase::Up { runner: true } => {
+                let since = *since;
+                self.instances.insert(name.to_string(), (phase, since));
+                since
+            }
             seen => {
-                let since = if seen.is_none() && phase == Phase::Up {
+                let since = if seen.is_none() && matches!(phase, Phase::Up { .. }) {
                     created
                 } else {
                     now
@@ -50,7 +66,8 @@ impl Memory {
 
     /// A reused machine boots again now: its registration deadline starts over.
     pub fn restarted(&mut self, name: &str, now: Time) {
-        self.instances.insert(name.to_string(), (Phase::Up, now));
+        self.instances
+            .insert(name.to_string(), (Phase::Up { runner: true }, now));
     }
 
     /// Since when runner `name` has been idle (or not idle).
@@ -79,19 +96,35 @@ mod tests {
     fn up_counts_from_creation_and_survives_status_flips() {
         let mut m = Memory::default();
         let t = Time::from_secs;
+        let up = InstanceState::Running;
         assert_eq!(
-            m.instance("a", InstanceState::Starting, t(10), t(50)),
+            m.instance("a", InstanceState::Starting, false, t(10), t(50)),
             t(10)
         );
-        assert_eq!(m.instance("a", InstanceState::Running, t(10), t(60)), t(10));
-        assert_eq!(m.instance("a", InstanceState::Off, t(10), t(70)), t(70));
-        assert_eq!(m.instance("a", InstanceState::Off, t(10), t(90)), t(70));
-        m.restarted("a", t(100));
         assert_eq!(
-            m.instance("a", InstanceState::Running, t(10), t(120)),
-            t(100)
+            m.instance("a", up, true, t(10), t(60)),
+            t(10),
+            "registering"
         );
-        assert_eq!(m.instance("b", InstanceState::Off, t(10), t(120)), t(120));
+        assert_eq!(
+            m.instance("a", up, false, t(10), t(65)),
+            t(65),
+            "job done, powering off"
+        );
+        assert_eq!(
+            m.instance("a", InstanceState::Off, false, t(10), t(70)),
+            t(70)
+        );
+        assert_eq!(
+            m.instance("a", InstanceState::Off, false, t(10), t(90)),
+            t(70)
+        );
+        m.restarted("a", t(100));
+        assert_eq!(m.instance("a", up, true, t(10), t(120)), t(100));
+        assert_eq!(
+            m.instance("b", InstanceState::Off, false, t(10), t(120)),
+            t(120)
+        );
     }
 
     #[test]

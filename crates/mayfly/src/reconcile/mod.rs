@@ -9,7 +9,7 @@ mod snapshot;
 pub use execute::{Ctx, Executed};
 pub use runners::Runners;
 
-use mayfly_core::{Action, Clock, Plan, Pools};
+use mayfly_core::{Action, Clock, Plan, Pools, Time};
 use mayfly_provider::Provider;
 use mayfly_provider::bootstrap::BootstrapConfig;
 use mayfly_store::{IntentState, Store};
@@ -34,10 +34,52 @@ pub struct PassReport {
     pub runners: usize,
     /// Jobs the plan could not serve this pass (no pool, a limit).
     pub waiting: usize,
+    /// Jobs assumed to run on their own busy machine while the store still holds them as
+    /// queued: the truth is expected soon, and the loop looks again soon.
+    pub assumed: usize,
     pub executed: Executed,
     /// Runners could not be read: the pass only created.
     pub runners_unknown: bool,
+    /// When the next deadline passes (see `Plan::next_check`).
+    pub next_check: Option<Time>,
     pub took: Duration,
+}
+
+/// How long the loop waits between passes when no event wakes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// While something is unsettled (a step failed or was skipped, a job waits for capacity,
+    /// the runners could not be read): try again this soon.
+    pub unsettled: Duration,
+    /// Otherwise the next deadline, but never longer than this: the safety net for changes
+    /// nobody reports (a server deleted by hand in the console).
+    pub resync: Duration,
+}
+
+impl PassReport {
+    /// Whether the world may change without an event telling the loop.
+    pub fn unsettled(&self) -> bool {
+        let e = &self.executed;
+        self.runners_unknown
+            || self.waiting > 0
+            || self.assumed > 0
+            || e.failed > 0
+            || e.skipped > 0
+    }
+
+    /// How long to sleep after this pass, at `now`.
+    pub fn wait(&self, now: Time, pace: Pace) -> Duration {
+        let cap = if self.unsettled() {
+            pace.unsettled
+        } else {
+            pace.resync
+        };
+        match self.next_check {
+            Some(t) if t > now => t.since(now).min(cap),
+            Some(_) => Duration::ZERO,
+            None => cap,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +94,17 @@ pub enum PassError {
 }
 
 impl Reconciler {
+    /// `pools.runner_scope` is set from `runners`: the two must agree.
     pub fn new(
         store: Store,
-        pools: Pools,
+        mut pools: Pools,
         providers: BTreeMap<String, Arc<dyn Provider>>,
         runners: Runners,
         bootstrap: BootstrapConfig,
         clock: Arc<dyn Clock>,
         workers: usize,
     ) -> Reconciler {
+        pools.runner_scope = runners.runner_scope();
         Reconciler {
             ctx: Arc::new(Ctx {
                 store,
@@ -79,6 +123,10 @@ impl Reconciler {
         &self.ctx.pools
     }
 
+    pub fn now(&self) -> Time {
+        self.ctx.clock.now()
+    }
+
     /// Reads, plans, executes. A provider that cannot be listed stops the pass (acting on a
     /// partial view could create twice); runners that cannot be read make it a create-only pass.
     pub async fn pass(&mut self) -> Result<PassReport, PassError> {
@@ -94,7 +142,13 @@ impl Reconciler {
             instances: seen.snapshot.instances.len(),
             runners: seen.snapshot.runners.len(),
             waiting: plan.waiting.len(),
+            assumed: plan
+                .assignments
+                .iter()
+                .filter(|a| a.how == mayfly_core::How::Assumed)
+                .count(),
             runners_unknown: !seen.runners_known,
+            next_check: plan.next_check,
             ..PassReport::default()
         };
         for w in &plan.waiting {
@@ -104,7 +158,9 @@ impl Reconciler {
         if !seen.runners_known {
             actions.retain(|a| matches!(a, Action::Create { .. }));
         }
-        if !actions.is_empty() {
+        // A create intent with no machine behind it is carried out even when the plan is
+        // empty (see `execute::stranded`).
+        if !actions.is_empty() || execute::has_stranded(&seen) {
             report.executed = execute::execute(self.ctx.clone(), actions, seen, self.workers).await;
             let now = self.ctx.clock.now();
             for name in &report.executed.restarted {
@@ -145,8 +201,16 @@ impl Reconciler {
                 (Vec::new(), false)
             }
         };
-        let (instances, provider_of, updates) =
-            snapshot::join(&ctx.pools, listed, intents, &mut self.memory, now);
+        let registered: std::collections::HashSet<&str> =
+            runner_list.iter().map(|(_, r)| r.name.as_str()).collect();
+        let (instances, provider_of, updates) = snapshot::join(
+            &ctx.pools,
+            listed,
+            intents,
+            &registered,
+            &mut self.memory,
+            now,
+        );
         for update in updates {
             let (name, state, id) = match &update {
                 IntentUpdate::Created { name, provider_id } => {
@@ -189,4 +253,37 @@ fn used_providers(pools: &Pools) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACE: Pace = Pace {
+        unsettled: Duration::from_secs(15),
+        resync: Duration::from_secs(300),
+    };
+
+    #[test]
+    fn the_loop_sleeps_until_the_next_deadline_within_its_caps() {
+        let now = Time::from_secs(1000);
+        let mut r = PassReport::default();
+        assert_eq!(
+            r.wait(now, PACE),
+            PACE.resync,
+            "nothing due: the safety net"
+        );
+        r.next_check = Some(Time::from_secs(1060));
+        assert_eq!(r.wait(now, PACE), Duration::from_secs(60));
+        r.next_check = Some(Time::from_secs(5000));
+        assert_eq!(r.wait(now, PACE), PACE.resync);
+        r.waiting = 1;
+        assert_eq!(
+            r.wait(now, PACE),
+            PACE.unsettled,
+            "a job waits: look again soon"
+        );
+        r.next_check = Some(Time::from_secs(999));
+        assert_eq!(r.wait(now, PACE), Duration::ZERO);
+    }
 }

@@ -53,6 +53,17 @@ impl Runners {
         }
     }
 
+    /// What the planner must know of where runners register.
+    pub fn runner_scope(&self) -> mayfly_core::RunnerScope {
+        match self.scope_for(None) {
+            Some(Scope::Repo(r)) => mayfly_core::RunnerScope::Repository {
+                standby: Some(r.to_string()),
+            },
+            Some(_) => mayfly_core::RunnerScope::Shared,
+            None => mayfly_core::RunnerScope::Repository { standby: None },
+        }
+    }
+
     /// The scopes whose runners a pass lists: where `scope_for` registers them.
     pub fn scopes(&self) -> Vec<Scope> {
         if let Some(scope) = self.scope_for(None)

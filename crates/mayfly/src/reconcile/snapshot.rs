@@ -48,6 +48,7 @@ pub fn join(
     pools: &Pools,
     listed: Vec<(String, Instance)>,
     intents: Vec<Intent>,
+    registered: &HashSet<&str>,
     memory: &mut Memory,
     now: Time,
 ) -> (Vec<Instance>, HashMap<String, String>, Vec<IntentUpdate>) {
@@ -78,7 +79,8 @@ pub fn join(
                     .unwrap_or_default();
             }
         }
-        inst.state_since = memory.instance(&inst.name, inst.state, inst.created_at, now);
+        let runner = registered.contains(inst.name.as_str());
+        inst.state_since = memory.instance(&inst.name, inst.state, runner, inst.created_at, now);
         provider_of.insert(inst.name.clone(), provider);
         instances.push(inst);
     }
@@ -186,6 +188,7 @@ mod tests {
             deadlines: Deadlines::default(),
             labels: LabelRules::default(),
             recycling: Recycling::default(),
+            runner_scope: Default::default(),
         }
     }
 
@@ -241,6 +244,7 @@ mod tests {
                 intent("c", IntentState::Created),
                 intent("d", IntentState::Failed),
             ],
+            &HashSet::new(),
             &mut memory,
             now,
         );

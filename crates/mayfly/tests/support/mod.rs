@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod sim;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -105,6 +107,27 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         self.seen.join("\n")
+    }
+
+    /// Moves the log lines written so far into `seen`, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (`kill -9`): no signal handler runs, nothing is flushed or closed. Waits for the
+    /// child's end and reads what it logged before it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
     }
 }
 
