@@ -578,11 +578,9 @@ impl<'a> Planner<'a> {
     fn runner_scope_of(&self, inst: &'a Instance) -> Option<&'a str> {
         match &self.cfg.runner_scope {
             RunnerScope::Shared => None,
-            RunnerScope::Repository { standby } => inst
-                .job
-                .as_ref()
-                .map(|k| &*k.scope)
-                .or(standby.as_deref()),
+            RunnerScope::Repository { standby } => {
+                inst.job.as_ref().map(|k| &*k.scope).or(standby.as_deref())
+            }
         }
     }
 
@@ -592,7 +590,6 @@ impl<'a> Planner<'a> {
             RunnerScope::Repository { .. } => Some(&job.key.scope),
         }
     }
-
 
     /// Sorts instance indices by name: wherever a choice between instances matters.
     fn by_name(&self, list: &mut [usize]) {
@@ -730,11 +727,7 @@ impl<'a> Planner<'a> {
             if let Some(i) = i {
                 open[n] = false;
                 self.claimed[i] = true;
-                let how = if busy[i] {
-                    How::Assumed
-                } else {
-                    How::Existing
-                };
+                let how = if busy[i] { How::Assumed } else { How::Existing };
                 self.assign(queued[n], &self.inst(i).name, how);
             }
         }
@@ -779,11 +772,7 @@ impl<'a> Planner<'a> {
             {
                 open[n] = false;
                 self.claimed[i] = true;
-                let how = if busy[i] {
-                    How::Assumed
-                } else {
-                    How::Existing
-                };
+                let how = if busy[i] { How::Assumed } else { How::Existing };
                 self.assign(job, &self.inst(i).name, how);
             }
         }

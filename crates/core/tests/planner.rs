@@ -132,7 +132,11 @@ fn a_busy_runner_whose_job_is_unknown_counts_for_the_oldest_queued_job_it_fits()
     };
     let p = plan(&snap, &cfg, at(10));
     assert_eq!(creates(&p).len(), 1, "{:#?}", p.actions);
-    let assumed: Vec<_> = p.assignments.iter().filter(|a| a.how == How::Assumed).collect();
+    let assumed: Vec<_> = p
+        .assignments
+        .iter()
+        .filter(|a| a.how == How::Assumed)
+        .collect();
     assert_eq!(assumed.len(), 1);
     assert_eq!(assumed[0].job, job(1, &[]).key, "the oldest");
 
@@ -171,8 +175,16 @@ fn a_repository_runner_takes_jobs_of_its_own_repository_only() {
         .filter(|a| a.how == How::Existing)
         .map(|a| a.job.clone())
         .collect();
-    assert_eq!(served_by_idle, [web_job.key], "the acme/web runner takes the acme/web job");
-    assert_eq!(creates(&p).len(), 1, "the acme/app job gets its own machine");
+    assert_eq!(
+        served_by_idle,
+        [web_job.key],
+        "the acme/web runner takes the acme/web job"
+    );
+    assert_eq!(
+        creates(&p).len(),
+        1,
+        "the acme/app job gets its own machine"
+    );
 
     // Organization runners (shared) can take either.
     cfg.runner_scope = RunnerScope::Shared;
