@@ -56,6 +56,10 @@ struct World {
 }
 
 async fn world(recycling: bool, webhooks: bool) -> World {
+    world_with(pools(recycling), webhooks).await
+}
+
+async fn world_with(pools: Pools, webhooks: bool) -> World {
     let mut config = SimConfig {
         speed: SPEED,
         ..SimConfig::default()
@@ -77,7 +81,7 @@ async fn world(recycling: bool, webhooks: bool) -> World {
         at,
         store,
         Setup {
-            pools: pools(recycling),
+            pools,
             repos: vec![REPO.into()],
             github_token: "gh-token".into(),
             hetzner_token: mayfly_sim::hetzner::HetznerConfig::default().token,
@@ -186,5 +190,72 @@ async fn paid_for_servers_take_the_next_jobs() {
         served_by.len(),
         3,
         "each server ran two jobs: {served_by:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_runners_wait_ready_and_are_replaced_when_they_take_a_job() {
+    let mut p = pools(false);
+    p.pools[0].standby = 2;
+    let mut w = world_with(p, true).await;
+    let idle_runners = |sim: &Sim| {
+        sim.github
+            .runners()
+            .iter()
+            .filter(|r| r.status == "online" && !r.busy)
+            .count()
+    };
+    run_until(&mut w, |sim| idle_runners(sim) == 2).await;
+    assert_eq!(w.sim.hetzner.servers().len(), 2, "standby only, no job yet");
+
+    w.sim.github.enqueue(REPO, jobs(1));
+    run_until(&mut w, |sim| all_completed(sim) && idle_runners(sim) == 2).await;
+    let job = &w.sim.github.jobs()[0];
+    assert!(
+        job.runner_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("mf-linux-s")),
+        "a standby runner took the job: {job:?}"
+    );
+    assert_eq!(
+        w.sim.hetzner.billing().servers.len(),
+        3,
+        "two standby, one made to replace the one that took the job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_server_quota_a_kept_server_is_freed_for_a_job_it_cannot_serve() {
+    let mut w = world(true, true).await;
+    w.sim.hetzner.set_config(|c| c.server_quota = 1);
+    w.sim.github.enqueue(REPO, jobs(1));
+    run_until(&mut w, |sim| {
+        all_completed(sim) && sim.hetzner.servers().iter().all(|s| s.status == "off")
+    })
+    .await;
+    // A job for another server type: the kept cx22 cannot serve it, and the project is full.
+    w.sim.github.enqueue(
+        REPO,
+        vec![NewJob {
+            labels: vec!["self-hosted".into(), "linux".into(), "type-cpx21".into()],
+            duration: Duration::from_secs(60),
+        }],
+    );
+    run_until(&mut w, all_completed).await;
+    let bill = w.sim.hetzner.billing();
+    let types: Vec<&str> = bill
+        .servers
+        .iter()
+        .map(|s| s.server_type.as_str())
+        .collect();
+    assert_eq!(types, ["cx22", "cpx21"], "{bill:?}");
+    assert!(
+        bill.servers[0].deleted_ms.is_some(),
+        "the kept server was freed"
+    );
+    let events = w.controller.store.events(None, 100).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "quota"),
+        "the quota is on the record: {events:?}"
     );
 }
