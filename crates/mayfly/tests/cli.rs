@@ -263,3 +263,42 @@ fn run_never_logs_the_database_password() {
     );
     assert!(!format!("{out}{err}").contains("DUMMY"), "{out}{err}");
 }
+
+#[test]
+fn demo_serves_every_job_leaves_no_server_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = write(
+        dir.path(),
+        "small.csv",
+        "at,repo,labels,duration\n\
+         0,acme/app,self-hosted;linux;x64,60\n\
+         5,acme/app,self-hosted;linux;arm64,45\n\
+         10,acme/web,self-hosted;linux;x64;type-cpx21,30\n",
+    );
+    let (code, out, err) = output(
+        mayfly(dir.path(), &[])
+            .args(["demo", "--speed", "200", "--recycling", "false", "--trace"])
+            .arg(&trace),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "jobs served          3/3",
+        "servers left         0",
+        "ok: every job was served",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        out.contains("GitHub API calls") && out.contains("per job"),
+        "{out}"
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "at,repo,labels,duration\nsoon,acme/app,x,1\n",
+    );
+    let (code, _, err) = output(mayfly(dir.path(), &[]).args(["demo", "--trace"]).arg(&bad));
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.csv:2: at: expected seconds"), "{err}");
+}
