@@ -8,14 +8,10 @@
 //! loop's own share arrives with the Hetzner end-to-end work.
 
 use mayfly_core::{Labels, Secret};
-use mayfly_forge::github::{
-    AuthConfig, Client, ClientConfig, Clock, LimitsConfig, Poller, Repo, Scope,
-};
+use mayfly_forge::github::{AuthConfig, Client, ClientConfig, LimitsConfig, Poller, Repo, Scope};
 use mayfly_sim::clock::Clock as SimClock;
 use mayfly_sim::github::{Github, GithubConfig, NewJob};
 use mayfly_sim::stats::Stats;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,18 +19,6 @@ const TOKEN: &str = "bench-token";
 const REPOS: usize = 10;
 const JOBS_PER_REPO: usize = 50;
 const JOBS_PER_RUN: usize = 5;
-
-struct Sim(SimClock);
-
-impl Clock for Sim {
-    fn now(&self) -> mayfly_core::Time {
-        mayfly_core::Time::from_millis(self.0.now_ms())
-    }
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let c = self.0.clone();
-        Box::pin(async move { c.sleep(d).await })
-    }
-}
 
 struct World {
     clock: SimClock,
@@ -64,7 +48,7 @@ async fn world(speed: f64, jobs_per_repo: usize) -> World {
                 ..LimitsConfig::default()
             },
         },
-        Arc::new(Sim(clock.clone())),
+        Arc::new(clock.clone()),
     )
     .expect("client");
     let repos: Vec<Repo> = (0..REPOS)

@@ -6,35 +6,19 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use mayfly_core::{JobStatus, Labels, Secret, Time};
 use mayfly_forge::github::{
-    AuthConfig, Client, ClientConfig, Clock, Error, LimitsConfig, Polled, Repo, RunStatus,
-    RunnerGroup, Scope,
+    AuthConfig, Client, ClientConfig, Error, LimitsConfig, Polled, Repo, RunStatus, RunnerGroup,
+    Scope,
 };
 use mayfly_sim::clock::Clock as SimClock;
 use mayfly_sim::github::{AppConfig, Github, GithubConfig as FakeConfig, NewJob};
 use mayfly_sim::stats::Stats;
 use serde_json::json;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ghp_TESTONLYsecret0123456789";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/tests/fixtures/github");
-
-/// The fake's clock as the client's, so both agree on resets, retry-after and token expiry.
-struct Sim(SimClock);
-
-impl Clock for Sim {
-    fn now(&self) -> Time {
-        Time::from_millis(self.0.now_ms())
-    }
-
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let c = self.0.clone();
-        Box::pin(async move { c.sleep(d).await })
-    }
-}
 
 struct Fake {
     gh: Arc<Github>,
@@ -85,7 +69,7 @@ impl Fake {
             auth,
             limits,
         };
-        Client::with_clock(&config, Arc::new(Sim(self.clock.clone()))).unwrap()
+        Client::with_clock(&config, Arc::new(self.clock.clone())).unwrap()
     }
 
     /// Calls and 304s the fake counted for routes ending in `suffix`.

@@ -2,7 +2,6 @@
 //! demand pass (polling and confirming jobs) and the reconciler.
 //! Everything else lives in the binary's own modules (see main.rs).
 
-pub mod clock;
 pub mod demand;
 pub mod http;
 pub mod local;

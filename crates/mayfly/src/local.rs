@@ -1,7 +1,6 @@
 //! The whole controller in-process against the simulator: the webhook receiver, the poller and
 //! the reconciler on the simulator's clock. `mayfly demo` and the end-to-end tests use it.
 
-use crate::clock::SimClock;
 use crate::demand::{Demand, DemandReport, Wake};
 use crate::http::{Webhooks, router};
 use crate::reconcile::{Pace, PassError, PassReport, Reconciler, Runners};
@@ -39,7 +38,7 @@ pub struct Controller {
     pub reconciler: Reconciler,
     pub demand: Demand,
     pub wake: Arc<Wake>,
-    pub clock: SimClock,
+    pub clock: mayfly_sim::clock::Clock,
 }
 
 impl Controller {
@@ -51,7 +50,7 @@ impl Controller {
         store: Store,
         setup: Setup,
     ) -> anyhow::Result<Controller> {
-        let clock = SimClock(sim.clock.clone());
+        let clock = sim.clock.clone();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let client = Client::with_clock(
             &ClientConfig {

@@ -217,11 +217,7 @@ pub async fn create_returns_a_placed_instance(provider: &dyn Provider, f: &Fixtu
     let req = f.request("create", &f.controller);
     let mut made = Vec::new();
     let outcome = async {
-        let i = provider
-            .create(&req)
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        made.push(provider_id(&i)?);
+        let (i, _) = created(provider, &req, &mut made).await?;
         ensure(i.name == req.name, || format!("name {:?}", i.name))?;
         ensure(
             i.controller.as_deref() == Some(f.controller.as_str()),
@@ -255,11 +251,7 @@ pub async fn create_of_a_taken_name_is_already_exists(provider: &dyn Provider, f
     let req = f.request("twice", &f.controller);
     let mut made = Vec::new();
     let outcome = async {
-        let first = provider
-            .create(&req)
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        made.push(provider_id(&first)?);
+        created(provider, &req, &mut made).await?;
         match provider.create(&req).await {
             Err(Error::AlreadyExists) => {}
             Ok(i) => {
@@ -285,11 +277,7 @@ pub async fn create_of_a_taken_name_is_already_exists(provider: &dyn Provider, f
 pub async fn list_shows_only_this_controller(provider: &dyn Provider, f: &Fixture) {
     let mut made = Vec::new();
     let outcome = async {
-        let mine = provider
-            .create(&f.request("mine", &f.controller))
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        made.push(provider_id(&mine)?);
+        let (mine, _) = created(provider, &f.request("mine", &f.controller), &mut made).await?;
         let theirs = provider
             .create(&f.request("theirs", &f.other_controller))
             .await
@@ -322,18 +310,28 @@ pub async fn list_shows_only_this_controller(provider: &dyn Provider, f: &Fixtur
     finish(provider, "list-scoped", &made, outcome).await;
 }
 
+/// Creates, and notes the instance for the clean-up whatever the case's outcome.
+async fn created(
+    provider: &dyn Provider,
+    req: &CreateRequest,
+    made: &mut Vec<String>,
+) -> Result<(Instance, String), String> {
+    let i = provider
+        .create(req)
+        .await
+        .map_err(|e| format!("create: {e}"))?;
+    let id = provider_id(&i)?;
+    made.push(id.clone());
+    Ok((i, id))
+}
+
 /// A listed instance carries its pool, provider id, placement and price, and leaves the
 /// store's fields (labels, job, run) empty.
 pub async fn list_carries_the_pool(provider: &dyn Provider, f: &Fixture) {
     let req = f.request("pool", &f.controller);
     let mut made = Vec::new();
     let outcome = async {
-        let i = provider
-            .create(&req)
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        let id = provider_id(&i)?;
-        made.push(id.clone());
+        let (i, id) = created(provider, &req, &mut made).await?;
         let listed = provider
             .list(&f.controller)
             .await
@@ -368,12 +366,7 @@ pub async fn list_carries_the_pool(provider: &dyn Provider, f: &Fixture) {
 pub async fn power_off_reaches_off(provider: &dyn Provider, f: &Fixture) {
     let mut made = Vec::new();
     let outcome = async {
-        let i = provider
-            .create(&f.request("off", &f.controller))
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        let id = provider_id(&i)?;
-        made.push(id.clone());
+        let (_, id) = created(provider, &f.request("off", &f.controller), &mut made).await?;
         wait_state(provider, f, &id, InstanceState::Running).await?;
         unlocked(f, "power off", || provider.power_off(&id)).await?;
         wait_state(provider, f, &id, InstanceState::Off).await
@@ -387,12 +380,7 @@ pub async fn power_off_reaches_off(provider: &dyn Provider, f: &Fixture) {
 pub async fn rebuild_brings_it_back(provider: &dyn Provider, f: &Fixture) {
     let mut made = Vec::new();
     let outcome = async {
-        let i = provider
-            .create(&f.request("rebuild", &f.controller))
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        let id = provider_id(&i)?;
-        made.push(id.clone());
+        let (_, id) = created(provider, &f.request("rebuild", &f.controller), &mut made).await?;
         wait_state(provider, f, &id, InstanceState::Running).await?;
         unlocked(f, "power off", || provider.power_off(&id)).await?;
         wait_state(provider, f, &id, InstanceState::Off).await?;
@@ -419,12 +407,7 @@ pub async fn delete_is_idempotent(provider: &dyn Provider, f: &Fixture) {
     let req = f.request("delete", &f.controller);
     let mut made = Vec::new();
     let outcome = async {
-        let i = provider
-            .create(&req)
-            .await
-            .map_err(|e| format!("create: {e}"))?;
-        let id = provider_id(&i)?;
-        made.push(id.clone());
+        let (_, id) = created(provider, &req, &mut made).await?;
         provider
             .delete(&id)
             .await

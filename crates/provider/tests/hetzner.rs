@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use base64::Engine;
-use mayfly_core::{Clock, Image, InstanceState, MachineSpec, Placement, Secret, Time};
+use mayfly_core::{Image, InstanceState, MachineSpec, Placement, Secret, Time};
 use mayfly_provider::conformance::{self, Fixture};
 use mayfly_provider::hetzner::{ConfigError, Hetzner, HetznerConfig};
 use mayfly_provider::{CreateRequest, Error, Provider};
@@ -15,28 +15,12 @@ use mayfly_sim::clock::Clock as SimClock;
 use mayfly_sim::hetzner::{Hetzner as Fake, HetznerConfig as FakeConfig};
 use mayfly_sim::stats::Stats;
 use serde_json::{Value, json};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TOKEN: &str = "hcloud-TESTONLY-token-0123456789";
 const SPEED: f64 = 100.0;
-
-/// The fake's clock as the provider's, so both agree on RateLimit-Reset and waits.
-struct Sim(SimClock);
-
-impl Clock for Sim {
-    fn now(&self) -> Time {
-        Time::from_millis(self.0.now_ms())
-    }
-
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let c = self.0.clone();
-        Box::pin(async move { c.sleep(d).await })
-    }
-}
 
 struct World {
     fake: Arc<Fake>,
@@ -78,7 +62,7 @@ impl World {
     }
 
     fn provider_with(&self, config: &HetznerConfig) -> Hetzner {
-        Hetzner::new(config, Arc::new(Sim(self.clock.clone()))).unwrap()
+        Hetzner::new(config, Arc::new(self.clock.clone())).unwrap()
     }
 
     fn provider(&self) -> Hetzner {
@@ -397,7 +381,7 @@ async fn the_ssh_key_is_uploaded_once_and_then_found_by_fingerprint() {
         ssh_keys: vec![key, "ssh-rsa not-base64!".into()],
         ..w.config()
     };
-    let e = Hetzner::new(&bad, Arc::new(Sim(w.clock.clone()))).unwrap_err();
+    let e = Hetzner::new(&bad, Arc::new(w.clock.clone())).unwrap_err();
     assert_eq!(e, ConfigError::BadSshKey(2));
 }
 
@@ -527,11 +511,11 @@ async fn the_endpoint_can_be_overridden() {
             endpoint: bad.into(),
             ..b.config()
         };
-        let e = Hetzner::new(&c, Arc::new(Sim(b.clock.clone()))).unwrap_err();
+        let e = Hetzner::new(&c, Arc::new(b.clock.clone())).unwrap_err();
         assert!(matches!(e, ConfigError::BadEndpoint(_)), "{bad}: {e:?}");
     }
     let empty = HetznerConfig::new(Secret::new(""));
-    let e = Hetzner::new(&empty, Arc::new(Sim(b.clock.clone()))).unwrap_err();
+    let e = Hetzner::new(&empty, Arc::new(b.clock.clone())).unwrap_err();
     assert_eq!(e, ConfigError::EmptyToken);
 }
 
@@ -643,7 +627,7 @@ async fn snapshots_are_resolved_by_description_once() {
             endpoint,
             ..HetznerConfig::new(Secret::new(TOKEN))
         },
-        Arc::new(Sim(clock)),
+        Arc::new(clock),
     )
     .unwrap();
     let mut sp = spec(&["cx22"], &["fsn1"]);

@@ -54,6 +54,22 @@ impl Clock {
     }
 }
 
+/// The simulator's time as the clock of mayfly's clients and loop, so that they and the fakes
+/// agree on deadlines, resets and billing. (mayfly-core holds only the interface.)
+impl mayfly_core::Clock for Clock {
+    fn now(&self) -> mayfly_core::Time {
+        mayfly_core::Time::from_millis(self.now_ms())
+    }
+
+    fn sleep(
+        &self,
+        d: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let clock = self.clone();
+        Box::pin(async move { Clock::sleep(&clock, d).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
