@@ -9,12 +9,9 @@
 //! of the synthetic steady trace, default 3), `MAYFLY_BENCH_SPEED` (simulated seconds per real
 //! second for the cost runs, default 400), `MAYFLY_BENCH_ROUTES=1` (print calls by route).
 
-use mayfly::local::{Cadence, Controller, PROVIDER, Setup};
+use mayfly::local::{self, Cadence, Controller, Setup};
 use mayfly::reconcile::Pace;
-use mayfly_core::{
-    Arch, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
-    Recycling,
-};
+use mayfly_core::{Arch, Deadlines, Pools};
 use mayfly_sim::github::NewJob;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::trace::TraceJob;
@@ -49,32 +46,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn pools(recycling: bool, deadlines: Deadlines) -> Pools {
+    let pool = local::pool("linux", &LABELS, &["cx22"], &["fsn1"], Arch::X86);
     Pools {
-        controller: "bench".into(),
-        pools: vec![Pool {
-            name: "linux".into(),
-            provider: PROVIDER.into(),
-            labels: Labels::new(LABELS),
-            spec: MachineSpec {
-                types: vec!["cx22".into()],
-                locations: vec!["fsn1".into()],
-                image: Image {
-                    arch: Arch::X86,
-                    kind: ImageKind::System,
-                    name: "ubuntu-24.04".into(),
-                },
-            },
-            max: None,
-            standby: 0,
-        }],
-        limits: Limits::default(),
         deadlines,
-        labels: LabelRules::default(),
-        recycling: Recycling {
-            enabled: recycling,
-            ..Recycling::default()
-        },
-        runner_scope: Default::default(),
+        ..local::pools("bench", vec![pool], recycling)
     }
 }
 

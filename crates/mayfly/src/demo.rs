@@ -3,12 +3,9 @@
 
 use anyhow::Context;
 use clap::Args;
-use mayfly::local::{Cadence, Controller, PROVIDER, Setup};
+use mayfly::local::{self, Cadence, Controller, Setup};
 use mayfly::reconcile::Pace;
-use mayfly_core::{
-    Arch, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
-    Recycling,
-};
+use mayfly_core::{Arch, Limits, Pools};
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
 use mayfly_store::Store;
@@ -186,51 +183,22 @@ async fn run(
 }
 
 fn pools(recycling: bool) -> Pools {
-    let image = |arch| Image {
-        arch,
-        kind: ImageKind::System,
-        name: "ubuntu-24.04".into(),
-    };
-    let pool = |name: &str, labels: &[&str], types: &[&str], arch| Pool {
-        name: name.into(),
-        provider: PROVIDER.into(),
-        labels: Labels::new(labels),
-        spec: MachineSpec {
-            types: types.iter().map(|t| t.to_string()).collect(),
-            locations: vec!["fsn1".into(), "nbg1".into()],
-            image: image(arch),
-        },
-        max: None,
-        standby: 0,
-    };
+    let locations = &["fsn1", "nbg1"];
+    let x64 = &["self-hosted", "linux", "x64"];
+    let arm64 = &["self-hosted", "linux", "arm64"];
     Pools {
-        controller: "demo".into(),
-        pools: vec![
-            pool(
-                "x64",
-                &["self-hosted", "linux", "x64"],
-                &["cx22", "cpx21"],
-                Arch::X86,
-            ),
-            pool(
-                "arm64",
-                &["self-hosted", "linux", "arm64"],
-                &["cax11"],
-                Arch::Arm,
-            ),
-        ],
         limits: Limits {
             max_instances: Some(40),
             ..Limits::default()
         },
-        deadlines: Deadlines::default(),
-        labels: LabelRules::default(),
-        recycling: Recycling {
-            enabled: recycling,
-            ..Recycling::default()
-        },
-        // Set by the reconciler from where its runners register.
-        runner_scope: Default::default(),
+        ..local::pools(
+            "demo",
+            vec![
+                local::pool("x64", x64, &["cx22", "cpx21"], locations, Arch::X86),
+                local::pool("arm64", arm64, &["cax11"], locations, Arch::Arm),
+            ],
+            recycling,
+        )
     }
 }
 

@@ -2,12 +2,9 @@
 //! runners) on a sped-up clock: jobs get one server each, finished servers go, paid-for servers
 //! are reused, webhooks and polls both bring demand in.
 
-use mayfly::local::{Cadence, Controller, PROVIDER, Setup};
+use mayfly::local::{self, Cadence, Controller, Setup};
 use mayfly::reconcile::Pace;
-use mayfly_core::{
-    Arch, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
-    Recycling,
-};
+use mayfly_core::{Arch, Pools};
 use mayfly_sim::github::NewJob;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
@@ -20,33 +17,17 @@ const SPEED: f64 = 50.0;
 const REPO: &str = "acme/app";
 
 fn pools(recycling: bool) -> Pools {
-    Pools {
-        controller: "mf".into(),
-        pools: vec![Pool {
-            name: "linux".into(),
-            provider: PROVIDER.into(),
-            labels: Labels::new(["self-hosted", "linux"]),
-            spec: MachineSpec {
-                types: vec!["cx22".into()],
-                locations: vec!["fsn1".into()],
-                image: Image {
-                    arch: Arch::X86,
-                    kind: ImageKind::System,
-                    name: "ubuntu-24.04".into(),
-                },
-            },
-            max: None,
-            standby: 0,
-        }],
-        limits: Limits::default(),
-        deadlines: Deadlines::default(),
-        labels: LabelRules::default(),
-        recycling: Recycling {
-            enabled: recycling,
-            ..Recycling::default()
-        },
-        runner_scope: Default::default(),
-    }
+    local::pools(
+        "mf",
+        vec![local::pool(
+            "linux",
+            &["self-hosted", "linux"],
+            &["cx22"],
+            &["fsn1"],
+            Arch::X86,
+        )],
+        recycling,
+    )
 }
 
 struct World {
