@@ -82,6 +82,7 @@ async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> World {
             webhook_secret: Some("bench-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
+            poll_skip: 4,
         },
     )
     .await

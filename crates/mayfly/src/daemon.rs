@@ -158,13 +158,18 @@ fn demand_task(
         Vec::new()
     };
     let every = config.intervals.poll.0;
+    // Polls a repository whose webhooks flow may skip: backstop ÷ poll, minus the one it makes.
+    let (poll, backstop) = (config.intervals.poll.0, config.intervals.poll_backstop.0);
+    let skip = backstop.as_secs_f64() / poll.as_secs_f64().max(0.001);
+    let skip = (skip.ceil() as u32).saturating_sub(1);
     let mut demand = Demand::new(
         store,
         client,
         repos,
         wake,
         config.intervals.confirm_queued.0,
-    );
+    )
+    .backstop(skip);
     Ok(Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -68,9 +68,23 @@ pub fn wakes(status: JobStatus) -> bool {
 pub struct Wake {
     pub now: Notify,
     pub soon: Notify,
+    /// Repositories a job webhook came from since the poller last asked.
+    heard: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Wake {
+    /// A job webhook arrived from `repo`: its webhooks flow.
+    pub fn heard(&self, repo: &str) {
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        if !heard.contains(repo) {
+            heard.insert(repo.to_string());
+        }
+    }
+
+    fn take_heard(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.heard.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Wakes the loop as a job that moved to `status` calls for.
     pub fn job(&self, status: JobStatus) {
         match status {
@@ -94,6 +108,12 @@ pub struct Demand {
     confirmed_at: HashMap<JobKey, Time>,
     /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
     pub confirm_per_pass: usize,
+    /// Polls a repository whose webhooks flow may skip in a row (see [`Demand::backstop`]).
+    backstop: u32,
+    skipped: HashMap<String, u32>,
+    /// Repositories whose last poll found news the webhooks had not brought: their webhooks
+    /// are lost (or late), so they are polled every pass until a poll finds nothing new.
+    lossy: HashSet<String>,
 }
 
 impl Demand {
@@ -104,7 +124,8 @@ impl Demand {
         wake: Arc<Wake>,
         confirm_after: Duration,
     ) -> Demand {
-        let polled = repos.iter().map(ToString::to_string).collect();
+        let polled: HashSet<String> = repos.iter().map(ToString::to_string).collect();
+        let repos_polled = polled.clone();
         Demand {
             store,
             poller: Poller::new(client.clone(), repos),
@@ -113,18 +134,62 @@ impl Demand {
             wake,
             confirm_after,
             confirmed_at: HashMap::new(),
+            backstop: 0,
+            skipped: HashMap::new(),
+            // Every repository must first prove its webhooks complete: one poll that finds
+            // nothing they had not brought.
+            lossy: repos_polled.clone(),
             confirm_per_pass: 50,
         }
     }
 
-    /// One poll of every repository, then the confirmations that are due.
+    /// A repository whose job webhooks arrived since the last poll is polled only every
+    /// `skip + 1`-th pass: the poll is the fallback for lost webhooks, and while webhooks flow it
+    /// would mostly read what they said already, at full price (runs that changed cost their
+    /// run and job lists; only unchanged lists are free). A repository that sent nothing since
+    /// the last poll is polled every pass: that costs nothing when it is quiet (304s), and finds
+    /// its jobs when its webhooks are lost or not configured. So is one whose last poll found
+    /// news its webhooks had not brought. 0 (the default) polls every pass.
+    pub fn backstop(mut self, skip: u32) -> Demand {
+        self.backstop = skip;
+        self
+    }
+
+    /// The repositories this pass polls.
+    fn due(&mut self) -> HashSet<String> {
+        let heard = self.wake.take_heard();
+        let mut due = HashSet::new();
+        for repo in self.poller.repos() {
+            let key = repo.to_string();
+            let skipped = self.skipped.entry(key.clone()).or_default();
+            if heard.contains(&key) && !self.lossy.contains(&key) && *skipped < self.backstop {
+                *skipped += 1;
+            } else {
+                *skipped = 0;
+                due.insert(key);
+            }
+        }
+        due
+    }
+
+    /// One poll of every repository that is due, then the confirmations that are due.
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
-        let found = self.poller.poll().await;
+        let due = self.due();
+        let found = self
+            .poller
+            .poll_where(|repo| due.contains(&repo.to_string()))
+            .await;
         report.failed += found.failed.len();
         report.polled = found.jobs.len();
+        self.lossy.retain(|repo| !due.contains(repo));
         for update in found.jobs {
+            let before = report.changed;
+            let scope = update.key.scope.to_string();
             self.store_record(record(&update, now), &mut report).await;
+            if report.changed > before {
+                self.lossy.insert(scope);
+            }
         }
         self.confirm(now, &mut report).await;
         if report.urgent > 0 {

@@ -100,6 +100,7 @@ async fn run(
             webhook_secret: Some("demo-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
+            poll_skip: 4,
         },
     )
     .await?;

@@ -33,6 +33,8 @@ pub struct Setup {
     pub webhook_secret: Option<String>,
     pub workers: usize,
     pub confirm_after: Duration,
+    /// Polls a repository whose webhooks flow may skip in a row (`Demand::backstop`).
+    pub poll_skip: u32,
 }
 
 /// A controller wired to a running simulator.
@@ -104,7 +106,8 @@ impl Controller {
             repos,
             wake.clone(),
             setup.confirm_after,
-        );
+        )
+        .backstop(setup.poll_skip);
         if let Some(secret) = &setup.webhook_secret {
             let hooks = Webhooks::new(
                 store.clone(),

@@ -21,15 +21,16 @@ fn job(labels: &[&str]) -> NewJob {
     }
 }
 
-#[tokio::test]
-async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
+/// The fake GitHub (its call counts) and a client for it.
+async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
+    let stats = Arc::new(Stats::default());
     let gh = Github::new(
         GithubConfig {
             tokens: vec![TOKEN.into()],
             ..GithubConfig::default()
         },
         Clock::new(1.0),
-        Arc::new(Stats::default()),
+        stats.clone(),
     );
     let api_url = gh.serve_local().await.unwrap();
     let client = Client::new(&ClientConfig {
@@ -43,6 +44,12 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
         },
     })
     .unwrap();
+    (gh, stats, client)
+}
+
+#[tokio::test]
+async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
+    let (gh, _, client) = fake().await;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.db").to_str().unwrap())
@@ -107,4 +114,51 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     // The polled repository's jobs are not looked up one by one: the poll covers them.
     let report = demand.pass(now).await;
     assert_eq!(report.confirmed, 0, "{report:?}");
+}
+
+/// A repository whose webhooks arrive is polled every third pass only (backstop 2); one that
+/// sent nothing is polled every pass.
+#[tokio::test]
+async fn repositories_whose_webhooks_flow_are_polled_less() {
+    let (gh, stats, client) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let wake = Arc::new(Wake::default());
+    let repos = ["acme/hooked", "acme/quiet"].map(|r| Repo::parse(r).unwrap());
+    let mut demand = Demand::new(
+        store,
+        client,
+        repos.to_vec(),
+        wake.clone(),
+        Duration::from_secs(600),
+    )
+    .backstop(2);
+    // Run lists asked so far (two per repository polled: queued and in progress).
+    let run_lists = || -> u64 {
+        stats
+            .rows()
+            .iter()
+            .filter(|r| r.key.route.ends_with("/actions/runs"))
+            .map(|r| r.count.calls)
+            .sum()
+    };
+    let mut passes = async |n: usize| {
+        let mut polled = Vec::new();
+        for _ in 0..n {
+            wake.heard("acme/hooked");
+            let before = run_lists();
+            demand.pass(mayfly::demand::now()).await;
+            polled.push((run_lists() - before) / 2);
+        }
+        polled
+    };
+    // Every pass polls the quiet repository. The hooked one is polled first (its webhooks must
+    // prove complete: that poll finds nothing they had not brought), then every third pass.
+    assert_eq!(passes(6).await, [2, 1, 1, 2, 1, 1]);
+    // A job its webhooks never told of: the poll that finds it puts the repository back on
+    // every pass, until a poll finds nothing new again.
+    gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
+    assert_eq!(passes(4).await, [2, 2, 1, 1]);
 }

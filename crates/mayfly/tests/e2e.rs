@@ -318,6 +318,9 @@ powered_off = "1s"
 [intervals]
 reconcile = "1s"
 poll = "{poll}"
+# While a repository's webhooks arrive it is polled three times as seldom: lost ones are
+# still found, as the 30 %-dropped test proves.
+poll_backstop = "6s"
 
 [recycling]
 enabled = false
@@ -350,6 +353,37 @@ fn job_of(name: &str, pools: &[&str]) -> Option<u64> {
             .parse()
             .ok()
     })
+}
+
+/// With `queued` webhooks lost, a job may be served by the machine made for another before
+/// mayfly hears of it (GitHub hands a job to any runner that fits); that other job then gets a
+/// machine of its own under its next name (`-1-1`), once GitHub confirms it still waits. So
+/// names no longer pair machines with jobs one for one, but the count must: every job served,
+/// every server made for one of them, never more servers than jobs.
+fn assert_as_many_servers_as_jobs(sim: &SimServe, expected: usize, pools: &[&str]) {
+    let jobs: BTreeMap<u64, Value> = sim
+        .jobs()
+        .into_iter()
+        .map(|j| (j["id"].as_u64().expect("job id"), j))
+        .collect();
+    assert_eq!(jobs.len(), expected, "jobs at the fake GitHub");
+    let failed: Vec<&Value> = jobs
+        .values()
+        .filter(|j| j["status"] != "completed" || j["conclusion"] != "success")
+        .collect();
+    assert!(failed.is_empty(), "jobs not served: {failed:#?}");
+    let bill = sim.servers()["billing"].clone();
+    let servers = bill["servers"].as_array().expect("billed servers");
+    for s in servers {
+        let name = s["name"].as_str().expect("server name");
+        let job = job_of(name, pools).unwrap_or_else(|| panic!("a server for no job: {s}"));
+        assert!(jobs.contains_key(&job), "server {name} for an unknown job");
+    }
+    assert!(
+        servers.len() <= expected,
+        "{} servers for {expected} jobs: {servers:#?}",
+        servers.len()
+    );
 }
 
 /// Every job exists once, completed with success; every server ever created (the bill keeps
@@ -624,7 +658,8 @@ image = "arm:system:ubuntu-24.04"
     w.report(n);
 }
 
-/// 30 % of webhooks are dropped; polling every 2 s finds the jobs whose news was lost.
+/// 30 % of webhooks are dropped; polling every 2 s (every 6 s while webhooks arrive) finds the
+/// jobs whose news was lost.
 #[test]
 fn dropped_webhooks_are_recovered_by_polling() {
     let mut w = World::new(
@@ -638,7 +673,7 @@ fn dropped_webhooks_are_recovered_by_polling() {
     w.sim
         .post("trace", &json!({ "text": steady_trace(n, 1, X64) }));
     w.settle(n, Duration::from_secs(90));
-    assert_each_job_served_by_one_server(&w.sim, n, &["linux"]);
+    assert_as_many_servers_as_jobs(&w.sim, n, &["linux"]);
     // Drops really happened: some jobs' `queued` webhook never reached mayfly.
     let log = w.mayfly_log();
     let heard: HashSet<&str> = log

@@ -69,6 +69,7 @@ async fn world_with(pools: Pools, webhooks: bool) -> World {
             webhook_secret: webhooks.then(|| "hook-secret".to_string()),
             workers: 4,
             confirm_after: Duration::from_secs(600),
+            poll_skip: 0,
         },
     )
     .await

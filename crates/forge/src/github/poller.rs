@@ -69,9 +69,14 @@ impl Poller {
     /// One pass over every repository. Errors are per repository: one failing repository does
     /// not keep the others from being polled.
     pub async fn poll(&mut self) -> PollReport {
+        self.poll_where(|_| true).await
+    }
+
+    /// [`Poller::poll`], for the repositories `due` picks only.
+    pub async fn poll_where(&mut self, due: impl Fn(&Repo) -> bool) -> PollReport {
         let mut report = PollReport::default();
-        for repo in self.repos.clone() {
-            if let Err(e) = self.poll_repo(&repo, &mut report.jobs).await {
+        for repo in self.repos.clone().iter().filter(|r| due(r)) {
+            if let Err(e) = self.poll_repo(repo, &mut report.jobs).await {
                 tracing::debug!(repo = %repo, error = %e, "poll failed");
                 report.failed.push((repo.to_string(), e));
             }

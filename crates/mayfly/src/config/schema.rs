@@ -250,6 +250,9 @@ pub struct Intervals {
     /// (one pass for every job that finished meanwhile).
     pub settle: HumanDuration,
     pub poll: HumanDuration,
+    /// A repository whose webhooks arrive is polled this often instead of every `poll`: the
+    /// poll is the fallback for lost webhooks, and a lost one is caught within this.
+    pub poll_backstop: HumanDuration,
     /// A job the store holds as queued this long is confirmed with GitHub, so a lost
     /// `completed` webhook never keeps a machine waiting for it.
     pub confirm_queued: HumanDuration,
@@ -262,6 +265,7 @@ impl Default for Intervals {
             resync: HumanDuration::secs(300),
             settle: HumanDuration::secs(20),
             poll: HumanDuration::secs(60),
+            poll_backstop: HumanDuration::secs(300),
             confirm_queued: HumanDuration::secs(600),
         }
     }

@@ -54,7 +54,10 @@ pub async fn github(
             debug!(delivery, event, "webhook ignored");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Delivery::Job(update)) => store(&hooks, delivery, &update).await,
+        Ok(Delivery::Job(update)) => {
+            hooks.wake.heard(&update.key.scope);
+            store(&hooks, delivery, &update).await
+        }
         Err(e) => {
             info!(delivery, reason = %e, "webhook rejected");
             reply(StatusCode::BAD_REQUEST, e.to_string())
