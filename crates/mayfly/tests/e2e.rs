@@ -355,12 +355,9 @@ fn job_of(name: &str, pools: &[&str]) -> Option<u64> {
     })
 }
 
-/// With `queued` webhooks lost, a job may be served by the machine made for another before
-/// mayfly hears of it (GitHub hands a job to any runner that fits); that other job then gets a
-/// machine of its own under its next name (`-1-1`), once GitHub confirms it still waits. So
-/// names no longer pair machines with jobs one for one, but the count must: every job served,
-/// every server made for one of them, never more servers than jobs.
-fn assert_as_many_servers_as_jobs(sim: &SimServe, expected: usize, pools: &[&str]) {
+/// The simulator's jobs by id, after checking there are `expected` and each completed with
+/// success.
+fn served_jobs(sim: &SimServe, expected: usize) -> BTreeMap<u64, Value> {
     let jobs: BTreeMap<u64, Value> = sim
         .jobs()
         .into_iter()
@@ -372,6 +369,16 @@ fn assert_as_many_servers_as_jobs(sim: &SimServe, expected: usize, pools: &[&str
         .filter(|j| j["status"] != "completed" || j["conclusion"] != "success")
         .collect();
     assert!(failed.is_empty(), "jobs not served: {failed:#?}");
+    jobs
+}
+
+/// With `queued` webhooks lost, a job may be served by the machine made for another before
+/// mayfly hears of it (GitHub hands a job to any runner that fits); that other job then gets a
+/// machine of its own under its next name (`-1-1`), once GitHub confirms it still waits. So
+/// names no longer pair machines with jobs one for one, but the count must: every job served,
+/// every server made for one of them, never more servers than jobs.
+fn assert_as_many_servers_as_jobs(sim: &SimServe, expected: usize, pools: &[&str]) {
+    let jobs = served_jobs(sim, expected);
     let bill = sim.servers()["billing"].clone();
     let servers = bill["servers"].as_array().expect("billed servers");
     for s in servers {
@@ -394,17 +401,7 @@ fn assert_each_job_served_by_one_server(
     expected: usize,
     pools: &[&str],
 ) -> BTreeMap<u64, Value> {
-    let jobs: BTreeMap<u64, Value> = sim
-        .jobs()
-        .into_iter()
-        .map(|j| (j["id"].as_u64().expect("job id"), j))
-        .collect();
-    assert_eq!(jobs.len(), expected, "jobs at the fake GitHub");
-    let failed: Vec<&Value> = jobs
-        .values()
-        .filter(|j| j["status"] != "completed" || j["conclusion"] != "success")
-        .collect();
-    assert!(failed.is_empty(), "jobs not served: {failed:#?}");
+    let jobs = served_jobs(sim, expected);
     let bill = sim.servers()["billing"].clone();
     let mut per_job: HashMap<u64, Vec<String>> = HashMap::new();
     for s in bill["servers"].as_array().expect("billed servers") {
