@@ -89,7 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         unsettled: config.intervals.reconcile.0,
         resync: config.intervals.resync.0,
     };
-    let settle = config.intervals.settle.0;
+    let settle = reconciler.settles().then_some(config.intervals.settle.0);
     let stopped = reconcile_loop(
         &wake,
         settle,
@@ -221,7 +221,7 @@ fn build_reconciler(
 /// takes is bounded by a timeout.
 async fn reconcile_loop(
     wake: &mayfly::demand::Wake,
-    settle: Duration,
+    settle: Option<Duration>,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
     mut pass: impl AsyncFnMut(&'static str) -> Duration,
 ) -> anyhow::Result<()> {
@@ -233,7 +233,9 @@ async fn reconcile_loop(
             () = wake.now.notified() => "demand",
             () = wake.soon.notified() => {
                 // A job finished: one pass a little later sees its machine off.
-                next = next.min(tokio::time::Instant::now() + settle);
+                if let Some(settle) = settle {
+                    next = next.min(tokio::time::Instant::now() + settle);
+                }
                 continue;
             }
             signal = &mut shutdown => {
@@ -278,7 +280,7 @@ mod tests {
         let wake = mayfly::demand::Wake::default();
         let done = reconcile_loop(
             &wake,
-            Duration::from_secs(1),
+            Some(Duration::from_secs(1)),
             async { Ok("test") },
             async |_| Duration::from_millis(5),
         );
@@ -292,7 +294,7 @@ mod tests {
     async fn a_failing_signal_handler_is_an_error() {
         let r = reconcile_loop(
             &mayfly::demand::Wake::default(),
-            Duration::from_secs(1),
+            None,
             async { Err(anyhow::anyhow!("no signals")) },
             async |_| Duration::from_millis(5),
         )

@@ -182,7 +182,7 @@ impl Controller {
                 // A webhook, or the poll just made: pass now.
                 () = self.wake.now.notified() => next_pass = self.clock.now(),
                 // A job finished: pass soon, unless one is due sooner anyway.
-                () = self.wake.soon.notified() => {
+                () = self.wake.soon.notified(), if self.reconciler.settles() => {
                     next_pass = next_pass.min(self.clock.now().plus(cadence.settle));
                 }
             }

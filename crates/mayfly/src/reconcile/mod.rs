@@ -123,6 +123,14 @@ impl Reconciler {
         &self.ctx.pools
     }
 
+    /// Whether a finished job calls for a pass shortly after (`intervals.settle`). Without
+    /// recycling, that pass sees the machine powered off and starts its powered-off deadline.
+    /// With recycling, nothing is to be done for it until the next job (a queued job wakes the
+    /// loop at once) or the end of its paid time (the plan's next check), so the pass is saved.
+    pub fn settles(&self) -> bool {
+        !self.ctx.pools.recycling.enabled
+    }
+
     pub fn now(&self) -> Time {
         self.ctx.clock.now()
     }
