@@ -14,12 +14,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
-use support::BIN;
 use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, SimServe};
 
 const HOOK_SECRET: &str = "bench-hook-secret";
@@ -27,83 +25,6 @@ const REPOS: usize = 10;
 const RUNS_PER_REPO: u32 = 10;
 const JOBS_PER_RUN: u32 = 5;
 const X64: &[&str] = &["self-hosted", "linux", "x64"];
-
-/// `mayfly run` at log level info (as an operator runs it), stderr drained by a thread.
-struct Run {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Run {
-    fn start(dir: &std::path::Path, config: &std::path::Path) -> Run {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .current_dir(dir)
-            .env("HOME", dir)
-            .args([
-                "--log-level",
-                "info",
-                "--listen",
-                "127.0.0.1:0",
-                "run",
-                "-c",
-            ])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mayfly run");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    // Nobody listens any more: keep draining so the child never blocks.
-                    continue;
-                }
-            }
-        });
-        Run { child, lines }
-    }
-
-    /// The address from the `started` line (within 20 s).
-    fn listen_addr(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            if line.contains("started")
-                && let Some(rest) = line.split("listen=").nth(1)
-                && let Some(addr) = rest.split_whitespace().next()
-            {
-                return addr.to_string();
-            }
-        }
-        panic!("mayfly run did not start");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One reading of the process: resident set (kB) and CPU time used so far (clock ticks).
 #[derive(Clone, Copy, Debug)]
@@ -214,8 +135,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("mayfly.toml");
     std::fs::write(&config, config_text(&sim)).expect("write the config");
-    let run = Run::start(dir.path(), &config);
-    let addr = run.listen_addr();
+    // At log level info, as an operator runs it: debug logging would inflate the CPU figure.
+    let mut run = support::Daemon::start_at("info", dir.path(), &config, &[]);
+    let addr = run
+        .listen_addr()
+        .expect("mayfly run did not start")
+        .to_string();
     sim.post(
         "webhooks",
         &json!({ "url": format!("http://{addr}/webhooks/github"), "secret": HOOK_SECRET }),
@@ -275,6 +200,8 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().expect("the sampler");
     let end = sample(pid, wall).expect("read /proc for mayfly run");
+    // SIGTERM, as an operator stops it; the figures above are taken.
+    run.stop();
 
     // Correctness: every job served, each by a server of its own (recycling is off).
     let jobs = sim.jobs();

@@ -27,20 +27,18 @@ impl Daemon {
     /// Starts `mayfly --log-level debug --listen 127.0.0.1:0 run -c CONFIG` in `dir` with only
     /// `HOME=dir` and `env`: no stray GITHUB_TOKEN from the machine running the tests.
     pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_at("debug", dir, config, env)
+    }
+
+    /// [`Daemon::start`] at another log level (`info`, as an operator runs it, for measuring).
+    pub fn start_at(level: &str, dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(BIN)
             .env_clear()
             .current_dir(dir)
             .env("HOME", dir)
             .envs(env.iter().copied())
             // Port 0: any free port, so a test never collides with a server on 8080.
-            .args([
-                "--log-level",
-                "debug",
-                "--listen",
-                "127.0.0.1:0",
-                "run",
-                "-c",
-            ])
+            .args(["--log-level", level, "--listen", "127.0.0.1:0", "run", "-c"])
             .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
