@@ -703,14 +703,21 @@ impl<'a> Planner<'a> {
             .filter(|j| j.status == JobStatus::InProgress)
             .filter_map(|j| j.runner.as_deref())
             .collect();
+        // Busy instances, and those of them (up) whose runner runs a job the forge has not named.
+        let mut busy = vec![false; self.snap.instances.len()];
+        let mut unnamed = vec![false; self.snap.instances.len()];
+        for &(i, class) in &self.ours {
+            let inst = self.inst(i);
+            busy[i] = class == Class::Busy;
+            unnamed[i] = busy[i]
+                && matches!(inst.state, InstanceState::Starting | InstanceState::Running)
+                && !running_known.contains(inst.name.as_str());
+        }
         // Should two instances be made for one job (a broken store), the first by name serves it.
         let mut made_for: Vec<Option<usize>> = vec![None; queued.len()];
         for &(i, class) in &self.ours {
             let inst = self.inst(i);
-            let busy_and_up = class == Class::Busy
-                && matches!(inst.state, InstanceState::Starting | InstanceState::Running)
-                && !running_known.contains(inst.name.as_str());
-            if (matches!(class, Class::Supply { .. }) || busy_and_up)
+            if (matches!(class, Class::Supply { .. }) || unnamed[i])
                 && let Some(key) = &inst.job
                 && let Some(&n) = by_key.get(key)
                 && queued[n].labels.is_subset_of(self.supply_labels(i))
@@ -718,10 +725,6 @@ impl<'a> Planner<'a> {
             {
                 made_for[n] = Some(i);
             }
-        }
-        let mut busy = vec![false; self.snap.instances.len()];
-        for &(i, class) in &self.ours {
-            busy[i] = class == Class::Busy;
         }
         for (n, i) in made_for.into_iter().enumerate() {
             if let Some(i) = i {
@@ -749,12 +752,7 @@ impl<'a> Planner<'a> {
                     idle_since.unwrap_or(inst.state_since),
                     inst.name.as_str(),
                 ),
-                Class::Busy
-                    if matches!(inst.state, InstanceState::Starting | InstanceState::Running)
-                        && !running_known.contains(inst.name.as_str()) =>
-                {
-                    (false, Time(i64::MIN), inst.name.as_str())
-                }
+                Class::Busy if unnamed[i] => (false, Time(i64::MIN), inst.name.as_str()),
                 _ => continue,
             };
             by_scope
