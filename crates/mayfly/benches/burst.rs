@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, SimServe};
+use support::sim::{LINUX_POOL, RunConfig, SimServe};
 
 const HOOK_SECRET: &str = "bench-hook-secret";
 const REPOS: usize = 10;
@@ -67,53 +67,17 @@ fn clock_ticks() -> f64 {
 }
 
 fn config_text(sim: &SimServe) -> String {
-    let repos = (0..REPOS)
-        .map(|i| format!("\"acme/repo{i}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"controller = "bench"
-state_dir = "state"
-workers = 16
-
-[github]
-token = "{GITHUB_TOKEN}"
-api_url = "{github}"
-repositories = [{repos}]
-poll = true
-webhook_secret = "{HOOK_SECRET}"
-
-[github.limits]
-write_interval = "1ms"
-
-[providers.hetzner]
-kind = "hetzner"
-token = "{HETZNER_TOKEN}"
-endpoint = "{hetzner}"
-
-[deadlines]
-registration = "30s"
-idle = "30s"
-powered_off = "1s"
-
-[intervals]
-reconcile = "1s"
-poll = "60s"
-
-[recycling]
-enabled = false
-
-[[pools]]
-name = "linux"
-provider = "hetzner"
-labels = ["self-hosted", "linux", "x64"]
-types = ["cx22"]
-locations = ["fsn1"]
-image = "x86:system:ubuntu-24.04"
-"#,
-        github = sim.github,
-        hetzner = sim.hetzner,
-    )
+    let repos: Vec<String> = (0..REPOS).map(|i| format!("acme/repo{i}")).collect();
+    sim.mayfly_config(&RunConfig {
+        controller: "bench",
+        repos: &repos,
+        webhook_secret: Some(HOOK_SECRET),
+        registration: "30s",
+        poll: "60s",
+        poll_backstop: "5m",
+        workers: 16,
+        pools: LINUX_POOL,
+    })
 }
 
 fn main() {

@@ -15,22 +15,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::Daemon;
-use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, SimServe};
+use support::sim::{LINUX_POOL, RunConfig, SimServe};
 
 const CONTROLLER: &str = "e2e";
 const HOOK_SECRET: &str = "e2e-hook-secret";
 const X64: &[&str] = &["self-hosted", "linux", "x64"];
-
-/// One x64 pool on one type in one location.
-const LINUX_POOL: &str = r#"
-[[pools]]
-name = "linux"
-provider = "hetzner"
-labels = ["self-hosted", "linux", "x64"]
-types = ["cx22"]
-locations = ["fsn1"]
-image = "x86:system:ubuntu-24.04"
-"#;
 
 struct Setup {
     repos: Vec<String>,
@@ -277,60 +266,20 @@ impl Drop for World {
 }
 
 fn config_text(sim: &SimServe, setup: &Setup) -> String {
-    let repos = setup
-        .repos
-        .iter()
-        .map(|r| format!("{r:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let secret = if setup.webhooks {
-        format!("webhook_secret = {HOOK_SECRET:?}")
-    } else {
-        String::new()
-    };
-    format!(
-        r#"controller = "{CONTROLLER}"
-state_dir = "state"
-workers = {workers}
-
-[github]
-token = "{GITHUB_TOKEN}"
-api_url = "{github}"
-repositories = [{repos}]
-poll = true
-{secret}
-
-[github.limits]
-# The simulator's write cap is raised; no need to space JIT configs by GitHub's advice.
-write_interval = "1ms"
-
-[providers.hetzner]
-kind = "hetzner"
-token = "{HETZNER_TOKEN}"
-endpoint = "{hetzner}"
-
-[deadlines]
-# A runner registers about 2 s after its create: ten times that before a machine is a zombie.
-registration = "20s"
-idle = "20s"
-powered_off = "1s"
-
-[intervals]
-reconcile = "1s"
-poll = "{poll}"
-# While a repository's webhooks arrive it is polled three times as seldom: lost ones are
-# still found, as the 30 %-dropped test proves.
-poll_backstop = "6s"
-
-[recycling]
-enabled = false
-{pools}"#,
-        workers = setup.workers,
-        github = sim.github,
-        hetzner = sim.hetzner,
-        poll = setup.poll,
-        pools = setup.pools,
-    )
+    sim.mayfly_config(&RunConfig {
+        controller: CONTROLLER,
+        repos: &setup.repos,
+        webhook_secret: setup.webhooks.then_some(HOOK_SECRET),
+        // A runner registers about 2 s after its create: ten times that before a machine is a
+        // zombie.
+        registration: "20s",
+        poll: setup.poll,
+        // While a repository's webhooks arrive it is polled three times as seldom: lost ones
+        // are still found, as the 30 %-dropped test proves.
+        poll_backstop: "6s",
+        workers: setup.workers,
+        pools: setup.pools,
+    })
 }
 
 fn strs(v: &Value) -> Vec<&str> {

@@ -211,3 +211,88 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// One x64 pool on one type in one location.
+pub const LINUX_POOL: &str = r#"
+[[pools]]
+name = "linux"
+provider = "hetzner"
+labels = ["self-hosted", "linux", "x64"]
+types = ["cx22"]
+locations = ["fsn1"]
+image = "x86:system:ubuntu-24.04"
+"#;
+
+/// What `mayfly run` is configured with against a simulator (see [`SimServe::mayfly_config`]).
+pub struct RunConfig<'a> {
+    pub controller: &'a str,
+    pub repos: &'a [String],
+    /// Set: jobs also arrive by webhook, signed with this secret.
+    pub webhook_secret: Option<&'a str>,
+    pub registration: &'a str,
+    pub poll: &'a str,
+    pub poll_backstop: &'a str,
+    pub workers: usize,
+    /// `[[pools]]` tables.
+    pub pools: &'a str,
+}
+
+impl SimServe {
+    /// A `mayfly run` configuration against this simulator: SQLite in `state/`, short
+    /// deadlines and intervals for runs of seconds, recycling off (one server runs one job).
+    pub fn mayfly_config(&self, c: &RunConfig) -> String {
+        let repos = c
+            .repos
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let secret = c
+            .webhook_secret
+            .map(|s| format!("webhook_secret = {s:?}"))
+            .unwrap_or_default();
+        format!(
+            r#"controller = "{controller}"
+state_dir = "state"
+workers = {workers}
+
+[github]
+token = "{GITHUB_TOKEN}"
+api_url = "{github}"
+repositories = [{repos}]
+poll = true
+{secret}
+
+[github.limits]
+# The simulator's write cap is raised; no need to space JIT configs by GitHub's advice.
+write_interval = "1ms"
+
+[providers.hetzner]
+kind = "hetzner"
+token = "{HETZNER_TOKEN}"
+endpoint = "{hetzner}"
+
+[deadlines]
+registration = "{registration}"
+idle = "{registration}"
+powered_off = "1s"
+
+[intervals]
+reconcile = "1s"
+poll = "{poll}"
+poll_backstop = "{poll_backstop}"
+
+[recycling]
+enabled = false
+{pools}"#,
+            controller = c.controller,
+            workers = c.workers,
+            github = self.github,
+            hetzner = self.hetzner,
+            registration = c.registration,
+            poll = c.poll,
+            poll_backstop = c.poll_backstop,
+            pools = c.pools,
+        )
+    }
+}
