@@ -9,23 +9,20 @@
 //! of the synthetic steady trace, default 3), `MAYFLY_BENCH_SPEED` (simulated seconds per real
 //! second for the cost runs, default 400), `MAYFLY_BENCH_ROUTES=1` (print calls by route).
 
-use mayfly::local::{self, Cadence, Controller, Setup};
+use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly::reconcile::Pace;
 use mayfly_core::{Arch, Deadlines, Pools};
+use mayfly_sim::SimConfig;
 use mayfly_sim::github::NewJob;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::trace::TraceJob;
-use mayfly_sim::{Sim, SimConfig};
-use mayfly_store::Store;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 const STEADY_HOUR: &str = include_str!("../../../examples/traces/steady-hour.csv");
-const GITHUB_TOKEN: &str = "bench-github-token";
 const LABELS: [&str; 3] = ["self-hosted", "linux", "x64"];
 
 /// The daemon's default intervals (`[intervals]` in the configuration).
@@ -53,32 +50,14 @@ fn pools(recycling: bool, deadlines: Deadlines) -> Pools {
     }
 }
 
-struct World {
-    sim: Arc<Sim>,
-    controller: Controller,
-    _dir: tempfile::TempDir,
-}
-
-async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> World {
-    let mut config = config;
-    config.github.tokens = vec![GITHUB_TOKEN.into()];
-    let hetzner_token = config.hetzner.token.clone();
-    let sim = Sim::start(config);
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let at = sim.listen(any, any).await.expect("the simulator listens");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path().join("mayfly.db").to_str().expect("utf-8"))
-        .await
-        .expect("open the store");
-    let controller = Controller::start(
-        &sim,
-        at,
-        store,
+/// The simulator and the controller in one process, webhooks on, the daemon's default poll
+/// backstop (a poll every 60 s, every 5 min while webhooks arrive).
+async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> Local {
+    Local::start(
+        config,
         Setup {
             pools,
             repos,
-            github_token: GITHUB_TOKEN.into(),
-            hetzner_token,
             webhook_secret: Some("bench-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
@@ -86,12 +65,7 @@ async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> World {
         },
     )
     .await
-    .expect("start the controller");
-    World {
-        sim,
-        controller,
-        _dir: dir,
-    }
+    .expect("start the simulator and the controller")
 }
 
 /// The value at rank `p` (0..=1) of sorted samples.
@@ -218,11 +192,10 @@ async fn latency(n: usize) {
         powered_off: Duration::from_secs(1),
         ..Deadlines::default()
     };
-    let World {
-        sim,
-        mut controller,
-        _dir,
-    } = world(config, pools(false, deadlines), vec!["acme/app".into()]).await;
+    // Held to the end of the run: it owns the temporary state directory.
+    let local = world(config, pools(false, deadlines), vec!["acme/app".into()]).await;
+    let sim = local.sim.clone();
+    let mut controller = local.controller;
     let marks = install_marks();
     let _ = marks.clock.set(sim.clock.clone());
     marks.on.store(true, Ordering::Relaxed);
@@ -468,11 +441,10 @@ async fn cost_run(case: Case, speed: f64) -> CostRun {
         speed,
         ..SimConfig::default()
     };
-    let World {
-        sim,
-        mut controller,
-        _dir,
-    } = world(config, pools(recycling, Deadlines::default()), repos).await;
+    // Held to the end of the run: it owns the temporary state directory.
+    let local = world(config, pools(recycling, Deadlines::default()), repos).await;
+    let sim = local.sim.clone();
+    let mut controller = local.controller;
     let started = Instant::now();
     let start_ms = sim.clock.now_ms();
     sim.replay(trace);

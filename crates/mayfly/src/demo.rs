@@ -3,13 +3,11 @@
 
 use anyhow::Context;
 use clap::Args;
-use mayfly::local::{self, Cadence, Controller, Setup};
+use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly::reconcile::Pace;
 use mayfly_core::{Arch, Limits, Pools};
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
-use mayfly_store::Store;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,7 +63,6 @@ async fn run(
         speed: args.speed,
         ..SimConfig::default()
     };
-    config.github.tokens = vec!["demo-github-token".into()];
     config.runners = RunnerConfig {
         boot_delay: Delay::Uniform {
             min_secs: 15.0,
@@ -73,30 +70,15 @@ async fn run(
         },
         ..RunnerConfig::default()
     };
-    let hetzner_token = config.hetzner.token.clone();
-    let sim = Sim::start(config);
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let at = sim
-        .listen(any, any)
-        .await
-        .context("cannot start the simulator")?;
-    let state = tempfile::tempdir().context("cannot make a temporary state directory")?;
-    let db = state.path().join("mayfly.db");
-    let store = Store::open(db.to_str().context("temporary path is not UTF-8")?)
-        .await
-        .context("cannot open the state store")?;
     let mut repos: Vec<String> = trace.iter().map(|j| j.repo.clone()).collect();
     repos.sort();
     repos.dedup();
-    let mut controller = Controller::start(
-        &sim,
-        at,
-        store,
+    // Held to the end: it owns the temporary state directory.
+    let local = Local::start(
+        config,
         Setup {
             pools: pools(args.recycling),
             repos,
-            github_token: "demo-github-token".into(),
-            hetzner_token,
             webhook_secret: Some("demo-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
@@ -104,6 +86,8 @@ async fn run(
         },
     )
     .await?;
+    let (sim, at) = (local.sim.clone(), local.at);
+    let mut controller = local.controller;
 
     let jobs = trace.len();
     println!(

@@ -4,6 +4,7 @@
 use crate::demand::{Demand, DemandReport, Wake};
 use crate::http::{Webhooks, router};
 use crate::reconcile::{Pace, PassError, PassReport, Reconciler, Runners};
+use anyhow::Context;
 use mayfly_core::{
     Arch, Clock, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
     Recycling, Secret,
@@ -14,9 +15,10 @@ use mayfly_forge::github::{
 use mayfly_provider::Provider;
 use mayfly_provider::bootstrap::BootstrapConfig;
 use mayfly_provider::hetzner::{Hetzner, HetznerConfig};
-use mayfly_sim::{Listening, Sim};
+use mayfly_sim::{Listening, Sim, SimConfig};
 use mayfly_store::Store;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +29,6 @@ pub const PROVIDER: &str = "hetzner";
 pub struct Setup {
     pub pools: Pools,
     pub repos: Vec<String>,
-    pub github_token: String,
-    pub hetzner_token: String,
     /// Receive webhooks (the simulator delivers them) as well as polling.
     pub webhook_secret: Option<String>,
     pub workers: usize,
@@ -46,13 +46,54 @@ pub struct Controller {
     pub clock: mayfly_sim::clock::Clock,
 }
 
+/// The GitHub token the simulator accepts from the in-process controller.
+const GITHUB_TOKEN: &str = "local-github-token";
+
+/// The simulator and the controller in one process, the state in a temporary directory that
+/// goes with it.
+pub struct Local {
+    pub sim: Arc<Sim>,
+    /// Where the fakes listen.
+    pub at: Listening,
+    pub controller: Controller,
+    _state: tempfile::TempDir,
+}
+
+impl Local {
+    /// Starts the simulator (on free loopback ports), a SQLite store in a temporary directory,
+    /// and the controller against both; call inside a tokio runtime.
+    pub async fn start(mut sim_config: SimConfig, setup: Setup) -> anyhow::Result<Local> {
+        sim_config.github.tokens = vec![GITHUB_TOKEN.into()];
+        let hetzner_token = sim_config.hetzner.token.clone();
+        let sim = Sim::start(sim_config);
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let at = sim
+            .listen(any, any)
+            .await
+            .context("cannot start the simulator")?;
+        let state = tempfile::tempdir().context("cannot make a temporary state directory")?;
+        let db = state.path().join("mayfly.db");
+        let store = Store::open(db.to_str().context("temporary path is not UTF-8")?)
+            .await
+            .context("cannot open the state store")?;
+        let controller = Controller::start(&sim, at, store, &hetzner_token, setup).await?;
+        Ok(Local {
+            sim,
+            at,
+            controller,
+            _state: state,
+        })
+    }
+}
+
 impl Controller {
     /// Builds the controller against `sim` listening at `at`; with a webhook secret, serves the
     /// receiver on a free port and registers it with the fake GitHub.
-    pub async fn start(
+    async fn start(
         sim: &Sim,
         at: Listening,
         store: Store,
+        hetzner_token: &str,
         setup: Setup,
     ) -> anyhow::Result<Controller> {
         let clock = sim.clock.clone();
@@ -61,7 +102,7 @@ impl Controller {
             &ClientConfig {
                 api_url: format!("http://{}", at.github),
                 auth: AuthConfig::Token {
-                    token: Secret::new(setup.github_token.clone()),
+                    token: Secret::new(GITHUB_TOKEN),
                 },
                 limits: LimitsConfig {
                     // The fake's write limit is the real one; no need to space writes further.
@@ -75,7 +116,7 @@ impl Controller {
             client: ClientConfig {
                 api_url: client.api_url().to_string(),
                 auth: AuthConfig::Token {
-                    token: Secret::new(setup.github_token.clone()),
+                    token: Secret::new(GITHUB_TOKEN),
                 },
                 limits: LimitsConfig::default(),
             },
@@ -88,7 +129,7 @@ impl Controller {
         let hetzner = Hetzner::new(
             &HetznerConfig {
                 endpoint: format!("http://{}/v1", at.hetzner),
-                ..HetznerConfig::new(Secret::new(setup.hetzner_token.clone()))
+                ..HetznerConfig::new(Secret::new(hetzner_token))
             },
             shared.clone(),
         )?;

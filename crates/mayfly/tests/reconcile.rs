@@ -2,15 +2,12 @@
 //! runners) on a sped-up clock: jobs get one server each, finished servers go, paid-for servers
 //! are reused, webhooks and polls both bring demand in.
 
-use mayfly::local::{self, Cadence, Controller, Setup};
+use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly::reconcile::Pace;
 use mayfly_core::{Arch, Pools};
 use mayfly_sim::github::NewJob;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
-use mayfly_store::Store;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 const SPEED: f64 = 50.0;
@@ -30,42 +27,27 @@ fn pools(recycling: bool) -> Pools {
     )
 }
 
-struct World {
-    sim: Arc<Sim>,
-    controller: Controller,
-    _dir: tempfile::TempDir,
-}
+/// The simulator and the controller in one process (`mayfly::local`).
+type World = Local;
 
 async fn world(recycling: bool, webhooks: bool) -> World {
     world_with(pools(recycling), webhooks).await
 }
 
 async fn world_with(pools: Pools, webhooks: bool) -> World {
-    let mut config = SimConfig {
+    let config = SimConfig {
         speed: SPEED,
+        runners: RunnerConfig {
+            boot_delay: Delay::Fixed { secs: 5.0 },
+            ..RunnerConfig::default()
+        },
         ..SimConfig::default()
     };
-    config.github.tokens = vec!["gh-token".into()];
-    config.runners = RunnerConfig {
-        boot_delay: Delay::Fixed { secs: 5.0 },
-        ..RunnerConfig::default()
-    };
-    let sim = Sim::start(config);
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let at = sim.listen(any, any).await.expect("listen");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let controller = Controller::start(
-        &sim,
-        at,
-        store,
+    Local::start(
+        config,
         Setup {
             pools,
             repos: vec![REPO.into()],
-            github_token: "gh-token".into(),
-            hetzner_token: mayfly_sim::hetzner::HetznerConfig::default().token,
             webhook_secret: webhooks.then(|| "hook-secret".to_string()),
             workers: 4,
             confirm_after: Duration::from_secs(600),
@@ -73,12 +55,7 @@ async fn world_with(pools: Pools, webhooks: bool) -> World {
         },
     )
     .await
-    .expect("controller");
-    World {
-        sim,
-        controller,
-        _dir: dir,
-    }
+    .expect("simulator and controller")
 }
 
 fn jobs(n: usize) -> Vec<NewJob> {

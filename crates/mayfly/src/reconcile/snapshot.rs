@@ -161,35 +161,17 @@ pub fn forget_unseen(memory: &mut Memory, snapshot: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mayfly_core::{
-        Deadlines, ForgeKind, JobKey, LabelRules, Labels, Limits, MachineSpec, Recycling,
-    };
+    use mayfly_core::{ForgeKind, JobKey, Labels};
 
     fn pools() -> Pools {
-        Pools {
-            controller: "mf".into(),
-            pools: vec![mayfly_core::Pool {
-                name: "p".into(),
-                provider: "hz".into(),
-                labels: Labels::new(["self-hosted", "linux"]),
-                spec: MachineSpec {
-                    types: vec!["cx22".into()],
-                    locations: vec!["fsn1".into()],
-                    image: mayfly_core::Image {
-                        arch: mayfly_core::Arch::X86,
-                        kind: mayfly_core::ImageKind::System,
-                        name: "ubuntu-24.04".into(),
-                    },
-                },
-                max: None,
-                standby: 0,
-            }],
-            limits: Limits::default(),
-            deadlines: Deadlines::default(),
-            labels: LabelRules::default(),
-            recycling: Recycling::default(),
-            runner_scope: Default::default(),
-        }
+        let pool = crate::local::pool(
+            "p",
+            &["self-hosted", "linux"],
+            &["cx22"],
+            &["fsn1"],
+            mayfly_core::Arch::X86,
+        );
+        crate::local::pools("mf", vec![pool], true)
     }
 
     fn listed(name: &str) -> Instance {
