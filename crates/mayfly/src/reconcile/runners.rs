@@ -1,7 +1,7 @@
 //! The forge side of a pass: which scope a runner registers in, the runner lists (asked
 //! conditionally, so an unchanged list is free), single-use credentials, deregistration.
 
-use mayfly_core::{JobKey, Labels, Secret};
+use mayfly_core::{JobKey, Labels};
 use mayfly_forge::github::{
     Client, Error, GithubConfig, Polled, RegisteredRunner, Registration, Repo, Scope,
 };
@@ -123,7 +123,7 @@ impl Runners {
                 let token = self.client.registration_token(scope).await?;
                 Ok(Credential::Token {
                     url: self.scope_url(scope),
-                    token: Secret::new(token.token.expose()),
+                    token: token.token,
                     name: name.to_string(),
                     labels: labels.iter().map(str::to_string).collect(),
                     group: match &self.config.runner_group {
