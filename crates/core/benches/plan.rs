@@ -129,6 +129,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
             job: None,
             run_id: None,
             billing: Some(Billing::hourly(0.006)),
+            address: None,
         });
     }
     (

@@ -64,6 +64,7 @@ pub fn apply(snap: &Snapshot, plan: &Plan, controller: &str, now: Time) -> Snaps
                 job: job.clone(),
                 run_id: *run_id,
                 billing: None,
+                address: None,
             }),
         }
     }

@@ -247,6 +247,10 @@ pub struct Instance {
     pub job: Option<JobKey>,
     pub run_id: Option<u64>,
     pub billing: Option<Billing>,
+    /// Where an operator reaches it (`mayfly ssh`): the public IPv4 address, else the first
+    /// address of its IPv6 network. Not the planner's concern.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -219,6 +219,7 @@ fn arb_world() -> impl Strategy<Value = (Pools, Snapshot)> {
                     job: made_for.map(|j| j.key.clone()),
                     run_id: made_for.and_then(|j| j.run_id),
                     billing: s.billed.then(|| Billing::hourly(0.006)),
+                    address: None,
                 });
             }
             for o in 0..orphans {

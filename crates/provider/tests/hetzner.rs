@@ -353,6 +353,8 @@ async fn listed_servers_map_every_field() {
     );
     assert_eq!(l.billing, Some(p.billing(&want).await.unwrap()));
     assert!(l.labels.is_empty() && l.job.is_none());
+    let ip: std::net::IpAddr = l.address.as_deref().expect("an address").parse().unwrap();
+    assert!(ip.is_ipv4(), "IPv4 first: {ip}");
 }
 
 #[tokio::test]

@@ -86,6 +86,7 @@ pub fn instance(name: &str, pool: &str, state: InstanceState, l: &[&str]) -> Ins
         job: None,
         run_id: None,
         billing: Some(Billing::hourly(0.006)),
+        address: None,
     }
 }
 

@@ -101,6 +101,7 @@ pub fn join(
                     job: intent.job,
                     run_id: intent.run_id,
                     billing: None,
+                    address: None,
                 })
             }
             // Gone at the provider: deleted by us, by hand, or never there.
@@ -188,6 +189,7 @@ mod tests {
             job: None,
             run_id: None,
             billing: None,
+            address: None,
         }
     }
 

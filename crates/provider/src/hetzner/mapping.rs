@@ -32,6 +32,37 @@ pub(crate) struct Server {
     /// `null` when the image was deleted after the server was made from it.
     #[serde(default)]
     pub image: Option<WireImage>,
+    #[serde(default)]
+    pub public_net: Option<PublicNet>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct PublicNet {
+    #[serde(default)]
+    pub ipv4: Option<Address>,
+    #[serde(default)]
+    pub ipv6: Option<Address>,
+}
+
+/// `ip` is an address for IPv4 and a network (`2001:db8::/64`) for IPv6.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Address {
+    pub ip: String,
+}
+
+impl PublicNet {
+    /// The public IPv4 address, else `::1` of the IPv6 network (the address Hetzner's images
+    /// configure on the server).
+    fn address(&self) -> Option<String> {
+        if let Some(v4) = &self.ipv4 {
+            return Some(v4.ip.clone());
+        }
+        let net = self.ipv6.as_ref()?.ip.split('/').next()?;
+        let net: std::net::Ipv6Addr = net.parse().ok()?;
+        let mut octets = net.octets();
+        octets[15] |= 1;
+        Some(std::net::Ipv6Addr::from(octets).to_string())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -261,6 +292,7 @@ impl Server {
             job: None,
             run_id: None,
             billing,
+            address: self.public_net.as_ref().and_then(PublicNet::address),
         })
     }
 }
@@ -363,6 +395,21 @@ pub(crate) fn scrub(text: String, secrets: &[&str]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_address_is_ipv4_else_the_first_of_the_ipv6_network() {
+        let net: PublicNet = serde_json::from_value(json!({
+            "ipv4": null, "ipv6": { "ip": "2001:db8:1f::/64" }
+        }))
+        .unwrap();
+        assert_eq!(net.address().as_deref(), Some("2001:db8:1f::1"));
+        let net: PublicNet = serde_json::from_value(json!({
+            "ipv4": { "ip": "198.51.100.7" }, "ipv6": { "ip": "2001:db8:1f::/64" }
+        }))
+        .unwrap();
+        assert_eq!(net.address().as_deref(), Some("198.51.100.7"));
+        assert_eq!(PublicNet::default().address(), None);
+    }
 
     #[test]
     fn every_status_has_a_state() {
