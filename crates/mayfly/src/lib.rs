@@ -9,3 +9,4 @@ pub mod local;
 pub mod progress;
 pub mod reconcile;
 pub mod ssh;
+pub mod view;

@@ -9,6 +9,7 @@ mod snapshot;
 pub use execute::{Ctx, Executed};
 pub use runners::Runners;
 
+use crate::view::View;
 use mayfly_core::{Action, Clock, Plan, Pools, Time};
 use mayfly_provider::Provider;
 use mayfly_provider::bootstrap::BootstrapConfig;
@@ -24,6 +25,8 @@ pub struct Reconciler {
     ctx: Arc<Ctx>,
     memory: Memory,
     workers: usize,
+    /// The last pass's view of the world, for the API, `mayfly status` and `/metrics`.
+    view: tokio::sync::watch::Sender<Option<Arc<View>>>,
 }
 
 /// What one pass saw and did.
@@ -116,7 +119,14 @@ impl Reconciler {
             }),
             memory: Memory::default(),
             workers,
+            view: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// Follows the view each pass publishes once it has read the world (`None` before the
+    /// first).
+    pub fn views(&self) -> tokio::sync::watch::Receiver<Option<Arc<View>>> {
+        self.view.subscribe()
     }
 
     pub fn pools(&self) -> &Pools {
@@ -236,6 +246,8 @@ impl Reconciler {
         };
         snapshot::forget_unseen(&mut self.memory, &snapshot);
         let plan = mayfly_core::plan(&snapshot, &ctx.pools, now);
+        let view = View::build(&ctx.pools, &snapshot, &plan, &provider_of, now);
+        self.view.send_replace(Some(Arc::new(view)));
         if !plan.actions.is_empty() {
             info!(
                 actions = plan.actions.len(),

@@ -1,0 +1,426 @@
+//! What the controller sees, for people and scripts: pools, jobs with their wait, instances with
+//! their cost so far, runners. Built from one pass's snapshot and plan; the API serves it,
+//! `mayfly status` prints it and `/metrics` renders its gauges.
+
+use mayfly_core::{Action, InstanceState, JobStatus, Plan, Pools, RunnerStatus, Snapshot, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Everything one pass saw, at `at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub controller: String,
+    /// When the pass read the world.
+    #[serde(with = "rfc3339")]
+    pub at: Time,
+    pub pools: Vec<PoolView>,
+    /// Jobs queued or in progress, oldest first.
+    pub jobs: Vec<JobView>,
+    /// Instances by name.
+    pub instances: Vec<InstanceView>,
+    /// Runners by name.
+    pub runners: Vec<RunnerView>,
+    pub cost: CostView,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolView {
+    pub name: String,
+    pub provider: String,
+    pub labels: Vec<String>,
+    pub max: Option<u32>,
+    pub standby: u32,
+    /// Instances of the pool, whatever their state.
+    pub instances: usize,
+    pub busy: usize,
+    pub idle: usize,
+    /// Jobs of the pool's labels waiting for a machine.
+    pub queued: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// `github:owner/repo#123`: the key `mayfly` uses in logs.
+    pub key: String,
+    pub forge: String,
+    /// `owner/repo` on GitHub.
+    pub scope: String,
+    pub id: u64,
+    pub run_id: Option<u64>,
+    pub attempt: u32,
+    pub status: JobStatus,
+    pub labels: Vec<String>,
+    #[serde(with = "rfc3339")]
+    pub queued_at: Time,
+    /// Seconds since it was queued.
+    pub age_seconds: u64,
+    /// The instance it runs on or is meant for.
+    pub instance: Option<String>,
+    /// Why nothing is being made for it (no pool, a limit); `None` when served.
+    pub waiting: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub name: String,
+    pub pool: String,
+    pub provider: String,
+    pub provider_id: Option<String>,
+    pub state: InstanceState,
+    #[serde(with = "rfc3339")]
+    pub created_at: Time,
+    pub age_seconds: u64,
+    pub machine_type: Option<String>,
+    pub location: Option<String>,
+    pub address: Option<String>,
+    /// The job it was made or last reused for.
+    pub job: Option<String>,
+    /// Its runner as the forge reports it: `idle`, `busy`, `offline`, or `none` (not registered).
+    pub runner: RunnerState,
+    pub price_per_hour: Option<f64>,
+    /// What it has cost since it was created, billing periods rounded up.
+    pub cost_so_far: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerState {
+    Idle,
+    Busy,
+    Offline,
+    None,
+}
+
+impl RunnerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerState::Idle => "idle",
+            RunnerState::Busy => "busy",
+            RunnerState::Offline => "offline",
+            RunnerState::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunnerView {
+    pub id: u64,
+    pub name: String,
+    pub state: RunnerState,
+    pub labels: Vec<String>,
+    /// Since when it has been in this state.
+    #[serde(with = "rfc3339")]
+    pub since: Time,
+    /// Whether one of this controller's instances carries it.
+    pub managed: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostView {
+    /// What the live instances cost per hour, in the providers' currency.
+    pub per_hour: f64,
+    /// What the live instances have cost since they were created.
+    pub so_far: f64,
+}
+
+impl View {
+    /// The view of `snapshot` at `now`, with the plan's assignments and waiting reasons.
+    /// `provider_of` maps instance names to provider names.
+    pub fn build(
+        pools: &Pools,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        provider_of: &HashMap<String, String>,
+        now: Time,
+    ) -> View {
+        let runner_of: HashMap<&str, RunnerState> = snapshot
+            .runners
+            .iter()
+            .map(|r| (r.name.as_str(), runner_state(r.status, r.busy)))
+            .collect();
+        let mut assigned: HashMap<String, String> = plan
+            .assignments
+            .iter()
+            .map(|a| (a.job.to_string(), a.instance.clone()))
+            .collect();
+        for a in &plan.actions {
+            if let Action::Create {
+                name,
+                job: Some(job),
+                ..
+            } = a
+            {
+                assigned.insert(job.to_string(), name.clone());
+            }
+        }
+        let waiting: HashMap<String, String> = plan
+            .waiting
+            .iter()
+            .map(|w| (w.job.to_string(), w.why.to_string()))
+            .collect();
+
+        let mut instances: Vec<InstanceView> = snapshot
+            .instances
+            .iter()
+            .map(|i| {
+                let lifetime = now.since(i.created_at);
+                InstanceView {
+                    name: i.name.clone(),
+                    pool: i.pool.clone(),
+                    provider: provider_of.get(&i.name).cloned().unwrap_or_default(),
+                    provider_id: i.provider_id.clone(),
+                    state: i.state,
+                    created_at: i.created_at,
+                    age_seconds: lifetime.as_secs(),
+                    machine_type: i.placement.as_ref().map(|p| p.machine_type.clone()),
+                    location: i.placement.as_ref().map(|p| p.location.clone()),
+                    address: i.address.clone(),
+                    job: i.job.as_ref().map(ToString::to_string),
+                    runner: runner_of
+                        .get(i.name.as_str())
+                        .copied()
+                        .unwrap_or(RunnerState::None),
+                    price_per_hour: i.billing.as_ref().map(|b| b.price_per_hour),
+                    // A pending intent has no machine yet: nothing is billed.
+                    cost_so_far: i
+                        .billing
+                        .as_ref()
+                        .filter(|_| i.state != InstanceState::Pending)
+                        .map(|b| b.cost(lifetime)),
+                }
+            })
+            .collect();
+        instances.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut jobs: Vec<JobView> = snapshot
+            .jobs
+            .iter()
+            .map(|j| {
+                let key = j.key.to_string();
+                JobView {
+                    forge: j.key.forge.as_str().to_string(),
+                    scope: j.key.scope.to_string(),
+                    id: j.key.id,
+                    run_id: j.run_id,
+                    attempt: j.attempt,
+                    status: j.status,
+                    labels: j.labels.iter().map(str::to_string).collect(),
+                    queued_at: j.queued_at,
+                    age_seconds: now.since(j.queued_at).as_secs(),
+                    instance: j.runner.clone().or_else(|| assigned.get(&key).cloned()),
+                    waiting: waiting.get(&key).cloned(),
+                    key,
+                }
+            })
+            .collect();
+        jobs.sort_by(|a, b| (a.queued_at, &a.key).cmp(&(b.queued_at, &b.key)));
+
+        let managed: std::collections::HashSet<&str> =
+            snapshot.instances.iter().map(|i| i.name.as_str()).collect();
+        let mut runners: Vec<RunnerView> = snapshot
+            .runners
+            .iter()
+            .map(|r| RunnerView {
+                id: r.id,
+                name: r.name.clone(),
+                state: runner_state(r.status, r.busy),
+                labels: r.labels.iter().map(str::to_string).collect(),
+                since: r.since,
+                managed: managed.contains(r.name.as_str()),
+            })
+            .collect();
+        runners.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let pools_view = pools
+            .pools
+            .iter()
+            .map(|p| {
+                let mine = instances.iter().filter(|i| i.pool == p.name);
+                let (mut count, mut busy, mut idle) = (0, 0, 0);
+                for i in mine {
+                    count += 1;
+                    busy += usize::from(i.runner == RunnerState::Busy);
+                    idle += usize::from(i.runner == RunnerState::Idle);
+                }
+                let queued = snapshot
+                    .jobs
+                    .iter()
+                    .filter(|j| j.status == JobStatus::Queued)
+                    .filter(|j| {
+                        pools
+                            .labels
+                            .requirements(&j.labels)
+                            .is_ok_and(|req| p.serves(&req))
+                    })
+                    .count();
+                PoolView {
+                    name: p.name.clone(),
+                    provider: p.provider.clone(),
+                    labels: p.labels.iter().map(str::to_string).collect(),
+                    max: p.max,
+                    standby: p.standby,
+                    instances: count,
+                    busy,
+                    idle,
+                    queued,
+                }
+            })
+            .collect();
+
+        let cost = instances.iter().fold(CostView::default(), |mut c, i| {
+            if i.state != InstanceState::Pending {
+                c.per_hour += i.price_per_hour.unwrap_or(0.0);
+                c.so_far += i.cost_so_far.unwrap_or(0.0);
+            }
+            c
+        });
+        View {
+            controller: pools.controller.clone(),
+            at: now,
+            pools: pools_view,
+            jobs,
+            instances,
+            runners,
+            cost,
+        }
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&InstanceView> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+fn runner_state(status: RunnerStatus, busy: bool) -> RunnerState {
+    match (status, busy) {
+        (_, true) => RunnerState::Busy,
+        (RunnerStatus::Online, false) => RunnerState::Idle,
+        (RunnerStatus::Offline, false) => RunnerState::Offline,
+    }
+}
+
+/// Times as RFC 3339 in UTC (`2026-12-01T15:04:05Z`): what people and scripts read.
+pub mod rfc3339 {
+    use mayfly_core::Time;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+        let ts =
+            jiff::Timestamp::from_millisecond(t.millis()).map_err(serde::ser::Error::custom)?;
+        s.collect_str(&ts)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        let text = String::deserialize(d)?;
+        let ts: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
+        Ok(Time::from_millis(ts.as_millisecond()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::{Arch, Billing, ForgeKind, Instance, Job, JobKey, Labels, Placement, Runner};
+
+    const LINUX: &[&str] = &["self-hosted", "linux", "x64"];
+
+    fn job(id: u64, at: i64) -> Job {
+        Job {
+            key: JobKey {
+                forge: ForgeKind::Github,
+                scope: "acme/app".into(),
+                id,
+            },
+            run_id: Some(id * 10),
+            attempt: 1,
+            labels: Labels::new(LINUX),
+            status: JobStatus::Queued,
+            queued_at: Time::from_secs(at),
+            instances_created: 0,
+            runner: None,
+        }
+    }
+
+    fn instance(name: &str, state: InstanceState) -> Instance {
+        Instance {
+            name: name.into(),
+            provider_id: Some(format!("id-{name}")),
+            controller: Some("mf".into()),
+            pool: "linux".into(),
+            state,
+            created_at: Time::from_secs(1000),
+            state_since: Time::from_secs(1000),
+            labels: Labels::new(LINUX),
+            placement: Some(Placement {
+                machine_type: "cx22".into(),
+                location: "fsn1".into(),
+                image: "x86:system:ubuntu-24.04".parse().unwrap(),
+            }),
+            job: None,
+            run_id: None,
+            billing: Some(Billing::hourly(0.01)),
+            address: Some("198.51.100.7".into()),
+        }
+    }
+
+    #[test]
+    fn the_view_joins_jobs_instances_runners_and_their_cost() {
+        let pool = crate::local::pool("linux", LINUX, &["cx22"], &["fsn1"], Arch::X86);
+        let mut pools = crate::local::pools("mf", vec![pool], true);
+        pools.pools[0].max = Some(1);
+        let snapshot = Snapshot {
+            jobs: vec![job(2, 1900), job(1, 1800)],
+            instances: vec![
+                instance("mf-b", InstanceState::Running),
+                instance("mf-a", InstanceState::Running),
+            ],
+            runners: vec![Runner {
+                id: 5,
+                name: "mf-a".into(),
+                status: RunnerStatus::Online,
+                busy: true,
+                labels: Labels::new(LINUX),
+                since: Time::from_secs(1500),
+            }],
+        };
+        let now = Time::from_secs(2000);
+        let plan = mayfly_core::plan(&snapshot, &pools, now);
+        let provider_of = [("mf-a", "hz"), ("mf-b", "hz")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .into();
+        let view = View::build(&pools, &snapshot, &plan, &provider_of, now);
+
+        assert_eq!(view.jobs[0].key, "github:acme/app#1", "oldest first");
+        assert_eq!(view.jobs[0].age_seconds, 200);
+        let names: Vec<_> = view.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["mf-a", "mf-b"]);
+        let a = view.instance("mf-a").unwrap();
+        assert_eq!((a.runner, a.provider.as_str()), (RunnerState::Busy, "hz"));
+        assert_eq!(view.instance("mf-b").unwrap().runner, RunnerState::None);
+        assert_eq!(a.cost_so_far, Some(0.01), "one hour started");
+        assert!((view.cost.per_hour - 0.02).abs() < 1e-9);
+        assert!(view.runners[0].managed);
+        assert_eq!(view.pools[0].instances, 2);
+        assert_eq!((view.pools[0].busy, view.pools[0].queued), (1, 2));
+        // Both jobs are covered (the busy runner's job is unnamed; mf-b is booting) or wait
+        // at the pool's max: either way each says which.
+        for j in &view.jobs {
+            assert!(j.instance.is_some() != j.waiting.is_some(), "{j:?}");
+        }
+    }
+
+    #[test]
+    fn times_read_as_rfc3339() {
+        let pools = crate::local::pools("mf", vec![], true);
+        let view = View::build(
+            &pools,
+            &Snapshot::default(),
+            &mayfly_core::plan(&Snapshot::default(), &pools, Time::from_secs(0)),
+            &HashMap::new(),
+            Time::from_secs(1_764_601_445),
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["at"], "2025-12-01T15:04:05Z");
+        let back: View = serde_json::from_value(json).unwrap();
+        assert_eq!(back, view);
+    }
+}
