@@ -145,7 +145,12 @@ pub fn server_config(config: &Config) -> anyhow::Result<(String, Vec<(String, Se
         vars.push(("MAYFLY_STATE_URL".into(), Secret::new(state.expose())));
         refs.push((vec!["state".into()], "MAYFLY_STATE_URL".into()));
     }
-    if let Some(t) = config.github.token.as_ref().filter(|t| !t.is_empty()) {
+    if config.github.app.is_some() {
+        // The App wins over a token: the server gets no credential it does not use.
+        if let Some(toml::Value::Table(gh)) = table.get_mut("github") {
+            gh.remove("token");
+        }
+    } else if let Some(t) = config.github.token.as_ref().filter(|t| !t.is_empty()) {
         vars.push(("GITHUB_TOKEN".into(), t.clone()));
         refs.push((path(&["github", "token"]), "GITHUB_TOKEN".into()));
     }

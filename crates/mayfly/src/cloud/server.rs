@@ -73,11 +73,11 @@ pub async fn status(cloud: &Cloud<'_>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(3))
 }
 
-/// How long ago `created` (RFC 3339) was.
+/// How long ago `created` (RFC 3339) was; zero when the clocks disagree and it looks ahead.
 fn age(created: &str) -> Option<Duration> {
     let t: jiff::Timestamp = created.parse().ok()?;
     let since = jiff::Timestamp::now().duration_since(t);
-    Duration::try_from(since).ok()
+    Some(Duration::try_from(since).unwrap_or(Duration::ZERO))
 }
 
 /// Started hours and what they cost: Hetzner bills each started hour, at most the monthly price.
@@ -112,8 +112,8 @@ pub async fn delete(cloud: &Cloud<'_>, yes: bool) -> anyhow::Result<ExitCode> {
     println!("deleted server `{}` (id {})", s.name, s.id);
     println!(
         "note: the runner machines this controller made are not deleted (they carry the label \
-         mayfly-controller=<its controller id>, not {}); remove them with `mayfly -c CONFIG delete --all`, \
-         or in the Hetzner console",
+         mayfly-controller=<its controller id>, not {}); remove them with `mayfly delete --all` \
+         and the same configuration, or in the Hetzner console",
         hetzner::DEPLOY_LABEL
     );
     Ok(ExitCode::SUCCESS)
@@ -140,5 +140,6 @@ mod tests {
         assert_eq!(human(Duration::from_secs(2 * 86_400 + 3600)), "2d 1h");
         assert!(age("2020-01-01T00:00:00+00:00").unwrap() > Duration::from_secs(86_400));
         assert_eq!(age("yesterday"), None);
+        assert_eq!(age("2999-01-01T00:00:00Z"), Some(Duration::ZERO));
     }
 }

@@ -59,7 +59,7 @@ impl Unit {
             u.push('\n');
         };
         line(&format!(
-            "# Written by `mayfly service install`. Secrets are in {env_file} (mode 0600), never here."
+            "# Written by mayfly. Secrets are in {env_file} (mode 0600), never here."
         ));
         line("[Unit]");
         line("Description=mayfly: autoscaled single-use CI runners");
