@@ -15,6 +15,8 @@ pub const APP_KEY: &str = "/etc/mayfly/github-app.pem";
 pub const UNIT: &str = "/etc/systemd/system/mayfly.service";
 pub const SERVICE: &str = "mayfly.service";
 pub const STATE_DIR: &str = "/var/lib/mayfly";
+/// The shortest secret [`Bundle::redact`] looks for.
+const GUARD_MIN: usize = 6;
 
 /// One file on the server.
 pub struct ServerFile {
@@ -83,10 +85,15 @@ impl Bundle {
     }
 
     /// `text` with every secret of the bundle replaced by `<redacted>`: a last guard for
-    /// whatever is printed.
+    /// whatever is printed, which is built without secrets in the first place. Values shorter
+    /// than `GUARD_MIN` are left alone: replacing every `y` would garble the whole text.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
+        for s in self
+            .secrets
+            .iter()
+            .filter(|s| s.expose().trim().len() >= GUARD_MIN)
+        {
             out = out.replace(s.expose().trim(), REDACTED);
         }
         out
