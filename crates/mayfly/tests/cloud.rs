@@ -643,5 +643,13 @@ fn bad_input_is_refused_before_anything_is_created() {
         "{err}"
     );
 
+    // A token of another project (or none that works): Hetzner's own words.
+    let (code, _, err) = run(w
+        .mayfly()
+        .env("HETZNER_TOKEN", "not-the-project-token")
+        .args(["cloud", "status", "--name", "ci"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("Hetzner answered 401 unauthorized"), "{err}");
+
     assert!(w.fake.servers().is_empty(), "nothing was created");
 }

@@ -2,10 +2,11 @@
 //! configuration, the user data's size, the type and location), then one server, then its boot.
 
 use super::bundle::Bundle;
-use super::hetzner::{ApiError, NewServer};
+use super::hetzner::{Api, ApiError, NewServer, Server};
 use super::{Cloud, cloud_init, scripts};
 use anyhow::Context;
 use clap::Args;
+use mayfly_core::Secret;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -71,19 +72,9 @@ pub async fn deploy(cloud: &Cloud<'_>, args: DeployArgs) -> anyhow::Result<ExitC
 
     let api = cloud.api(Some(&config))?;
     let progress = mayfly::progress::spinner("checking the Hetzner project");
-    if let Some(s) = api.deployed(name).await?.first() {
-        progress.finish_and_clear();
-        anyhow::bail!(
-            "server `{}` (id {}) is deployed as `{name}` already; `mayfly cloud install` pushes \
-             the configuration again, `mayfly cloud upgrade` a new binary, `mayfly cloud delete` \
-             removes it",
-            s.name,
-            s.id
-        );
-    }
-    let price = check_placement(&api, &args.server_type, &args.location).await;
+    let checked = preflight(&api, name, &args).await;
     progress.finish_and_clear();
-    let (hourly, _) = price?;
+    let hourly = checked?;
     let question = format!(
         "create server `{name}` ({} in {}, {}) at €{hourly:.4} an hour, billed until it is deleted?",
         args.server_type, args.location, args.image
@@ -92,58 +83,10 @@ pub async fn deploy(cloud: &Cloud<'_>, args: DeployArgs) -> anyhow::Result<ExitC
         println!("nothing created");
         return Ok(ExitCode::FAILURE);
     }
-
     let progress = mayfly::progress::spinner("uploading SSH keys");
-    let mut key_ids = Vec::new();
-    for (path, key) in &keys {
-        let label = format!("mayfly-{name}-{}", key_ids.len() + 1);
-        let id = api
-            .ssh_key(key, &label)
-            .await
-            .with_context(|| format!("cannot add the SSH key {}", path.display()))?;
-        key_ids.push(id);
-    }
-    progress.set_message(format!("creating server {name}"));
-    let created = api
-        .create(&NewServer {
-            name,
-            server_type: &args.server_type,
-            location: &args.location,
-            image: &args.image,
-            ssh_keys: &key_ids,
-            user_data: &init.user_data,
-        })
-        .await
-        .map_err(|e| explain_create(e, &args));
-    let created = match created {
-        Ok(s) => s,
-        Err(e) => {
-            progress.finish_and_clear();
-            return Err(e);
-        }
-    };
-    progress.set_message(format!(
-        "waiting for server {name} (id {}) to boot",
-        created.id
-    ));
-    let deadline = Instant::now() + cloud.timeout;
-    let server = loop {
-        let s = api.server(created.id).await?;
-        if s.status == "running" {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            progress.finish_and_clear();
-            anyhow::bail!(
-                "server {name} (id {}) is still `{}` after {:?}; see `mayfly cloud status --name {name}`",
-                s.id,
-                s.status,
-                cloud.timeout
-            );
-        }
-        tokio::time::sleep(BOOT_POLL).await;
-    };
+    let server = create(cloud, &api, &args, &keys, &init.user_data, &progress).await;
     progress.finish_and_clear();
+    let server = server?;
 
     let address = server
         .address()
@@ -165,6 +108,75 @@ pub async fn deploy(cloud: &Cloud<'_>, args: DeployArgs) -> anyhow::Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Nothing is deployed under the name yet, and the type is offered in the location: its gross
+/// hourly price there.
+async fn preflight(api: &Api, name: &str, args: &DeployArgs) -> anyhow::Result<f64> {
+    if let Some(s) = api.deployed(name).await?.first() {
+        anyhow::bail!(
+            "server `{}` (id {}) is deployed as `{name}` already; `mayfly cloud install` pushes \
+             the configuration again, `mayfly cloud upgrade` a new binary, `mayfly cloud delete` \
+             removes it",
+            s.name,
+            s.id
+        );
+    }
+    let (hourly, _) = check_placement(api, &args.server_type, &args.location).await?;
+    Ok(hourly)
+}
+
+/// Uploads the SSH keys the project lacks, creates the server and waits until it runs.
+async fn create(
+    cloud: &Cloud<'_>,
+    api: &Api,
+    args: &DeployArgs,
+    keys: &[(PathBuf, String)],
+    user_data: &Secret,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Server> {
+    let name = cloud.name.as_str();
+    let mut key_ids = Vec::new();
+    for (path, key) in keys {
+        let label = format!("mayfly-{name}-{}", key_ids.len() + 1);
+        let id = api
+            .ssh_key(key, &label)
+            .await
+            .with_context(|| format!("cannot add the SSH key {}", path.display()))?;
+        key_ids.push(id);
+    }
+    progress.set_message(format!("creating server {name}"));
+    let created = api
+        .create(&NewServer {
+            name,
+            server_type: &args.server_type,
+            location: &args.location,
+            image: &args.image,
+            ssh_keys: &key_ids,
+            user_data,
+        })
+        .await
+        .map_err(|e| explain_create(e, args))?;
+    progress.set_message(format!(
+        "waiting for server {name} (id {}) to boot",
+        created.id
+    ));
+    let deadline = Instant::now() + cloud.timeout;
+    loop {
+        let s = api.server(created.id).await?;
+        if s.status == "running" {
+            return Ok(s);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "server {name} (id {}) is still `{}` after {:?}; see `mayfly cloud status --name {name}`",
+                s.id,
+                s.status,
+                cloud.timeout
+            );
+        }
+        tokio::time::sleep(BOOT_POLL).await;
+    }
 }
 
 /// The named public keys, or the user's default one; each checked to be an OpenSSH public key.
@@ -202,7 +214,7 @@ fn ssh_keys(named: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
 
 /// The type exists and is offered in the location: its gross prices there.
 async fn check_placement(
-    api: &super::hetzner::Api,
+    api: &Api,
     server_type: &str,
     location: &str,
 ) -> anyhow::Result<(f64, f64)> {
