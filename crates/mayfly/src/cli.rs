@@ -73,6 +73,10 @@ pub enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run `mayfly run` as a systemd service on this machine: install, start, stop, status, logs
+    Service(crate::service::ServiceArgs),
+    /// Run the controller on a Hetzner server of its own: deploy, status, logs, upgrade, delete
+    Cloud(crate::cloud::CloudArgs),
     /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),

@@ -2,10 +2,12 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 
 mod cli;
+mod cloud;
 mod config;
 mod daemon;
 mod demo;
 mod logging;
+mod service;
 mod sim_cmd;
 
 use anyhow::Context;
@@ -56,6 +58,8 @@ fn main() -> ExitCode {
             Ok((config, file)) => finish(check(&config, file.as_deref())),
             Err(code) => code,
         },
+        Command::Service(args) => service::run(args, cli.config.as_deref(), &overrides),
+        Command::Cloud(args) => cloud::run(args, cli.config.as_deref(), &overrides),
         Command::Run => match load() {
             Ok((config, _)) => finish(run(config)),
             Err(code) => code,

@@ -65,9 +65,43 @@ pub fn interpolate<'s>(s: &'s str, env: &Env) -> Result<Cow<'s, str>, Interpolat
     Ok(Cow::Owned(out))
 }
 
+/// The names of the variables `s` refers to, in order, without those escaped with `$${`.
+/// Malformed references are left out: interpolating reports them.
+pub fn references(s: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let escaped = rest[..i].ends_with('$');
+        let after = &rest[i + 2..];
+        if escaped {
+            rest = after;
+            continue;
+        }
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names.retain(|n| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_the_names_interpolation_reads() {
+        assert_eq!(
+            references("a ${ONE} $${TWO} ${THREE}-${1x} ${UNCLOSED"),
+            ["ONE", "THREE"]
+        );
+        assert!(references("plain $TOKEN").is_empty());
+    }
 
     fn env() -> Env {
         Env::from_pairs([("TOKEN", "abc"), ("EMPTY", "")])

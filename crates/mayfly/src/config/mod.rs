@@ -15,7 +15,8 @@ mod tests;
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
 pub use schema::{Config, PoolConfig};
-pub use values::LogFormat;
+pub use source::referenced_variables;
+pub use values::{HumanDuration, LogFormat};
 
 use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools, Secret};
 use std::collections::BTreeMap;
@@ -35,6 +36,17 @@ impl Env {
         Env(std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect())
+    }
+
+    /// The same environment with `name` set to `value`.
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// Every variable, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     #[cfg(test)]

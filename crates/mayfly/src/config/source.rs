@@ -2,7 +2,7 @@
 //! deserialized with key paths. Errors point at file:line:col and never repeat a value.
 
 use super::error::{ConfigError, Origin, Problem, did_you_mean};
-use super::interpolate::{InterpolationError, interpolate};
+use super::interpolate::{InterpolationError, interpolate, references};
 use super::{Config, Env};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -94,6 +94,26 @@ pub fn parse(path: &Path, text: &str, env: &Env) -> Result<(Config, FileSpans), 
             readable(&key, e.inner().message()).at(origin)
         })?;
     Ok((config, spans))
+}
+
+/// The environment variables that string values of `text` refer to with `${NAME}`: what a
+/// process reading the same file elsewhere (a systemd service, a cloud server) must be given.
+pub fn referenced_variables(text: &str) -> std::collections::BTreeSet<String> {
+    fn walk(v: &DeValue<'_>, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            DeValue::String(s) => out.extend(references(s).into_iter().map(str::to_string)),
+            DeValue::Table(t) => t.iter().for_each(|(_, v)| walk(v.get_ref(), out)),
+            DeValue::Array(items) => items.iter().for_each(|v| walk(v.get_ref(), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(root) = DeTable::parse(text) {
+        root.get_ref()
+            .iter()
+            .for_each(|(_, v)| walk(v.get_ref(), &mut out));
+    }
+    out
 }
 
 fn join(prefix: &str, key: &str) -> String {
