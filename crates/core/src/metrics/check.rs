@@ -25,6 +25,23 @@ pub fn check(text: &str, names: &[&str]) -> Result<(), Vec<String>> {
     finish(&families, names, problems)
 }
 
+/// The sum of the samples named `sample` (`mayfly_jobs`, `mayfly_job_queue_wait_seconds_count`)
+/// whose labels include every pair of `matching`; 0 when there is none. For tests that compare
+/// what was exported with what happened.
+pub fn sum(text: &str, sample: &str, matching: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(sample) && !l.starts_with('#'))
+        .filter_map(|l| self::sample(l).ok())
+        .filter(|s| s.name == sample)
+        .filter(|s| {
+            matching
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).is_some_and(|have| have == v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
 fn finish(
     families: &BTreeMap<String, Family>,
     names: &[&str],
@@ -57,6 +74,7 @@ struct Sample {
     /// The sample's own name: a histogram's has its `_bucket`, `_sum` or `_count` suffix.
     name: String,
     labels: BTreeMap<String, String>,
+    value: f64,
 }
 
 /// The families of `text` by name, and the lines that could not be read.
@@ -136,12 +154,13 @@ fn sample(line: &str) -> Result<Sample, String> {
         rest = after;
     }
     let value = rest.split_whitespace().next().ok_or("no value")?;
-    value
+    let value = value
         .parse::<f64>()
         .map_err(|_| format!("`{value}` is not a number"))?;
     Ok(Sample {
         name: name.to_string(),
         labels,
+        value,
     })
 }
 
@@ -443,6 +462,19 @@ mod tests {
                 "mayfly_surprise: not in the contract".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn sums_add_the_matching_samples() {
+        let text = "# TYPE mayfly_instances gauge\n\
+                    mayfly_instances{pool=\"a\",state=\"running\"} 2\n\
+                    mayfly_instances{pool=\"b\",state=\"running\"} 3\n\
+                    mayfly_instances{pool=\"b\",state=\"off\"} 1\n\
+                    mayfly_instances_other 7\n";
+        assert_eq!(sum(text, "mayfly_instances", &[]), 6.0);
+        assert_eq!(sum(text, "mayfly_instances", &[("pool", "b")]), 4.0);
+        assert_eq!(sum(text, "mayfly_instances", &[("state", "running")]), 5.0);
+        assert_eq!(sum(text, "mayfly_instances", &[("pool", "c")]), 0.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 mod check;
 mod contract;
 
-pub use check::{check, check_contract};
+pub use check::{check, check_contract, sum};
 pub use contract::{CONTRACT, Kind, Label, Metric, Values, markdown, metric};
 
 /// Every call a forge or provider sends, by API and outcome (`api`, `outcome`).
