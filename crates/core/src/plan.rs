@@ -1334,7 +1334,10 @@ mod tests {
                 idle: d,
                 deadline: d,
             },
-            Reason::PoweredOffDeadline { off: d, deadline: d },
+            Reason::PoweredOffDeadline {
+                off: d,
+                deadline: d,
+            },
             Reason::PaidTimeUsedUp {
                 paid_until: Time::from_secs(1),
             },

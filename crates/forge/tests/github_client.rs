@@ -187,7 +187,10 @@ async fn calls_are_reported_under_the_metric_contract() {
     ));
     assert!(matches!(c.runners(&scope).await, Ok(Polled::Changed(_))));
     assert!(matches!(c.runners(&scope).await, Ok(Polled::Unchanged)));
-    assert_eq!(c.runner(&scope, 999_999).await.unwrap_err(), Error::NotFound);
+    assert_eq!(
+        c.runner(&scope, 999_999).await.unwrap_err(),
+        Error::NotFound
+    );
 
     let text = recorder.handle().render();
     let families = [

@@ -74,7 +74,11 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
         pools: LINUX_POOL,
     });
     // A pass at least every 2 s, so the world's gauges follow the simulator closely.
-    let text = text.replacen("reconcile = \"1s\"", "reconcile = \"1s\"\nresync = \"2s\"", 1);
+    let text = text.replacen(
+        "reconcile = \"1s\"",
+        "reconcile = \"1s\"\nresync = \"2s\"",
+        1,
+    );
     assert!(text.contains("resync"));
     std::fs::write(&config, text).expect("write the config");
     let mut daemon = Daemon::start(dir.path(), &config, &[]);
@@ -92,22 +96,34 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
     // While they run, a pass sees every server: the gauge counts what the cloud has.
     let servers = existing_servers(&sim);
     assert_eq!(servers, JOBS);
-    scrape_until(addr, "6 running instances and jobs", Duration::from_secs(10), |t| {
-        sum(t, "mayfly_instances", &[("state", "running")]) == servers as f64
-            && sum(t, "mayfly_jobs", &[("state", "in_progress")]) == JOBS as f64
-            && sum(t, "mayfly_runners", &[("state", "busy"), ("managed", "true")]) == JOBS as f64
-            && sum(t, "mayfly_cost_per_hour", &[]) > 0.0
-    });
+    scrape_until(
+        addr,
+        "6 running instances and jobs",
+        Duration::from_secs(10),
+        |t| {
+            sum(t, "mayfly_instances", &[("state", "running")]) == servers as f64
+                && sum(t, "mayfly_jobs", &[("state", "in_progress")]) == JOBS as f64
+                && sum(
+                    t,
+                    "mayfly_runners",
+                    &[("state", "busy"), ("managed", "true")],
+                ) == JOBS as f64
+                && sum(t, "mayfly_cost_per_hour", &[]) > 0.0
+        },
+    );
 
     wait_for(&sim, "every job done", Duration::from_secs(60), |sim| {
         sim.jobs().iter().all(|j| j["status"] == "completed")
     });
     wait_for(&sim, "no server left", Duration::from_secs(30), |sim| {
-        existing_servers(&sim) == 0
+        existing_servers(sim) == 0
     });
-    scrape_until(addr, "the instances gauge at 0", Duration::from_secs(20), |t| {
-        sum(t, "mayfly_instances", &[]) == 0.0 && sum(t, "mayfly_jobs", &[]) == 0.0
-    });
+    scrape_until(
+        addr,
+        "the instances gauge at 0",
+        Duration::from_secs(20),
+        |t| sum(t, "mayfly_instances", &[]) == 0.0 && sum(t, "mayfly_jobs", &[]) == 0.0,
+    );
 
     let before = sim.stats();
     let text = scrape(addr);
@@ -127,7 +143,10 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
     let ok = [("outcome", "ok")];
     assert_eq!(at("mayfly_instance_creates_total", &ok), bill as f64);
     assert_eq!(at("mayfly_instance_deletes_total", &ok), bill as f64);
-    assert_eq!(at("mayfly_instance_creates_total", &[("pool", "linux")]), bill as f64);
+    assert_eq!(
+        at("mayfly_instance_creates_total", &[("pool", "linux")]),
+        bill as f64
+    );
     assert_eq!(at("mayfly_cost_per_hour", &[]), 0.0, "nothing lives");
 
     // Every job started once; GitHub's timestamps have whole seconds.
@@ -160,10 +179,16 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
         assert!(budget > 0.0, "{api}: the rate-limit budget is reported");
     }
     assert!(at("mayfly_webhook_deliveries_total", &[("outcome", "stored")]) >= JOBS as f64);
-    assert_eq!(at("mayfly_reconcile_passes_total", &[("outcome", "failed")]), 0.0);
+    assert_eq!(
+        at("mayfly_reconcile_passes_total", &[("outcome", "failed")]),
+        0.0
+    );
     assert!(at("mayfly_reconcile_passes_total", &ok) > 0.0);
     assert_eq!(
-        at("mayfly_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        at(
+            "mayfly_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         1.0
     );
     for secret in [GITHUB_TOKEN, HETZNER_TOKEN, HOOK_SECRET] {
@@ -173,7 +198,9 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
 }
 
 fn repo_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 /// docs/metrics.md holds the contract's table as generated from it: a renamed or added
@@ -283,6 +310,10 @@ fn expressions_are_read_for_metric_names() {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["mayfly_job_queue_wait_seconds", "mayfly_jobs", "mayfly_not_a_metric_count"]
+        [
+            "mayfly_job_queue_wait_seconds",
+            "mayfly_jobs",
+            "mayfly_not_a_metric_count"
+        ]
     );
 }

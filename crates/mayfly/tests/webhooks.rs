@@ -293,7 +293,10 @@ async fn deliveries_are_counted_by_outcome_and_a_start_measures_the_wait() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = h.signed("workflow_job", "d-4", b"{".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(h.signed("workflow_job", "d-5", started.clone()).await.0, accepted);
+    assert_eq!(
+        h.signed("workflow_job", "d-5", started.clone()).await.0,
+        accepted
+    );
     assert_eq!(h.signed("workflow_job", "d-6", started).await.0, accepted);
     assert_eq!(h.job_status().await, Some(JobStatus::InProgress));
 
@@ -321,7 +324,10 @@ async fn deliveries_are_counted_by_outcome_and_a_start_measures_the_wait() {
     assert_eq!((wait("count"), wait("sum")), (1.0, 42.0), "{text}");
     let checked = mayfly_core::metrics::check(
         &text,
-        &["mayfly_webhook_deliveries_total", "mayfly_job_queue_wait_seconds"],
+        &[
+            "mayfly_webhook_deliveries_total",
+            "mayfly_job_queue_wait_seconds",
+        ],
     );
     assert_eq!(checked, Ok(()));
     assert!(!text.contains(SECRET));

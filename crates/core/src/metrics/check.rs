@@ -164,8 +164,11 @@ fn sample(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// Label names and values in the order written.
+type Pairs = Vec<(String, String)>;
+
 /// The labels up to the closing brace, and what follows it.
-fn label_set(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn label_set(mut s: &str) -> Result<(Pairs, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',']);
@@ -205,7 +208,9 @@ fn check_metric(m: &Metric, family: Option<&Family>, problems: &mut BTreeSet<Str
     let want = m.kind.as_str();
     match family.kind.as_deref() {
         None => {
-            problems.insert(format!("{name}: no `# TYPE` line (the contract says {want})"));
+            problems.insert(format!(
+                "{name}: no `# TYPE` line (the contract says {want})"
+            ));
         }
         Some(kind) if kind != want => {
             problems.insert(format!("{name}: type is {kind}, the contract says {want}"));
@@ -264,50 +269,57 @@ fn check_metric(m: &Metric, family: Option<&Family>, problems: &mut BTreeSet<Str
     }
 }
 
+/// What one label set of a histogram has: its bucket bounds, a `_sum`, a `_count`.
+#[derive(Default)]
+struct Series {
+    buckets: BTreeSet<String>,
+    sum: bool,
+    count: bool,
+}
+
 /// Every label set of a histogram has its `_count`, `_sum` and exactly the contract's buckets.
 fn check_histogram(m: &Metric, family: &Family, problems: &mut BTreeSet<String>) {
     let name = m.name;
-    let mut series: BTreeMap<Vec<(&str, &str)>, (BTreeSet<String>, bool, bool)> = BTreeMap::new();
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
     for s in &family.samples {
-        let key: Vec<(&str, &str)> = s
+        let labels: Vec<String> = s
             .labels
             .iter()
             .filter(|(k, _)| *k != "le")
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| format!("{k}=\"{v}\""))
             .collect();
-        let entry = series.entry(key).or_default();
+        let at = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        let entry = series.entry(at).or_default();
         match s.name.strip_prefix(name) {
             Some("_bucket") => {
                 if let Some(le) = s.labels.get("le") {
-                    entry.0.insert(bound(le));
+                    entry.buckets.insert(bound(le));
                 }
             }
-            Some("_sum") => entry.1 = true,
-            Some("_count") => entry.2 = true,
+            Some("_sum") => entry.sum = true,
+            Some("_count") => entry.count = true,
             _ => {}
         }
     }
     let mut want: BTreeSet<String> = m.buckets.iter().map(|b| bound(&b.to_string())).collect();
     want.insert("+Inf".into());
-    for (labels, (buckets, sum, count)) in series {
-        let at = if labels.is_empty() {
-            String::new()
-        } else {
-            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            format!("{{{}}}", l.join(","))
-        };
-        if !count {
+    for (at, s) in series {
+        if !s.count {
             problems.insert(format!("{name}{at}: no `_count` sample"));
         }
-        if !sum {
+        if !s.sum {
             problems.insert(format!("{name}{at}: no `_sum` sample"));
         }
-        if buckets != want {
-            let missing: Vec<&str> = want.difference(&buckets).map(String::as_str).collect();
-            let extra: Vec<&str> = buckets.difference(&want).map(String::as_str).collect();
+        if s.buckets != want {
+            let missing: Vec<&str> = want.difference(&s.buckets).map(String::as_str).collect();
+            let extra: Vec<&str> = s.buckets.difference(&want).map(String::as_str).collect();
             problems.insert(format!(
-                "{name}{at}: buckets differ from the contract (missing le {:?}, unexpected le {:?})",
-                missing, extra
+                "{name}{at}: buckets differ from the contract (missing le {missing:?}, \
+                 unexpected le {extra:?})"
             ));
         }
     }
@@ -389,10 +401,7 @@ mod tests {
 
     #[test]
     fn a_wrong_type_is_named() {
-        let text = complete().replace(
-            "# TYPE mayfly_jobs gauge",
-            "# TYPE mayfly_jobs counter",
-        );
+        let text = complete().replace("# TYPE mayfly_jobs gauge", "# TYPE mayfly_jobs counter");
         assert_eq!(
             problems(&text),
             ["mayfly_jobs: type is counter, the contract says gauge"]
@@ -401,11 +410,10 @@ mod tests {
 
     #[test]
     fn missing_extra_and_unknown_label_values_are_named() {
-        let text = complete()
-            .replace(
-                "mayfly_instances{pool=\"linux\",state=\"pending\"}",
-                "mayfly_instances{state=\"flying\",zone=\"a\"}",
-            );
+        let text = complete().replace(
+            "mayfly_instances{pool=\"linux\",state=\"pending\"}",
+            "mayfly_instances{state=\"flying\",zone=\"a\"}",
+        );
         assert_eq!(
             problems(&text),
             [

@@ -340,7 +340,11 @@ mod tests {
                 m.name
             );
             for l in m.labels {
-                assert!(l.name != "le" && l.name != "quantile", "{}: reserved", m.name);
+                assert!(
+                    l.name != "le" && l.name != "quantile",
+                    "{}: reserved",
+                    m.name
+                );
                 if let Values::OneOf(v) = l.values {
                     assert!(!v.is_empty(), "{}: {}", m.name, l.name);
                 }

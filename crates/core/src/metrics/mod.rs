@@ -100,7 +100,9 @@ mod tests {
         assert_eq!(allowed("api"), APIS);
         for name in [API_REQUEST_DURATION, API_RATE_LIMIT_REMAINING] {
             let m = metric(name).expect("in the contract");
-            assert!(matches!(m.label("api").map(|l| l.values), Some(Values::OneOf(v)) if v == APIS));
+            assert!(
+                matches!(m.label("api").map(|l| l.values), Some(Values::OneOf(v)) if v == APIS)
+            );
         }
     }
 }

@@ -14,7 +14,9 @@ pub use world::World;
 
 use mayfly_core::metrics::{CONTRACT, Kind};
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::time::Duration;
 
 /// How often histogram samples are folded into their buckets when nobody scrapes: keeps the

@@ -39,7 +39,8 @@ impl World {
         }
 
         self.pools.extend(view.pools.iter().map(|p| p.name.clone()));
-        self.pools.extend(view.instances.iter().map(|i| i.pool.clone()));
+        self.pools
+            .extend(view.instances.iter().map(|i| i.pool.clone()));
         let mut instances: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         let mut cost: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         for i in &view.instances {
@@ -53,7 +54,10 @@ impl World {
         }
         for pool in &self.pools {
             for state in allowed("mayfly_instances", "state") {
-                let n = instances.get(&(pool.as_str(), *state)).copied().unwrap_or(0);
+                let n = instances
+                    .get(&(pool.as_str(), *state))
+                    .copied()
+                    .unwrap_or(0);
                 metrics::gauge!("mayfly_instances", "pool" => pool.clone(), "state" => *state)
                     .set(n as f64);
             }
@@ -68,7 +72,10 @@ impl World {
         }
         for state in [RunnerState::Idle, RunnerState::Busy, RunnerState::Offline] {
             for managed in [true, false] {
-                let n = runners.get(&(state.as_str(), managed)).copied().unwrap_or(0);
+                let n = runners
+                    .get(&(state.as_str(), managed))
+                    .copied()
+                    .unwrap_or(0);
                 let managed = if managed { "true" } else { "false" };
                 metrics::gauge!("mayfly_runners", "state" => state.as_str(), "managed" => managed)
                     .set(n as f64);
@@ -195,13 +202,19 @@ mod tests {
         let at = |name: &str, labels: &[(&str, &str)]| sum(&text, name, labels);
         assert_eq!(at("mayfly_instances", &[("pool", "old")]), 2.0, "{text}");
         assert_eq!(
-            at("mayfly_instances", &[("pool", "linux"), ("state", "deleting")]),
+            at(
+                "mayfly_instances",
+                &[("pool", "linux"), ("state", "deleting")]
+            ),
             1.0
         );
         assert_eq!(at("mayfly_jobs", &[("state", "queued")]), 1.0);
         assert_eq!(at("mayfly_jobs_waiting", &[("reason", "limit")]), 1.0);
         assert_eq!(
-            at("mayfly_runners", &[("state", "offline"), ("managed", "true")]),
+            at(
+                "mayfly_runners",
+                &[("state", "offline"), ("managed", "true")]
+            ),
             1.0
         );
         // Two hours started for each machine, at 0.5 an hour.
@@ -211,7 +224,12 @@ mod tests {
 
         metrics::with_local_recorder(&recorder, || world.record(&view(&Snapshot::default(), 3)));
         let text = render();
-        for name in ["mayfly_instances", "mayfly_jobs", "mayfly_runners", "mayfly_cost_so_far"] {
+        for name in [
+            "mayfly_instances",
+            "mayfly_jobs",
+            "mayfly_runners",
+            "mayfly_cost_so_far",
+        ] {
             assert_eq!(sum(&text, name, &[]), 0.0, "{name}: {text}");
         }
         assert!(

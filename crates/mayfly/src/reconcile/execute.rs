@@ -327,7 +327,8 @@ impl Pass {
 
     /// Counts a create, reuse or delete under its pool, provider (and reason) and outcome.
     fn measure(&self, action: &Action, outcome: &Outcome) {
-        let provider_of = |instance: &str| self.provider_of.get(instance).map_or("", |p| p.as_str());
+        let provider_of =
+            |instance: &str| self.provider_of.get(instance).map_or("", |p| p.as_str());
         match action {
             Action::Create { pool, provider, .. } => record::create(pool, provider, outcome.step()),
             Action::Reuse { instance, pool, .. } => {
