@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod billing;
 pub mod labels;
+pub mod metrics;
 pub mod model;
 pub mod naming;
 pub mod plan;

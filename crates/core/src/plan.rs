@@ -117,6 +117,24 @@ pub enum Reason {
     IntentExpired { age: Duration },
 }
 
+impl Reason {
+    /// The reason's name without its details (the tag it serializes with): a bounded set, for
+    /// metric labels and filters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::QueuedJob { .. } => "queued_job",
+            Reason::Standby { .. } => "standby",
+            Reason::RegistrationDeadline { .. } => "registration_deadline",
+            Reason::IdleDeadline { .. } => "idle_deadline",
+            Reason::PoweredOffDeadline { .. } => "powered_off_deadline",
+            Reason::PaidTimeUsedUp { .. } => "paid_time_used_up",
+            Reason::MaxLifetime { .. } => "max_lifetime",
+            Reason::OrphanRunner => "orphan_runner",
+            Reason::IntentExpired { .. } => "intent_expired",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -219,6 +237,17 @@ pub enum LimitKind {
     Pool(String),
     LabelSet(String),
     WorkflowRun(u64),
+}
+
+impl WaitReason {
+    /// `no_pool`, `bad_label` or `limit` (the tag it serializes with), for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WaitReason::NoPool { .. } => "no_pool",
+            WaitReason::BadLabel { .. } => "bad_label",
+            WaitReason::Limit { .. } => "limit",
+        }
+    }
 }
 
 impl fmt::Display for WaitReason {
@@ -1273,5 +1302,66 @@ impl<'a> SupplyGroups<'a> {
         let (_, instance) = group.members[group.next];
         group.next += 1;
         Some(instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kind()` is the tag a reason serializes with: the API, the events and the metrics name
+    /// a reason the same way.
+    #[test]
+    fn a_reasons_kind_is_its_serialized_tag() {
+        let d = Duration::from_secs(1);
+        let job = JobKey {
+            forge: crate::ForgeKind::Github,
+            scope: "acme/app".into(),
+            id: 1,
+        };
+        let reasons = [
+            Reason::QueuedJob { job, waited: d },
+            Reason::Standby {
+                pool: "p".into(),
+                have: 0,
+                want: 1,
+            },
+            Reason::RegistrationDeadline {
+                since: d,
+                deadline: d,
+            },
+            Reason::IdleDeadline {
+                idle: d,
+                deadline: d,
+            },
+            Reason::PoweredOffDeadline {
+                off: d,
+                deadline: d,
+            },
+            Reason::PaidTimeUsedUp {
+                paid_until: Time::from_secs(1),
+            },
+            Reason::MaxLifetime { age: d, limit: d },
+            Reason::OrphanRunner,
+            Reason::IntentExpired { age: d },
+        ];
+        for r in &reasons {
+            let json = serde_json::to_value(r).unwrap();
+            assert_eq!(json["reason"], r.kind(), "{r:?}");
+        }
+        let waits = [
+            WaitReason::NoPool {
+                labels: Labels::new(["x"]),
+            },
+            WaitReason::BadLabel { error: "e".into() },
+            WaitReason::Limit {
+                limit: LimitKind::Global,
+                max: 1,
+            },
+        ];
+        for w in &waits {
+            let json = serde_json::to_value(w).unwrap();
+            assert_eq!(json["why"], w.kind(), "{w:?}");
+        }
     }
 }

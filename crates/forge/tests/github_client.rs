@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use mayfly_core::metrics;
 use mayfly_core::{JobStatus, Labels, Secret, Time};
 use mayfly_forge::github::{
     AuthConfig, Client, ClientConfig, Error, LimitsConfig, Polled, Repo, RunStatus, RunnerGroup,
@@ -12,6 +13,7 @@ use mayfly_forge::github::{
 use mayfly_sim::clock::Clock as SimClock;
 use mayfly_sim::github::{AppConfig, Github, GithubConfig as FakeConfig, NewJob};
 use mayfly_sim::stats::Stats;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,6 +159,71 @@ async fn runners_register_list_page_and_delete_idempotently() {
     assert_eq!(c.delete_runner(&scope, idle).await, Ok(()));
     assert_eq!(c.delete_runner(&scope, idle).await, Ok(()));
     assert_eq!(c.list_runners(&scope).await.unwrap().len(), 120);
+}
+
+/// Every call the client sends is reported under the metric contract, by outcome, and the
+/// budget GitHub's headers state: the fake's own counts are the truth.
+#[tokio::test]
+async fn calls_are_reported_under_the_metric_contract() {
+    let mut builder = PrometheusBuilder::new();
+    for m in metrics::CONTRACT.iter().filter(|m| !m.buckets.is_empty()) {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(m.name.into()), m.buckets)
+            .unwrap();
+    }
+    let recorder = builder.build_recorder();
+    // A current-thread runtime: every call is recorded on this thread, into this recorder.
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let f = start(fake_config(), 1.0).await;
+    let c = f.client(token(), limits());
+    let scope = Scope::Repo(repo());
+
+    c.jit_config(&scope, "m-1", &labels(&["linux"]), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.jit_config(&scope, "m-1", &labels(&["linux"]), None).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(c.runners(&scope).await, Ok(Polled::Changed(_))));
+    assert!(matches!(c.runners(&scope).await, Ok(Polled::Unchanged)));
+    assert_eq!(
+        c.runner(&scope, 999_999).await.unwrap_err(),
+        Error::NotFound
+    );
+
+    let text = recorder.handle().render();
+    let families = [
+        metrics::API_CALLS,
+        metrics::API_REQUEST_DURATION,
+        metrics::API_RATE_LIMIT_REMAINING,
+    ];
+    if let Err(problems) = metrics::check(&text, &families) {
+        panic!("{}\n{text}", problems.join("\n"));
+    }
+    let count = |outcome: &str| {
+        metrics::sum(
+            &text,
+            metrics::API_CALLS,
+            &[("api", "github"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (count("ok"), count("not_modified"), count("client_error")),
+        (2.0, 1.0, 2.0),
+        "{text}"
+    );
+    let total = metrics::sum(&text, metrics::API_CALLS, &[]);
+    assert_eq!(total, f.stats.total("github") as f64);
+    assert_eq!(
+        metrics::sum(&text, "mayfly_api_request_duration_seconds_count", &[]),
+        total
+    );
+    assert_eq!(
+        metrics::sum(&text, metrics::API_RATE_LIMIT_REMAINING, &[]),
+        f64::from(c.budget().remaining)
+    );
+    assert!(!text.contains(TOKEN), "no token in the metrics");
 }
 
 #[tokio::test]

@@ -35,7 +35,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let wake = Arc::new(mayfly::demand::Wake::default());
-    let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
+    let exporter = mayfly::metrics::install()?;
+    let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()))
+        .merge(http::metrics::router(exporter));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, router)

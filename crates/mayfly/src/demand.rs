@@ -38,6 +38,22 @@ pub fn record(update: &JobUpdate, received: Time) -> JobRecord {
     }
 }
 
+/// Stores a job's record: the one way webhooks, polls and confirmations reach the store. The
+/// upsert that takes the job out of the queue records how long it waited, from its queueing to
+/// `started` (GitHub's start time where the update has one, else when the news arrived).
+pub async fn store_job(
+    store: &Store,
+    rec: JobRecord,
+    started: Time,
+    delivery: Option<&str>,
+) -> mayfly_store::Result<Upsert> {
+    let outcome = store.upsert_job(&rec, delivery).await?;
+    if outcome == Upsert::Started {
+        crate::metrics::job_started(rec.queued_at, started);
+    }
+    Ok(outcome)
+}
+
 /// What one pass did, for the log and the tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DemandReport {
@@ -186,7 +202,9 @@ impl Demand {
         for update in found.jobs {
             let before = report.changed;
             let scope = update.key.scope.to_string();
-            self.store_record(record(&update, now), &mut report).await;
+            let started = update.started_at.unwrap_or(now);
+            self.store_record(record(&update, now), started, &mut report)
+                .await;
             if report.changed > before {
                 self.lossy.insert(scope);
             }
@@ -212,16 +230,18 @@ impl Demand {
 
     /// Takes the record by value: a borrowed update held across the store's await trips the
     /// compiler's check that the spawned pass is `Send`.
-    async fn store_record(&self, rec: JobRecord, report: &mut DemandReport) {
-        match self.store.upsert_job(&rec, None).await {
-            Ok(Upsert::Inserted | Upsert::Updated) => {
+    async fn store_record(&self, rec: JobRecord, started: Time, report: &mut DemandReport) {
+        let status = rec.status;
+        let key = rec.key.clone();
+        match store_job(&self.store, rec, started, None).await {
+            Ok(outcome) if outcome.changed() => {
                 report.changed += 1;
-                report.urgent += usize::from(wakes(rec.status));
-                report.finished += usize::from(rec.status == JobStatus::Completed);
+                report.urgent += usize::from(wakes(status));
+                report.finished += usize::from(status == JobStatus::Completed);
             }
             Ok(_) => {}
             Err(e) => {
-                warn!(job = %rec.key, error = %e, "job not stored");
+                warn!(job = %key, error = %e, "job not stored");
                 report.failed += 1;
             }
         }
@@ -312,7 +332,10 @@ pub async fn confirm_job(
                 runner_name: found.runner_name.clone(),
                 workflow_name: found.workflow_name.clone(),
                 created_at: Some(job.queued_at),
-                started_at: None,
+                started_at: found
+                    .started_at
+                    .as_deref()
+                    .and_then(mayfly_forge::github::time::parse),
             },
             _ => {
                 return Ok(Confirmed {
@@ -336,8 +359,9 @@ pub async fn confirm_job(
         },
         Err(e) => return Err(e),
     };
-    let changed = match store.upsert_job(&record(&update, now), None).await {
-        Ok(outcome) => matches!(outcome, Upsert::Inserted | Upsert::Updated),
+    let started = update.started_at.unwrap_or(now);
+    let changed = match store_job(store, record(&update, now), started, None).await {
+        Ok(outcome) => outcome.changed(),
         Err(e) => {
             warn!(job = %job.key, error = %e, "job confirmed but not stored");
             false

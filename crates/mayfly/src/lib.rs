@@ -1,11 +1,12 @@
 //! The parts of the mayfly binary that tests drive in-process: the HTTP server's router, the
-//! demand pass (polling and confirming jobs) and the reconciler; and the ssh client and progress
-//! bars the commands share.
+//! demand pass (polling and confirming jobs), the reconciler and its metrics; and the ssh client
+//! and progress bars the commands share.
 //! Everything else lives in the binary's own modules (see main.rs).
 
 pub mod demand;
 pub mod http;
 pub mod local;
+pub mod metrics;
 pub mod progress;
 pub mod reconcile;
 pub mod ssh;

@@ -58,6 +58,9 @@ pub struct JobView {
     pub instance: Option<String>,
     /// Why nothing is being made for it (no pool, a limit); `None` when served.
     pub waiting: Option<String>,
+    /// The kind of `waiting`: `no_pool`, `bad_label` or `limit`.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,10 +156,10 @@ impl View {
                 assigned.insert(job.to_string(), name.clone());
             }
         }
-        let waiting: HashMap<String, String> = plan
+        let waiting: HashMap<String, (String, &str)> = plan
             .waiting
             .iter()
-            .map(|w| (w.job.to_string(), w.why.to_string()))
+            .map(|w| (w.job.to_string(), (w.why.to_string(), w.why.kind())))
             .collect();
 
         let mut instances: Vec<InstanceView> = snapshot
@@ -208,7 +211,8 @@ impl View {
                     queued_at: j.queued_at,
                     age_seconds: now.since(j.queued_at).as_secs(),
                     instance: j.runner.clone().or_else(|| assigned.get(&key).cloned()),
-                    waiting: waiting.get(&key).cloned(),
+                    waiting: waiting.get(&key).map(|(why, _)| why.clone()),
+                    waiting_reason: waiting.get(&key).map(|(_, kind)| kind.to_string()),
                     key,
                 }
             })
@@ -405,7 +409,14 @@ mod tests {
         // at the pool's max: either way each says which.
         for j in &view.jobs {
             assert!(j.instance.is_some() != j.waiting.is_some(), "{j:?}");
+            assert_eq!(j.waiting.is_some(), j.waiting_reason.is_some(), "{j:?}");
         }
+        assert!(
+            view.jobs
+                .iter()
+                .filter_map(|j| j.waiting_reason.as_deref())
+                .all(|r| r == "limit")
+        );
     }
 
     #[test]

@@ -267,6 +267,72 @@ async fn a_delivery_id_counts_once() {
     assert!(!h.woken().await, "a duplicate woke the reconciler");
 }
 
+/// Every delivery is counted by what became of it, and the one that takes the queued job onto
+/// a runner records how long it waited: GitHub's `created_at` to its `started_at`.
+#[tokio::test]
+async fn deliveries_are_counted_by_outcome_and_a_start_measures_the_wait() {
+    // A current-thread runtime: the handler records on this thread, into this recorder.
+    let recorder = mayfly::metrics::recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut h = Harness::new(Some(SECRET)).await;
+    let mut started: serde_json::Value =
+        serde_json::from_slice(&fixture("workflow_job.4.in_progress.json")).expect("JSON");
+    assert_eq!(
+        started["workflow_job"]["created_at"],
+        "2021-09-13T02:21:13Z"
+    );
+    started["workflow_job"]["started_at"] = "2021-09-13T02:21:55Z".into();
+    let started = serde_json::to_vec(&started).expect("JSON");
+
+    let accepted = StatusCode::ACCEPTED;
+    assert_eq!(h.signed("workflow_job", "d-1", queued()).await.0, accepted);
+    assert_eq!(h.signed("workflow_job", "d-1", queued()).await.0, accepted);
+    let (status, _) = h.deliver("workflow_job", "d-2", queued(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h.signed("ping", "d-3", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h.signed("workflow_job", "d-4", b"{".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        h.signed("workflow_job", "d-5", started.clone()).await.0,
+        accepted
+    );
+    assert_eq!(h.signed("workflow_job", "d-6", started).await.0, accepted);
+    assert_eq!(h.job_status().await, Some(JobStatus::InProgress));
+
+    let text = recorder.handle().render();
+    let delivered = |outcome: &str| {
+        mayfly_core::metrics::sum(
+            &text,
+            "mayfly_webhook_deliveries_total",
+            &[("outcome", outcome)],
+        )
+    };
+    let counts = [
+        "stored",
+        "duplicate",
+        "invalid_signature",
+        "ignored",
+        "bad_request",
+        "unchanged",
+    ]
+    .map(delivered);
+    assert_eq!(counts, [2.0, 1.0, 1.0, 1.0, 1.0, 1.0], "{text}");
+    let wait = |part: &str| {
+        mayfly_core::metrics::sum(&text, &format!("mayfly_job_queue_wait_seconds_{part}"), &[])
+    };
+    assert_eq!((wait("count"), wait("sum")), (1.0, 42.0), "{text}");
+    let checked = mayfly_core::metrics::check(
+        &text,
+        &[
+            "mayfly_webhook_deliveries_total",
+            "mayfly_job_queue_wait_seconds",
+        ],
+    );
+    assert_eq!(checked, Ok(()));
+    assert!(!text.contains(SECRET));
+}
+
 #[tokio::test]
 async fn a_late_queued_never_reopens_a_completed_job() {
     let mut h = Harness::new(Some(SECRET)).await;

@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use base64::Engine;
+use mayfly_core::metrics;
 use mayfly_core::{Image, InstanceState, MachineSpec, Placement, Secret, Time};
 use mayfly_provider::conformance::{self, Fixture};
 use mayfly_provider::hetzner::{ConfigError, Hetzner, HetznerConfig};
@@ -14,6 +15,7 @@ use mayfly_provider::{CreateRequest, Error, Provider};
 use mayfly_sim::clock::Clock as SimClock;
 use mayfly_sim::hetzner::{Hetzner as Fake, HetznerConfig as FakeConfig};
 use mayfly_sim::stats::Stats;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,8 +107,24 @@ fn request(name: &str, controller: &str, spec: MachineSpec) -> CreateRequest {
     }
 }
 
+/// A Prometheus recorder with the contract's histogram buckets, as `mayfly run` installs one.
+fn recorder() -> PrometheusRecorder {
+    let mut builder = PrometheusBuilder::new();
+    for m in metrics::CONTRACT.iter().filter(|m| !m.buckets.is_empty()) {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(m.name.into()), m.buckets)
+            .unwrap();
+    }
+    builder.build_recorder()
+}
+
+/// The suite passes, and the client reported every call it made under the metric contract:
+/// the fake's own count of calls and failures is the truth.
 #[tokio::test]
 async fn the_conformance_suite_passes_against_the_fake() {
+    // A current-thread runtime: every call is recorded on this thread, into this recorder.
+    let recorder = recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
     let w = world(fast()).await;
     let p = w.provider();
     let f = Fixture::new(spec(&["cx22", "cpx11"], &["fsn1", "nbg1"]))
@@ -116,6 +134,30 @@ async fn the_conformance_suite_passes_against_the_fake() {
         w.fake.servers().is_empty(),
         "the suite cleans up after itself"
     );
+
+    let text = recorder.handle().render();
+    let families = [
+        metrics::API_CALLS,
+        metrics::API_REQUEST_DURATION,
+        metrics::API_RATE_LIMIT_REMAINING,
+    ];
+    if let Err(problems) = metrics::check(&text, &families) {
+        panic!("{}\n{text}", problems.join("\n"));
+    }
+    let api = [("api", p.kind())];
+    let reported = metrics::sum(&text, metrics::API_CALLS, &api);
+    let answered = w.stats.total("hetzner");
+    assert!(answered > 10, "the suite made calls: {answered}");
+    assert_eq!(reported, answered as f64, "{text}");
+    let errors: u64 = w.stats.rows().iter().map(|r| r.count.errors).sum();
+    let failed: f64 = ["rate_limited", "client_error", "server_error"]
+        .iter()
+        .map(|o| metrics::sum(&text, metrics::API_CALLS, &[api[0], ("outcome", o)]))
+        .sum();
+    assert_eq!(failed, errors as f64, "{text}");
+    let timed = metrics::sum(&text, "mayfly_api_request_duration_seconds_count", &api);
+    assert_eq!(timed, reported, "every call is timed");
+    assert!(!text.contains(TOKEN), "no token in the metrics");
 }
 
 #[tokio::test]

@@ -25,7 +25,23 @@ pub struct JobRecord {
     pub workflow: Option<String>,
 }
 
+impl Upsert {
+    /// Whether the store learned something new.
+    pub fn changed(self) -> bool {
+        matches!(self, Upsert::Inserted | Upsert::Updated | Upsert::Started)
+    }
+}
+
 impl JobRecord {
+    /// Whether this record, applied to a queued job, says the job started on a runner.
+    fn starts(&self) -> bool {
+        match self.status {
+            JobStatus::InProgress => true,
+            JobStatus::Completed => self.runner_name.as_deref().is_some_and(|n| !n.is_empty()),
+            JobStatus::Queued => false,
+        }
+    }
+
     /// The planner's view; `instances_created` comes from [`Store::instances_created_for`].
     pub fn to_job(&self, instances_created: u32) -> Job {
         Job {
@@ -46,6 +62,11 @@ impl JobRecord {
 pub enum Upsert {
     Inserted,
     Updated,
+    /// Updated, and this update is the one that took the job out of the queue onto a runner:
+    /// the store held it as queued, and it is now in progress (or completed, naming the runner
+    /// that ran it). Exactly one upsert per job says so, whatever the interleaving, which is
+    /// what makes it the place to measure how long the job waited.
+    Started,
     /// Same status and nothing new.
     Unchanged,
     /// The store already has a later status: this event was overtaken by another.
@@ -146,7 +167,9 @@ const INSERT_JOB: &str =
 /// `columns::status_rank`) and something differs. PostgreSQL re-checks the condition against the
 /// latest row version after a lock wait and SQLite runs it under the write lock, so under any
 /// interleaving a status never moves back.
-const UPDATE_JOB: &str = "UPDATE jobs SET run_id = COALESCE($4, run_id), attempt = $5, labels = $6,
+macro_rules! update_job {
+    () => {
+        "UPDATE jobs SET run_id = COALESCE($4, run_id), attempt = $5, labels = $6,
         status = $7, queued_at = $8, updated_at = $9,
         runner_name = COALESCE($10, runner_name), workflow = COALESCE($11, workflow)
      WHERE forge = $1 AND scope = $2 AND job_id = $3
@@ -154,7 +177,13 @@ const UPDATE_JOB: &str = "UPDATE jobs SET run_id = COALESCE($4, run_id), attempt
        AND (status <> $7 OR attempt <> $5 OR labels <> $6 OR queued_at <> $8
             OR COALESCE($4, run_id) IS DISTINCT FROM run_id
             OR COALESCE($10, runner_name) IS DISTINCT FROM runner_name
-            OR COALESCE($11, workflow) IS DISTINCT FROM workflow)";
+            OR COALESCE($11, workflow) IS DISTINCT FROM workflow)"
+    };
+}
+const UPDATE_JOB: &str = update_job!();
+/// [`UPDATE_JOB`] for a job the store still holds as queued: tried first by an update that
+/// starts the job, so that the one statement that moves the row out of the queue is known.
+const START_JOB: &str = concat!(update_job!(), " AND status = 'queued'");
 
 impl Store {
     /// Records `rec` in one transaction with its delivery. Safe under concurrent callers: each
@@ -187,12 +216,29 @@ impl Store {
         }
 
         let insert = values.bind(sqlx::query(INSERT_JOB));
-        let update = values
-            .bind(sqlx::query(UPDATE_JOB))
-            .bind(columns::status_rank(rec.status));
+        let update = |sql| {
+            values
+                .bind(sqlx::query(sql))
+                .bind(columns::status_rank(rec.status))
+        };
         let outcome = if insert.execute(&mut *tx).await.during(what)?.rows_affected() == 1 {
             Upsert::Inserted
-        } else if update.execute(&mut *tx).await.during(what)?.rows_affected() == 1 {
+        } else if rec.starts()
+            && update(START_JOB)
+                .execute(&mut *tx)
+                .await
+                .during(what)?
+                .rows_affected()
+                == 1
+        {
+            Upsert::Started
+        } else if update(UPDATE_JOB)
+            .execute(&mut *tx)
+            .await
+            .during(what)?
+            .rows_affected()
+            == 1
+        {
             Upsert::Updated
         } else {
             let stored: Option<String> = sqlx::query_scalar(

@@ -38,6 +38,7 @@ on_both_backends![
     duplicate_delivery_changes_nothing,
     concurrent_upserts_keep_one_row_with_the_highest_status,
     concurrent_redeliveries_apply_once,
+    a_job_leaves_the_queue_once,
     jobs_list_by_status_in_queue_order,
     retention_forgets_only_old_finished_jobs,
     record_intent_inserts_only_if_absent,
@@ -74,7 +75,8 @@ async fn upsert_inserts_updates_and_ignores_what_is_not_new(db: Db) {
     running.runner_name = Some("mayfly-a1".into());
     assert_eq!(
         db.upsert_job(&running, None).await.unwrap(),
-        Upsert::Updated
+        Upsert::Started,
+        "out of the queue: an update that says so"
     );
     assert_eq!(db.job(&key(1)).await.unwrap(), Some(running.clone()));
 
@@ -211,6 +213,63 @@ async fn concurrent_redeliveries_apply_once(db: Db) {
         }
     }
     assert_eq!(applied, 1);
+}
+
+/// Exactly one upsert reports that a queued job started, under any interleaving: the queue
+/// wait is measured there, once per job.
+async fn a_job_leaves_the_queue_once(db: Db) {
+    db.upsert_job(&job(1, JobStatus::Queued, 1_000), None)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = db.store.clone();
+            let mut rec = job(1, JobStatus::InProgress, 2_000 + i);
+            rec.runner_name = Some(format!("runner-{}", i % 3));
+            tokio::spawn(async move {
+                store
+                    .upsert_job(&rec, Some(&format!("d-{i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Upsert::Started).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let mut done = job(1, JobStatus::Completed, 3_000);
+    done.runner_name = Some("runner-0".into());
+    assert_eq!(db.upsert_job(&done, None).await.unwrap(), Upsert::Updated);
+
+    // Queued, then completed: started if a runner ran it, not if it was cancelled in the queue.
+    db.upsert_job(&job(2, JobStatus::Queued, 1_000), None)
+        .await
+        .unwrap();
+    let mut ran = job(2, JobStatus::Completed, 2_000);
+    ran.runner_name = Some("runner-9".into());
+    assert_eq!(db.upsert_job(&ran, None).await.unwrap(), Upsert::Started);
+    db.upsert_job(&job(3, JobStatus::Queued, 1_000), None)
+        .await
+        .unwrap();
+    let cancelled = job(3, JobStatus::Completed, 2_000);
+    assert_eq!(
+        db.upsert_job(&cancelled, None).await.unwrap(),
+        Upsert::Updated
+    );
+    // First seen in progress: it never waited in this store's queue.
+    assert_eq!(
+        db.upsert_job(&job(4, JobStatus::InProgress, 2_000), None)
+            .await
+            .unwrap(),
+        Upsert::Inserted
+    );
+    assert!(Upsert::Started.changed() && !Upsert::Stale.changed());
 }
 
 async fn jobs_list_by_status_in_queue_order(db: Db) {

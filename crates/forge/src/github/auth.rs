@@ -3,8 +3,10 @@
 
 use super::config::ConfigError;
 use super::error::{Error, Result};
+use super::metrics;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Secret, Time};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -15,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 
 /// GitHub tolerates this much clock drift; the JWT is dated back by it.
@@ -105,13 +107,21 @@ impl AppAuth {
             "{api_url}/app/installations/{}/access_tokens",
             self.installation_id
         );
+        let started = Instant::now();
         let response = super::client::with_defaults(http.post(url))
             .bearer_auth(self.jwt().expose())
             .send()
             .await
-            .map_err(|e| Error::transport(&e))?;
+            .map_err(|e| {
+                metrics::call(ApiOutcome::Transport, started);
+                Error::transport(&e)
+            })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Error::transport(&e))?;
+        let body = response.bytes().await.map_err(|e| {
+            metrics::call(ApiOutcome::Transport, started);
+            Error::transport(&e)
+        })?;
+        metrics::call(ApiOutcome::of_status(status), started);
         if status != 201 && status != 200 {
             return Err(super::client::error_for(status, &body));
         }

@@ -4,7 +4,9 @@
 use super::auth::{AppAuth, Auth};
 use super::config::{AuthConfig, ClientConfig, ConfigError, LimitsConfig};
 use super::error::{Error, Result};
+use super::metrics;
 use super::ratelimit::{Budget, Limiter, Priority, RESET_SLACK, retry_after};
+use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Secret, Time};
 use reqwest::header::{ETAG, HeaderMap, IF_NONE_MATCH, LINK};
 use reqwest::{Method, RequestBuilder};
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// GitHub advises waiting at least a minute after a rate-limit answer that names no time.
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
@@ -248,17 +250,32 @@ impl Client {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| Error::transport(&e))?;
+        let started = Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::call(ApiOutcome::Transport, started);
+                return Err(Error::transport(&e));
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         inner.limiter.observe(&headers);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::transport(&e))?
-            .to_vec();
+        let body = match response.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                metrics::call(ApiOutcome::Transport, started);
+                return Err(Error::transport(&e));
+            }
+        };
         tracing::debug!(method = %call.method, url = %call.url, status, "GitHub");
-        if let Some(e) = self.rate_limited(status, &headers, &body) {
+        let limited = self.rate_limited(status, &headers, &body);
+        let outcome = match limited {
+            Some(_) => ApiOutcome::RateLimited,
+            None => ApiOutcome::of_status(status),
+        };
+        metrics::call(outcome, started);
+        if let Some(e) = limited {
             return Err(e);
         }
         if status == 401

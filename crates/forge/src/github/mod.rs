@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod poll;
 pub mod poller;
 pub mod ratelimit;

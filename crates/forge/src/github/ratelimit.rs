@@ -105,11 +105,13 @@ impl Limiter {
             num("x-ratelimit-remaining"),
             num("x-ratelimit-reset"),
         ) {
-            self.state().budget = Some(Budget {
+            let budget = Budget {
                 limit: limit.clamp(0, i64::from(u32::MAX)) as u32,
                 remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
                 reset_at: Time::from_secs(reset),
-            });
+            };
+            super::metrics::remaining(budget.remaining);
+            self.state().budget = Some(budget);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP server of `mayfly run`: GitHub webhooks and a health check on `listen`.
 //! Handlers only record what arrived and wake the reconciler; they never call a forge or a cloud.
 
+pub mod metrics;
 mod webhooks;
 
 pub use webhooks::{BODY_LIMIT, STORE_TIMEOUT};

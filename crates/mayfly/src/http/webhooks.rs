@@ -2,6 +2,7 @@
 //! Every answer is short and plain text; none repeats the secret or the signature.
 
 use super::Webhooks;
+use crate::metrics::record;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -28,6 +29,7 @@ pub async fn github(
     body: Bytes,
 ) -> Response {
     let Some(secret) = &hooks.secret else {
+        record::webhook("disabled");
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhooks are off: github.webhook_secret is not configured",
@@ -36,14 +38,17 @@ pub async fn github(
     let signature = header(&headers, SIGNATURE_HEADER);
     if let Err(e) = webhook::verify_signature(secret, &body, signature) {
         info!(reason = %e, "webhook refused");
+        record::webhook("invalid_signature");
         return reply(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     }
     let Some(event) = header(&headers, EVENT_HEADER) else {
+        record::webhook("bad_request");
         return reply(StatusCode::BAD_REQUEST, "missing X-GitHub-Event");
     };
     let Some(delivery) =
         header(&headers, DELIVERY_HEADER).filter(|d| !d.is_empty() && d.len() <= DELIVERY_ID_LIMIT)
     else {
+        record::webhook("bad_request");
         return reply(
             StatusCode::BAD_REQUEST,
             "missing or invalid X-GitHub-Delivery",
@@ -52,6 +57,7 @@ pub async fn github(
     match webhook::parse(event, &body) {
         Ok(Delivery::Ignored { event }) => {
             debug!(delivery, event, "webhook ignored");
+            record::webhook("ignored");
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Delivery::Job(update)) => {
@@ -60,6 +66,7 @@ pub async fn github(
         }
         Err(e) => {
             info!(delivery, reason = %e, "webhook rejected");
+            record::webhook("bad_request");
             reply(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
@@ -68,15 +75,18 @@ pub async fn github(
 /// Records the update under its delivery id, then wakes the reconciler if anything changed.
 async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response {
     let rec = crate::demand::record(update, crate::demand::now());
-    let upsert = hooks.store.upsert_job(&rec, Some(delivery));
+    let started = update.started_at.unwrap_or(rec.updated_at);
+    let upsert = crate::demand::store_job(&hooks.store, rec, started, Some(delivery));
     let outcome = match tokio::time::timeout(hooks.store_timeout, upsert).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
             warn!(delivery, job = %update.key, error = %e, "webhook not stored");
+            record::webhook("store_failed");
             return reply(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry");
         }
         Err(_) => {
             warn!(delivery, job = %update.key, timeout = ?hooks.store_timeout, "webhook not stored in time");
+            record::webhook("store_failed");
             // A commit already sent may still land after the answer: wake the reconciler anyway.
             // A redelivery is safe either way, since the delivery id is recorded with the job.
             hooks.wake.job(update.status);
@@ -84,7 +94,12 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
         }
     };
     debug!(delivery, job = %update.key, action = %update.action, ?outcome, "webhook stored");
-    if matches!(outcome, Upsert::Inserted | Upsert::Updated) {
+    record::webhook(match outcome {
+        Upsert::DuplicateDelivery => "duplicate",
+        o if o.changed() => "stored",
+        _ => "unchanged",
+    });
+    if outcome.changed() {
         hooks.wake.job(update.status);
     }
     StatusCode::ACCEPTED.into_response()

@@ -3,6 +3,7 @@
 
 use super::runners::Runners;
 use super::snapshot::Seen;
+use crate::metrics::record;
 use mayfly_core::{
     Action, Clock, Instance, InstanceState, JobKey, JobStatus, Labels, MachineSpec, Pools, Time,
 };
@@ -52,6 +53,17 @@ pub struct Executed {
     pub restarted: Vec<String>,
     /// Providers that answered "quota reached" this pass.
     pub quota: Vec<String>,
+}
+
+impl Outcome {
+    /// The `outcome` label of the step's metric.
+    fn step(&self) -> record::Step {
+        match self {
+            Outcome::Skipped(_) => record::Step::Skipped,
+            Outcome::Failed(_) => record::Step::Failed,
+            _ => record::Step::Ok,
+        }
+    }
 }
 
 impl Executed {
@@ -213,11 +225,14 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
                         let subject = action.subject().to_string();
                         let outcome = pass.step(&action, now).await;
                         pass.log(&action, &outcome, now).await;
+                        pass.measure(&action, &outcome);
                         (subject, outcome)
                     }
                     Step::Resume(intent) => {
                         let subject = intent.name.clone();
+                        let (pool, provider) = (intent.pool.clone(), intent.provider.clone());
                         let outcome = pass.resume(intent, now).await;
+                        record::create(&pool, &provider, outcome.step());
                         (subject, outcome)
                     }
                 }
@@ -307,6 +322,25 @@ impl Pass {
                 };
                 self.create(intent, now).await
             }
+        }
+    }
+
+    /// Counts a create, reuse or delete under its pool, provider (and reason) and outcome.
+    fn measure(&self, action: &Action, outcome: &Outcome) {
+        let provider_of =
+            |instance: &str| self.provider_of.get(instance).map_or("", |p| p.as_str());
+        match action {
+            Action::Create { pool, provider, .. } => record::create(pool, provider, outcome.step()),
+            Action::Reuse { instance, pool, .. } => {
+                record::reuse(pool, provider_of(instance), outcome.step())
+            }
+            Action::Delete {
+                instance, reason, ..
+            } => {
+                let pool = self.instances.get(instance).map_or("", |i| i.pool.as_str());
+                record::delete(pool, provider_of(instance), reason.kind(), outcome.step())
+            }
+            Action::RemoveRunner { .. } | Action::DropIntent { .. } => {}
         }
     }
 
@@ -646,6 +680,7 @@ impl Pass {
         let outcome = self
             .delete(&victim.name, victim.provider_id.as_deref(), None, now)
             .await;
+        record::delete(&victim.pool, provider, record::QUOTA, outcome.step());
         self.event(
             now,
             "quota",

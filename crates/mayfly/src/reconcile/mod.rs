@@ -27,6 +27,8 @@ pub struct Reconciler {
     workers: usize,
     /// The last pass's view of the world, for the API, `mayfly status` and `/metrics`.
     view: tokio::sync::watch::Sender<Option<Arc<View>>>,
+    /// The gauges each view sets.
+    world: crate::metrics::World,
 }
 
 /// What one pass saw and did.
@@ -108,6 +110,8 @@ impl Reconciler {
         workers: usize,
     ) -> Reconciler {
         pools.runner_scope = runners.runner_scope();
+        let apis: Vec<&'static str> = providers.values().map(|p| p.kind()).collect();
+        crate::metrics::record::announce(&pools, &apis);
         Reconciler {
             ctx: Arc::new(Ctx {
                 store,
@@ -120,6 +124,7 @@ impl Reconciler {
             memory: Memory::default(),
             workers,
             view: tokio::sync::watch::Sender::new(None),
+            world: crate::metrics::World::default(),
         }
     }
 
@@ -149,6 +154,17 @@ impl Reconciler {
     /// partial view could create twice); runners that cannot be read make it a create-only pass.
     pub async fn pass(&mut self) -> Result<PassReport, PassError> {
         let started = std::time::Instant::now();
+        let pass = self.pass_from(started).await;
+        let outcome = match &pass {
+            Ok(report) if report.runners_unknown => "partial",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        };
+        crate::metrics::record::pass(outcome, started.elapsed());
+        pass
+    }
+
+    async fn pass_from(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
         let (seen, plan) = self.plan().await?;
         let mut report = PassReport {
             jobs_queued: seen
@@ -247,6 +263,7 @@ impl Reconciler {
         snapshot::forget_unseen(&mut self.memory, &snapshot);
         let plan = mayfly_core::plan(&snapshot, &ctx.pools, now);
         let view = View::build(&ctx.pools, &snapshot, &plan, &provider_of, now);
+        self.world.record(&view);
         self.view.send_replace(Some(Arc::new(view)));
         if !plan.actions.is_empty() {
             info!(

@@ -166,7 +166,7 @@ impl Drop for SimServe {
 }
 
 /// One HTTP/1.1 request with `Connection: close`: the status and the body (chunked or not).
-fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");

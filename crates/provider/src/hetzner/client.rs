@@ -3,15 +3,18 @@
 
 use super::config::{ConfigError, HetznerConfig};
 use super::mapping::{self, error_for};
-use crate::{Error, Result};
+use crate::{Error, Result, metrics};
+use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Clock, Secret, Time};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+/// The provider's kind, and the `api` label of its calls.
+pub(crate) const API: &str = "hetzner";
 /// Rate-limit answers waited out per call before giving up (each wait also counts against
 /// `max_wait`).
 const MAX_RATE_RETRIES: u32 = 3;
@@ -233,23 +236,34 @@ impl Client {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Other(transport(&e)))?;
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| {
+            metrics::call(API, ApiOutcome::Transport, started);
+            Failure::Other(transport(&e))
+        })?;
         let status = response.status().as_u16();
         let budget = self.observe(response.headers());
         let body = response
             .bytes()
             .await
-            .map_err(|e| Failure::Other(transport(&e)))?
+            .map_err(|e| {
+                metrics::call(API, ApiOutcome::Transport, started);
+                Failure::Other(transport(&e))
+            })?
             .to_vec();
         tracing::debug!(method = %call.method, path = call.url.path(), status, "Hetzner");
         if (200..300).contains(&status) {
+            metrics::call(API, ApiOutcome::Ok, started);
             return Ok(Reply { body });
         }
         let code = mapping::error_code(&body).map(|(c, _)| c);
-        if status == 429 || code.as_deref() == Some("rate_limit_exceeded") {
+        let limited = status == 429 || code.as_deref() == Some("rate_limit_exceeded");
+        let outcome = match limited {
+            true => ApiOutcome::RateLimited,
+            false => ApiOutcome::of_status(status),
+        };
+        metrics::call(API, outcome, started);
+        if limited {
             let now = self.clock.now();
             let wait = budget.map_or(RATE_FALLBACK_WAIT, |b| b.next_request_in(now));
             let mut limits = self.limits();
@@ -281,6 +295,7 @@ impl Client {
             remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
             full_at: Time::from_secs(reset),
         };
+        metrics::remaining(API, budget.remaining);
         self.limits().budget = Some(budget);
         Some(budget)
     }

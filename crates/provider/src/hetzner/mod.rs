@@ -178,7 +178,7 @@ impl Hetzner {
 #[async_trait]
 impl Provider for Hetzner {
     fn kind(&self) -> &'static str {
-        "hetzner"
+        client::API
     }
 
     /// Walks the spec's types in order, and for each type its locations in order: the pool's
