@@ -314,12 +314,12 @@ fn status_list_delete_and_ssh_through_the_daemon_and_without_it() {
     );
     // The loop, woken by the delete, makes a new standby machine at once.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(w.servers().len() == 2 && !w.servers().contains(&idle_name)) {
-        assert!(
-            Instant::now() < deadline,
-            "no new standby: {:?}",
-            w.servers()
-        );
+    loop {
+        let servers = w.servers();
+        if servers.len() == 2 && !servers.contains(&idle_name) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new standby: {servers:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
 

@@ -73,17 +73,15 @@ async fn delete_each(
             },
         };
         if output == Output::Table {
-            let line = match (&outcome.result, &outcome.error) {
-                (Some(Removed::Deleted), _) => format!("deleted {name}"),
-                (Some(Removed::IntentDropped), _) => {
-                    format!("dropped {name}: a recorded create with no machine behind it")
-                }
-                (None, why) => format!(
-                    "not deleted {name}: {}",
-                    why.as_deref().unwrap_or("unknown")
-                ),
-            };
-            bar.suspend(|| println!("{line}"));
+            // Done on stdout, not done (with why) on stderr.
+            match (&outcome.result, &outcome.error) {
+                (Some(Removed::Deleted), _) => bar.suspend(|| println!("deleted {name}")),
+                (Some(Removed::IntentDropped), _) => bar.suspend(|| {
+                    println!("dropped {name}: a recorded create with no machine behind it")
+                }),
+                (None, why) => bar
+                    .suspend(|| eprintln!("not deleted: {}", why.as_deref().unwrap_or("unknown"))),
+            }
         }
         outcomes.push(outcome);
         bar.inc(1);
@@ -96,15 +94,13 @@ async fn delete_each(
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let which: Vec<String> = failed
-        .iter()
-        .map(|o| format!("{} ({})", o.name, o.error.as_deref().unwrap_or("unknown")))
-        .collect();
+    // Why each one failed is above (table) or in the JSON.
+    let which: Vec<&str> = failed.iter().map(|o| o.name.as_str()).collect();
     eprintln!(
         "mayfly: {} of {} not deleted: {}",
         failed.len(),
         outcomes.len(),
-        which.join("; ")
+        which.join(", ")
     );
     Ok(ExitCode::FAILURE)
 }

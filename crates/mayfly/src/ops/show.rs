@@ -16,19 +16,24 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
         .filter(|i| i.runner == mayfly::view::RunnerState::Busy)
         .count();
     let head = format!(
-        "controller {} · seen {} ago ({}) · {} instance{}, {busy} busy · {}/h, {} so far",
+        "controller {} · seen {} ago ({})",
         view.controller,
         age(now.since(view.at)),
         rfc3339(view.at),
+    );
+    let totals = format!(
+        "{} instance{}, {busy} busy · {}/h · {} so far",
         view.instances.len(),
         plural(view.instances.len()),
         money(view.cost.per_hour),
         money(view.cost.so_far),
     );
-    let _ = writeln!(out, "{}", super::table::cut(&head, width));
+    for line in [head, totals] {
+        let _ = writeln!(out, "{}", super::table::cut(&line, width));
+    }
 
     let mut pools = Table::new(&[
-        ("POOL", Col::Fixed),
+        ("POOL", Col::Key),
         ("PROVIDER", Col::Fixed),
         ("INSTANCES", Col::Number),
         ("BUSY", Col::Number),
@@ -59,14 +64,14 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
         .filter(|j| j.status == JobStatus::Queued)
         .collect();
     let mut jobs = Table::new(&[
-        ("JOB", Col::Fixed),
+        ("JOB", Col::Key),
         ("AGE", Col::Number),
         ("INSTANCE OR WHY IT WAITS", Col::Wide),
         ("LABELS", Col::Wide),
     ]);
     for j in &waiting {
         jobs.row(vec![
-            j.key.clone(),
+            short_job(&j.key),
             age(now.since(j.queued_at)),
             j.waiting
                 .clone()
@@ -87,7 +92,7 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
     );
 
     let mut runners = Table::new(&[
-        ("RUNNER", Col::Fixed),
+        ("RUNNER", Col::Key),
         ("STATE", Col::Fixed),
         ("FOR", Col::Number),
         ("MANAGED", Col::Fixed),
@@ -109,14 +114,14 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
 /// The instances table of `mayfly list` and `mayfly status`.
 pub fn instances(list: &[InstanceView], now: Time) -> Table {
     let mut t = Table::new(&[
-        ("NAME", Col::Fixed),
+        ("NAME", Col::Key),
         ("POOL", Col::Fixed),
         ("STATE", Col::Fixed),
         ("RUNNER", Col::Fixed),
         ("AGE", Col::Number),
         ("TYPE", Col::Fixed),
         ("LOCATION", Col::Fixed),
-        ("ADDRESS", Col::Wide),
+        ("ADDRESS", Col::Fixed),
         ("COST", Col::Number),
         ("JOB", Col::Wide),
     ]);
@@ -131,10 +136,16 @@ pub fn instances(list: &[InstanceView], now: Time) -> Table {
             i.location.clone().unwrap_or_else(|| "-".into()),
             i.address.clone().unwrap_or_else(|| "-".into()),
             i.cost_so_far.map_or_else(|| "-".into(), money),
-            i.job.clone().unwrap_or_else(|| "-".into()),
+            i.job.as_deref().map_or_else(|| "-".into(), short_job),
         ]);
     }
     t
+}
+
+/// `acme/app#12` for `github:acme/app#12`: GitHub is the only forge yet, and the width is
+/// better spent on the repository (`-o json` keeps the whole key).
+fn short_job(key: &str) -> String {
+    key.strip_prefix("github:").unwrap_or(key).to_string()
 }
 
 fn state(i: &InstanceView) -> String {
@@ -162,8 +173,9 @@ fn money(amount: f64) -> String {
     format!("{amount:.4}")
 }
 
+/// To the second: people read it.
 fn rfc3339(t: Time) -> String {
-    jiff::Timestamp::from_millisecond(t.millis())
+    jiff::Timestamp::from_second(t.millis().div_euclid(1000))
         .map(|ts| ts.to_string())
         .unwrap_or_default()
 }
@@ -259,11 +271,11 @@ mod tests {
     fn status_shows_every_section_within_the_width() {
         let out = status(&view(), Time::from_secs(1_010), 120);
         for needle in [
-            "controller mf · seen 10s ago (1970-01-01T00:16:40Z) · 1 instance, 1 busy",
-            "0.0060/h, 0.0060 so far",
+            "controller mf · seen 10s ago (1970-01-01T00:16:40Z)",
+            "1 instance, 1 busy · 0.0060/h · 0.0060 so far",
             "POOLS (1)",
             "JOBS WAITING (1)",
-            "github:acme/app#7",
+            "acme/app#7",
             "1m10s",
             "no pool serves",
             "INSTANCES (1)",

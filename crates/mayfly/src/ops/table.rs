@@ -26,7 +26,9 @@ pub fn width() -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Col {
-    /// Kept whole as long as anything else can give.
+    /// What a row is called (an instance's name, to copy into `mayfly ssh`): cut last.
+    Key,
+    /// Kept whole as long as wide columns can give.
     Fixed,
     /// Numbers: kept whole, aligned right.
     Number,
@@ -100,11 +102,14 @@ impl Table {
             })
             .collect();
         let total = |w: &[usize]| w.iter().sum::<usize>() + GAP.len() * w.len().saturating_sub(1);
-        let floors: [Box<dyn Fn(usize) -> Option<usize>>; 2] = [
+        let kind = |i: usize| self.headers[i].1;
+        let floors: [Box<dyn Fn(usize) -> Option<usize>>; 3] = [
             // Wide columns give way down to their header's width (at least 4).
-            Box::new(|i| (self.headers[i].1 == Col::Wide).then(|| chars(self.headers[i].0).max(4))),
-            // Then any column but numbers, down to 4; the last line cut catches the rest.
-            Box::new(|i| (self.headers[i].1 != Col::Number).then_some(4)),
+            Box::new(|i| (kind(i) == Col::Wide).then(|| chars(self.headers[i].0).max(4))),
+            // Then the others but keys and numbers, down to 4.
+            Box::new(|i| matches!(kind(i), Col::Wide | Col::Fixed).then_some(4)),
+            // Then keys; the cut of the whole line catches the rest.
+            Box::new(|i| (kind(i) != Col::Number).then_some(4)),
         ];
         for floor in floors {
             while total(&widths) > width {
@@ -144,16 +149,23 @@ mod tests {
 
     fn table() -> Table {
         let mut t = Table::new(&[
-            ("NAME", Col::Fixed),
+            ("NAME", Col::Key),
+            ("STATE", Col::Fixed),
             ("AGE", Col::Number),
             ("LABELS", Col::Wide),
         ]);
         t.row(vec![
             "mayfly-linux-1".into(),
+            "running".into(),
             "42s".into(),
             "self-hosted,linux,x64,gpu".into(),
         ]);
-        t.row(vec!["m2".into(), "3h04m".into(), "self-hosted".into()]);
+        t.row(vec![
+            "m2".into(),
+            "off".into(),
+            "3h04m".into(),
+            "self-hosted".into(),
+        ]);
         t
     }
 
@@ -161,27 +173,29 @@ mod tests {
     fn a_table_that_fits_is_shown_whole_and_aligned() {
         assert_eq!(
             table().render(100),
-            "NAME              AGE  LABELS\n\
-             mayfly-linux-1    42s  self-hosted,linux,x64,gpu\n\
-             m2              3h04m  self-hosted\n"
+            "NAME            STATE      AGE  LABELS\n\
+             mayfly-linux-1  running    42s  self-hosted,linux,x64,gpu\n\
+             m2              off      3h04m  self-hosted\n"
         );
     }
 
     #[test]
-    fn wide_columns_are_cut_first_and_no_line_is_longer_than_the_width() {
-        let out = table().render(36);
+    fn wide_columns_are_cut_first_then_others_then_keys() {
         assert_eq!(
-            out,
-            "NAME              AGE  LABELS\n\
-             mayfly-linux-1    42s  self-hosted,…\n\
-             m2              3h04m  self-hosted\n"
+            table().render(45),
+            "NAME            STATE      AGE  LABELS\n\
+             mayfly-linux-1  running    42s  self-hosted,…\n\
+             m2              off      3h04m  self-hosted\n"
         );
-        for width in [1, 5, 10, 20, 30] {
+        let narrower = table().render(36);
+        assert!(narrower.contains("mayfly-linux-1  runni…"), "{narrower}");
+        let narrowest = table().render(28);
+        assert!(narrowest.contains("mayfly-l…"), "keys last:\n{narrowest}");
+        for width in [1, 5, 10, 20, 30, 40] {
             for line in table().render(width).lines() {
                 assert!(line.chars().count() <= width, "{width}: {line:?}");
             }
         }
-        assert!(table().render(20).contains("mayfl…"), "then other columns");
     }
 
     #[test]
