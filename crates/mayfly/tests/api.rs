@@ -632,3 +632,39 @@ async fn readiness_goes_when_passes_stop_reading_the_world() {
     assert!(!body.to_string().contains("changed"), "no token in {body}");
     no_secret_in(&w.answers);
 }
+
+/// A create the store recorded but no machine stands behind (a crash before the cloud
+/// answered) is forgotten by a delete, not sent to the cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_with_no_machine_behind_it_is_dropped() {
+    let mut w = world(0, Duration::from_secs(600)).await;
+    let store = w.local.controller.store.clone();
+    let now = w.local.controller.reconciler.now();
+    let spec = w.local.controller.reconciler.pools().pools[0].spec.clone();
+    let intent = mayfly_store::Intent {
+        name: "mf-linux-cut-short".into(),
+        pool: "linux".into(),
+        provider: local::PROVIDER.into(),
+        job: None,
+        attempt: 0,
+        run_id: None,
+        labels: mayfly_core::Labels::new(LABELS),
+        spec,
+        created_at: now,
+        state: mayfly_store::IntentState::Pending,
+        provider_id: None,
+        updated_at: now,
+    };
+    assert!(store.record_intent(&intent).await.unwrap());
+    let path = "/api/v1/instances/mf-linux-cut-short";
+    let (status, body) = w
+        .api(Method::DELETE, "/api/v1/instances/{name}", path)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], "intent_dropped");
+    assert!(store.intents().await.unwrap().is_empty());
+    assert!(
+        w.local.sim.hetzner.billing().servers.is_empty(),
+        "nothing was created"
+    );
+}
