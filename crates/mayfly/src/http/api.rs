@@ -170,7 +170,21 @@ async fn instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Resp
 }
 
 async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
-    match api.operator.delete(&name).await {
+    // Its own task: a client that hangs up must not cut a delete off between deregistering
+    // the runner and deleting the machine.
+    let operator = api.operator.clone();
+    let target = name.clone();
+    let done = tokio::spawn(async move { operator.delete(&target).await }).await;
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the delete of {name} stopped: {e}"),
+            );
+        }
+    };
+    match done {
         Ok(result) => {
             info!(instance = %name, ?result, "deleted by operator");
             api.wake.now.notify_one();
