@@ -106,15 +106,40 @@ impl fmt::Display for Action {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
-    QueuedJob { job: JobKey, waited: Duration },
-    Standby { pool: String, have: u32, want: u32 },
-    RegistrationDeadline { since: Duration, deadline: Duration },
-    IdleDeadline { idle: Duration, deadline: Duration },
-    PoweredOffDeadline { off: Duration, deadline: Duration },
-    PaidTimeUsedUp { paid_until: Time },
-    MaxLifetime { age: Duration, limit: Duration },
+    QueuedJob {
+        job: JobKey,
+        waited: Duration,
+    },
+    Standby {
+        pool: String,
+        have: u32,
+        want: u32,
+    },
+    RegistrationDeadline {
+        since: Duration,
+        deadline: Duration,
+    },
+    IdleDeadline {
+        idle: Duration,
+        deadline: Duration,
+    },
+    PoweredOffDeadline {
+        off: Duration,
+        deadline: Duration,
+    },
+    PaidTimeUsedUp {
+        paid_until: Time,
+    },
+    MaxLifetime {
+        age: Duration,
+        limit: Duration,
+    },
     OrphanRunner,
-    IntentExpired { age: Duration },
+    IntentExpired {
+        age: Duration,
+    },
+    /// Asked for by a person (`mayfly delete`, `DELETE /api/v1/instances/{name}`).
+    Operator,
 }
 
 impl Reason {
@@ -131,6 +156,7 @@ impl Reason {
             Reason::MaxLifetime { .. } => "max_lifetime",
             Reason::OrphanRunner => "orphan_runner",
             Reason::IntentExpired { .. } => "intent_expired",
+            Reason::Operator => "operator",
         }
     }
 }
@@ -184,6 +210,7 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::OrphanRunner => write!(f, "runner has no instance"),
+            Reason::Operator => write!(f, "deleted by operator"),
             Reason::IntentExpired { age } => {
                 write!(
                     f,

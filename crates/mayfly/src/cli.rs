@@ -38,7 +38,7 @@ pub struct Cli {
 
     /// Log filter: a level (error, warn, info, debug, trace; debug and trace apply to mayfly
     /// only) or directives such as `sqlx=debug,info`; overrides RUST_LOG
-    /// [default: log_level in the file, else info]
+    /// [default: log_level in the file, else info; warn for status, list, delete and ssh]
     #[arg(long, global = true, env = "MAYFLY_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
@@ -66,6 +66,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller until Ctrl-C or SIGTERM
     Run,
+    /// Show pools, jobs waiting with their age, instances with state, age and cost so far,
+    /// and runners. Asks the running controller (on `listen`, with the token of
+    /// api.token_file); with none running, reads the providers and GitHub directly
+    Status(crate::ops::StatusArgs),
+    /// List the instances (machines) of this controller, like `status` does
+    List(crate::ops::ListArgs),
+    /// Delete instances: deregister each runner, then delete its machine. A machine whose
+    /// runner runs a job is kept. Asks first unless --yes; exit 1 if any was not deleted
+    Delete(crate::ops::DeleteArgs),
+    /// Open a shell on an instance, or run COMMAND there, with the system's ssh client
+    /// (MAYFLY_SSH names another); exits with the remote command's status
+    Ssh(crate::ops::SshArgs),
     /// Watch mayfly work: the simulator and the controller in one process replay about 40 jobs
     /// on a sped-up clock, then a report (exit 1 if a job was not served or a server is left).
     /// Needs no configuration, no cloud account and no GitHub

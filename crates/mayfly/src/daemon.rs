@@ -1,4 +1,4 @@
-//! `mayfly run`: opens the store, serves HTTP (webhooks, health) on `listen`, and runs the
+//! `mayfly run`: opens the store, serves HTTP (webhooks, health, the API, metrics) on `listen`, and runs the
 //! reconcile loop on its timer or when a webhook wakes it, until Ctrl-C or SIGTERM.
 
 use crate::config::Config;
@@ -17,10 +17,21 @@ use tracing::{debug, info, warn};
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // First: everything after it records through the recorder.
+    let exporter = mayfly::metrics::install()?;
+    let token_file = config
+        .api
+        .token_file
+        .as_ref()
+        .context("no api.token_file")?;
+    let token = crate::ops::token::load_or_create(token_file)?;
     let state = config.state.as_ref().context("no state URL configured")?;
     let store = mayfly_store::Store::open(state.expose())
         .await
         .context("cannot open the state store")?;
+    // One client for the credential: its limiter then sees every request the daemon makes.
+    let client = Client::new(&config.github().client).context("cannot set up the GitHub client")?;
+    let mut reconciler = build_reconciler(&config, client.clone(), store.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -35,8 +46,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let wake = Arc::new(mayfly::demand::Wake::default());
-    let exporter = mayfly::metrics::install()?;
+    // A pass reads the world at least every `resync`: two missed in a row is not ready.
+    let ready_within = config.intervals.resync.0 * 2;
+    let api = http::Api::new(
+        &reconciler,
+        store.clone(),
+        wake.clone(),
+        token,
+        ready_within,
+    );
     let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()))
+        .merge(http::api::router(Arc::new(api)))
         .merge(http::metrics::router(exporter));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
@@ -48,22 +68,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
     });
 
-    // One client for the credential: its limiter then sees every request the daemon makes.
-    let client = match Client::new(&config.github().client) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = stop_http.send(());
-            return Err(e).context("cannot set up the GitHub client");
-        }
-    };
     let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
-    let demand = match demand_task(
-        &config,
-        client.clone(),
-        store.clone(),
-        wake.clone(),
-        demand_stopped,
-    ) {
+    let demand = match demand_task(&config, client, store.clone(), wake.clone(), demand_stopped) {
         Ok(task) => task,
         Err(e) => {
             let _ = stop_http.send(());
@@ -71,14 +77,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let mut reconciler = match build_reconciler(&config, client, store.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = stop_http.send(());
-            let _ = stop_demand.send(true);
-            return Err(e);
-        }
-    };
     let pools = reconciler.pools();
     info!(
         controller = %pools.controller,
@@ -188,7 +186,8 @@ fn demand_task(
 }
 
 /// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
-fn build_reconciler(
+/// `mayfly status` and friends build the same one when no daemon runs.
+pub(crate) fn build_reconciler(
     config: &Config,
     client: Client,
     store: mayfly_store::Store,

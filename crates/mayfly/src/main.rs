@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod demo;
 mod logging;
+mod ops;
 mod service;
 mod sim_cmd;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             }
         }
     };
+    let logs = (cli.log_format, cli.log_level.as_deref());
     match cli.command {
         // The simulator needs no mayfly configuration: it stands in for GitHub and the cloud.
         Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
@@ -64,7 +66,29 @@ fn main() -> ExitCode {
             Ok((config, _)) => finish(run(config)),
             Err(code) => code,
         },
+        Command::Status(args) => operate(load(), logs, |c| ops::status(c, args)),
+        Command::List(args) => operate(load(), logs, |c| ops::list(c, args)),
+        Command::Delete(args) => operate(load(), logs, |c| ops::delete(c, args)),
+        Command::Ssh(args) => operate(load(), logs, |c| ops::ssh(c, args)),
     }
+}
+
+/// The operator's commands: their answer is the output, so the log shows warnings only unless
+/// --log-level asks for more (the file's log_level is the daemon's).
+fn operate(
+    loaded: Result<(Config, Option<std::path::PathBuf>), ExitCode>,
+    (format, level): (Option<config::LogFormat>, Option<&str>),
+    command: impl FnOnce(Config) -> ExitCode,
+) -> ExitCode {
+    let config = match loaded {
+        Ok((config, _)) => config,
+        Err(code) => return code,
+    };
+    if let Err(e) = logging::init(format.unwrap_or(config.log_format), level.unwrap_or("warn")) {
+        eprintln!("mayfly: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    command(config)
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {

@@ -24,6 +24,7 @@ mod intents;
 mod jobs;
 mod url;
 
+use error::During;
 pub use error::{Result, StoreError};
 pub use events::{Event, NewEvent};
 pub use intents::{Intent, IntentState};
@@ -128,6 +129,16 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database answers a trivial query: what `/readyz` asks of the store. Bounded
+    /// by the pool's acquire timeout.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .during(|| "ping the store".into())
     }
 
     /// Waits for connections in use to come back and closes them all, for every clone.

@@ -49,6 +49,7 @@ on_both_backends![
     events_page_in_id_order_and_prune,
     reopening_keeps_data_and_reapplies_no_migration,
     ids_past_i64_are_refused,
+    ping_answers_until_the_store_is_closed,
 ];
 
 async fn upsert_inserts_updates_and_ignores_what_is_not_new(db: Db) {
@@ -588,6 +589,13 @@ async fn ids_past_i64_are_refused(db: Db) {
     let err = db.upsert_job(&rec, None).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     assert!(err.to_string().contains("job id"), "{err}");
+}
+
+async fn ping_answers_until_the_store_is_closed(db: Db) {
+    db.ping().await.expect("an open store answers");
+    db.store.close().await;
+    let err = db.ping().await.expect_err("a closed store does not answer");
+    assert!(err.to_string().contains("ping the store"), "{err}");
 }
 
 // Backend-specific checks that need no suite.

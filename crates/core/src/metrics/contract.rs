@@ -179,7 +179,7 @@ pub const CONTRACT: &[Metric] = &[
         name: "mayfly_instance_deletes_total",
         kind: Kind::Counter,
         help: "Instances deleted, by pool, provider, the deadline that ended them (or quota: \
-               freed to make room) and outcome.",
+               freed to make room; operator: asked for by a person) and outcome.",
         labels: &[
             POOL,
             PROVIDER,
@@ -191,6 +191,7 @@ pub const CONTRACT: &[Metric] = &[
                     "powered_off_deadline",
                     "paid_time_used_up",
                     "max_lifetime",
+                    "operator",
                     "quota",
                 ],
             ),

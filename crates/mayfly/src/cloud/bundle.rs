@@ -146,6 +146,10 @@ pub fn server_config(config: &Config) -> anyhow::Result<(String, Vec<(String, Se
     // The state: SQLite in the server's state directory, or the database as configured.
     table.remove("state");
     table.insert("state_dir".into(), STATE_DIR.into());
+    // The API token file is a path of this machine: on the server it defaults into STATE_DIR.
+    if let Some(toml::Value::Table(api)) = table.get_mut("api") {
+        api.remove("token_file");
+    }
     if let Some(state) = &config.state
         && state.expose().to_ascii_lowercase().starts_with("postgres")
     {
@@ -330,6 +334,7 @@ locations = ["fsn1"]
         let mut expected = local.clone();
         expected.state_dir = Some(STATE_DIR.into());
         expected.state = server.state.clone();
+        expected.api.token_file = Some(std::path::Path::new(STATE_DIR).join("api.token"));
         assert_eq!(server, expected);
         assert_eq!(
             server.state.unwrap().expose(),
@@ -349,9 +354,16 @@ locations = ["fsn1"]
     fn a_database_url_travels_as_a_secret() {
         let dir = tempfile::tempdir().unwrap();
         let text = "state = \"postgres://m:pw-secret@db/m\"\n[github]\ntoken = \"t\"\nrepositories = [\"a/b\"]\n";
-        let local = load(dir.path(), text, &Env::default().with("HETZNER_TOKEN", "h"));
+        let env = Env::default()
+            .with("HETZNER_TOKEN", "h")
+            .with("HOME", "/home/me");
+        let local = load(dir.path(), text, &env);
         let (server, vars) = server_config(&local).unwrap();
         assert!(!server.contains("pw-secret"), "{server}");
+        assert!(
+            !server.contains("/home/me"),
+            "no path of this machine: {server}"
+        );
         assert!(
             server.contains("state = \"${MAYFLY_STATE_URL}\""),
             "{server}"

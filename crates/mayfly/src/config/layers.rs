@@ -159,6 +159,7 @@ pub fn flags(config: &mut Config, o: &Overrides, origins: &mut Origins) -> Resul
 }
 
 /// Files named in the config file are found from the file's directory, wherever mayfly runs.
+/// The API token file defaults to `api.token` in the state directory.
 pub fn relative_files(config: &mut Config, file: Option<&Path>) {
     let base = file.and_then(Path::parent);
     if let Some(app) = &mut config.github.app
@@ -166,6 +167,16 @@ pub fn relative_files(config: &mut Config, file: Option<&Path>) {
         && app.private_key_file.is_relative()
     {
         app.private_key_file = base.join(&app.private_key_file);
+    }
+    match &mut config.api.token_file {
+        Some(path) => {
+            if let Some(base) = base
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        }
+        None => config.api.token_file = config.state_dir.as_ref().map(|d| d.join("api.token")),
     }
 }
 

@@ -24,6 +24,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<StateUrl>,
     pub listen: SocketAddr,
+    pub api: Api,
     pub log_format: LogFormat,
     /// A tracing filter: `info`, or `mayfly=debug,info`.
     pub log_level: String,
@@ -48,6 +49,7 @@ impl Default for Config {
             state_dir: None,
             state: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api: Api::default(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             github: Github::default(),
@@ -62,6 +64,18 @@ impl Default for Config {
             pools: Vec::new(),
         }
     }
+}
+
+/// The HTTP API under `/api/v1/` on `listen`, for `mayfly status`, `list`, `delete`, `ssh` and
+/// scripts. Every request carries the token of `token_file` as `Authorization: Bearer …`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// The file holding the token; `mayfly run` creates it with a random token (readable by its
+    /// owner only) when it does not exist. Relative paths are taken from the config file's
+    /// directory. Always set once loading is done (default: `api.token` in `state_dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -409,6 +409,45 @@ fn relative_state_dir_is_taken_from_the_config_file() {
 }
 
 #[test]
+fn the_api_token_file_defaults_to_the_state_dir_and_is_found_from_the_config_file() {
+    let loaded = load_with(
+        &format!("state_dir = \"state\"\n{MINIMAL}"),
+        &BASE_ENV,
+        &Overrides::default(),
+    );
+    let config = loaded.result.as_ref().expect("valid");
+    assert_eq!(
+        config.api.token_file.as_deref(),
+        Some(loaded._dir.path().join("state/api.token").as_path())
+    );
+    let loaded = load_with(
+        &format!("[api]\ntoken_file = \"secrets/api.token\"\n{MINIMAL}"),
+        &BASE_ENV,
+        &Overrides::default(),
+    );
+    let config = loaded.result.as_ref().expect("valid");
+    assert_eq!(
+        config.api.token_file.as_deref(),
+        Some(loaded._dir.path().join("secrets/api.token").as_path())
+    );
+    assert_eq!(
+        error(&format!("[api]\ntoken = \"x\"\n{MINIMAL}")),
+        "mayfly.toml:2:1: api.token: unknown key; known keys: token_file"
+    );
+    // With a PostgreSQL state and no home, nothing says where the token goes.
+    let env = [("GITHUB_TOKEN", "g"), ("HETZNER_TOKEN", "h")];
+    let text = format!("state = \"postgres://db/m\"\n{MINIMAL}");
+    let msg = load_with(&text, &env, &Overrides::default())
+        .result
+        .expect_err("no place for the token")
+        .to_string();
+    assert!(
+        msg.contains("api.token_file: cannot choose a place for the API token"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn no_secret_appears_in_the_output_or_in_errors() {
     let text = format!(
         "state = \"postgres://mayfly:pg-SECRET-1@db/mayfly\"\n{}",

@@ -164,6 +164,16 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         }
     }
 
+    if config.api.token_file.is_none() {
+        problem(
+            "api.token_file".into(),
+            "cannot choose a place for the API token".into(),
+            Some(
+                "set api.token_file or state_dir, or the XDG_STATE_HOME or HOME environment variable"
+                    .into(),
+            ),
+        );
+    }
     if config.workers == 0 {
         problem("workers".into(), "must be at least 1".into(), None);
     }

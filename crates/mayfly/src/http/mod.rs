@@ -1,9 +1,14 @@
-//! The HTTP server of `mayfly run`: GitHub webhooks and a health check on `listen`.
+//! The HTTP server of `mayfly run`: GitHub webhooks, health checks and the API on `listen`.
 //! Handlers only record what arrived and wake the reconciler; they never call a forge or a cloud.
 
+pub mod api;
+mod auth;
 pub mod metrics;
+mod readiness;
 mod webhooks;
 
+pub use api::Api;
+pub use readiness::{LastPassView, Readiness};
 pub use webhooks::{BODY_LIMIT, STORE_TIMEOUT};
 
 use axum::Router;

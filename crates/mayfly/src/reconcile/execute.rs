@@ -163,41 +163,7 @@ enum Step {
 pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: usize) -> Executed {
     let now = ctx.clock.now();
     let resumes = stranded(&ctx, &seen, &actions).await;
-    let claimed: HashSet<String> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Reuse { instance, .. } | Action::Delete { instance, .. } => {
-                Some(instance.clone())
-            }
-            _ => None,
-        })
-        .collect();
-    let pass = Arc::new(Pass {
-        ctx,
-        provider_of: seen.provider_of,
-        scope_of: seen.scope_of,
-        attempts: seen
-            .snapshot
-            .jobs
-            .iter()
-            .map(|j| (j.key.clone(), j.attempt))
-            .collect(),
-        retries: seen
-            .snapshot
-            .jobs
-            .iter()
-            .filter(|j| j.instances_created > 0)
-            .map(|j| j.key.clone())
-            .collect(),
-        instances: seen
-            .snapshot
-            .instances
-            .into_iter()
-            .map(|i| (i.name.clone(), i))
-            .collect(),
-        quota: Mutex::new(HashSet::new()),
-        claimed: Mutex::new(claimed),
-    });
+    let pass = Arc::new(Pass::new(ctx, seen, &actions));
     let (stop, serve): (Vec<Action>, Vec<Action>) = actions.into_iter().partition(|a| {
         matches!(
             a,
@@ -253,7 +219,55 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
     done
 }
 
+/// Carries out one action outside a pass (a delete asked for by a person) with the same steps,
+/// log lines and event a pass would: the caller holds the pass turn and read `seen` for it.
+pub async fn one(ctx: Arc<Ctx>, action: Action, seen: Seen) -> Outcome {
+    let now = ctx.clock.now();
+    let pass = Pass::new(ctx, seen, std::slice::from_ref(&action));
+    let outcome = pass.step(&action, now).await;
+    pass.log(&action, &outcome, now).await;
+    outcome
+}
+
 impl Pass {
+    fn new(ctx: Arc<Ctx>, seen: Seen, actions: &[Action]) -> Pass {
+        let claimed: HashSet<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Reuse { instance, .. } | Action::Delete { instance, .. } => {
+                    Some(instance.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        Pass {
+            ctx,
+            provider_of: seen.provider_of,
+            scope_of: seen.scope_of,
+            attempts: seen
+                .snapshot
+                .jobs
+                .iter()
+                .map(|j| (j.key.clone(), j.attempt))
+                .collect(),
+            retries: seen
+                .snapshot
+                .jobs
+                .iter()
+                .filter(|j| j.instances_created > 0)
+                .map(|j| j.key.clone())
+                .collect(),
+            instances: seen
+                .snapshot
+                .instances
+                .into_iter()
+                .map(|i| (i.name.clone(), i))
+                .collect(),
+            quota: Mutex::new(HashSet::new()),
+            claimed: Mutex::new(claimed),
+        }
+    }
+
     async fn step(&self, action: &Action, now: Time) -> Outcome {
         match action {
             Action::Delete {

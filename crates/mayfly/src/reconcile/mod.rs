@@ -3,10 +3,12 @@
 
 mod execute;
 mod memory;
+mod operator;
 mod runners;
 mod snapshot;
 
 pub use execute::{Ctx, Executed};
+pub use operator::{DeleteError, Operator, Removed};
 pub use runners::Runners;
 
 use crate::view::View;
@@ -29,6 +31,20 @@ pub struct Reconciler {
     view: tokio::sync::watch::Sender<Option<Arc<View>>>,
     /// The gauges each view sets.
     world: crate::metrics::World,
+    /// How the last pass ended, for `/readyz`.
+    last: tokio::sync::watch::Sender<Option<LastPass>>,
+    /// Held by a pass from its read to its last step, and by an operator's delete: the two
+    /// never act on the same world at once (a pass may be about to reuse that machine).
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How the last pass ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastPass {
+    pub finished: Time,
+    pub took: Duration,
+    /// Why it failed; `None` when it read the world and carried out its plan.
+    pub error: Option<String>,
 }
 
 /// What one pass saw and did.
@@ -125,7 +141,23 @@ impl Reconciler {
             workers,
             view: tokio::sync::watch::Sender::new(None),
             world: crate::metrics::World::default(),
+            last: tokio::sync::watch::Sender::new(None),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Follows how each pass ends (`None` before the first has).
+    pub fn last_pass(&self) -> tokio::sync::watch::Receiver<Option<LastPass>> {
+        self.last.subscribe()
+    }
+
+    /// A handle for deletes asked for by a person, taking turns with the passes.
+    pub fn operator(&self) -> Operator {
+        Operator::new(self.ctx.clone(), self.turn.clone())
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.ctx.clock.clone()
     }
 
     /// Follows the view each pass publishes once it has read the world (`None` before the
@@ -153,19 +185,35 @@ impl Reconciler {
     /// Reads, plans, executes. A provider that cannot be listed stops the pass (acting on a
     /// partial view could create twice); runners that cannot be read make it a create-only pass.
     pub async fn pass(&mut self) -> Result<PassReport, PassError> {
+        let turn = self.turn.clone();
+        let _turn = turn.lock().await;
         let started = std::time::Instant::now();
-        let pass = self.pass_from(started).await;
-        let outcome = match &pass {
+        let result = self.pass_in_turn(started).await;
+        let outcome = match &result {
             Ok(report) if report.runners_unknown => "partial",
             Ok(_) => "ok",
             Err(_) => "failed",
         };
         crate::metrics::record::pass(outcome, started.elapsed());
-        pass
+        self.last.send_replace(Some(LastPass {
+            finished: self.ctx.clock.now(),
+            took: started.elapsed(),
+            error: result.as_ref().err().map(ToString::to_string),
+        }));
+        result
     }
 
-    async fn pass_from(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
-        let (seen, plan) = self.plan().await?;
+    /// Reads the world and plans, acting on nothing: what `mayfly status` sees when no daemon
+    /// runs. Intent updates the read implies are still written (they are facts, and idempotent).
+    pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
+        let turn = self.turn.clone();
+        let _turn = turn.lock().await;
+        let (_, _, view) = self.plan().await?;
+        Ok(view)
+    }
+
+    async fn pass_in_turn(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
+        let (seen, plan, _) = self.plan().await?;
         let mut report = PassReport {
             jobs_queued: seen
                 .snapshot
@@ -181,7 +229,7 @@ impl Reconciler {
                 .iter()
                 .filter(|a| a.how == mayfly_core::How::Assumed)
                 .count(),
-            runners_unknown: !seen.runners_known,
+            runners_unknown: seen.runners_error.is_some(),
             next_check: plan.next_check,
             ..PassReport::default()
         };
@@ -189,7 +237,7 @@ impl Reconciler {
             debug!(job = %w.job, why = %w.why, "job waits");
         }
         let mut actions = plan.actions;
-        if !seen.runners_known {
+        if seen.runners_error.is_some() {
             actions.retain(|a| matches!(a, Action::Create { .. }));
         }
         // A create intent with no machine behind it is carried out even when the plan is
@@ -205,66 +253,21 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// The snapshot of now and the plan for it.
-    async fn plan(&mut self) -> Result<(Seen, Plan), PassError> {
+    /// The snapshot of now and the plan for it; publishes the view.
+    async fn plan(&mut self) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let jobs = snapshot::jobs(&ctx.store).await?;
-        let intents = ctx
-            .store
-            .intents_in_state(&[IntentState::Pending, IntentState::Created])
-            .await?;
-        let mut listed = Vec::new();
-        for name in used_providers(&ctx.pools) {
-            let Some(provider) = ctx.providers.get(&name) else {
-                continue;
-            };
-            let instances = provider
-                .list(&ctx.pools.controller)
-                .await
-                .map_err(|error| PassError::List {
-                    provider: name.clone(),
-                    error,
-                })?;
-            listed.extend(instances.into_iter().map(|i| (name.clone(), i)));
-        }
-        let (runner_list, runners_known) = match ctx.runners.list().await {
-            Ok(list) => (list, true),
-            Err(e) => {
-                warn!(error = %e, "cannot read the runners: this pass only creates");
-                (Vec::new(), false)
-            }
-        };
-        let registered: std::collections::HashSet<&str> =
-            runner_list.iter().map(|(_, r)| r.name.as_str()).collect();
-        let (instances, provider_of, updates) = snapshot::join(
+        let seen = read(ctx, &mut self.memory, now).await?;
+        let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+        let view = Arc::new(View::build(
             &ctx.pools,
-            listed,
-            intents,
-            &registered,
-            &mut self.memory,
+            &seen.snapshot,
+            &plan,
+            &seen.provider_of,
             now,
-        );
-        for update in updates {
-            let (name, state, id) = match &update {
-                IntentUpdate::Created { name, provider_id } => {
-                    (name, IntentState::Created, provider_id.as_deref())
-                }
-                IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
-            };
-            ctx.store.set_intent_state(name, state, id, now).await?;
-        }
-        let (runners, scope_of) = snapshot::runners(&runner_list, &mut self.memory, now);
-        let snapshot = mayfly_core::Snapshot {
-            jobs,
-            instances,
-            runners,
-        };
-        snapshot::forget_unseen(&mut self.memory, &snapshot);
-        let plan = mayfly_core::plan(&snapshot, &ctx.pools, now);
-        let view = View::build(&ctx.pools, &snapshot, &plan, &provider_of, now);
+        ));
         self.world.record(&view);
-        self.view.send_replace(Some(Arc::new(view)));
+        self.view.send_replace(Some(view.clone()));
         if !plan.actions.is_empty() {
             info!(
                 actions = plan.actions.len(),
@@ -272,16 +275,66 @@ impl Reconciler {
                 "plan"
             );
         }
-        Ok((
-            Seen {
-                snapshot,
-                provider_of,
-                scope_of,
-                runners_known,
-            },
-            plan,
-        ))
+        Ok((seen, plan, view))
     }
+}
+
+/// Reads the truth at `now`: jobs and intents from the store, one list per provider, the
+/// runners; joins them, and writes back what the join learned about intents. A provider that
+/// cannot be listed fails the read; runners that cannot be read are reported in the result.
+async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
+    let jobs = snapshot::jobs(&ctx.store).await?;
+    let intents = ctx
+        .store
+        .intents_in_state(&[IntentState::Pending, IntentState::Created])
+        .await?;
+    let mut listed = Vec::new();
+    for name in used_providers(&ctx.pools) {
+        let Some(provider) = ctx.providers.get(&name) else {
+            continue;
+        };
+        let instances = provider
+            .list(&ctx.pools.controller)
+            .await
+            .map_err(|error| PassError::List {
+                provider: name.clone(),
+                error,
+            })?;
+        listed.extend(instances.into_iter().map(|i| (name.clone(), i)));
+    }
+    let (runner_list, runners_error) = match ctx.runners.list().await {
+        Ok(list) => (list, None),
+        Err(e) => {
+            warn!(error = %e, "cannot read the runners: this pass only creates");
+            (Vec::new(), Some(e.to_string()))
+        }
+    };
+    let registered: std::collections::HashSet<&str> =
+        runner_list.iter().map(|(_, r)| r.name.as_str()).collect();
+    let (instances, provider_of, updates) =
+        snapshot::join(&ctx.pools, listed, intents, &registered, memory, now);
+    for update in updates {
+        let (name, state, id) = match &update {
+            IntentUpdate::Created { name, provider_id } => {
+                (name, IntentState::Created, provider_id.as_deref())
+            }
+            IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
+        };
+        ctx.store.set_intent_state(name, state, id, now).await?;
+    }
+    let (runners, scope_of) = snapshot::runners(&runner_list, memory, now);
+    let snapshot = mayfly_core::Snapshot {
+        jobs,
+        instances,
+        runners,
+    };
+    snapshot::forget_unseen(memory, &snapshot);
+    Ok(Seen {
+        snapshot,
+        provider_of,
+        scope_of,
+        runners_error,
+    })
 }
 
 /// The providers some pool uses, each once, in name order.

@@ -16,9 +16,9 @@ pub struct Seen {
     pub provider_of: HashMap<String, String>,
     /// Runner id → the scope it is registered in.
     pub scope_of: HashMap<u64, Scope>,
-    /// Whether the runners could be read: without them, busy machines cannot be told apart, so
-    /// the pass only creates.
-    pub runners_known: bool,
+    /// Why the runners could not be read, if they could not: without them busy machines
+    /// cannot be told apart, so the pass only creates.
+    pub runners_error: Option<String>,
 }
 
 /// Jobs waiting or running, each with the count of instances ever created for its attempt.

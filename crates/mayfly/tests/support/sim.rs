@@ -150,6 +150,24 @@ impl SimServe {
         self.get("stats")
     }
 
+    /// `GET {path}` on the fake GitHub's REST API with the token mayfly uses: what GitHub
+    /// itself reports, such as `/repos/acme/app/actions/runners`.
+    pub fn github_get(&self, path: &str) -> Value {
+        let addr = self.github.trim_start_matches("http://");
+        let (status, body) = request_with(
+            addr,
+            "GET",
+            path,
+            None,
+            &format!("Authorization: Bearer {GITHUB_TOKEN}\r\n"),
+        );
+        assert!(
+            status == 200,
+            "GET {path} on the fake GitHub: {status} {body}"
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
     pub fn log(&self) -> String {
         self.log
             .lock()
@@ -167,6 +185,17 @@ impl Drop for SimServe {
 
 /// One HTTP/1.1 request with `Connection: close`: the status and the body (chunked or not).
 pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    request_with(addr, method, path, body, "")
+}
+
+/// [`request`] with extra header lines (each ending in `\r\n`).
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -174,7 +203,7 @@ pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("send");
