@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod daemon;
 mod demo;
+mod estimate_cmd;
 mod logging;
 mod sim_cmd;
 
@@ -51,6 +52,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Estimate(args) => {
+            estimate_cmd::main(args, cli.config.as_deref(), &overrides, cli.log_format)
         }
         Command::Config(ConfigCommand::Check) => match load() {
             Ok((config, file)) => finish(check(&config, file.as_deref())),

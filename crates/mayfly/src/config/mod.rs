@@ -15,7 +15,7 @@ mod tests;
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
 pub use schema::{Config, PoolConfig};
-pub use values::LogFormat;
+pub use values::{HumanDuration, LogFormat};
 
 use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools, Secret};
 use std::collections::BTreeMap;
@@ -73,6 +73,25 @@ impl Config {
         overrides: &Overrides,
         env: &Env,
     ) -> Result<Config, ConfigError> {
+        Self::load_for(file, overrides, env, validate::Needs::Everything)
+    }
+
+    /// As `load`, for commands that only plan (`mayfly estimate`): tokens and the GitHub scope
+    /// may be missing, as nothing is called with them.
+    pub fn load_for_planning(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        Self::load_for(file, overrides, env, validate::Needs::Planning)
+    }
+
+    fn load_for(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+        needs: validate::Needs,
+    ) -> Result<Config, ConfigError> {
         let (mut config, spans) = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -90,7 +109,7 @@ impl Config {
         layers::flags(&mut config, overrides, &mut origins)?;
         layers::state(&mut config, env, file, &origins)?;
         layers::relative_files(&mut config, file);
-        validate::check(&config, &origins)?;
+        validate::check(&config, &origins, needs)?;
         Ok(config)
     }
 
