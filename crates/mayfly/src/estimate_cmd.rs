@@ -128,8 +128,12 @@ fn run(args: EstimateArgs, config: Option<&Config>, file: Option<&Path>) -> anyh
     let model = Model {
         boot: args.boot.0,
         rebuild: args.rebuild.0,
-        reconcile: config.map_or(Model::default().reconcile, |c| c.intervals.reconcile.0),
-        ..Model::default()
+        ..config.map_or_else(Model::default, |c| Model {
+            reconcile: c.intervals.reconcile.0,
+            resync: c.intervals.resync.0,
+            settle: c.intervals.settle.0,
+            ..Model::default()
+        })
     };
     let (jobs, source) = match (&args.trace, &args.from_github) {
         (Some(path), _) => {
@@ -382,7 +386,10 @@ fn table(
     );
     if let Some((_, o)) = rows.iter().find(|(s, _)| s.configured) {
         for (why, n) in &o.unserved {
-            let _ = writeln!(out, "not served ({n} jobs, as configured): {why}");
+            let _ = writeln!(out, "unserved, as configured: {n} jobs {why}");
+        }
+        for (why, n) in &o.no_pool {
+            let _ = writeln!(out, "left to other runners: {n} jobs, {why}");
         }
     }
     if let Some(c) = &source.skipped
@@ -446,6 +453,8 @@ fn json(
             "rebuild_secs": model.rebuild.as_secs_f64(),
             "shutdown_secs": model.shutdown.as_secs_f64(),
             "reconcile_secs": model.reconcile.as_secs_f64(),
+            "resync_secs": model.resync.as_secs_f64(),
+            "settle_secs": model.settle.as_secs_f64(),
         },
         "currency": "EUR",
         "pools": pools,

@@ -1,5 +1,5 @@
-//! The discrete-event loop: events in virtual time from a binary heap, the real planner after
-//! every moment that changed the world (and at the plan's `next_check`), its plan carried out at once.
+//! The discrete-event loop: events in virtual time from a binary heap, and the real planner
+//! whenever the controller's loop would pass, its plan carried out at once.
 
 use super::prices::Prices;
 use super::report::Outcome;
@@ -20,7 +20,7 @@ enum What {
     Done { job: usize, name: String, boot: u32 },
     /// The machine is off after its job.
     Off { name: String, boot: u32 },
-    /// A deadline of the last plan passes.
+    /// The loop's next pass: a deadline of the last plan, its timer, or a settle pass.
     Check,
 }
 
@@ -58,6 +58,8 @@ struct Engine<'a> {
     last_arrival: Time,
     /// Why each queued job waited in the last plan.
     waiting: HashMap<u64, WaitReason>,
+    /// Jobs no pool serves, taken out of the world, and why.
+    no_pool: HashMap<u64, String>,
     outcome: Outcome,
 }
 
@@ -80,6 +82,7 @@ pub fn run(
         arrivals_left: trace.len(),
         last_arrival: Time::from_millis(0),
         waiting: HashMap::new(),
+        no_pool: HashMap::new(),
         outcome: Outcome::default(),
     };
     // The controller's first pass, before any job: standby runners start booting.
@@ -125,7 +128,11 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Carries out one event; false for a stale one (its machine was deleted or rebooted since).
+    /// Carries out one event; true when it may change the plan. The controller's loop decides
+    /// the same way: a queued job wakes it, a deadline (an idle runner's, a powered-off
+    /// machine's) brings it back, while a job that starts or finishes "changes no decision"
+    /// (`demand::Wake`): the machine is seen off when it is off. Stale events (their machine
+    /// was deleted or rebuilt since) change nothing.
     fn handle(&mut self, what: What) -> bool {
         self.outcome.events += 1;
         let now = self.now;
@@ -145,19 +152,26 @@ impl Engine<'_> {
                 {
                     return false;
                 }
+                // An idle runner is standby, or has an idle deadline; a busy one changes nothing.
                 let started = self.world.register(&name, boot, now);
+                let idle = started.is_none();
                 self.started(started);
-                true
+                idle
             }
             What::Done { job, name, boot } => {
-                if !self.world.finish(job, &name, boot, now) {
-                    return false;
+                if self.world.finish(job, &name, boot, now) {
+                    let at = now.plus(self.model.shutdown);
+                    self.push(at, What::Off { name, boot });
+                    if !self.pools.recycling.enabled {
+                        self.pass_by(now.plus(self.model.settle));
+                    }
                 }
-                let at = now.plus(self.model.shutdown);
-                self.push(at, What::Off { name, boot });
-                true
+                false
             }
-            What::Off { name, boot } => self.world.power_off(&name, boot, now),
+            What::Off { name, boot } => {
+                self.world.power_off(&name, boot, now);
+                false
+            }
             What::Check => {
                 if self.check_at == Some(now) {
                     self.check_at = None;
@@ -180,6 +194,15 @@ impl Engine<'_> {
                     boot,
                 },
             );
+        }
+    }
+
+    /// The next pass comes no later than `at`. Only the earliest pending `Check` counts; a
+    /// later one still in the heap finds `check_at` changed and passes for nothing.
+    fn pass_by(&mut self, at: Time) {
+        if self.check_at.is_none_or(|c| at < c) {
+            self.check_at = Some(at);
+            self.push(at, What::Check);
         }
     }
 
@@ -264,41 +287,43 @@ impl Engine<'_> {
             .outcome
             .peak_machines
             .max(self.world.snap.instances.len());
-        // Jobs that wait (for a limit, say) make the loop look again soon, as `Pace` does.
-        let soon = (!plan.waiting.is_empty()).then(|| now.plus(self.model.reconcile));
-        let next = match (plan.next_check, soon) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(at) = next
-            && self.check_at.is_none_or(|c| at < c)
-        {
-            self.check_at = Some(at);
-            self.push(at, What::Check);
+        // A job no pool serves never will under this configuration (the reason depends on its
+        // labels only): it is left to other runners (GitHub's own, say) and out of the world.
+        let mut waiting = HashMap::with_capacity(plan.waiting.len());
+        for w in plan.waiting {
+            if matches!(
+                w.why,
+                WaitReason::NoPool { .. } | WaitReason::BadLabel { .. }
+            ) {
+                self.world.snap.jobs.retain(|j| j.key != w.job);
+                self.no_pool.insert(w.job.id, w.why.to_string());
+            } else {
+                waiting.insert(w.job.id, w.why);
+            }
         }
-        self.waiting = plan
-            .waiting
-            .into_iter()
-            .map(|w| (w.job.id, w.why))
-            .collect();
+        // The loop's timer, as `PassReport::wait` sets it: the next deadline, but no later than
+        // `reconcile` while a job waits (for a limit, say), `resync` otherwise.
+        let cap = now.plus(if waiting.is_empty() {
+            self.model.resync
+        } else {
+            self.model.reconcile
+        });
+        self.pass_by(plan.next_check.map_or(cap, |t| t.min(cap)));
+        self.waiting = waiting;
         Ok(())
     }
 
-    /// Every job arrived and none runs; those still queued can never be served (no pool takes
-    /// them) or have waited past the patience.
+    /// Every job arrived and none runs; any still queued has waited past the patience.
     fn over(&self) -> bool {
-        if self.arrivals_left > 0 {
-            return false;
-        }
-        let patience_over = self.now > self.last_arrival.plus(self.model.patience);
-        self.world.snap.jobs.iter().all(|j| {
-            j.status == JobStatus::Queued
-                && (patience_over
-                    || matches!(
-                        self.waiting.get(&j.key.id),
-                        Some(WaitReason::NoPool { .. } | WaitReason::BadLabel { .. })
-                    ))
-        })
+        self.arrivals_left == 0
+            && self
+                .world
+                .snap
+                .jobs
+                .iter()
+                .all(|j| j.status == JobStatus::Queued)
+            && (self.world.snap.jobs.is_empty()
+                || self.now > self.last_arrival.plus(self.model.patience))
     }
 
     fn finish(mut self) -> Outcome {
@@ -324,13 +349,16 @@ impl Engine<'_> {
                         o.job_cost += secs / 3600.0 * t.price;
                     }
                 }
-                (None, _) => {
-                    let why = self
-                        .waiting
-                        .get(&t.key.id)
-                        .map_or_else(|| "still queued at the end".to_string(), |w| w.to_string());
-                    *o.unserved.entry(why).or_default() += 1;
-                }
+                (None, _) => match self.no_pool.get(&t.key.id) {
+                    Some(why) => *o.no_pool.entry(why.clone()).or_default() += 1,
+                    None => {
+                        let why = self.waiting.get(&t.key.id).map_or_else(
+                            || "still queued at the end".to_string(),
+                            |w| format!("still waiting at the end: {w}"),
+                        );
+                        *o.unserved.entry(why).or_default() += 1;
+                    }
+                },
             }
         }
         o.jobs = self.world.jobs.len();

@@ -1,9 +1,9 @@
 //! `mayfly estimate`'s model: a trace of jobs replayed in virtual time against the real planner
 //! and cost model, to see what a configuration would cost and how long jobs would wait.
 //!
-//! Pure: no clock, no I/O, no async. Jobs arrive from the trace; after every moment that changed
-//! the world (and at the plan's `next_check`) `mayfly_core::plan` decides, and its plan takes
-//! effect at once: a create boots for `Model::boot`, then its runner registers and GitHub hands
+//! Pure: no clock, no I/O, no async. Jobs arrive from the trace; `mayfly_core::plan` decides
+//! when the controller's loop would pass (a queued job, an idle runner, the plan's `next_check`,
+//! the loop's timers), and its plan takes effect at once: a create boots for `Model::boot`, then its runner registers and GitHub hands
 //! it the oldest queued job it can take (labels and runner scope), which runs for its duration;
 //! the runner leaves, the machine powers off, and the planner keeps it for another job (a reuse
 //! rebuilds it in `Model::rebuild`) or deletes it. Each machine is billed with
@@ -36,9 +36,13 @@ pub struct Model {
     pub rebuild: Duration,
     /// From a job's end until its machine is off.
     pub shutdown: Duration,
-    /// While a job waits (for a limit), the controller looks again this often
-    /// (`intervals.reconcile`); otherwise it plans when something happens or a deadline passes.
+    /// The controller's loop (`[intervals]`): a pass this soon while a job waits (for a limit),
     pub reconcile: Duration,
+    /// at the latest this long after the last otherwise,
+    pub resync: Duration,
+    /// and this long after a job finished when recycling is off (the pass that sees its
+    /// machine off). Queued jobs and deadlines bring passes at once.
+    pub settle: Duration,
     /// How long after the last arrival jobs still queued (waiting for a limit) are waited for
     /// before they count as unserved.
     pub patience: Duration,
@@ -56,6 +60,8 @@ impl Default for Model {
             rebuild: cloud.action_delay + runner,
             shutdown: cloud.shutdown_delay,
             reconcile: Duration::from_secs(15),
+            resync: Duration::from_secs(300),
+            settle: Duration::from_secs(20),
             patience: Duration::from_secs(24 * 3600),
         }
     }

@@ -14,8 +14,11 @@ pub struct Outcome {
     pub jobs: usize,
     /// Jobs a runner took.
     pub served: usize,
-    /// Jobs no runner took, counted by why they waited in the last plan.
+    /// Jobs a pool serves that no runner took, counted by why they still waited at the end.
     pub unserved: BTreeMap<String, usize>,
+    /// Jobs no pool serves (no pool has their labels, or a dynamic label is malformed), by the
+    /// planner's reason: left to other runners, such as GitHub's own (`ubuntu-latest`).
+    pub no_pool: BTreeMap<String, usize>,
     /// What every machine was billed, in the prices' currency (EUR).
     pub cost: f64,
     /// The job-seconds alone, each at the hourly price of the machine that ran it.
@@ -51,6 +54,10 @@ pub struct Waits {
 impl Outcome {
     pub fn unserved_jobs(&self) -> usize {
         self.unserved.values().sum()
+    }
+
+    pub fn no_pool_jobs(&self) -> usize {
+        self.no_pool.values().sum()
     }
 
     /// Fills the wait statistics and the cost ratio from the collected numbers, and rounds

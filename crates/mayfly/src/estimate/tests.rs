@@ -134,21 +134,47 @@ fn limits_hold_and_every_job_is_served_in_the_end() {
 }
 
 #[test]
-fn jobs_no_pool_serves_are_unserved_with_the_reason_and_the_estimate_ends() {
+fn jobs_no_pool_serves_are_counted_apart_and_the_estimate_ends() {
     let t = trace(
-        "at,repo,labels,duration\n0,acme/app,self-hosted;gpu,60\n5,acme/app,self-hosted;linux;x64,60\n",
+        "at,repo,labels,duration\n0,acme/app,ubuntu-latest,60\n0,acme/app,self-hosted;gpu,60\n5,acme/app,self-hosted;linux;x64,60\n",
     );
     let o = estimate(&t, &pools(true));
-    assert_eq!((o.served, o.unserved_jobs()), (1, 1));
-    let (why, n) = o.unserved.iter().next().unwrap();
+    assert_eq!((o.served, o.unserved_jobs(), o.no_pool_jobs()), (1, 0, 2));
     assert_eq!(
-        (why.as_str(), *n),
-        ("no pool serves labels [self-hosted, gpu]", 1)
+        o.no_pool.keys().collect::<Vec<_>>(),
+        [
+            "no pool serves labels [self-hosted, gpu]",
+            "no pool serves labels [ubuntu-latest]"
+        ]
     );
     assert_eq!(
         o.simulated_secs, 105.0,
         "ends when the last servable job does"
     );
+}
+
+#[test]
+fn a_job_behind_a_limit_that_never_frees_is_unserved_after_the_patience() {
+    let mut p = pools(true);
+    p.pools[0].max = Some(0);
+    let model = Model {
+        patience: Duration::from_secs(3600),
+        ..Model::default()
+    };
+    let t = trace("at,repo,labels,duration\n10,acme/app,self-hosted;linux;x64,60\n");
+    let o = run(&t, &p, &Prices::hetzner(), &model).unwrap();
+    assert_eq!((o.served, o.unserved_jobs(), o.machines_created), (0, 1, 0));
+    assert_eq!(
+        o.unserved.keys().next().unwrap(),
+        "still waiting at the end: pool x64 limit of 0 instances reached"
+    );
+    // Passes every 15 s while it waits, for an hour after it arrived.
+    assert!(
+        o.simulated_secs > 3610.0 && o.simulated_secs <= 3625.0,
+        "{}",
+        o.simulated_secs
+    );
+    assert!(o.plans >= 240, "{}", o.plans);
 }
 
 #[test]

@@ -185,9 +185,9 @@ impl World {
         })
     }
 
-    /// Job `n` is done on the machine `name`: the single-use runner leaves and the machine begins
-    /// to power off (the moment the registration deadline counts from again, as the reconciler
-    /// remembers it). Returns whether it happened (not a stale event).
+    /// Job `n` is done on the machine `name`: the single-use runner leaves and the machine's OS
+    /// shuts it down, `stopping` until it is off, as the simulator's servers do. Returns whether
+    /// it happened (not a stale event).
     pub fn finish(&mut self, n: usize, name: &str, boot: u32, now: Time) -> bool {
         if self.machines.get(name).is_none_or(|m| m.boot != boot) {
             return false;
@@ -197,6 +197,7 @@ impl World {
         self.jobs[n].finished = Some(now);
         self.snap.runners.retain(|r| r.name != name);
         if let Some(inst) = self.snap.instances.iter_mut().find(|i| i.name == name) {
+            inst.state = InstanceState::Stopping;
             inst.state_since = now;
         }
         true
