@@ -355,9 +355,13 @@ fn table(
         source.origin,
         hours(trace.span().as_secs_f64())
     );
-    let from = file.map_or_else(
-        || " (built in: no config file)".to_string(),
-        |f| format!(" ({})", f.display()),
+    let _ = writeln!(
+        out,
+        "pools {}:",
+        file.map_or_else(
+            || "(built in: no config file)".to_string(),
+            |f| format!("of {}", f.display())
+        )
     );
     for p in &pools.pools {
         let priced = prices.place(&p.spec).map_or_else(
@@ -370,7 +374,7 @@ fn table(
             },
         );
         let max = p.max.map_or_else(String::new, |m| format!(", max {m}"));
-        let _ = writeln!(out, "pool {} {}: {priced}{max}{from}", p.name, p.labels);
+        let _ = writeln!(out, "  {} {}: {priced}{max}", p.name, p.labels);
     }
     let _ = writeln!(
         out,

@@ -66,7 +66,7 @@ fn a_shipped_trace_prints_a_table_of_the_scenarios() {
         "{out}"
     );
     assert!(
-        out.contains("pool default [self-hosted, linux, x64]: cx22 in fsn1, 0.0060 EUR/h"),
+        out.contains("pools (built in: no config file):\n  default [self-hosted, linux, x64]: cx22 in fsn1, 0.0060 EUR/h\n"),
         "{out}"
     );
     let rows: Vec<&str> = out
@@ -134,7 +134,7 @@ fn a_config_file_needs_no_tokens_and_sets_pools_and_recycling() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("pool x64 [self-hosted, linux, x64]: cx22 in fsn1, 1.0000 EUR/h, max 20 ("),
+        out.contains("  x64 [self-hosted, linux, x64]: cx22 in fsn1, 1.0000 EUR/h, max 20\n"),
         "{out}"
     );
     assert!(
@@ -144,6 +144,23 @@ fn a_config_file_needs_no_tokens_and_sets_pools_and_recycling() {
     // Recycling off at 1 EUR/h: one hour billed per job.
     let off = out.lines().find(|l| l.starts_with("* off")).unwrap();
     assert!(off.contains(" 40.0000 "), "{off}");
+}
+
+#[test]
+fn the_shipped_example_config_needs_none_of_its_variables() {
+    // It takes its tokens from ${GITHUB_TOKEN} and ${HETZNER_TOKEN}: unset here.
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mayfly.toml");
+    let (code, out, err) = estimate(dir.path(), &["-c", example, "--trace", STEADY], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("  linux-x64 [self-hosted, linux, x64]: cx22 in fsn1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  linux-arm64 [self-hosted, linux, arm64]: cax21 in fsn1"),
+        "{out}"
+    );
 }
 
 #[test]
