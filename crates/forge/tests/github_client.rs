@@ -719,3 +719,76 @@ async fn the_poller_reads_only_what_changed_and_idles_for_free() {
     assert_eq!(done[0].status, JobStatus::Completed);
     assert_eq!(done[0].conclusion.as_deref(), Some("success"));
 }
+
+#[tokio::test]
+async fn history_lists_completed_runs_of_a_window_in_halves_past_the_search_limit() {
+    // An hour a second; a search limit of 3 instead of 1,000, so 7 runs need split windows.
+    let fake = start(
+        FakeConfig {
+            search_limit: 3,
+            ..fake_config()
+        },
+        3600.0,
+    )
+    .await;
+    let client = fake.client(token(), limits());
+    let since = Time::from_millis(fake.clock.now_ms() - 1000);
+    let mut done = 0;
+    for i in 0..7 {
+        let jobs = if i % 2 == 0 {
+            vec![job(&["linux"])]
+        } else {
+            vec![job(&["linux"]), job(&["linux", "x64"])]
+        };
+        for _ in fake.gh.enqueue("acme/app", jobs) {
+            let name = format!("history-{done}");
+            let jit = client
+                .jit_config(
+                    &Scope::Repo(repo()),
+                    &name,
+                    &labels(&["linux", "x64"]),
+                    None,
+                )
+                .await
+                .unwrap();
+            let runner = fake.gh.redeem(jit.config.expose(), &name).unwrap();
+            let assigned = fake.gh.next_job(runner).expect("a job");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            fake.gh.finish_job(runner, assigned.job_id, "success");
+            done += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // Still queued: not part of the history.
+    fake.gh.enqueue("acme/app", vec![job(&["gpu"])]);
+    let until = Time::from_millis(fake.clock.now_ms() + 1000);
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    let history = client
+        .history(&repo(), since, until, &|d, t| {
+            seen.lock().unwrap().push((d, t))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (history.runs, history.jobs.len(), history.unlisted),
+        (7, 10, 0)
+    );
+    assert!(history.jobs.iter().all(|j| {
+        j.status == "completed"
+            && j.runner_name.is_some()
+            && j.started_at.is_some()
+            && j.completed_at.is_some()
+            && j.created_at.is_some()
+    }));
+    let listed = fake.calls("GET", "/actions/runs").0;
+    assert!(listed > 3, "full windows were split: {listed} run lists");
+    assert_eq!(seen.lock().unwrap().last(), Some(&(7, 7)));
+
+    // A window before everything is empty.
+    let empty = client
+        .history(&repo(), Time::from_secs(0), since, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((empty.runs, empty.jobs.len()), (0, 0));
+}

@@ -82,6 +82,13 @@ pub enum Command {
     /// on a sped-up clock, then a report (exit 1 if a job was not served or a server is left).
     /// Needs no configuration, no cloud account and no GitHub
     Demo(crate::demo::DemoArgs),
+    /// Estimate what a configuration would cost and how long jobs would wait, from a trace
+    ///
+    /// Replays a trace (a file, or a repository's job history on GitHub) in virtual time with
+    /// the real planner and billing, recycling on and off, standby 0 and N, and prints cost,
+    /// queue wait and machines for each. A day of 10,000 jobs takes seconds. Needs no cloud
+    /// account; pools come from the config file, without tokens (see docs/estimate.md)
+    Estimate(crate::estimate_cmd::EstimateArgs),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),

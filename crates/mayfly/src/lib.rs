@@ -4,6 +4,7 @@
 //! Everything else lives in the binary's own modules (see main.rs).
 
 pub mod demand;
+pub mod estimate;
 pub mod http;
 pub mod local;
 pub mod metrics;

@@ -6,6 +6,7 @@ mod cloud;
 mod config;
 mod daemon;
 mod demo;
+mod estimate_cmd;
 mod logging;
 mod ops;
 mod service;
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Estimate(args) => {
+            estimate_cmd::main(args, cli.config.as_deref(), &overrides, cli.log_format)
         }
         Command::Config(ConfigCommand::Check) => match load() {
             Ok((config, file)) => finish(check(&config, file.as_deref())),

@@ -59,6 +59,15 @@ pub enum Delay {
 }
 
 impl Delay {
+    /// The delay on average: what a model that draws nothing (`mayfly estimate`) takes.
+    pub fn mean(&self) -> Duration {
+        let secs = match *self {
+            Delay::Fixed { secs } => secs,
+            Delay::Uniform { min_secs, max_secs } => (min_secs + max_secs.max(min_secs)) / 2.0,
+        };
+        Duration::from_secs_f64(if secs.is_finite() { secs.max(0.0) } else { 0.0 })
+    }
+
     fn draw(&self, rng: &mut impl Rng) -> Duration {
         let secs = match *self {
             Delay::Fixed { secs } => secs,

@@ -150,6 +150,33 @@ fn parse_csv(origin: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
     Ok(jobs)
 }
 
+/// Writes a trace as CSV that `parse` reads back, with the `run` column. `Err` names a label
+/// the format cannot hold (one with `,`, `;` or `#`): write JSON instead.
+pub fn to_csv(trace: &[TraceJob]) -> Result<String, String> {
+    let mut out = String::from("at,repo,labels,duration,run\n");
+    let plain = |s: &str| !s.contains([',', ';', '#', '\n', '\r']);
+    for j in trace {
+        if let Some(l) = j.labels.iter().find(|l| !plain(l)) {
+            return Err(format!("label {l:?} cannot be written in CSV"));
+        }
+        if !plain(&j.repo) || j.run.as_deref().is_some_and(|r| !plain(r)) {
+            return Err(format!(
+                "repo or run of {:?} cannot be written in CSV",
+                j.repo
+            ));
+        }
+        out.push_str(&format!(
+            "{},{},{},{},{}\n",
+            j.at,
+            j.repo,
+            j.labels.join(";"),
+            j.duration,
+            j.run.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}
+
 /// One workflow run to submit: its repository and its jobs (labels, duration).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Submission {
@@ -210,6 +237,16 @@ mod tests {
         assert_eq!(subs.len(), 2, "the two r1 jobs are one run");
         assert_eq!(subs[0].jobs.len(), 2);
         assert_eq!(subs[1].at, Duration::from_millis(5500));
+    }
+
+    #[test]
+    fn csv_written_reads_back_the_same() {
+        let text = "at,repo,labels,duration,run\n0,a/b,self-hosted;linux,60.5,r1\n1.25,a/c,x,1,\n";
+        let t = parse("t.csv", text).unwrap();
+        assert_eq!(to_csv(&t).unwrap(), text);
+        let mut odd = t.clone();
+        odd[0].labels.push("a,b".into());
+        assert!(to_csv(&odd).unwrap_err().contains("\"a,b\""));
     }
 
     #[test]

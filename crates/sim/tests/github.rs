@@ -380,6 +380,72 @@ async fn pages_carry_link_headers() {
 }
 
 #[tokio::test]
+async fn runs_are_filtered_by_creation_time_and_a_filtered_list_stops_at_the_search_limit() {
+    // An hour a second: the runs are minutes apart in simulated time.
+    let f = start(
+        GithubConfig {
+            search_limit: 2,
+            ..config()
+        },
+        Clock::new(3600.0),
+    )
+    .await;
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        let id = f.gh.enqueue("acme/app", vec![job(&["self-hosted"])])[0];
+        let j = f
+            .get_json(&format!("/repos/acme/app/actions/jobs/{id}"))
+            .await;
+        created.push(j["created_at"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count = |v: &Value| {
+        (
+            v["total_count"].as_u64().unwrap(),
+            v["workflow_runs"].as_array().unwrap().len(),
+        )
+    };
+    let since_second = f
+        .get_json(&format!(
+            "/repos/acme/app/actions/runs?created=%3E%3D{}",
+            created[1]
+        ))
+        .await;
+    assert_eq!(count(&since_second), (2, 2), "{since_second}");
+    let window = f
+        .get_json(&format!(
+            "/repos/acme/app/actions/runs?created={}..{}",
+            created[0], created[1]
+        ))
+        .await;
+    assert_eq!(count(&window), (2, 2));
+    let before = f
+        .get_json(&format!(
+            "/repos/acme/app/actions/runs?created=<{}",
+            created[1]
+        ))
+        .await;
+    assert_eq!(count(&before), (1, 1));
+    // Three match, two are listed: GitHub's 1,000-run cap, scaled down.
+    let all = f
+        .get_json("/repos/acme/app/actions/runs?status=queued&per_page=1&page=2")
+        .await;
+    assert_eq!(count(&all), (3, 1));
+    let past = f
+        .get_json("/repos/acme/app/actions/runs?status=queued&per_page=1&page=3")
+        .await;
+    assert_eq!(count(&past), (3, 0), "nothing beyond the limit");
+    assert_eq!(
+        count(&f.get_json("/repos/acme/app/actions/runs").await),
+        (3, 3)
+    );
+    let bad = f.get("/repos/acme/app/actions/runs?created=soon").await;
+    assert_eq!(bad.status(), 422);
+    let message = bad.json::<Value>().await.unwrap()["message"].to_string();
+    assert!(message.contains("\\\"soon\\\""), "{message}");
+}
+
+#[tokio::test]
 async fn a_304_costs_no_budget() {
     let f = start(config(), Clock::new(1.0)).await;
     f.gh.enqueue("acme/app", vec![job(&["self-hosted"])]);

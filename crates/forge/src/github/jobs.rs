@@ -52,6 +52,9 @@ pub struct WorkflowJob {
     pub created_at: Option<String>,
     #[serde(default)]
     pub started_at: Option<String>,
+    /// When the job finished, however it ended (RFC 3339).
+    #[serde(default)]
+    pub completed_at: Option<String>,
 }
 
 impl WorkflowJob {

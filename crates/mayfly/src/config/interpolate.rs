@@ -54,10 +54,12 @@ pub fn interpolate<'s>(s: &'s str, env: &Env) -> Result<Cow<'s, str>, Interpolat
         if !valid {
             return Err(InterpolationError::BadName);
         }
-        let value = env.get(name).ok_or_else(|| InterpolationError::Missing {
-            name: name.into(),
-            reference: format!("${{{name}}}"),
-        })?;
+        let value = env
+            .interpolated(name)
+            .ok_or_else(|| InterpolationError::Missing {
+                name: name.into(),
+                reference: format!("${{{name}}}"),
+            })?;
         out.push_str(value);
         rest = &after[end + 1..];
     }

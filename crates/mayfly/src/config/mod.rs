@@ -26,16 +26,20 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_FILE: &str = "mayfly.toml";
 
 /// A snapshot of environment variables. Passed in rather than read where needed, so tests can
-/// give each case its own environment. No `Debug`: it holds tokens.
+/// give each case its own environment. No `Debug`: it holds tokens. The flag makes an unset
+/// `${VAR}` in the file empty instead of an error (see `Config::load_for_planning`).
 #[derive(Clone, Default)]
-pub struct Env(BTreeMap<String, String>);
+pub struct Env(BTreeMap<String, String>, bool);
 
 impl Env {
     /// The process environment; variables that are not UTF-8 are left out.
     pub fn process() -> Self {
-        Env(std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect())
+        Env(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+            false,
+        )
     }
 
     /// The same environment with `name` set to `value`.
@@ -51,14 +55,23 @@ impl Env {
 
     #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Env(pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+        Env(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            false,
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// The value of `${name}` in the file: the variable, or nothing (an error) unless unset
+    /// variables count as empty.
+    fn interpolated(&self, name: &str) -> Option<&str> {
+        self.get(name).or(self.1.then_some(""))
     }
 
     /// Set and not blank: an empty `GITHUB_TOKEN=` counts as unset.
@@ -85,6 +98,28 @@ impl Config {
         overrides: &Overrides,
         env: &Env,
     ) -> Result<Config, ConfigError> {
+        Self::load_for(file, overrides, env, validate::Needs::Everything)
+    }
+
+    /// As `load`, for commands that only plan (`mayfly estimate`): tokens and the GitHub scope
+    /// may be missing, as nothing is called with them, and so may the variables a file takes
+    /// them from (`token = "${HETZNER_TOKEN}"`): an unset one reads as empty, and a value that
+    /// must not be empty still says so.
+    pub fn load_for_planning(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        let env = Env(env.0.clone(), true);
+        Self::load_for(file, overrides, &env, validate::Needs::Planning)
+    }
+
+    fn load_for(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+        needs: validate::Needs,
+    ) -> Result<Config, ConfigError> {
         let (mut config, spans) = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -102,7 +137,7 @@ impl Config {
         layers::flags(&mut config, overrides, &mut origins)?;
         layers::state(&mut config, env, file, &origins)?;
         layers::relative_files(&mut config, file);
-        validate::check(&config, &origins)?;
+        validate::check(&config, &origins, needs)?;
         Ok(config)
     }
 

@@ -658,3 +658,32 @@ fn github_scope_and_limit_mistakes_are_named() {
     assert!(e.contains("github.token: not set"), "{e}");
     assert!(e.contains("[github.app]"), "the hint names the App: {e}");
 }
+
+#[test]
+fn planning_needs_no_token_or_scope_but_still_checks_the_pools() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("mayfly.toml");
+    let env = Env::from_pairs([("HOME", "/h")]);
+    let pools = "[[pools]]\nname = \"linux\"\nprovider = \"hetzner\"\nlabels = [\"self-hosted\"]\ntypes = [\"cx22\"]\nlocations = [\"fsn1\"]\n";
+    std::fs::write(&path, pools).expect("write config");
+    let c = Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect("valid");
+    assert_eq!(c.pools().pools[0].name, "linux");
+    let full = Config::load(Some(&path), &Overrides::default(), &env).expect_err("no tokens");
+    assert!(full.to_string().contains("github.token: not set"), "{full}");
+
+    // Tokens from unset variables, as the shipped example takes them, are no obstacle either.
+    let tokens = format!(
+        "[github]\ntoken = \"${{GITHUB_TOKEN}}\"\n[providers.hetzner]\nkind = \"hetzner\"\ntoken = \"${{HETZNER_TOKEN}}\"\n{pools}"
+    );
+    std::fs::write(&path, &tokens).expect("write config");
+    Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect("valid");
+    let full = Config::load(Some(&path), &Overrides::default(), &env).expect_err("unset");
+    assert!(
+        full.to_string().contains("`GITHUB_TOKEN` is not set"),
+        "{full}"
+    );
+
+    std::fs::write(&path, pools.replace("types = [\"cx22\"]\n", "mx = 3\n")).expect("write");
+    let e = Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect_err("bad");
+    assert!(e.to_string().contains("pools[0].mx: unknown key"), "{e}");
+}

@@ -13,7 +13,17 @@ pub const MAX_CONTROLLER: usize = 16;
 /// Longest pool name, for the same reason.
 pub const MAX_POOL: usize = 20;
 
-pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
+/// What the command needs of the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Running the controller: credentials and something to serve.
+    Everything,
+    /// Planning only (`mayfly estimate`): pools, limits, deadlines; no token, no scope.
+    Planning,
+}
+
+pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), ConfigError> {
+    let calls = needs == Needs::Everything;
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String, hint: Option<String>| {
         let origin = origins.of(&key);
@@ -50,7 +60,7 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
                 );
             }
         }
-        None if gh.token.as_ref().is_none_or(|t| t.is_empty()) => problem(
+        None if calls && gh.token.as_ref().is_none_or(|t| t.is_empty()) => problem(
             "github.token".into(),
             "not set".into(),
             Some(
@@ -60,7 +70,7 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         ),
         None => {}
     }
-    if gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none() {
+    if calls && gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none() {
         problem(
             "github".into(),
             "no repository, organization or enterprise to serve".into(),
@@ -133,7 +143,8 @@ pub fn check(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
                 Some("use kind = \"hetzner\"".into()),
             );
         }
-        if p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty()) {
+        if calls && p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty())
+        {
             problem(
                 format!("providers.{name}.token"),
                 "not set".into(),

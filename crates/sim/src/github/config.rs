@@ -17,6 +17,9 @@ pub struct GithubConfig {
     pub writes_per_minute: u32,
     pub webhooks: Vec<WebhookTarget>,
     pub webhook_faults: WebhookFaults,
+    /// Most runs a filtered run list yields (`status`, `created`): GitHub's is 1,000, whatever
+    /// `total_count` says. Lower in tests, to see a client split its window.
+    pub search_limit: usize,
 }
 
 impl Default for GithubConfig {
@@ -29,6 +32,7 @@ impl Default for GithubConfig {
             writes_per_minute: 80,
             webhooks: Vec::new(),
             webhook_faults: WebhookFaults::default(),
+            search_limit: 1000,
         }
     }
 }

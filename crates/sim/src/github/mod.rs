@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod created;
 mod jit;
 mod paging;
 mod ratelimit;
@@ -120,7 +121,7 @@ impl Github {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn config(&self) -> MutexGuard<'_, GithubConfig> {
+    pub(crate) fn config(&self) -> MutexGuard<'_, GithubConfig> {
         self.config.lock().unwrap_or_else(|e| e.into_inner())
     }
 

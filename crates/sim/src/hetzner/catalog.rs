@@ -1,5 +1,6 @@
 //! The fixed catalogue: locations, server types with per-location prices, and system images,
 //! close to the real ones so price-aware code and location fallback have something true to chew.
+//! Public because `mayfly estimate` prices machines from the same list rather than a second copy.
 
 use super::config::HetznerConfig;
 use serde_json::{Value, json};
@@ -177,6 +178,10 @@ pub fn by_id_or_name<'a, T>(
 }
 
 impl Location {
+    pub fn named(name: &str) -> Option<&'static Location> {
+        LOCATIONS.iter().find(|l| l.name.eq_ignore_ascii_case(name))
+    }
+
     pub fn get(key: &Value) -> Option<&'static Location> {
         by_id_or_name(LOCATIONS, key, |l| l.id, |l| l.name)
     }
@@ -209,6 +214,12 @@ impl Location {
 }
 
 impl ServerType {
+    pub fn named(name: &str) -> Option<&'static ServerType> {
+        SERVER_TYPES
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+
     pub fn get(key: &Value) -> Option<&'static ServerType> {
         by_id_or_name(SERVER_TYPES, key, |t| t.id, |t| t.name)
     }

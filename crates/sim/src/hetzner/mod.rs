@@ -2,7 +2,7 @@
 //! Speaks the real wire format (the official `hcloud` client is the judge) in simulated time.
 
 mod billing;
-mod catalog;
+pub mod catalog;
 mod config;
 mod errors;
 mod labels;

@@ -96,6 +96,7 @@ def validate_all(base, token, app):
         ("GET", "/repos/{owner}/{repo}", "/repos/acme/app", None),
         ("GET", "/repos/{owner}/{repo}/actions/runs", "/repos/acme/app/actions/runs?per_page=100", None),
         ("GET", "/repos/{owner}/{repo}/actions/runs", "/repos/acme/app/actions/runs?status=queued", None),
+        ("GET", "/repos/{owner}/{repo}/actions/runs", "/repos/acme/app/actions/runs?status=completed&created=%3E%3D2000-01-01", None),
         ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", f"/repos/acme/app/actions/runs/{run_id}", None),
         ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs", f"/repos/acme/app/actions/runs/{run_id}/jobs", None),
         ("GET", "/repos/{owner}/{repo}/actions/runners", "/repos/acme/app/actions/runners", None),
@@ -145,6 +146,9 @@ def pygithub(base, token):
     check(len(queued) >= 3, f"PyGithub pages through queued runs ({len(queued)})")
     all_runs = list(repo.get_workflow_runs())
     check(len(all_runs) > len(queued), "PyGithub lists runs in every status")
+    since = list(repo.get_workflow_runs(created=">=2000-01-01"))
+    check(len(since) == len(all_runs), f"PyGithub filters runs by creation time ({len(since)})")
+    check(not list(repo.get_workflow_runs(created="<2000-01-01")), "no run was created before 2000")
     jobs = [j for r in all_runs for j in r.jobs()]
     check(len(jobs) >= 4, f"PyGithub lists the jobs of each run ({len(jobs)})")
     busy = [j for j in jobs if j.status == "in_progress"]

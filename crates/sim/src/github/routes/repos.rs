@@ -1,8 +1,9 @@
-//! Repository reads: the repository, its workflow runs (filtered by status), the jobs of a run,
-//! and one job.
+//! Repository reads: the repository, its workflow runs (filtered by status and creation time),
+//! the jobs of a run, and one job.
 
 use super::{Base, error, json_response};
 use crate::github::Github;
+use crate::github::created;
 use crate::github::paging::Paging;
 use crate::github::render;
 use axum::Extension;
@@ -23,8 +24,21 @@ pub fn page(
     key: &str,
     items: Vec<Value>,
 ) -> Response {
-    let paging = Paging::from_query(q);
     let total = items.len();
+    page_of(base, uri, q, key, items, total)
+}
+
+/// A page of `items` whose `total_count` is `total`: more than the items when a search limit
+/// cut the list short.
+fn page_of(
+    base: &Base,
+    uri: &OriginalUri,
+    q: &HashMap<String, String>,
+    key: &str,
+    items: Vec<Value>,
+    total: usize,
+) -> Response {
+    let paging = Paging::from_query(q);
     let (items, last) = paging.slice(items);
     let mut r = json_response(StatusCode::OK, &json!({ "total_count": total, key: items }));
     let url = format!("{}{}", base.origin, uri.path());
@@ -61,6 +75,9 @@ pub async fn organization(
     )
 }
 
+/// Runs newest first, filtered by `status` (or conclusion) and `created` (GitHub's date
+/// qualifiers). A filtered list yields at most `search_limit` runs, as GitHub's does, while
+/// `total_count` counts them all.
 pub async fn runs(
     State(gh): State<Arc<Github>>,
     Extension(base): Extension<Base>,
@@ -70,11 +87,21 @@ pub async fn runs(
 ) -> Response {
     let now = gh.clock.now_ms();
     let api = base.api();
-    let items = {
+    let created = match q
+        .get("created")
+        .filter(|c| !c.is_empty())
+        .map(|c| created::parse(c))
+    {
+        Some(Ok(c)) => Some(c),
+        Some(Err(message)) => return error(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        None => None,
+    };
+    let status = q.get("status").filter(|s| !s.is_empty());
+    let limit = (status.is_some() || created.is_some()).then(|| gh.config().search_limit);
+    let (items, total) = {
         let mut st = gh.lock();
         let repo = st.repo(&o, &r, now);
         let full = repo.full_name();
-        let status = q.get("status").filter(|s| !s.is_empty());
         let mut runs: Vec<_> = st
             .runs
             .values()
@@ -82,14 +109,19 @@ pub async fn runs(
             .filter(|run| {
                 status.is_none_or(|s| run.status == s || run.conclusion.as_ref() == Some(s))
             })
+            .filter(|run| created.is_none_or(|c| c.contains(run.created_ms)))
             .collect();
         // GitHub lists the newest run first.
         runs.sort_by_key(|run| std::cmp::Reverse((run.created_ms, run.id)));
-        runs.into_iter()
+        let total = runs.len();
+        runs.truncate(limit.unwrap_or(usize::MAX));
+        let items = runs
+            .into_iter()
             .map(|run| render::run(&api, run, &repo))
-            .collect()
+            .collect();
+        (items, total)
     };
-    page(&base, &uri, &q, "workflow_runs", items)
+    page_of(&base, &uri, &q, "workflow_runs", items, total)
 }
 
 fn id(s: &str) -> Option<u64> {
