@@ -465,7 +465,10 @@ async fn the_budget_is_reported_from_the_headers() {
     let p = w.provider();
     assert_eq!(p.budget(), None);
     p.list("c1").await.unwrap();
-    assert_eq!(p.budget(), Some((3599, 3600)));
+    // One call spent; a second may have passed on a loaded machine and refilled it.
+    let (remaining, limit) = p.budget().expect("a budget after a call");
+    assert_eq!(limit, 3600);
+    assert!((3599..=3600).contains(&remaining), "{remaining}");
     let b = p.budget_detail().unwrap();
     assert!(b.full_at >= Time::from_millis(w.clock.now_ms()));
 }
