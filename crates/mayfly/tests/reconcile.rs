@@ -218,3 +218,31 @@ async fn at_the_server_quota_a_kept_server_is_freed_for_a_job_it_cannot_serve() 
         "the quota is on the record: {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_creates_shows_its_machines_in_the_view_at_once() {
+    let mut w = world(false, false).await;
+    let views = w.controller.reconciler.views();
+    w.sim.github.enqueue(REPO, jobs(2));
+    // The poll brings the jobs into the store; the pass after it creates.
+    let mut created = 0;
+    w.controller
+        .run(CADENCE, |pass, _| {
+            created = pass.as_ref().map_or(0, |r| r.executed.created);
+            created > 0
+        })
+        .await;
+    assert_eq!(created, 2);
+    let view = views.borrow().clone().expect("a view");
+    assert_eq!(view.instances.len(), 2, "{:?}", view.instances);
+    for i in &view.instances {
+        assert_eq!(i.state, mayfly_core::InstanceState::Pending, "{i:?}");
+        assert_eq!(i.provider, local::PROVIDER);
+        assert!(i.job.is_some(), "made for a job: {i:?}");
+    }
+    assert!(
+        view.jobs.iter().all(|j| j.instance.is_some()),
+        "{:?}",
+        view.jobs
+    );
+}

@@ -236,21 +236,51 @@ impl Reconciler {
         for w in &plan.waiting {
             debug!(job = %w.job, why = %w.why, "job waits");
         }
-        let mut actions = plan.actions;
+        let mut plan = plan;
         if seen.runners_error.is_some() {
-            actions.retain(|a| matches!(a, Action::Create { .. }));
+            plan.actions.retain(|a| matches!(a, Action::Create { .. }));
         }
         // A create intent with no machine behind it is carried out even when the plan is
         // empty (see `execute::stranded`).
-        if !actions.is_empty() || execute::has_stranded(&seen) {
+        if !plan.actions.is_empty() || execute::has_stranded(&seen) {
+            let intended = (!plan.actions.is_empty()).then(|| self.intended(&seen, &plan));
+            let actions = std::mem::take(&mut plan.actions);
             report.executed = execute::execute(self.ctx.clone(), actions, seen, self.workers).await;
             let now = self.ctx.clock.now();
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
             }
+            if let Some(view) = intended {
+                self.publish(Arc::new(view));
+            }
         }
         report.took = started.elapsed();
         Ok(report)
+    }
+
+    /// The view of the world as this plan leaves it: new machines as pending creates, deleted
+    /// ones as deleting. Published once the plan is carried out, so `mayfly status` shows a
+    /// pass's work at once rather than a pass later. A step that failed leaves the pass
+    /// unsettled, and the next pass (within `intervals.reconcile`) shows the truth again.
+    fn intended(&self, seen: &Seen, plan: &Plan) -> View {
+        let pools = &self.ctx.pools;
+        let now = self.ctx.clock.now();
+        let after = mayfly_core::apply::apply(&seen.snapshot, plan, &pools.controller, now);
+        let mut provider_of = seen.provider_of.clone();
+        for action in &plan.actions {
+            if let Action::Create { name, pool, .. } = action
+                && let Some(p) = pools.pools.iter().find(|p| &p.name == pool)
+            {
+                provider_of.insert(name.clone(), p.provider.clone());
+            }
+        }
+        View::build(pools, &after, plan, &provider_of, now)
+    }
+
+    /// Makes `view` the one the API, `mayfly status` and the gauges read.
+    fn publish(&mut self, view: Arc<View>) {
+        self.world.record(&view);
+        self.view.send_replace(Some(view));
     }
 
     /// The snapshot of now and the plan for it; publishes the view.
@@ -266,8 +296,7 @@ impl Reconciler {
             &seen.provider_of,
             now,
         ));
-        self.world.record(&view);
-        self.view.send_replace(Some(view.clone()));
+        self.publish(view.clone());
         if !plan.actions.is_empty() {
             info!(
                 actions = plan.actions.len(),
