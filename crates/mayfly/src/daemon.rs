@@ -69,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let mut reconciler = match build_reconciler(&config, client, store.clone()) {
+    let mut reconciler = match build_reconciler(&config, client, store.clone()).await {
         Ok(r) => r,
         Err(e) => {
             let _ = stop_http.send(());
@@ -186,7 +186,7 @@ fn demand_task(
 }
 
 /// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
-fn build_reconciler(
+async fn build_reconciler(
     config: &Config,
     client: Client,
     store: mayfly_store::Store,
@@ -195,14 +195,10 @@ fn build_reconciler(
     let runners = mayfly::reconcile::Runners::new(client, config.github());
     let mut providers: BTreeMap<String, Arc<dyn mayfly_provider::Provider>> = BTreeMap::new();
     for (name, p) in &config.providers {
-        let provider = config
-            .hetzner(name, p)
-            .and_then(|c| {
-                mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            })
+        let provider = build_provider(config, name, p, &clock)
+            .await
             .with_context(|| format!("providers.{name}"))?;
-        providers.insert(name.clone(), Arc::new(provider));
+        providers.insert(name.clone(), provider);
     }
     Ok(mayfly::reconcile::Reconciler::new(
         store,
@@ -213,6 +209,34 @@ fn build_reconciler(
         clock,
         config.workers,
     ))
+}
+
+/// The provider of `[providers.<name>]`, by its kind.
+async fn build_provider(
+    config: &Config,
+    name: &str,
+    p: &crate::config::ProviderConfig,
+    clock: &Arc<dyn mayfly_core::Clock>,
+) -> anyhow::Result<Arc<dyn mayfly_provider::Provider>> {
+    use crate::config::ProviderKind;
+    match p.kind {
+        #[cfg(feature = "aws")]
+        ProviderKind::AwsEc2 => {
+            let ec2 = mayfly_provider_aws::ec2::Ec2::new(config.aws_ec2(p)).await?;
+            Ok(Arc::new(ec2))
+        }
+        #[cfg(feature = "aws")]
+        ProviderKind::AwsEcs => {
+            let ecs = mayfly_provider_aws::ecs::Ecs::new(config.aws_ecs(p)).await?;
+            Ok(Arc::new(ecs))
+        }
+        _ => {
+            let c = config.hetzner(name, p)?;
+            let hetzner = mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Arc::new(hetzner))
+        }
+    }
 }
 
 /// A pass at once, then one whenever `wake` is notified or the wait the last pass asked for

@@ -1,6 +1,7 @@
 //! mayfly's configuration: a TOML file, the environment and flags layered into one validated
 //! `Config`, and its conversion into the planner's `Pools`.
 
+mod aws;
 mod error;
 mod interpolate;
 mod layers;
@@ -14,7 +15,7 @@ mod tests;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
-pub use schema::{Config, PoolConfig};
+pub use schema::{Config, PoolConfig, Provider as ProviderConfig, ProviderKind};
 pub use values::LogFormat;
 
 use mayfly_core::{LabelRules, Labels, MachineSpec, Pool, Pools, Secret};

@@ -619,3 +619,104 @@ fn github_scope_and_limit_mistakes_are_named() {
     assert!(e.contains("github.token: not set"), "{e}");
     assert!(e.contains("[github.app]"), "the hint names the App: {e}");
 }
+
+const AWS: &str = r#"
+[github]
+repositories = ["acme/app"]
+
+[providers.ec2]
+kind = "aws-ec2"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:5000"
+ami = "ami-0abc"
+subnets = ["subnet-1", "subnet-2"]
+security_groups = ["sg-1"]
+on_demand_fallback = ["InsufficientInstanceCapacity"]
+root_volume_gb = 30
+
+[providers.ec2.prices]
+"m7i.large" = 0.1008
+
+[providers.fargate]
+kind = "aws-ecs"
+cluster = "ci"
+launch_type = "fargate-spot"
+subnets = ["subnet-1"]
+ssm_prefix = "/mayfly/runners"
+
+[[pools]]
+name = "ec2"
+provider = "ec2"
+labels = ["self-hosted", "linux"]
+types = ["m7i.large"]
+
+[[pools]]
+name = "tasks"
+provider = "fargate"
+labels = ["self-hosted", "container"]
+max = 20
+"#;
+
+#[test]
+fn aws_providers_load_and_convert() {
+    let c = load(AWS).expect("valid");
+    let p = &c.providers["ec2"];
+    assert_eq!(p.kind, schema::ProviderKind::AwsEc2);
+    assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    assert!(p.spot, "spot by default");
+    #[cfg(feature = "aws")]
+    {
+        let e = c.aws_ec2(p);
+        assert_eq!(e.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(e.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(e.on_demand_fallback, ["InsufficientInstanceCapacity"]);
+        assert_eq!(e.prices["m7i.large"], 0.1008);
+        assert_eq!(e.check(), Ok(()));
+        let f = c.aws_ecs(&c.providers["fargate"]);
+        assert_eq!(f.capacity, mayfly_provider_aws::ecs::Capacity::FargateSpot);
+        assert_eq!(f.parameter("r").as_deref(), Some("/mayfly/runners/r"));
+        assert_eq!(f.check(), Ok(()));
+    }
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn aws_mistakes_are_named_by_key() {
+    let msg = error(
+        &AWS.replace("ami = \"ami-0abc\"\n", "")
+            .replace("\"m7i.large\" = 0.1008", "\"m6i.large\" = 0.1")
+            .replace("cluster = \"ci\"\n", "")
+            .replace("sg-1", "default"),
+    );
+    for want in [
+        "providers.ec2.ami: neither `ami` nor `launch_template` is set",
+        "pools[0].types[0]: no price for m7i.large in providers.ec2.prices",
+        "providers.fargate.cluster: not set",
+        "providers.ec2.security_groups[0]: expected a security group id",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+    }
+    let msg = error(&AWS.replace(
+        "kind = \"aws-ec2\"",
+        "kind = \"aws-ec2\"\ntoken = \"AKIA-secret\"",
+    ));
+    assert!(
+        msg.contains("providers.ec2.token: AWS credentials never go in the configuration"),
+        "{msg}"
+    );
+    assert!(!msg.contains("AKIA-secret"), "{msg}");
+    let msg = error(&AWS.replace("launch_type = \"fargate-spot\"", "launch_type = \"lambda\""));
+    assert!(msg.contains("providers.fargate.launch_type"), "{msg}");
+    let msg = error(&AWS.replace("region = \"eu-west-1\"", "regoin = \"eu-west-1\""));
+    assert!(msg.contains("regoin"), "unknown keys are refused: {msg}");
+}
+
+#[cfg(not(feature = "aws"))]
+#[test]
+fn without_the_aws_feature_aws_kinds_are_refused() {
+    let msg = error(AWS);
+    assert!(
+        msg.contains("providers.ec2.kind: aws-ec2 needs the `aws` feature"),
+        "{msg}"
+    );
+}
