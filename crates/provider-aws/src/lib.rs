@@ -7,6 +7,7 @@
 //! handling) are unit-tested with injected errors that an emulator never produces.
 
 mod api_error;
+pub mod asg;
 pub mod ec2;
 pub mod ecs;
 mod sdk;

@@ -177,3 +177,107 @@ async fn an_instance_without_the_controller_tag_is_never_listed() {
     assert!(p.list("ctl").await.unwrap().is_empty());
     assert_eq!(p.list("ctl-other").await.unwrap().len(), 1);
 }
+
+/// Counts the EC2 calls of each kind, passing them on to the SDK.
+struct Counting {
+    inner: mayfly_provider_aws::ec2::Sdk,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
+}
+
+impl Counting {
+    fn count(&self, call: &'static str) {
+        *self.calls.lock().unwrap().entry(call).or_default() += 1;
+    }
+    fn take(&self) -> std::collections::BTreeMap<&'static str, u32> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl mayfly_provider_aws::ec2::Ec2Api for Counting {
+    async fn run(
+        &self,
+        l: &mayfly_provider_aws::ec2::Launch,
+    ) -> Result<mayfly_provider_aws::ec2::Ec2Instance, mayfly_provider_aws::ApiError> {
+        self.count("RunInstances");
+        self.inner.run(l).await
+    }
+    async fn describe(
+        &self,
+        q: &mayfly_provider_aws::ec2::Query,
+        next: Option<String>,
+    ) -> Result<
+        (Vec<mayfly_provider_aws::ec2::Ec2Instance>, Option<String>),
+        mayfly_provider_aws::ApiError,
+    > {
+        self.count("DescribeInstances");
+        self.inner.describe(q, next).await
+    }
+    async fn stop(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("StopInstances");
+        self.inner.stop(id).await
+    }
+    async fn start(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("StartInstances");
+        self.inner.start(id).await
+    }
+    async fn terminate(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("TerminateInstances");
+        self.inner.terminate(id).await
+    }
+    async fn root_device(
+        &self,
+        ami: &str,
+    ) -> Result<Option<mayfly_provider_aws::ec2::RootDevice>, mayfly_provider_aws::ApiError> {
+        self.count("DescribeImages");
+        self.inner.root_device(ami).await
+    }
+    async fn subnet_zones(
+        &self,
+        subnets: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, mayfly_provider_aws::ApiError> {
+        self.count("DescribeSubnets");
+        self.inner.subnet_zones(subnets).await
+    }
+}
+
+/// API calls of one job's instance, created and deleted: the first job reads the AMI's root
+/// device once; every later job costs a DescribeInstances (the idempotency check), a
+/// RunInstances and a TerminateInstances (none when the runner powers the machine off).
+#[tokio::test]
+async fn a_job_costs_three_ec2_calls() {
+    let Some(moto) = support::moto().await else {
+        return;
+    };
+    let ec2 = support::ec2(&moto).await;
+    let ami = support::some_ami(&ec2).await;
+    let counting = std::sync::Arc::new(Counting {
+        inner: mayfly_provider_aws::ec2::Sdk(ec2.clone()),
+        calls: Default::default(),
+    });
+    let mut c = Ec2Config::new(support::settings(&moto));
+    c.ami = Some(ami);
+    c.prices.insert("t3.micro".into(), 0.0104);
+    let p = Ec2::with_api(counting.clone(), c);
+    let mut per_job = Vec::new();
+    for n in 0..3 {
+        let req = CreateRequest {
+            name: format!("mayfly-x64-{n}-1"),
+            controller: "ctl".into(),
+            pool: "x64".into(),
+            spec: spec(),
+            user_data: Secret::new("#!/bin/sh\n"),
+            labels: Labels::new(["self-hosted"]),
+            credential: Credential::Jit(Secret::new("c2VjcmV0")),
+        };
+        let id = p.create(&req).await.unwrap().provider_id.unwrap();
+        p.delete(&id).await.unwrap();
+        per_job.push(counting.take());
+    }
+    println!("EC2 calls per job: {per_job:?}");
+    assert_eq!(per_job[0].get("DescribeImages"), Some(&1));
+    for calls in &per_job[1..] {
+        assert_eq!(calls.values().sum::<u32>(), 3, "{calls:?}");
+        assert_eq!(calls.get("RunInstances"), Some(&1));
+    }
+}

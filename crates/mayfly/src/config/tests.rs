@@ -720,3 +720,12 @@ fn without_the_aws_feature_aws_kinds_are_refused() {
         "{msg}"
     );
 }
+
+#[cfg(feature = "aws")]
+#[test]
+fn the_aws_example_loads() {
+    let c = load(include_str!("../../../../examples/aws.toml")).expect("examples/aws.toml loads");
+    assert_eq!(c.pools.len(), 3);
+    assert_eq!(c.providers["fargate"].kind, schema::ProviderKind::AwsEcs);
+    assert_eq!(c.aws_ec2(&c.providers["ec2"]).check(), Ok(()));
+}

@@ -36,6 +36,13 @@ pub struct Ec2Instance {
     pub spot: bool,
 }
 
+/// An image's root volume, so the launch can encrypt (and size) exactly that one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootDevice {
+    pub name: String,
+    pub size_gb: Option<u32>,
+}
+
 /// One RunInstances call: everything but the user data is safe to log.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -51,7 +58,8 @@ pub struct Launch {
     pub zone: Option<String>,
     pub security_groups: Vec<String>,
     /// The image's root device, so the root volume is the one encrypted (and sized).
-    pub root_device: Option<String>,
+    pub root_device: Option<RootDevice>,
+    /// Overrides the image's root volume size.
     pub root_volume_gb: Option<u32>,
     pub instance_profile: Option<String>,
     pub user_data: Secret,
@@ -80,8 +88,8 @@ pub trait Ec2Api: Send + Sync {
     async fn stop(&self, id: &str) -> Result<(), ApiError>;
     async fn start(&self, id: &str) -> Result<(), ApiError>;
     async fn terminate(&self, id: &str) -> Result<(), ApiError>;
-    /// The root device name of an AMI (`/dev/sda1`, `/dev/xvda`).
-    async fn root_device(&self, ami: &str) -> Result<Option<String>, ApiError>;
+    /// The root device of an AMI: its name (`/dev/sda1`, `/dev/xvda`) and size in GB.
+    async fn root_device(&self, ami: &str) -> Result<Option<RootDevice>, ApiError>;
     /// The availability zone of each subnet.
     async fn subnet_zones(&self, subnets: &[String]) -> Result<BTreeMap<String, String>, ApiError>;
 }
@@ -192,10 +200,10 @@ impl Ec2Api for Sdk {
                 .encrypted(true)
                 .delete_on_termination(true)
                 .volume_type(VolumeType::Gp3)
-                .set_volume_size(l.root_volume_gb.map(|g| g as i32));
+                .set_volume_size(l.root_volume_gb.or(device.size_gb).map(|g| g as i32));
             call = call.block_device_mappings(
                 BlockDeviceMapping::builder()
-                    .device_name(device)
+                    .device_name(&device.name)
                     .ebs(ebs.build())
                     .build(),
             );
@@ -296,7 +304,7 @@ impl Ec2Api for Sdk {
             .map_err(|e| ApiError::from_sdk(&e))
     }
 
-    async fn root_device(&self, ami: &str) -> Result<Option<String>, ApiError> {
+    async fn root_device(&self, ami: &str) -> Result<Option<RootDevice>, ApiError> {
         let out = self
             .0
             .describe_images()
@@ -305,7 +313,16 @@ impl Ec2Api for Sdk {
             .await
             .map_err(|e| ApiError::from_sdk(&e))?;
         match out.images().first() {
-            Some(i) => Ok(i.root_device_name().map(str::to_string)),
+            Some(i) => Ok(i.root_device_name().map(|name| RootDevice {
+                name: name.to_string(),
+                size_gb: i
+                    .block_device_mappings()
+                    .iter()
+                    .find(|m| m.device_name() == Some(name))
+                    .and_then(|m| m.ebs())
+                    .and_then(|e| e.volume_size())
+                    .and_then(|s| u32::try_from(s).ok()),
+            })),
             None => Err(ApiError::service(
                 "InvalidAMIID.NotFound",
                 &format!("no image {ami}"),

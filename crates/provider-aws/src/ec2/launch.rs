@@ -177,7 +177,10 @@ mod tests {
         async fn terminate(&self, _: &str) -> Result<(), ApiError> {
             Ok(())
         }
-        async fn root_device(&self, _: &str) -> Result<Option<String>, ApiError> {
+        async fn root_device(
+            &self,
+            _: &str,
+        ) -> Result<Option<super::super::client::RootDevice>, ApiError> {
             Ok(None)
         }
         async fn subnet_zones(&self, _: &[String]) -> Result<BTreeMap<String, String>, ApiError> {

@@ -12,7 +12,7 @@ mod config;
 mod launch;
 mod mapping;
 
-pub use client::{Ec2Api, Ec2Instance, LIVE_STATES, Launch, Query, Sdk};
+pub use client::{Ec2Api, Ec2Instance, LIVE_STATES, Launch, Query, RootDevice, Sdk};
 pub use config::{DEFAULT_ON_DEMAND_FALLBACK, Ec2Config, LaunchTemplate};
 pub use mapping::IMAGE_TAG;
 
@@ -31,8 +31,8 @@ const LIST_MAX_PAGES: usize = 100;
 pub struct Ec2 {
     api: Arc<dyn Ec2Api>,
     config: Ec2Config,
-    /// Root device name per AMI, read once.
-    root_devices: Mutex<BTreeMap<String, Option<String>>>,
+    /// Root device per AMI, read once.
+    root_devices: Mutex<BTreeMap<String, Option<RootDevice>>>,
     subnet_zones: OnceCell<BTreeMap<String, String>>,
 }
 
@@ -70,7 +70,7 @@ impl Ec2 {
         mapping::instance(i, &self.config.prices)
     }
 
-    async fn root_device(&self, ami: &str) -> Result<Option<String>> {
+    async fn root_device(&self, ami: &str) -> Result<Option<RootDevice>> {
         if let Some(d) = self
             .root_devices
             .lock()

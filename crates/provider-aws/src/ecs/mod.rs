@@ -195,10 +195,11 @@ impl Ecs {
             Ok(found) => {
                 for (name, modified) in found {
                     let age = Duration::from_millis(now.saturating_sub(modified).max(0) as u64);
-                    if !names.contains(&name) && age > PARAMETER_GRACE {
-                        if let Err(e) = self.api.delete_parameter(&name).await {
-                            tracing::warn!(parameter = %name, error = %e, "ECS: could not delete a leftover parameter");
-                        }
+                    if !names.contains(&name)
+                        && age > PARAMETER_GRACE
+                        && let Err(e) = self.api.delete_parameter(&name).await
+                    {
+                        tracing::warn!(parameter = %name, error = %e, "ECS: could not delete a leftover parameter");
                     }
                 }
             }
