@@ -43,8 +43,14 @@ pub fn error(e: &ApiError) -> Error {
     }
 }
 
-pub fn instance(t: &EcsTask, cluster: &str, prices: &BTreeMap<String, f64>) -> Instance {
-    let created_at = Time::from_millis(t.created_at.unwrap_or_default());
+/// The instance a task is; `first_seen` stands in for a missing `createdAt`.
+pub fn instance(
+    t: &EcsTask,
+    cluster: &str,
+    prices: &BTreeMap<String, f64>,
+    first_seen: Time,
+) -> Instance {
+    let created_at = t.created_at.map_or(first_seen, Time::from_millis);
     let family = t.family();
     let image = t
         .tags
@@ -107,7 +113,8 @@ mod tests {
         t.tags.insert("Name".into(), "mayfly-ecs-1-1".into());
         t.tags.insert(tags::CONTROLLER.into(), "ctl".into());
         let prices = [("linux-x64".to_string(), 0.05)].into();
-        let i = instance(&t, "ci", &prices);
+        let i = instance(&t, "ci", &prices, Time::from_secs(5));
+        assert_eq!(i.created_at, Time::from_secs(5), "no createdAt: first seen");
         assert_eq!(i.name, "mayfly-ecs-1-1");
         let p = i.placement.unwrap();
         assert_eq!(

@@ -20,10 +20,10 @@ pub use config::{Capacity, DEFAULT_LABELS_TAG, EcsConfig, env};
 use crate::ConfigError;
 use crate::ec2::IMAGE_TAG;
 use async_trait::async_trait;
-use mayfly_core::{Billing, Image, Instance, Placement, Secret};
+use mayfly_core::{Billing, Image, Instance, Placement, Secret, Time};
 use mayfly_provider::bootstrap::Credential;
 use mayfly_provider::{CreateRequest, Error, Provider, Result, tags};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,9 @@ pub struct Ecs {
     config: EcsConfig,
     catalogue: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Family>>)>>,
     last_sweep: Mutex<Option<Instant>>,
+    /// When each task was first seen, for answers without `createdAt` (an age of zero would
+    /// read as decades and get the task deleted as past its lifetime).
+    first_seen: Mutex<HashMap<String, Time>>,
 }
 
 impl std::fmt::Debug for Ecs {
@@ -67,6 +70,7 @@ impl Ecs {
             config,
             catalogue: tokio::sync::Mutex::new(None),
             last_sweep: Mutex::new(None),
+            first_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -162,7 +166,14 @@ impl Ecs {
     }
 
     fn instance(&self, t: &EcsTask) -> Instance {
-        mapping::instance(t, &self.config.cluster, &self.config.prices)
+        let now = Time::from_millis(jiff::Timestamp::now().as_millisecond());
+        let seen = *self
+            .first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(t.arn.clone())
+            .or_insert(now);
+        mapping::instance(t, &self.config.cluster, &self.config.prices, seen)
     }
 
     async fn forget_parameter(&self, name: &str) {
@@ -297,6 +308,13 @@ impl Provider for Ecs {
     async fn list(&self, controller: &str) -> Result<Vec<Instance>> {
         let tasks = self.tasks(controller).await?;
         self.sweep(&tasks).await;
+        {
+            let live: BTreeSet<&str> = tasks.iter().map(|t| t.arn.as_str()).collect();
+            self.first_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|arn, _| live.contains(arn.as_str()));
+        }
         Ok(tasks.iter().map(|t| self.instance(t)).collect())
     }
 

@@ -1,6 +1,11 @@
 //! moto, the AWS emulator, as a child process on a free loopback port: started from the
 //! Python of `MAYFLY_PYTHON` (scripts/py-env installs `moto[server]`), reset between uses,
-//! killed when dropped. For the AWS providers' tests and their end-to-end runs.
+//! killed when dropped; and its instances and tasks as machines for the virtual runners.
+
+mod machines;
+mod wire;
+
+pub use machines::MotoMachines;
 
 use std::path::Path;
 use std::process::Stdio;
