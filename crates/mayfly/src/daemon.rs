@@ -69,8 +69,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let client_for_asg = client.clone();
     let mut reconciler = match build_reconciler(&config, client, store.clone()).await {
         Ok(r) => r,
+        Err(e) => {
+            let _ = stop_http.send(());
+            let _ = stop_demand.send(true);
+            return Err(e);
+        }
+    };
+    let asg = match asg_tasks(&config, &client_for_asg, &store).await {
+        Ok(tasks) => tasks,
         Err(e) => {
             let _ = stop_http.send(());
             let _ = stop_demand.send(true);
@@ -109,6 +118,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await;
     let _ = stop_http.send(());
     let _ = stop_demand.send(true);
+    for task in asg {
+        task.abort();
+    }
     if let Some(task) = demand {
         // A pass in flight is cut short: everything it did is in the store already.
         task.abort();
@@ -195,6 +207,10 @@ async fn build_reconciler(
     let runners = mayfly::reconcile::Runners::new(client, config.github());
     let mut providers: BTreeMap<String, Arc<dyn mayfly_provider::Provider>> = BTreeMap::new();
     for (name, p) in &config.providers {
+        if p.kind == crate::config::ProviderKind::AwsAsg {
+            // Not a provider of the planner's: `asg_tasks` scales its group.
+            continue;
+        }
         let provider = build_provider(config, name, p, &clock)
             .await
             .with_context(|| format!("providers.{name}"))?;
@@ -209,6 +225,50 @@ async fn build_reconciler(
         clock,
         config.workers,
     ))
+}
+
+/// One scaling loop per aws-asg provider, for the one pool it backs.
+async fn asg_tasks(
+    config: &Config,
+    client: &Client,
+    store: &mayfly_store::Store,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    #[cfg(feature = "aws")]
+    {
+        let mut tasks = Vec::new();
+        for (name, p) in &config.providers {
+            if p.kind != crate::config::ProviderKind::AwsAsg {
+                continue;
+            }
+            let pool = config
+                .pools
+                .iter()
+                .find(|pool| &pool.provider == name)
+                .with_context(|| format!("providers.{name}: no pool uses it"))?;
+            let scaler = mayfly_provider_aws::asg::Scaler::new(config.aws_asg(p))
+                .await
+                .with_context(|| format!("providers.{name}"))?;
+            let looped = mayfly::asg::AsgPool {
+                scaler,
+                pool: pool.to_pool(),
+                rules: config.pools().labels,
+                store: store.clone(),
+                runners: Arc::new(mayfly::reconcile::Runners::new(
+                    client.clone(),
+                    config.github(),
+                )),
+                clock: Arc::new(SystemClock),
+            };
+            info!(provider = %name, pool = %pool.name, "aws-asg: scaling the group on queue depth");
+            tasks.push(tokio::spawn(looped.run()));
+        }
+        Ok(tasks)
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = (config, client, store);
+        Ok(Vec::new())
+    }
 }
 
 /// The provider of `[providers.<name>]`, by its kind.

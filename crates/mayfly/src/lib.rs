@@ -3,6 +3,8 @@
 //! bars the commands share.
 //! Everything else lives in the binary's own modules (see main.rs).
 
+#[cfg(feature = "aws")]
+pub mod asg;
 pub mod demand;
 pub mod http;
 pub mod local;

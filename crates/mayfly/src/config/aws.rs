@@ -26,14 +26,6 @@ pub fn problems(
         );
         return out;
     }
-    if p.kind == ProviderKind::AwsAsg {
-        problem(
-            key("kind"),
-            &format!("{} is not available in this version yet", p.kind.as_str()),
-            Some("use kind = \"aws-ec2\" or \"aws-ecs\""),
-        );
-        return out;
-    }
     if p.token.is_some() {
         problem(
             key("token"),
@@ -48,6 +40,10 @@ pub fn problems(
     }
     if p.kind == ProviderKind::AwsEcs {
         ecs_problems(name, p, &mut problem);
+        return out;
+    }
+    if p.kind == ProviderKind::AwsAsg {
+        asg_problems(name, p, pools, &mut problem);
         return out;
     }
     match (&p.ami, &p.launch_template) {
@@ -196,8 +192,88 @@ fn ecs_problems(name: &str, p: &Provider, problem: &mut impl FnMut(String, &str,
     }
 }
 
+fn asg_problems(
+    name: &str,
+    p: &Provider,
+    pools: &[(usize, &PoolConfig)],
+    problem: &mut impl FnMut(String, &str, Option<&str>),
+) {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    if p.group.as_deref().is_none_or(|g| g.trim().is_empty()) {
+        problem(
+            key("group"),
+            "not set",
+            Some("the Auto Scaling group's name"),
+        );
+    }
+    let s = p.scaling.clone().unwrap_or_default();
+    if s.step == 0 {
+        problem(key("scaling.step"), "must be at least 1", None);
+    }
+    if s.max == 0 || s.min > s.max {
+        problem(
+            key("scaling.max"),
+            "must be at least 1 and at least scaling.min",
+            None,
+        );
+    }
+    if s.scale_in_threshold >= s.scale_out_threshold.max(1) {
+        problem(
+            key("scaling.scale_in_threshold"),
+            "must be below scaling.scale_out_threshold, or the group would flap",
+            None,
+        );
+    }
+    if s.interval.0 < std::time::Duration::from_secs(1) {
+        problem(key("scaling.interval"), "must be at least 1s", None);
+    }
+    if p.launch_template.is_some() && p.subnets.is_empty() {
+        problem(
+            key("subnets"),
+            "creating the group from its launch template needs subnets",
+            None,
+        );
+    }
+    if pools.len() != 1 {
+        problem(
+            key("group"),
+            &format!(
+                "an aws-asg provider backs exactly one pool, and {} name it",
+                pools.len()
+            ),
+            Some("one [[pools]] with provider = this provider's name"),
+        );
+    }
+}
+
 #[cfg(feature = "aws")]
 impl Config {
+    /// The aws-asg scaler's settings for `[providers.<name>]`.
+    pub fn aws_asg(&self, p: &Provider) -> mayfly_provider_aws::asg::AsgConfig {
+        use mayfly_provider_aws::asg::{AsgConfig, CreateGroup, Policy};
+        let s = p.scaling.clone().unwrap_or_default();
+        let mut c = AsgConfig::new(aws_settings(p), p.group.as_deref().unwrap_or_default());
+        c.create = p.launch_template.as_ref().map(|lt| CreateGroup {
+            launch_template: lt.clone(),
+            subnets: p.subnets.clone(),
+        });
+        c.policy = Policy {
+            min: s.min,
+            max: s.max,
+            step: s.step,
+            out_threshold: s.scale_out_threshold,
+            in_threshold: s.scale_in_threshold,
+            out_cooldown: s.out_cooldown.0,
+            in_cooldown: s.in_cooldown.0,
+        };
+        c.interval = s.interval.0;
+        c.tags = vec![(
+            mayfly_provider::tags::CONTROLLER.to_string(),
+            self.controller.clone(),
+        )];
+        c
+    }
+
     /// The aws-ecs provider's settings for `[providers.<name>]`.
     pub fn aws_ecs(&self, p: &Provider) -> mayfly_provider_aws::ecs::EcsConfig {
         use mayfly_provider_aws::ecs::{Capacity, EcsConfig};

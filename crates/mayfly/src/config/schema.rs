@@ -256,6 +256,47 @@ pub struct Provider {
     /// aws-ecs: pass the JIT config through SecureString parameters under this path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm_prefix: Option<String>,
+    /// aws-asg: the Auto Scaling group (created from `launch_template` and `subnets` if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// aws-asg: the queue-depth policy (docs/aws.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<AsgScaling>,
+}
+
+/// `[providers.<name>.scaling]` of an aws-asg provider.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsgScaling {
+    /// Fewest runners that take jobs.
+    pub min: u32,
+    /// Most instances in the group.
+    pub max: u32,
+    /// Runners added or drained per decision.
+    pub step: u32,
+    /// Scale out when at least this many jobs are queued.
+    pub scale_out_threshold: u32,
+    /// Scale in when at most this many jobs are queued.
+    pub scale_in_threshold: u32,
+    pub out_cooldown: HumanDuration,
+    pub in_cooldown: HumanDuration,
+    /// Between decisions.
+    pub interval: HumanDuration,
+}
+
+impl Default for AsgScaling {
+    fn default() -> Self {
+        AsgScaling {
+            min: 0,
+            max: 10,
+            step: 1,
+            scale_out_threshold: 1,
+            scale_in_threshold: 0,
+            out_cooldown: HumanDuration::secs(60),
+            in_cooldown: HumanDuration::secs(300),
+            interval: HumanDuration::secs(60),
+        }
+    }
 }
 
 impl Provider {
@@ -286,6 +327,8 @@ impl Provider {
             labels_tag: None,
             container: None,
             ssm_prefix: None,
+            group: None,
+            scaling: None,
         }
     }
 }

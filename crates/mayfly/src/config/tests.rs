@@ -729,3 +729,45 @@ fn the_aws_example_loads() {
     assert_eq!(c.providers["fargate"].kind, schema::ProviderKind::AwsEcs);
     assert_eq!(c.aws_ec2(&c.providers["ec2"]).check(), Ok(()));
 }
+
+#[cfg(feature = "aws")]
+#[test]
+fn an_aws_asg_pool_is_scaled_by_its_group_not_the_planner() {
+    let text = format!(
+        "{AWS}\n[providers.asg]\nkind = \"aws-asg\"\ngroup = \"ci\"\n\n[providers.asg.scaling]\n\
+         max = 20\nstep = 2\nin_cooldown = \"10m\"\n\n[[pools]]\nname = \"big\"\nprovider = \"asg\"\n\
+         labels = [\"self-hosted\", \"big\"]\n"
+    );
+    let c = load(&text).expect("valid");
+    assert!(
+        c.pools().pools.iter().all(|p| p.name != "big"),
+        "the planner never sees the group's pool"
+    );
+    let a = c.aws_asg(&c.providers["asg"]);
+    assert_eq!(
+        (a.group.as_str(), a.policy.max, a.policy.step),
+        ("ci", 20, 2)
+    );
+    assert_eq!(a.policy.in_cooldown, Duration::from_secs(600));
+    assert_eq!(a.check(), Ok(()));
+    let msg = error(&text.replace(
+        "step = 2",
+        "step = 0\nscale_out_threshold = 1\nscale_in_threshold = 3",
+    ));
+    assert!(
+        msg.contains("providers.asg.scaling.step: must be at least 1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("providers.asg.scaling.scale_in_threshold"),
+        "{msg}"
+    );
+    let msg = error(&text.replace(
+        "name = \"big\"\nprovider = \"asg\"",
+        "name = \"big\"\nprovider = \"ec2\"\ntypes = [\"m7i.large\"]",
+    ));
+    assert!(
+        msg.contains("an aws-asg provider backs exactly one pool, and 0 name it"),
+        "{msg}"
+    );
+}
