@@ -278,15 +278,14 @@ async fn build_provider(
     p: &crate::config::ProviderConfig,
     clock: &Arc<dyn mayfly_core::Clock>,
 ) -> anyhow::Result<Arc<dyn mayfly_provider::Provider>> {
-    use crate::config::ProviderKind;
     match p.kind {
         #[cfg(feature = "aws")]
-        ProviderKind::AwsEc2 => {
+        crate::config::ProviderKind::AwsEc2 => {
             let ec2 = mayfly_provider_aws::ec2::Ec2::new(config.aws_ec2(p)).await?;
             Ok(Arc::new(ec2))
         }
         #[cfg(feature = "aws")]
-        ProviderKind::AwsEcs => {
+        crate::config::ProviderKind::AwsEcs => {
             let ecs = mayfly_provider_aws::ecs::Ecs::new(config.aws_ecs(p)).await?;
             Ok(Arc::new(ecs))
         }

@@ -1,6 +1,7 @@
 //! The AWS providers' part of the configuration: what `[providers.<name>]` of an `aws-*` kind
 //! must hold, and its conversion into the AWS provider crate's settings (feature `aws`).
 
+#[cfg(feature = "aws")]
 use super::Config;
 use super::schema::{PoolConfig, Provider, ProviderKind};
 

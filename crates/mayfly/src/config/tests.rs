@@ -657,6 +657,7 @@ labels = ["self-hosted", "container"]
 max = 20
 "#;
 
+#[cfg(feature = "aws")]
 #[test]
 fn aws_providers_load_and_convert() {
     let c = load(AWS).expect("valid");
@@ -664,7 +665,6 @@ fn aws_providers_load_and_convert() {
     assert_eq!(p.kind, schema::ProviderKind::AwsEc2);
     assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
     assert!(p.spot, "spot by default");
-    #[cfg(feature = "aws")]
     {
         let e = c.aws_ec2(p);
         assert_eq!(e.aws.region.as_deref(), Some("eu-west-1"));
