@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot open the state store")?;
     // One client for the credential: its limiter then sees every request the daemon makes.
     let client = Client::new(&config.github().client).context("cannot set up the GitHub client")?;
-    let mut reconciler = build_reconciler(&config, client.clone(), store.clone())?;
+    let mut reconciler = build_reconciler(&config, client.clone(), store.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -69,7 +69,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
-    let demand = match demand_task(&config, client, store.clone(), wake.clone(), demand_stopped) {
+    let demand = match demand_task(
+        &config,
+        client.clone(),
+        store.clone(),
+        wake.clone(),
+        demand_stopped,
+    ) {
         Ok(task) => task,
         Err(e) => {
             let _ = stop_http.send(());
@@ -77,6 +83,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let asg = match asg_tasks(&config, &client, &store).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            let _ = stop_http.send(());
+            let _ = stop_demand.send(true);
+            return Err(e);
+        }
+    };
     let pools = reconciler.pools();
     info!(
         controller = %pools.controller,
@@ -109,6 +123,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await;
     let _ = stop_http.send(());
     let _ = stop_demand.send(true);
+    for task in asg {
+        task.abort();
+    }
     if let Some(task) = demand {
         // A pass in flight is cut short: everything it did is in the store already.
         task.abort();
@@ -187,7 +204,7 @@ fn demand_task(
 
 /// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
 /// `mayfly status` and friends build the same one when no daemon runs.
-pub(crate) fn build_reconciler(
+pub(crate) async fn build_reconciler(
     config: &Config,
     client: Client,
     store: mayfly_store::Store,
@@ -196,14 +213,14 @@ pub(crate) fn build_reconciler(
     let runners = mayfly::reconcile::Runners::new(client, config.github());
     let mut providers: BTreeMap<String, Arc<dyn mayfly_provider::Provider>> = BTreeMap::new();
     for (name, p) in &config.providers {
-        let provider = config
-            .hetzner(name, p)
-            .and_then(|c| {
-                mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            })
+        if p.kind == crate::config::ProviderKind::AwsAsg {
+            // Not a provider of the planner's: `asg_tasks` scales its group.
+            continue;
+        }
+        let provider = build_provider(config, name, p, &clock)
+            .await
             .with_context(|| format!("providers.{name}"))?;
-        providers.insert(name.clone(), Arc::new(provider));
+        providers.insert(name.clone(), provider);
     }
     Ok(mayfly::reconcile::Reconciler::new(
         store,
@@ -214,6 +231,77 @@ pub(crate) fn build_reconciler(
         clock,
         config.workers,
     ))
+}
+
+/// One scaling loop per aws-asg provider, for the one pool it backs.
+async fn asg_tasks(
+    config: &Config,
+    client: &Client,
+    store: &mayfly_store::Store,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    #[cfg(feature = "aws")]
+    {
+        let mut tasks = Vec::new();
+        for (name, p) in &config.providers {
+            if p.kind != crate::config::ProviderKind::AwsAsg {
+                continue;
+            }
+            let pool = config
+                .pools
+                .iter()
+                .find(|pool| &pool.provider == name)
+                .with_context(|| format!("providers.{name}: no pool uses it"))?;
+            let scaler = mayfly_provider_aws::asg::Scaler::new(config.aws_asg(p))
+                .await
+                .with_context(|| format!("providers.{name}"))?;
+            let looped = mayfly::asg::AsgPool {
+                scaler,
+                pool: pool.to_pool(),
+                rules: config.pools().labels,
+                store: store.clone(),
+                runners: Arc::new(mayfly::reconcile::Runners::new(
+                    client.clone(),
+                    config.github(),
+                )),
+                clock: Arc::new(SystemClock),
+            };
+            info!(provider = %name, pool = %pool.name, "aws-asg: scaling the group on queue depth");
+            tasks.push(tokio::spawn(looped.run()));
+        }
+        Ok(tasks)
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = (config, client, store);
+        Ok(Vec::new())
+    }
+}
+
+/// The provider of `[providers.<name>]`, by its kind.
+async fn build_provider(
+    config: &Config,
+    name: &str,
+    p: &crate::config::ProviderConfig,
+    clock: &Arc<dyn mayfly_core::Clock>,
+) -> anyhow::Result<Arc<dyn mayfly_provider::Provider>> {
+    match p.kind {
+        #[cfg(feature = "aws")]
+        crate::config::ProviderKind::AwsEc2 => {
+            let ec2 = mayfly_provider_aws::ec2::Ec2::new(config.aws_ec2(p)).await?;
+            Ok(Arc::new(ec2))
+        }
+        #[cfg(feature = "aws")]
+        crate::config::ProviderKind::AwsEcs => {
+            let ecs = mayfly_provider_aws::ecs::Ecs::new(config.aws_ecs(p)).await?;
+            Ok(Arc::new(ecs))
+        }
+        _ => {
+            let c = config.hetzner(name, p)?;
+            let hetzner = mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Arc::new(hetzner))
+        }
+    }
 }
 
 /// A pass at once, then one whenever `wake` is notified or the wait the last pass asked for

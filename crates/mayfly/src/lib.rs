@@ -3,6 +3,8 @@
 //! and progress bars the commands share.
 //! Everything else lives in the binary's own modules (see main.rs).
 
+#[cfg(feature = "aws")]
+pub mod asg;
 pub mod demand;
 pub mod estimate;
 pub mod http;

@@ -62,7 +62,17 @@ pub struct Local {
 impl Local {
     /// Starts the simulator (on free loopback ports), a SQLite store in a temporary directory,
     /// and the controller against both; call inside a tokio runtime.
-    pub async fn start(mut sim_config: SimConfig, setup: Setup) -> anyhow::Result<Local> {
+    pub async fn start(sim_config: SimConfig, setup: Setup) -> anyhow::Result<Local> {
+        Local::start_with(sim_config, setup, BTreeMap::new()).await
+    }
+
+    /// As `start`, with more providers beside the simulated Hetzner one (an AWS provider
+    /// against moto), named as the pools name them.
+    pub async fn start_with(
+        mut sim_config: SimConfig,
+        setup: Setup,
+        more: BTreeMap<String, Arc<dyn Provider>>,
+    ) -> anyhow::Result<Local> {
         sim_config.github.tokens = vec![GITHUB_TOKEN.into()];
         let hetzner_token = sim_config.hetzner.token.clone();
         let sim = Sim::start(sim_config);
@@ -76,7 +86,7 @@ impl Local {
         let store = Store::open(db.to_str().context("temporary path is not UTF-8")?)
             .await
             .context("cannot open the state store")?;
-        let controller = Controller::start(&sim, at, store, &hetzner_token, setup).await?;
+        let controller = Controller::start(&sim, at, store, &hetzner_token, setup, more).await?;
         Ok(Local {
             sim,
             at,
@@ -95,6 +105,7 @@ impl Controller {
         store: Store,
         hetzner_token: &str,
         setup: Setup,
+        more: BTreeMap<String, Arc<dyn Provider>>,
     ) -> anyhow::Result<Controller> {
         let clock = sim.clock.clone();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -133,7 +144,7 @@ impl Controller {
             },
             shared.clone(),
         )?;
-        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        let mut providers = more;
         providers.insert(PROVIDER.into(), Arc::new(hetzner));
         let wake = Arc::new(Wake::default());
         let repos = setup

@@ -5,8 +5,9 @@
 //! cases one by one. Each case makes its own uniquely named instances and deletes them before it
 //! asserts, so a failing case leaves nothing behind that keeps billing on a real cloud.
 
+use crate::bootstrap::Credential;
 use crate::{CreateRequest, Error, Provider};
-use mayfly_core::{Instance, InstanceState, MachineSpec, Placement, Secret};
+use mayfly_core::{Instance, InstanceState, Labels, MachineSpec, Placement, Secret};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +26,10 @@ pub struct Fixture {
     pub user_data: Secret,
     /// Handed to the rebuild, so it differs from the create's.
     pub rebuild_user_data: Secret,
+    /// The labels of every create: a container provider must find a task definition for them.
+    pub labels: Labels,
+    /// The runner credential of every create (a well-formed JIT config that registers nowhere).
+    pub credential: Credential,
     /// The longest a state change (boot, power off, delete) may take, in real time.
     pub settle: Duration,
     /// How often `get` is polled while waiting for a state.
@@ -44,10 +49,17 @@ impl Fixture {
             spec,
             user_data: Secret::new(format!("#cloud-config\n# conformance {run}\n")),
             rebuild_user_data: Secret::new(format!("#cloud-config\n# conformance {run} rebuilt\n")),
+            labels: Labels::new(["self-hosted", "linux"]),
+            credential: Credential::Jit(Secret::new("Y29uZm9ybWFuY2U=")),
             settle: Duration::from_secs(30),
             poll: Duration::from_millis(250),
             run,
         }
+    }
+
+    pub fn with_labels(mut self, labels: Labels) -> Fixture {
+        self.labels = labels;
+        self
     }
 
     pub fn with_settle(mut self, settle: Duration, poll: Duration) -> Fixture {
@@ -69,6 +81,8 @@ impl Fixture {
             pool: self.pool.clone(),
             spec: self.spec.clone(),
             user_data: self.user_data.clone(),
+            labels: self.labels.clone(),
+            credential: self.credential.clone(),
         }
     }
 
@@ -362,13 +376,21 @@ pub async fn list_carries_the_pool(provider: &dyn Provider, f: &Fixture) {
     finish(provider, "list-pool", &made, outcome).await;
 }
 
-/// Power off reaches `Off` once the instance has booted.
+/// Power off reaches `Off` once the instance has booted. A provider whose instances cannot be
+/// stopped (a container) answers `Unsupported` and leaves it running.
 pub async fn power_off_reaches_off(provider: &dyn Provider, f: &Fixture) {
     let mut made = Vec::new();
     let outcome = async {
         let (_, id) = created(provider, &f.request("off", &f.controller), &mut made).await?;
         wait_state(provider, f, &id, InstanceState::Running).await?;
-        unlocked(f, "power off", || provider.power_off(&id)).await?;
+        match provider.power_off(&id).await {
+            Err(Error::Unsupported { .. }) => {
+                return wait_state(provider, f, &id, InstanceState::Running).await;
+            }
+            Err(Error::Locked) => unlocked(f, "power off", || provider.power_off(&id)).await?,
+            Err(e) => return Err(format!("power off: {e}")),
+            Ok(()) => {}
+        }
         wait_state(provider, f, &id, InstanceState::Off).await
     }
     .await;
@@ -376,18 +398,41 @@ pub async fn power_off_reaches_off(provider: &dyn Provider, f: &Fixture) {
 }
 
 /// A powered-off instance rebuilt with new user data boots again: how a paid-for machine is
-/// reused for the next job.
+/// reused for the next job. A provider without rebuild says so with `Unsupported` (and leaves
+/// the instance as it was), never with a failure the executor would retry.
 pub async fn rebuild_brings_it_back(provider: &dyn Provider, f: &Fixture) {
     let mut made = Vec::new();
     let outcome = async {
         let (_, id) = created(provider, &f.request("rebuild", &f.controller), &mut made).await?;
         wait_state(provider, f, &id, InstanceState::Running).await?;
+        if let Err(Error::Unsupported { .. }) = provider.power_off(&id).await {
+            // Nothing to power off is nothing to rebuild either (a container).
+            return match provider
+                .rebuild(&id, &f.spec.image, &f.rebuild_user_data)
+                .await
+            {
+                Err(Error::Unsupported { .. }) => Ok(()),
+                other => Err(format!("rebuild without power off: {other:?}")),
+            };
+        }
         unlocked(f, "power off", || provider.power_off(&id)).await?;
         wait_state(provider, f, &id, InstanceState::Off).await?;
-        unlocked(f, "rebuild", || {
-            provider.rebuild(&id, &f.spec.image, &f.rebuild_user_data)
-        })
-        .await?;
+        match provider
+            .rebuild(&id, &f.spec.image, &f.rebuild_user_data)
+            .await
+        {
+            Err(Error::Unsupported { .. }) => {
+                return wait_state(provider, f, &id, InstanceState::Off).await;
+            }
+            Err(Error::Locked) => {
+                unlocked(f, "rebuild", || {
+                    provider.rebuild(&id, &f.spec.image, &f.rebuild_user_data)
+                })
+                .await?
+            }
+            Err(e) => return Err(format!("rebuild: {e}")),
+            Ok(()) => {}
+        }
         wait_state(provider, f, &id, InstanceState::Running).await?;
         let after = provider.get(&id).await.map_err(|e| format!("get: {e}"))?;
         ensure(

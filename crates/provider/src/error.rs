@@ -34,6 +34,10 @@ pub enum Error {
         code: String,
         message: String,
     },
+    /// The provider has no such operation (EC2 has no rebuild): never worth trying again, and the
+    /// planner must not plan it for this provider's machines.
+    #[error("{operation} is not supported by this provider")]
+    Unsupported { operation: &'static str },
     /// No answer: connection refused, timeout, TLS.
     #[error("transport: {0}")]
     Transport(String),

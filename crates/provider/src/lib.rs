@@ -11,7 +11,7 @@ mod metrics;
 pub use error::{Error, Result};
 
 use async_trait::async_trait;
-use mayfly_core::{Billing, Image, Instance, MachineSpec, Placement, Secret};
+use mayfly_core::{Billing, Image, Instance, Labels, MachineSpec, Placement, Secret};
 
 /// The tags (Hetzner labels, AWS tags) every instance mayfly makes carries. An instance without
 /// `CONTROLLER` equal to this controller's id is never listed, touched or counted.
@@ -31,6 +31,11 @@ pub struct CreateRequest {
     pub spec: MachineSpec,
     /// The bootstrap (cloud-init); holds a runner credential, so it is a secret.
     pub user_data: Secret,
+    /// The labels the runner registers with: a container provider picks its task definition by them.
+    pub labels: Labels,
+    /// The runner credential inside `user_data`, for providers whose instances take it another
+    /// way than by running the user data (a container gets it through its environment).
+    pub credential: bootstrap::Credential,
 }
 
 /// Where machines come from. Every method is safe to call again after a crash or a timeout:
@@ -57,6 +62,7 @@ pub trait Provider: Send + Sync {
 
     /// A fresh disk from `image`, booted with new user data: how a recyclable instance is
     /// reused for the next job (the new user data carries the new runner credential).
+    /// `Unsupported` where the cloud has no such thing (EC2, ECS).
     async fn rebuild(&self, id: &str, image: &Image, user_data: &Secret) -> Result<()>;
 
     /// Deletes the instance; an instance that is gone already counts as deleted.

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use base64::Engine;
 use mayfly_core::metrics;
-use mayfly_core::{Image, InstanceState, MachineSpec, Placement, Secret, Time};
+use mayfly_core::{Image, InstanceState, Labels, MachineSpec, Placement, Secret, Time};
+use mayfly_provider::bootstrap::Credential;
 use mayfly_provider::conformance::{self, Fixture};
 use mayfly_provider::hetzner::{ConfigError, Hetzner, HetznerConfig};
 use mayfly_provider::{CreateRequest, Error, Provider};
@@ -104,6 +105,8 @@ fn request(name: &str, controller: &str, spec: MachineSpec) -> CreateRequest {
         pool: "x64".into(),
         spec,
         user_data: Secret::new("#cloud-config\n"),
+        labels: Labels::new(["self-hosted"]),
+        credential: Credential::Jit(Secret::new("eyJqaXQiOiJ0ZXN0In0=")),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod control;
 pub mod github;
 pub mod hetzner;
+pub mod moto;
 pub mod runners;
 pub mod sim;
 pub mod stats;

@@ -85,6 +85,21 @@ impl Sim {
         })
     }
 
+    /// Virtual runners on another cloud's machines (moto's instances or tasks), taking the
+    /// fake GitHub's jobs on this simulator's clock. Dropping them stops them.
+    pub fn runners_on(
+        &self,
+        machines: Arc<dyn crate::runners::MachineSource>,
+        config: RunnerConfig,
+    ) -> VirtualRunners {
+        VirtualRunners::start(
+            machines,
+            Arc::new(GithubJobs(self.github.clone())),
+            self.clock.clone(),
+            config,
+        )
+    }
+
     /// Binds both fakes (port 0 picks a free port) and serves them, each with the control API
     /// under `/_sim/`, until the runtime shuts down.
     pub async fn listen(

@@ -62,17 +62,9 @@ pub fn defaults(config: &mut Config) {
     if !config.providers.is_empty() {
         return;
     }
-    config.providers.insert(
-        "hetzner".into(),
-        Provider {
-            kind: ProviderKind::Hetzner,
-            token: None,
-            endpoint: None,
-            ipv4: true,
-            ipv6: true,
-            ssh_keys: Vec::new(),
-        },
-    );
+    config
+        .providers
+        .insert("hetzner".into(), Provider::of_kind(ProviderKind::Hetzner));
     if config.pools.is_empty() {
         config.pools.push(PoolConfig {
             name: "default".into(),

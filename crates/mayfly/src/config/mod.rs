@@ -1,6 +1,7 @@
 //! mayfly's configuration: a TOML file, the environment and flags layered into one validated
 //! `Config`, and its conversion into the planner's `Pools`.
 
+mod aws;
 mod error;
 mod interpolate;
 mod layers;
@@ -14,7 +15,7 @@ mod tests;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
-pub use schema::{Config, PoolConfig};
+pub use schema::{Config, PoolConfig, Provider as ProviderConfig, ProviderKind};
 pub use source::referenced_variables;
 pub use values::{HumanDuration, LogFormat};
 
@@ -209,7 +210,13 @@ impl Config {
     pub fn pools(&self) -> Pools {
         Pools {
             controller: self.controller.clone(),
-            pools: self.pools.iter().map(PoolConfig::to_pool).collect(),
+            // aws-asg pools size their group on their own (`mayfly::asg`): not the planner's.
+            pools: self
+                .pools
+                .iter()
+                .filter(|p| !self.scaled_by_asg(p))
+                .map(PoolConfig::to_pool)
+                .collect(),
             limits: mayfly_core::Limits {
                 max_instances: self.limits.max_instances,
                 max_per_label_set: self.limits.max_per_label_set,
@@ -241,8 +248,17 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Whether the pool's provider is an aws-asg group.
+    pub fn scaled_by_asg(&self, pool: &PoolConfig) -> bool {
+        self.providers
+            .get(&pool.provider)
+            .is_some_and(|p| p.kind == schema::ProviderKind::AwsAsg)
+    }
+}
+
 impl PoolConfig {
-    fn to_pool(&self) -> Pool {
+    pub fn to_pool(&self) -> Pool {
         Pool {
             name: self.name.clone(),
             provider: self.provider.clone(),

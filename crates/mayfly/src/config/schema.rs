@@ -200,8 +200,12 @@ pub struct Provider {
     pub kind: ProviderKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
-    /// The API's base URL, for a proxy or a fake in tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The API's base URL, for a proxy or a fake in tests (AWS: `endpoint_url`, for every service).
+    #[serde(
+        default,
+        alias = "endpoint_url",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint: Option<String>,
     /// Hetzner: give machines a public IPv4 address (billed) and an IPv6 network.
     #[serde(default = "yes")]
@@ -211,6 +215,136 @@ pub struct Provider {
     /// Hetzner: public keys (OpenSSH format) put on every machine, for `mayfly ssh`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys: Vec<String>,
+    /// AWS (every kind; credentials come from the standard AWS chain, never from this file):
+    /// the region; default: the AWS environment's (`AWS_REGION`, the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// aws-ec2: a launch template (`lt-…` id or name) holding further launch parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<String>,
+    /// aws-ec2: `$Default` (default), `$Latest` or a version number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template_version: Option<String>,
+    /// aws-ec2: the AMI of pools whose image names none (`ami-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami: Option<String>,
+    /// Subnet ids in order of preference; a pool's locations (zones) choose among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<String>,
+    /// Security group ids (`sg-…`) of instances and tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// aws-ec2: ask for spot capacity first.
+    #[serde(default = "yes")]
+    pub spot: bool,
+    /// aws-ec2: spot error codes after which the same instance is asked for on-demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_fallback: Option<Vec<String>>,
+    /// Price per hour per instance type (EC2), for the planner's cost decisions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, f64>,
+    /// aws-ec2: root volume size in GB (always encrypted); default: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume_gb: Option<u32>,
+    /// aws-ec2: IAM instance profile (name or ARN) the jobs run with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    /// aws-ecs: the cluster tasks run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// aws-ecs: `fargate` (default), `fargate-spot` or `ec2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    /// aws-ecs: with `fargate-spot`, run on Fargate when Spot has no capacity.
+    #[serde(default = "yes")]
+    pub fallback_to_fargate: bool,
+    /// aws-ecs: give tasks a public address (subnets without NAT).
+    #[serde(default)]
+    pub assign_public_ip: bool,
+    /// aws-ecs: the task definition tag listing the labels it serves (default `mayfly-labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_tag: Option<String>,
+    /// aws-ecs: the container that runs the runner (default: the task definition's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// aws-ecs: pass the JIT config through SecureString parameters under this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_prefix: Option<String>,
+    /// aws-asg: the Auto Scaling group (created from `launch_template` and `subnets` if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// aws-asg: the queue-depth policy (docs/aws.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<AsgScaling>,
+}
+
+/// `[providers.<name>.scaling]` of an aws-asg provider.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsgScaling {
+    /// Fewest runners that take jobs.
+    pub min: u32,
+    /// Most instances in the group.
+    pub max: u32,
+    /// Runners added or drained per decision.
+    pub step: u32,
+    /// Scale out when at least this many jobs are queued.
+    pub scale_out_threshold: u32,
+    /// Scale in when at most this many jobs are queued.
+    pub scale_in_threshold: u32,
+    pub out_cooldown: HumanDuration,
+    pub in_cooldown: HumanDuration,
+    /// Between decisions.
+    pub interval: HumanDuration,
+}
+
+impl Default for AsgScaling {
+    fn default() -> Self {
+        AsgScaling {
+            min: 0,
+            max: 10,
+            step: 1,
+            scale_out_threshold: 1,
+            scale_in_threshold: 0,
+            out_cooldown: HumanDuration::secs(60),
+            in_cooldown: HumanDuration::secs(300),
+            interval: HumanDuration::secs(60),
+        }
+    }
+}
+
+impl Provider {
+    /// A provider of this kind with every other key at its default.
+    pub fn of_kind(kind: ProviderKind) -> Provider {
+        Provider {
+            kind,
+            token: None,
+            endpoint: None,
+            ipv4: true,
+            ipv6: true,
+            ssh_keys: Vec::new(),
+            region: None,
+            launch_template: None,
+            launch_template_version: None,
+            ami: None,
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            spot: true,
+            on_demand_fallback: None,
+            prices: BTreeMap::new(),
+            root_volume_gb: None,
+            instance_profile: None,
+            cluster: None,
+            launch_type: None,
+            fallback_to_fargate: true,
+            assign_public_ip: false,
+            labels_tag: None,
+            container: None,
+            ssm_prefix: None,
+            group: None,
+            scaling: None,
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -687,3 +687,155 @@ fn planning_needs_no_token_or_scope_but_still_checks_the_pools() {
     let e = Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect_err("bad");
     assert!(e.to_string().contains("pools[0].mx: unknown key"), "{e}");
 }
+
+const AWS: &str = r#"
+[github]
+repositories = ["acme/app"]
+
+[providers.ec2]
+kind = "aws-ec2"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:5000"
+ami = "ami-0abc"
+subnets = ["subnet-1", "subnet-2"]
+security_groups = ["sg-1"]
+on_demand_fallback = ["InsufficientInstanceCapacity"]
+root_volume_gb = 30
+
+[providers.ec2.prices]
+"m7i.large" = 0.1008
+
+[providers.fargate]
+kind = "aws-ecs"
+cluster = "ci"
+launch_type = "fargate-spot"
+subnets = ["subnet-1"]
+ssm_prefix = "/mayfly/runners"
+
+[[pools]]
+name = "ec2"
+provider = "ec2"
+labels = ["self-hosted", "linux"]
+types = ["m7i.large"]
+
+[[pools]]
+name = "tasks"
+provider = "fargate"
+labels = ["self-hosted", "container"]
+max = 20
+"#;
+
+#[cfg(feature = "aws")]
+#[test]
+fn aws_providers_load_and_convert() {
+    let c = load(AWS).expect("valid");
+    let p = &c.providers["ec2"];
+    assert_eq!(p.kind, schema::ProviderKind::AwsEc2);
+    assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    assert!(p.spot, "spot by default");
+    {
+        let e = c.aws_ec2(p);
+        assert_eq!(e.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(e.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(e.on_demand_fallback, ["InsufficientInstanceCapacity"]);
+        assert_eq!(e.prices["m7i.large"], 0.1008);
+        assert_eq!(e.check(), Ok(()));
+        let f = c.aws_ecs(&c.providers["fargate"]);
+        assert_eq!(f.capacity, mayfly_provider_aws::ecs::Capacity::FargateSpot);
+        assert_eq!(f.parameter("r").as_deref(), Some("/mayfly/runners/r"));
+        assert_eq!(f.check(), Ok(()));
+    }
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn aws_mistakes_are_named_by_key() {
+    let msg = error(
+        &AWS.replace("ami = \"ami-0abc\"\n", "")
+            .replace("\"m7i.large\" = 0.1008", "\"m6i.large\" = 0.1")
+            .replace("cluster = \"ci\"\n", "")
+            .replace("sg-1", "default"),
+    );
+    for want in [
+        "providers.ec2.ami: neither `ami` nor `launch_template` is set",
+        "pools[0].types[0]: no price for m7i.large in providers.ec2.prices",
+        "providers.fargate.cluster: not set",
+        "providers.ec2.security_groups[0]: expected a security group id",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+    }
+    let msg = error(&AWS.replace(
+        "kind = \"aws-ec2\"",
+        "kind = \"aws-ec2\"\ntoken = \"AKIA-secret\"",
+    ));
+    assert!(
+        msg.contains("providers.ec2.token: AWS credentials never go in the configuration"),
+        "{msg}"
+    );
+    assert!(!msg.contains("AKIA-secret"), "{msg}");
+    let msg = error(&AWS.replace("launch_type = \"fargate-spot\"", "launch_type = \"lambda\""));
+    assert!(msg.contains("providers.fargate.launch_type"), "{msg}");
+    let msg = error(&AWS.replace("region = \"eu-west-1\"", "regoin = \"eu-west-1\""));
+    assert!(msg.contains("regoin"), "unknown keys are refused: {msg}");
+}
+
+#[cfg(not(feature = "aws"))]
+#[test]
+fn without_the_aws_feature_aws_kinds_are_refused() {
+    let msg = error(AWS);
+    assert!(
+        msg.contains("providers.ec2.kind: aws-ec2 needs the `aws` feature"),
+        "{msg}"
+    );
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn the_aws_example_loads() {
+    let c = load(include_str!("../../../../examples/aws.toml")).expect("examples/aws.toml loads");
+    assert_eq!(c.pools.len(), 3);
+    assert_eq!(c.providers["fargate"].kind, schema::ProviderKind::AwsEcs);
+    assert_eq!(c.aws_ec2(&c.providers["ec2"]).check(), Ok(()));
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn an_aws_asg_pool_is_scaled_by_its_group_not_the_planner() {
+    let text = format!(
+        "{AWS}\n[providers.asg]\nkind = \"aws-asg\"\ngroup = \"ci\"\n\n[providers.asg.scaling]\n\
+         max = 20\nstep = 2\nin_cooldown = \"10m\"\n\n[[pools]]\nname = \"big\"\nprovider = \"asg\"\n\
+         labels = [\"self-hosted\", \"big\"]\n"
+    );
+    let c = load(&text).expect("valid");
+    assert!(
+        c.pools().pools.iter().all(|p| p.name != "big"),
+        "the planner never sees the group's pool"
+    );
+    let a = c.aws_asg(&c.providers["asg"]);
+    assert_eq!(
+        (a.group.as_str(), a.policy.max, a.policy.step),
+        ("ci", 20, 2)
+    );
+    assert_eq!(a.policy.in_cooldown, Duration::from_secs(600));
+    assert_eq!(a.check(), Ok(()));
+    let msg = error(&text.replace(
+        "step = 2",
+        "step = 0\nscale_out_threshold = 1\nscale_in_threshold = 3",
+    ));
+    assert!(
+        msg.contains("providers.asg.scaling.step: must be at least 1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("providers.asg.scaling.scale_in_threshold"),
+        "{msg}"
+    );
+    let msg = error(&text.replace(
+        "name = \"big\"\nprovider = \"asg\"",
+        "name = \"big\"\nprovider = \"ec2\"\ntypes = [\"m7i.large\"]",
+    ));
+    assert!(
+        msg.contains("an aws-asg provider backs exactly one pool, and 0 name it"),
+        "{msg}"
+    );
+}

@@ -136,12 +136,21 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
                 None,
             );
         }
-        if p.kind != ProviderKind::Hetzner {
-            problem(
+        match p.kind {
+            ProviderKind::Hetzner => {}
+            ProviderKind::AwsEc2 | ProviderKind::AwsEcs | ProviderKind::AwsAsg => {
+                let pools: Vec<_> = (config.pools.iter().enumerate())
+                    .filter(|(_, pool)| pool.provider == *name)
+                    .collect();
+                for (key, message, hint) in super::aws::problems(name, p, &pools) {
+                    problem(key, message, hint);
+                }
+            }
+            ProviderKind::Local => problem(
                 format!("providers.{name}.kind"),
                 format!("{} is not available in this version yet", p.kind.as_str()),
-                Some("use kind = \"hetzner\"".into()),
-            );
+                Some("use kind = \"hetzner\" or \"aws-ec2\"".into()),
+            ),
         }
         if calls && p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty())
         {

@@ -22,7 +22,7 @@ impl Direct {
             .context("cannot open the state store")?;
         let client =
             Client::new(&config.github().client).context("cannot set up the GitHub client")?;
-        let reconciler = crate::daemon::build_reconciler(config, client, store.clone())?;
+        let reconciler = crate::daemon::build_reconciler(config, client, store.clone()).await?;
         Ok(Direct { reconciler, store })
     }
 

@@ -472,8 +472,8 @@ impl Pass {
                 .fail(&name, "no GitHub scope to register its runner in", now)
                 .await;
         };
-        let user_data = match self
-            .user_data(&scope, &name, &intent.labels, &intent.spec)
+        let (credential, user_data) = match self
+            .bootstrap(&scope, &name, &intent.labels, &intent.spec)
             .await
         {
             Ok(u) => u,
@@ -485,6 +485,8 @@ impl Pass {
             pool: intent.pool.clone(),
             spec: intent.spec.clone(),
             user_data,
+            labels: intent.labels.clone(),
+            credential,
         };
         match provider.create(&request).await {
             Ok(inst) => {
@@ -564,8 +566,8 @@ impl Pass {
         let Some(scope) = self.ctx.runners.scope_for(job) else {
             return Outcome::Failed("no GitHub scope to register its runner in".into());
         };
-        let user_data = match self.user_data(&scope, instance, labels, &spec).await {
-            Ok(u) => u,
+        let user_data = match self.bootstrap(&scope, instance, labels, &spec).await {
+            Ok((_, u)) => u,
             Err(e) => return Outcome::Failed(e),
         };
         if let Err(e) = provider.rebuild(id, &spec.image, &user_data).await {
@@ -602,21 +604,23 @@ impl Pass {
         Outcome::Reused
     }
 
-    async fn user_data(
+    /// A new runner credential and the user data that starts the runner with it.
+    async fn bootstrap(
         &self,
         scope: &Scope,
         name: &str,
         labels: &Labels,
         spec: &MachineSpec,
-    ) -> Result<mayfly_core::Secret, String> {
+    ) -> Result<(Credential, mayfly_core::Secret), String> {
         let credential: Credential = self
             .ctx
             .runners
             .credential(scope, name, labels)
             .await
             .map_err(|e| format!("runner credential: {e}"))?;
-        bootstrap::user_data(&self.ctx.bootstrap, spec.image.arch, &credential)
-            .map_err(|e| format!("bootstrap: {e}"))
+        let user_data = bootstrap::user_data(&self.ctx.bootstrap, spec.image.arch, &credential)
+            .map_err(|e| format!("bootstrap: {e}"))?;
+        Ok((credential, user_data))
     }
 
     /// Removes the runner registered for a machine that will not be.

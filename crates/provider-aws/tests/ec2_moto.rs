@@ -1,0 +1,283 @@
+//! The aws-ec2 provider against moto: the shared conformance suite, and what a created instance
+//! looks like from the EC2 API (tags, user data, IMDSv2, spot, the encrypted root volume).
+
+mod support;
+
+use base64::Engine;
+use mayfly_core::{Labels, MachineSpec, Secret};
+use mayfly_provider::bootstrap::Credential;
+use mayfly_provider::conformance::{self, Fixture};
+use mayfly_provider::{CreateRequest, Error, Provider, tags};
+use mayfly_provider_aws::ec2::{Ec2, Ec2Config};
+use std::time::Duration;
+
+fn spec() -> MachineSpec {
+    MachineSpec {
+        types: vec!["t3.micro".into()],
+        locations: vec!["us-east-1a".into()],
+        image: "x86:system:ubuntu-24.04".parse().unwrap(),
+    }
+}
+
+async fn provider(moto: &mayfly_sim::moto::Moto, ami: &str) -> Ec2 {
+    let mut c = Ec2Config::new(support::settings(moto));
+    c.ami = Some(ami.to_string());
+    c.prices.insert("t3.micro".into(), 0.0104);
+    c.root_volume_gb = Some(16);
+    Ec2::new(c).await.expect("a valid configuration")
+}
+
+#[tokio::test]
+async fn the_conformance_suite_passes_against_moto() {
+    let Some(moto) = support::moto().await else {
+        return;
+    };
+    let ec2 = support::ec2(&moto).await;
+    let p = provider(&moto, &support::some_ami(&ec2).await).await;
+    let f = Fixture::new(spec()).with_settle(Duration::from_secs(10), Duration::from_millis(50));
+    conformance::run(&p, &f).await;
+    assert!(p.list(&f.controller).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_instance_is_spot_imdsv2_encrypted_tagged_and_carries_the_user_data() {
+    let Some(moto) = support::moto().await else {
+        return;
+    };
+    let ec2 = support::ec2(&moto).await;
+    let p = provider(&moto, &support::some_ami(&ec2).await).await;
+    let user_data = "#!/bin/bash\necho runner-secret-123\n";
+    let req = CreateRequest {
+        name: "mayfly-x64-7-1".into(),
+        controller: "ctl".into(),
+        pool: "x64".into(),
+        spec: spec(),
+        user_data: Secret::new(user_data),
+        labels: Labels::new(["self-hosted"]),
+        credential: Credential::Jit(Secret::new("c2VjcmV0")),
+    };
+    let made = p.create(&req).await.expect("create");
+    let id = made.provider_id.clone().unwrap();
+    assert_eq!(made.name, req.name);
+    assert_eq!(
+        made.billing.as_ref().map(|b| b.price_per_hour),
+        Some(0.0104)
+    );
+
+    let out = ec2
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    let tag = |k: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    assert_eq!(tag("Name").as_deref(), Some("mayfly-x64-7-1"));
+    assert_eq!(tag(tags::CONTROLLER).as_deref(), Some("ctl"));
+    assert_eq!(tag(tags::POOL).as_deref(), Some("x64"));
+    assert_eq!(
+        i.instance_lifecycle().map(|l| l.as_str()),
+        Some("spot"),
+        "spot by default"
+    );
+    assert_eq!(
+        i.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required"),
+        "IMDSv2 only"
+    );
+    let attr = ec2
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = attr.user_data().and_then(|v| v.value()).unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), user_data);
+
+    let root = i.root_device_name().unwrap().to_string();
+    let volume_id = i
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root.as_str()))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_id())
+        .expect("a root volume")
+        .to_string();
+    let vols = ec2
+        .describe_volumes()
+        .volume_ids(&volume_id)
+        .send()
+        .await
+        .unwrap();
+    let v = &vols.volumes()[0];
+    assert_eq!(v.encrypted(), Some(true), "the root volume is encrypted");
+    assert_eq!(v.size(), Some(16));
+
+    // The name is the idempotency key: a second create finds the first.
+    assert_eq!(p.create(&req).await.unwrap_err(), Error::AlreadyExists);
+    // EC2 has no rebuild; the executor gets a typed answer, not a failure to retry.
+    assert!(matches!(
+        p.rebuild(&id, &req.spec.image, &req.user_data).await,
+        Err(Error::Unsupported { .. })
+    ));
+    p.delete(&id).await.unwrap();
+    p.delete(&id).await.unwrap();
+    assert_eq!(p.get(&id).await.unwrap_err(), Error::NotFound);
+    assert!(
+        p.list("ctl").await.unwrap().is_empty(),
+        "terminated instances are not listed"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_without_the_controller_tag_is_never_listed() {
+    let Some(moto) = support::moto().await else {
+        return;
+    };
+    let ec2 = support::ec2(&moto).await;
+    let ami = support::some_ami(&ec2).await;
+    ec2.run_instances()
+        .image_id(&ami)
+        .min_count(1)
+        .max_count(1)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Name")
+                        .value("by-hand")
+                        .build(),
+                )
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key(tags::CONTROLLER)
+                        .value("ctl-other")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let p = provider(&moto, &ami).await;
+    assert!(p.list("ctl").await.unwrap().is_empty());
+    assert_eq!(p.list("ctl-other").await.unwrap().len(), 1);
+}
+
+/// Counts the EC2 calls of each kind, passing them on to the SDK.
+struct Counting {
+    inner: mayfly_provider_aws::ec2::Sdk,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
+}
+
+impl Counting {
+    fn count(&self, call: &'static str) {
+        *self.calls.lock().unwrap().entry(call).or_default() += 1;
+    }
+    fn take(&self) -> std::collections::BTreeMap<&'static str, u32> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl mayfly_provider_aws::ec2::Ec2Api for Counting {
+    async fn run(
+        &self,
+        l: &mayfly_provider_aws::ec2::Launch,
+    ) -> Result<mayfly_provider_aws::ec2::Ec2Instance, mayfly_provider_aws::ApiError> {
+        self.count("RunInstances");
+        self.inner.run(l).await
+    }
+    async fn describe(
+        &self,
+        q: &mayfly_provider_aws::ec2::Query,
+        next: Option<String>,
+    ) -> Result<
+        (Vec<mayfly_provider_aws::ec2::Ec2Instance>, Option<String>),
+        mayfly_provider_aws::ApiError,
+    > {
+        self.count("DescribeInstances");
+        self.inner.describe(q, next).await
+    }
+    async fn stop(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("StopInstances");
+        self.inner.stop(id).await
+    }
+    async fn start(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("StartInstances");
+        self.inner.start(id).await
+    }
+    async fn terminate(&self, id: &str) -> Result<(), mayfly_provider_aws::ApiError> {
+        self.count("TerminateInstances");
+        self.inner.terminate(id).await
+    }
+    async fn root_device(
+        &self,
+        ami: &str,
+    ) -> Result<Option<mayfly_provider_aws::ec2::RootDevice>, mayfly_provider_aws::ApiError> {
+        self.count("DescribeImages");
+        self.inner.root_device(ami).await
+    }
+    async fn subnet_zones(
+        &self,
+        subnets: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, mayfly_provider_aws::ApiError> {
+        self.count("DescribeSubnets");
+        self.inner.subnet_zones(subnets).await
+    }
+}
+
+/// API calls of one job's instance, created and deleted: the first job reads the AMI's root
+/// device once; every later job costs a DescribeInstances (the idempotency check), a
+/// RunInstances and a TerminateInstances (none when the runner powers the machine off).
+#[tokio::test]
+async fn a_job_costs_three_ec2_calls() {
+    let Some(moto) = support::moto().await else {
+        return;
+    };
+    let ec2 = support::ec2(&moto).await;
+    let ami = support::some_ami(&ec2).await;
+    let counting = std::sync::Arc::new(Counting {
+        inner: mayfly_provider_aws::ec2::Sdk(ec2.clone()),
+        calls: Default::default(),
+    });
+    let mut c = Ec2Config::new(support::settings(&moto));
+    c.ami = Some(ami);
+    c.prices.insert("t3.micro".into(), 0.0104);
+    let p = Ec2::with_api(counting.clone(), c);
+    let mut per_job = Vec::new();
+    for n in 0..3 {
+        let req = CreateRequest {
+            name: format!("mayfly-x64-{n}-1"),
+            controller: "ctl".into(),
+            pool: "x64".into(),
+            spec: spec(),
+            user_data: Secret::new("#!/bin/sh\n"),
+            labels: Labels::new(["self-hosted"]),
+            credential: Credential::Jit(Secret::new("c2VjcmV0")),
+        };
+        let id = p.create(&req).await.unwrap().provider_id.unwrap();
+        p.delete(&id).await.unwrap();
+        per_job.push(counting.take());
+    }
+    println!("EC2 calls per job: {per_job:?}");
+    assert_eq!(per_job[0].get("DescribeImages"), Some(&1));
+    for calls in &per_job[1..] {
+        assert_eq!(calls.values().sum::<u32>(), 3, "{calls:?}");
+        assert_eq!(calls.get("RunInstances"), Some(&1));
+    }
+}
