@@ -8,6 +8,7 @@
 
 mod api_error;
 pub mod asg;
+mod calls;
 pub mod ec2;
 pub mod ecs;
 mod sdk;

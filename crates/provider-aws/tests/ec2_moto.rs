@@ -4,7 +4,7 @@
 mod support;
 
 use base64::Engine;
-use mayfly_core::{Labels, MachineSpec, Secret};
+use mayfly_core::{Labels, MachineSpec, Secret, metrics};
 use mayfly_provider::bootstrap::Credential;
 use mayfly_provider::conformance::{self, Fixture};
 use mayfly_provider::{CreateRequest, Error, Provider, tags};
@@ -27,16 +27,43 @@ async fn provider(moto: &mayfly_sim::moto::Moto, ami: &str) -> Ec2 {
     Ec2::new(c).await.expect("a valid configuration")
 }
 
+/// The suite passes, and every EC2 call the provider made is reported under the metric
+/// contract, as the Hetzner and GitHub clients report theirs.
 #[tokio::test]
 async fn the_conformance_suite_passes_against_moto() {
     let Some(moto) = support::moto().await else {
         return;
     };
+    // A current-thread runtime: every call is recorded on this thread, into this recorder.
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for m in metrics::CONTRACT.iter().filter(|m| !m.buckets.is_empty()) {
+        builder = builder
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(m.name.into()),
+                m.buckets,
+            )
+            .unwrap();
+    }
+    let recorder = builder.build_recorder();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
     let ec2 = support::ec2(&moto).await;
     let p = provider(&moto, &support::some_ami(&ec2).await).await;
     let f = Fixture::new(spec()).with_settle(Duration::from_secs(10), Duration::from_millis(50));
     conformance::run(&p, &f).await;
     assert!(p.list(&f.controller).await.unwrap().is_empty());
+
+    let text = recorder.handle().render();
+    let families = [metrics::API_CALLS, metrics::API_REQUEST_DURATION];
+    if let Err(problems) = metrics::check(&text, &families) {
+        panic!("{}\n{text}", problems.join("\n"));
+    }
+    let api = [("api", "aws-ec2")];
+    let calls = metrics::sum(&text, metrics::API_CALLS, &api);
+    assert!(calls >= 10.0, "the suite's calls are counted: {text}");
+    let ok = metrics::sum(&text, metrics::API_CALLS, &[api[0], ("outcome", "ok")]);
+    assert!(ok > 0.0 && ok <= calls, "{text}");
+    let timed = metrics::sum(&text, "mayfly_api_request_duration_seconds_count", &api);
+    assert_eq!(timed, calls, "every call is timed");
 }
 
 #[tokio::test]

@@ -21,7 +21,15 @@ pub const API_REQUEST_DURATION: &str = "mayfly_api_request_duration_seconds";
 pub const API_RATE_LIMIT_REMAINING: &str = "mayfly_api_rate_limit_remaining";
 
 /// The values of the `api` label: a forge's or provider's kind.
-pub const APIS: &[&str] = &["github", "hetzner"];
+/// AWS by service, as each has its own request limits.
+pub const APIS: &[&str] = &[
+    "github",
+    "hetzner",
+    "aws-ec2",
+    "aws-ecs",
+    "aws-autoscaling",
+    "aws-ssm",
+];
 
 /// What became of one API call, for the `outcome` label of [`API_CALLS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -137,8 +137,16 @@ impl Scaler {
         config.check()?;
         let sdk = config.aws.load().await?;
         let api = Sdk {
-            asg: aws_sdk_autoscaling::Client::new(&sdk),
-            ec2: aws_sdk_ec2::Client::new(&sdk),
+            asg: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&sdk)
+                    .interceptor(crate::calls::CallMetrics::new(crate::calls::AUTOSCALING))
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&sdk)
+                    .interceptor(crate::calls::CallMetrics::new(crate::calls::EC2))
+                    .build(),
+            ),
         };
         Ok(Scaler::with_api(Arc::new(api), config))
     }

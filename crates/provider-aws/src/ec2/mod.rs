@@ -51,7 +51,11 @@ impl Ec2 {
         config.check()?;
         let sdk = config.aws.load().await?;
         Ok(Ec2::with_api(
-            Arc::new(Sdk(aws_sdk_ec2::Client::new(&sdk))),
+            Arc::new(Sdk(aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&sdk)
+                    .interceptor(crate::calls::CallMetrics::new(crate::calls::EC2))
+                    .build(),
+            ))),
             config,
         ))
     }

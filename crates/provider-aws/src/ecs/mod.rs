@@ -58,8 +58,16 @@ impl Ecs {
         config.check()?;
         let sdk = config.aws.load().await?;
         let api = Sdk {
-            ecs: aws_sdk_ecs::Client::new(&sdk),
-            ssm: aws_sdk_ssm::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(&sdk)
+                    .interceptor(crate::calls::CallMetrics::new(crate::calls::ECS))
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&sdk)
+                    .interceptor(crate::calls::CallMetrics::new(crate::calls::SSM))
+                    .build(),
+            ),
         };
         Ok(Ecs::with_api(Arc::new(api), config))
     }
