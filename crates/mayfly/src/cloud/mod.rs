@@ -151,13 +151,13 @@ impl Cloud<'_> {
 
     /// The Hetzner project: HETZNER_TOKEN (HCLOUD_ENDPOINT) when set, else the configuration's
     /// first Hetzner provider with a token.
-    pub fn api(&self, config: Option<&Config>) -> anyhow::Result<hetzner::Api> {
+    pub fn api(&self, config: Option<&Config>) -> anyhow::Result<hetzner::Project> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let endpoint_env = env("HCLOUD_ENDPOINT");
         if let Some(token) = env("HETZNER_TOKEN") {
             let endpoint = endpoint_env
                 .unwrap_or_else(|| mayfly_provider::hetzner::DEFAULT_ENDPOINT.to_string());
-            return hetzner::Api::new(&endpoint, Secret::new(token));
+            return hetzner::Project::new(&endpoint, Secret::new(token));
         }
         let loaded;
         let config = match config {
@@ -181,11 +181,14 @@ impl Cloud<'_> {
             .or(endpoint_env)
             .unwrap_or_else(|| mayfly_provider::hetzner::DEFAULT_ENDPOINT.to_string());
         let token = provider.token.clone().unwrap_or_default();
-        hetzner::Api::new(&endpoint, token)
+        hetzner::Project::new(&endpoint, token)
     }
 
     /// The one server deployed under this name.
-    pub async fn server(&self, api: &hetzner::Api) -> anyhow::Result<hetzner::Server> {
+    pub async fn server(
+        &self,
+        api: &hetzner::Project,
+    ) -> anyhow::Result<mayfly_provider::hetzner::Server> {
         let mut found = api.deployed(&self.name).await?;
         match found.len() {
             0 => anyhow::bail!(
