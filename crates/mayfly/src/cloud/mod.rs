@@ -10,6 +10,7 @@ mod scripts;
 mod server;
 
 use crate::config::{self, Config, Env, HumanDuration, Overrides};
+use crate::service::LogsArgs;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mayfly_core::Secret;
@@ -64,16 +65,6 @@ pub enum CloudCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// Keep printing new lines until Ctrl-C
-    #[arg(short, long)]
-    pub follow: bool,
-    /// How many of the last lines to show
-    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
-    pub lines: u32,
-}
-
-#[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// Where the server downloads the new binary (a Linux executable for its architecture)
     #[arg(long, value_name = "URL")]
@@ -95,12 +86,7 @@ pub struct DeleteArgs {
 
 /// Runs a `mayfly cloud` command; prints its own errors.
 pub fn run(args: CloudArgs, config: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(command(args, config, overrides)));
-    crate::service::report(result)
+    crate::exit::block_on(command(args, config, overrides))
 }
 
 async fn command(
