@@ -193,12 +193,7 @@ async fn calls_are_reported_under_the_metric_contract() {
     );
 
     let text = recorder.handle().render();
-    let families = [
-        metrics::API_CALLS,
-        metrics::API_REQUEST_DURATION,
-        metrics::API_RATE_LIMIT_REMAINING,
-    ];
-    if let Err(problems) = metrics::check(&text, &families) {
+    if let Err(problems) = metrics::check(&text, metrics::API_FAMILIES) {
         panic!("{}\n{text}", problems.join("\n"));
     }
     let count = |outcome: &str| {

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use mayfly::estimate::Waits;
 use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly::reconcile::Pace;
 use mayfly_core::{Arch, Limits, Pools};
@@ -194,11 +195,11 @@ fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> bool {
         .iter()
         .filter(|j| j.conclusion.as_deref() == Some("success"))
         .count();
-    let mut waits: Vec<f64> = gh
-        .iter()
-        .filter_map(|j| j.started_ms.map(|s| (s - j.queued_ms) as f64 / 1000.0))
-        .collect();
-    waits.sort_by(f64::total_cmp);
+    let waits = Waits::of(
+        gh.iter()
+            .filter_map(|j| j.started_ms.map(|s| (s - j.queued_ms) as f64 / 1000.0))
+            .collect(),
+    );
     let job_secs: f64 = gh
         .iter()
         .filter_map(|j| Some((j.completed_ms? - j.started_ms?) as f64 / 1000.0))
@@ -223,9 +224,9 @@ fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> bool {
     println!("  jobs served          {served}/{jobs}");
     println!(
         "  queue wait           p50 {}  p95 {}  max {}",
-        secs(percentile(&waits, 0.50)),
-        secs(percentile(&waits, 0.95)),
-        secs(waits.last().copied())
+        secs(waits.p50),
+        secs(waits.p95),
+        secs(waits.max)
     );
     println!(
         "  GitHub API calls     {} ({:.2} per job)",
@@ -283,14 +284,6 @@ fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> bool {
         }
     );
     ok
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(rank).copied()
 }
 
 fn secs(s: Option<f64>) -> String {

@@ -16,9 +16,6 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Same as `main.rs`: the invocation, not the run, is at fault.
-const EXIT_CONFIG: u8 = 2;
-
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["trace", "from_github"])))]
 pub struct EstimateArgs {
@@ -97,10 +94,7 @@ pub fn main(
     let loaded = match &file {
         Some(path) => match Config::load_for_planning(Some(path), overrides, &Env::process()) {
             Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("mayfly: invalid configuration\n{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            Err(e) => return crate::exit::invalid_config(&e),
         },
         None => None,
     };

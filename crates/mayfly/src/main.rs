@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod demo;
 mod estimate_cmd;
+mod exit;
 mod logging;
 mod ops;
 mod service;
@@ -18,9 +19,6 @@ use cli::{Cli, Command, ConfigCommand, SimCommand};
 use config::{Config, Env};
 use std::process::ExitCode;
 
-/// Same as clap's usage errors: the invocation, not the run, is at fault.
-const EXIT_CONFIG: u8 = 2;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = cli.overrides();
@@ -29,10 +27,7 @@ fn main() -> ExitCode {
         let file = config::find_file(cli.config.as_deref());
         match Config::load(file.as_deref(), &overrides, &Env::process()) {
             Ok(config) => Ok((config, file)),
-            Err(e) => {
-                eprintln!("mayfly: invalid configuration\n{e}");
-                Err(ExitCode::from(EXIT_CONFIG))
-            }
+            Err(e) => Err(exit::invalid_config(&e)),
         }
     };
     let logs = (cli.log_format, cli.log_level.as_deref());

@@ -11,13 +11,10 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine;
 use mayfly::http::api::{self, OPENAPI};
 use mayfly::http::{Api, Webhooks};
-use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly::local::{self, Local};
 use mayfly_core::{Arch, Secret};
 use mayfly_forge::github::webhook::sign;
 use mayfly_sim::github::NewJob;
-use mayfly_sim::runners::{Delay, RunnerConfig};
-use mayfly_sim::{Sim, SimConfig};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -56,27 +53,8 @@ struct World {
 async fn world(standby: u32, ready_within: Duration) -> World {
     let mut pool = local::pool("linux", LABELS, &["cx22"], &["fsn1"], Arch::X86);
     pool.standby = standby;
-    let config = SimConfig {
-        speed: 50.0,
-        runners: RunnerConfig {
-            boot_delay: Delay::Fixed { secs: 5.0 },
-            ..RunnerConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    let local = Local::start(
-        config,
-        Setup {
-            pools: local::pools("mf", vec![pool], false),
-            repos: vec![REPO.into()],
-            webhook_secret: None,
-            workers: 4,
-            confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
-        },
-    )
-    .await
-    .expect("simulator and controller");
+    let pools = local::pools("mf", vec![pool], false);
+    let local = support::local::start(support::local::sim_config(50.0), pools, &[REPO], None).await;
     let c = &local.controller;
     let api = Api::new(
         &c.reconciler,
@@ -106,25 +84,7 @@ async fn world(standby: u32, ready_within: Duration) -> World {
     }
 }
 
-const CADENCE: Cadence = Cadence {
-    pace: Pace {
-        unsettled: Duration::from_secs(5),
-        resync: Duration::from_secs(60),
-    },
-    poll: Duration::from_secs(30),
-    settle: Duration::from_secs(10),
-};
-
 impl World {
-    /// Runs the controller's loop until `done`, at most 60 real seconds.
-    async fn run_until(&mut self, mut done: impl FnMut(&Sim) -> bool) {
-        let sim = self.local.sim.clone();
-        let run = self.local.controller.run(CADENCE, |_, _| done(&sim));
-        tokio::time::timeout(Duration::from_secs(60), run)
-            .await
-            .expect("the world settled within a minute");
-    }
-
     /// One request to the API router; the answer is recorded for the description check.
     async fn call(
         &mut self,
@@ -282,7 +242,7 @@ async fn the_api_answers_as_described() {
 
     // A job that runs for long, and the pool's standby runner.
     w.local.sim.github.enqueue(REPO, jobs(1, 100_000));
-    w.run_until(|sim| {
+    support::local::run_until(&mut w.local, |sim| {
         let runners = sim.github.runners();
         let online = |busy: bool| {
             runners

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use support::BIN;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 const HZ_TOKEN: &str = "hcloud_CLOUD_SECRET_hz";
@@ -107,11 +106,8 @@ impl World {
     }
 
     fn mayfly(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let mut cmd = support::mayfly(self.dir.path(), &[]);
+        cmd.env("PATH", support::path())
             .env("HETZNER_TOKEN", HZ_TOKEN)
             .env("HCLOUD_ENDPOINT", &self.endpoint)
             .env("GITHUB_TOKEN", GITHUB_TOKEN)
@@ -121,9 +117,14 @@ impl World {
     }
 
     fn deploy(&self, extra: &[&str]) -> (i32, String, String) {
+        self.deploy_with("mayfly.toml", extra)
+    }
+
+    /// `mayfly -c CONFIG cloud deploy --name ci` with the SSH key and the binary, then `extra`.
+    fn deploy_with(&self, config: &str, extra: &[&str]) -> (i32, String, String) {
         run(self
             .mayfly()
-            .args(["-c", "mayfly.toml", "cloud", "deploy", "--name", "ci"])
+            .args(["-c", config, "cloud", "deploy", "--name", "ci"])
             .args([
                 "--ssh-key",
                 "key.pub",
@@ -142,20 +143,9 @@ impl World {
 
 /// Runs mayfly; asserts that no secret was printed.
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run mayfly");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
     let key = std::fs::read_to_string(APP_KEY).unwrap();
     let key_body = key.lines().nth(1).unwrap();
-    for secret in [HZ_TOKEN, GITHUB_TOKEN, HOOK_SECRET, key_body] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "a secret was printed:\n{stdout}\n{stderr}"
-        );
-    }
-    (out.status.code().unwrap_or(-1), stdout, stderr)
+    support::output_without(cmd, &[HZ_TOKEN, GITHUB_TOKEN, HOOK_SECRET, key_body])
 }
 
 /// The `write_files` entry at `path`, its content decoded.
@@ -604,18 +594,7 @@ fn bad_input_is_refused_before_anything_is_created() {
         "echo 'install a package here'\n".repeat(1500)
     );
     std::fs::write(w.path("big.toml"), big).unwrap();
-    let (code, _, err) = run(w
-        .mayfly()
-        .args([
-            "-c",
-            "big.toml",
-            "cloud",
-            "deploy",
-            "--yes",
-            "--ssh-key",
-            "key.pub",
-        ])
-        .args(["--binary-url", URL, "--binary-sha256", SHA]));
+    let (code, _, err) = w.deploy_with("big.toml", &["--yes"]);
     assert_eq!(code, 1);
     assert!(err.contains("over Hetzner's limit of 32768 bytes"), "{err}");
 
@@ -625,18 +604,7 @@ fn bad_input_is_refused_before_anything_is_created() {
         "[github]\nrepositories = [\"acme/app\"]\nmx = 1\n",
     )
     .unwrap();
-    let (code, _, err) = run(w
-        .mayfly()
-        .args([
-            "-c",
-            "bad.toml",
-            "cloud",
-            "deploy",
-            "--yes",
-            "--ssh-key",
-            "key.pub",
-        ])
-        .args(["--binary-url", URL, "--binary-sha256", SHA]));
+    let (code, _, err) = w.deploy_with("bad.toml", &["--yes"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("bad.toml:3:1: github.mx: unknown key"),

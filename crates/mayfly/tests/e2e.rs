@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::Daemon;
-use support::sim::{LINUX_POOL, RunConfig, SimServe};
+use support::sim::{LINUX_POOL, RunConfig, SimServe, fast_faults};
 
 const CONTROLLER: &str = "e2e";
 const HOOK_SECRET: &str = "e2e-hook-secret";
@@ -49,14 +49,9 @@ impl Default for Setup {
 /// runner registers a second later, a finished server is off half a second after the job. The
 /// server quota and GitHub's write cap are raised so that a burst tests mayfly, not the limits.
 fn fast() -> Value {
-    json!({
-        "runners": { "boot_delay": { "kind": "fixed", "secs": 1 } },
-        "hetzner": {
-            "boot_delay_secs": 1, "shutdown_delay_secs": 0.5, "action_delay_secs": 1,
-            "server_quota": 2000,
-        },
-        "github": { "writes_per_minute": 100000 },
-    })
+    let mut faults = fast_faults();
+    faults["hetzner"]["server_quota"] = json!(2000);
+    faults
 }
 
 /// A simulator, a state directory and the `mayfly run` serving it (restartable).

@@ -4,17 +4,12 @@
 
 mod support;
 
-use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly::local::{self, Cadence};
 use mayfly_core::Arch;
-use mayfly_sim::SimConfig;
 use mayfly_sim::github::NewJob;
-use mayfly_sim::runners::{Delay, RunnerConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use support::BIN;
 
 const STEADY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -24,20 +19,7 @@ const TOKEN: &str = "ghp_ESTIMATE_TEST_secret_0123456789";
 
 /// `mayfly estimate ARGS` in `dir` with only `HOME=dir` and `env`: exit code, stdout, stderr.
 fn estimate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .env_clear()
-        .current_dir(dir)
-        .env("HOME", dir)
-        .envs(env.iter().copied())
-        .arg("estimate")
-        .args(args)
-        .output()
-        .expect("run mayfly estimate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    support::output(support::mayfly(dir, env).arg("estimate").args(args))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -278,33 +260,19 @@ fn iso(ms: i64) -> String {
 /// them back from the fake GitHub's REST API and replays them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_github_replays_a_repositorys_history_from_the_fake() {
-    let config = SimConfig {
-        speed: 100.0,
-        runners: RunnerConfig {
-            boot_delay: Delay::Fixed { secs: 5.0 },
-            ..RunnerConfig::default()
-        },
-        ..SimConfig::default()
-    };
     let x64 = ["self-hosted", "linux", "x64"];
     let pools = local::pools(
         "mf",
         vec![local::pool("x64", &x64, &["cx22"], &["fsn1"], Arch::X86)],
         true,
     );
-    let local = Local::start(
-        config,
-        Setup {
-            pools,
-            repos: vec!["acme/app".into()],
-            webhook_secret: None,
-            workers: 4,
-            confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
-        },
+    let local = support::local::start(
+        support::local::sim_config(100.0),
+        pools,
+        &["acme/app"],
+        None,
     )
-    .await
-    .expect("simulator and controller");
+    .await;
     let sim = local.sim.clone();
     sim.github.set_config(|c| c.tokens.push(TOKEN.into()));
     let since = sim.clock.now_ms() - 1000;
@@ -316,12 +284,8 @@ async fn from_github_replays_a_repositorys_history_from_the_fake() {
     sim.github.enqueue("acme/app", vec![job(30)]);
     let mut controller = local.controller;
     let cadence = Cadence {
-        pace: Pace {
-            unsettled: Duration::from_secs(5),
-            resync: Duration::from_secs(60),
-        },
         poll: Duration::from_secs(10),
-        settle: Duration::from_secs(10),
+        ..support::local::CADENCE
     };
     let done = || {
         let jobs = sim.github.jobs();

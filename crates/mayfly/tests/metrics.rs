@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::Daemon;
-use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, LINUX_POOL, RunConfig, SimServe, request};
+use support::sim::{
+    GITHUB_TOKEN, HETZNER_TOKEN, LINUX_POOL, RunConfig, SimServe, fast_faults, request,
+};
 
 const HOOK_SECRET: &str = "metrics-hook-secret";
 const X64: &[&str] = &["self-hosted", "linux", "x64"];
@@ -56,11 +58,7 @@ fn existing_servers(sim: &SimServe) -> usize {
 fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
     let sim = SimServe::start(&[]);
     // Servers up in a second, runners a second later, off half a second after their job.
-    sim.faults(json!({
-        "runners": { "boot_delay": { "kind": "fixed", "secs": 1 } },
-        "hetzner": { "boot_delay_secs": 1, "shutdown_delay_secs": 0.5, "action_delay_secs": 1 },
-        "github": { "writes_per_minute": 100000 },
-    }));
+    sim.faults(fast_faults());
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("mayfly.toml");
     let text = sim.mayfly_config(&RunConfig {

@@ -7,16 +7,16 @@
 mod support;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, RunConfig, SimServe, request_with};
-use support::{BIN, Daemon};
+use support::Daemon;
+use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, RunConfig, SimServe, fast_faults, request_with};
 
 const HOOK_SECRET: &str = "ops-hook-secret-DUMMY";
 const X64: &[&str] = &["self-hosted", "linux", "x64"];
@@ -51,11 +51,7 @@ struct World {
 impl World {
     fn new() -> (World, Daemon) {
         let sim = SimServe::start(&[]);
-        sim.faults(json!({
-            "runners": { "boot_delay": { "kind": "fixed", "secs": 1 } },
-            "hetzner": { "boot_delay_secs": 1, "shutdown_delay_secs": 0.5, "action_delay_secs": 1 },
-            "github": { "writes_per_minute": 100000 },
-        }));
+        sim.faults(fast_faults());
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("mayfly.toml");
         let text = sim.mayfly_config(&RunConfig {
@@ -90,11 +86,7 @@ impl World {
     /// `mayfly --listen ADDR -c CONFIG ARGS` with a clean environment plus `env`, stdin empty,
     /// at most 60 s.
     fn mayfly(&mut self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .envs(env.iter().copied())
+        let mut child = support::mayfly(self.dir.path(), env)
             .arg("--listen")
             .arg(self.listen.to_string())
             .arg("-c")

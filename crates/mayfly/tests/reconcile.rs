@@ -2,13 +2,14 @@
 //! runners) on a sped-up clock: jobs get one server each, finished servers go, paid-for servers
 //! are reused, webhooks and polls both bring demand in.
 
-use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+mod support;
+
+use mayfly::local::{self, Local};
 use mayfly_core::{Arch, Pools};
+use mayfly_sim::Sim;
 use mayfly_sim::github::NewJob;
-use mayfly_sim::runners::{Delay, RunnerConfig};
-use mayfly_sim::{Sim, SimConfig};
 use std::time::Duration;
+use support::local::{CADENCE, run_until, sim_config, start};
 
 const SPEED: f64 = 50.0;
 const REPO: &str = "acme/app";
@@ -35,27 +36,8 @@ async fn world(recycling: bool, webhooks: bool) -> World {
 }
 
 async fn world_with(pools: Pools, webhooks: bool) -> World {
-    let config = SimConfig {
-        speed: SPEED,
-        runners: RunnerConfig {
-            boot_delay: Delay::Fixed { secs: 5.0 },
-            ..RunnerConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    Local::start(
-        config,
-        Setup {
-            pools,
-            repos: vec![REPO.into()],
-            webhook_secret: webhooks.then(|| "hook-secret".to_string()),
-            workers: 4,
-            confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
-        },
-    )
-    .await
-    .expect("simulator and controller")
+    let secret = webhooks.then_some("hook-secret");
+    start(sim_config(SPEED), pools, &[REPO], secret).await
 }
 
 fn jobs(n: usize) -> Vec<NewJob> {
@@ -65,29 +47,6 @@ fn jobs(n: usize) -> Vec<NewJob> {
             duration: Duration::from_secs(60),
         })
         .collect()
-}
-
-const CADENCE: Cadence = Cadence {
-    pace: Pace {
-        unsettled: Duration::from_secs(5),
-        resync: Duration::from_secs(60),
-    },
-    poll: Duration::from_secs(30),
-    settle: Duration::from_secs(10),
-};
-
-/// Runs the loop until `done`, at most 60 real seconds.
-async fn run_until(w: &mut World, mut done: impl FnMut(&Sim) -> bool) {
-    let sim = w.sim.clone();
-    let run = w.controller.run(CADENCE, |pass, _| {
-        if let Err(e) = pass {
-            eprintln!("pass failed: {e}");
-        }
-        done(&sim)
-    });
-    tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the world settled within a minute");
 }
 
 fn all_completed(sim: &Sim) -> bool {

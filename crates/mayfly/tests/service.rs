@@ -54,11 +54,8 @@ impl Setup {
     /// `mayfly` with a clean environment: the tokens, the fakes, units and env files in the
     /// temporary directory.
     fn mayfly(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let mut cmd = support::mayfly(self.dir.path(), &[]);
+        cmd.env("PATH", support::path())
             .env("GITHUB_TOKEN", GITHUB_TOKEN)
             .env("HETZNER_TOKEN", HETZNER_TOKEN)
             .env("HOOK_SECRET", HOOK_SECRET)
@@ -80,18 +77,7 @@ impl Setup {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run mayfly");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    for secret in SECRETS {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "a secret was printed:\n{stdout}\n{stderr}"
-        );
-    }
-    (out.status.code().unwrap_or(-1), stdout, stderr)
+    support::output_without(cmd, &SECRETS)
 }
 
 fn is_root() -> bool {
@@ -412,7 +398,7 @@ fn installing_without_root_asks_for_sudo() {
     };
     cmd.env_clear()
         .current_dir("/")
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PATH", support::path())
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .args(["service", "install"]);
     let (code, _, err) = run(&mut cmd);

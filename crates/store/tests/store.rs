@@ -4,7 +4,7 @@
 #[path = "store/harness.rs"]
 mod harness;
 
-use harness::{Db, intent, job, key};
+use harness::{Db, intent, job, key, upsert_at_once};
 use mayfly_core::{JobStatus, Time};
 use mayfly_store::{Backend, IntentState, NewEvent, Store, StoreError, StoreOptions, Upsert};
 use serde_json::json;
@@ -169,22 +169,15 @@ async fn concurrent_upserts_keep_one_row_with_the_highest_status(db: Db) {
         JobStatus::InProgress,
         JobStatus::Completed,
     ];
-    let tasks: Vec<_> = (0..20)
+    let upserts = (0..20)
         .map(|i| {
-            let store = db.store.clone();
-            let rec = job(1, statuses[i % 3], 1_000 + i as i64);
-            tokio::spawn(async move {
-                store
-                    .upsert_job(&rec, Some(&format!("d-{i}")))
-                    .await
-                    .unwrap()
-            })
+            (
+                job(1, statuses[i % 3], 1_000 + i as i64),
+                Some(format!("d-{i}")),
+            )
         })
         .collect();
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.unwrap());
-    }
+    let outcomes = upsert_at_once(&db, upserts).await;
     assert_eq!(
         outcomes.iter().filter(|o| **o == Upsert::Inserted).count(),
         1,
@@ -200,19 +193,19 @@ async fn concurrent_upserts_keep_one_row_with_the_highest_status(db: Db) {
 }
 
 async fn concurrent_redeliveries_apply_once(db: Db) {
-    let tasks: Vec<_> = (0..20)
+    let upserts = (0..20)
         .map(|i| {
-            let store = db.store.clone();
-            let rec = job(1, JobStatus::InProgress, 1_000 + i);
-            tokio::spawn(async move { store.upsert_job(&rec, Some("same")).await.unwrap() })
+            (
+                job(1, JobStatus::InProgress, 1_000 + i),
+                Some("same".into()),
+            )
         })
         .collect();
-    let mut applied = 0;
-    for t in tasks {
-        if t.await.unwrap() != Upsert::DuplicateDelivery {
-            applied += 1;
-        }
-    }
+    let outcomes = upsert_at_once(&db, upserts).await;
+    let applied = outcomes
+        .iter()
+        .filter(|o| **o != Upsert::DuplicateDelivery)
+        .count();
     assert_eq!(applied, 1);
 }
 
@@ -222,23 +215,14 @@ async fn a_job_leaves_the_queue_once(db: Db) {
     db.upsert_job(&job(1, JobStatus::Queued, 1_000), None)
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..20)
+    let upserts = (0..20)
         .map(|i| {
-            let store = db.store.clone();
             let mut rec = job(1, JobStatus::InProgress, 2_000 + i);
             rec.runner_name = Some(format!("runner-{}", i % 3));
-            tokio::spawn(async move {
-                store
-                    .upsert_job(&rec, Some(&format!("d-{i}")))
-                    .await
-                    .unwrap()
-            })
+            (rec, Some(format!("d-{i}")))
         })
         .collect();
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.unwrap());
-    }
+    let outcomes = upsert_at_once(&db, upserts).await;
     assert_eq!(
         outcomes.iter().filter(|o| **o == Upsert::Started).count(),
         1,

@@ -20,6 +20,9 @@ pub const API_REQUEST_DURATION: &str = "mayfly_api_request_duration_seconds";
 /// The request budget the API's headers last reported (`api`).
 pub const API_RATE_LIMIT_REMAINING: &str = "mayfly_api_rate_limit_remaining";
 
+/// What every forge and provider client reports about its calls; its tests check these.
+pub const API_FAMILIES: &[&str] = &[API_CALLS, API_REQUEST_DURATION, API_RATE_LIMIT_REMAINING];
+
 /// The values of the `api` label: a forge's or provider's kind.
 /// AWS by service, as each has its own request limits.
 pub const APIS: &[&str] = &[

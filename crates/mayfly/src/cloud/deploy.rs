@@ -2,11 +2,12 @@
 //! configuration, the user data's size, the type and location), then one server, then its boot.
 
 use super::bundle::Bundle;
-use super::hetzner::{Api, ApiError, NewServer, Server};
+use super::hetzner::{self, NewServer, Project};
 use super::{Cloud, cloud_init, scripts};
 use anyhow::Context;
 use clap::Args;
 use mayfly_core::Secret;
+use mayfly_provider::hetzner::{CallError, Server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -94,7 +95,7 @@ pub async fn deploy(cloud: &Cloud<'_>, args: DeployArgs) -> anyhow::Result<ExitC
     println!(
         "server {name} is running: {address} ({} in {}, id {})",
         server.server_type.name,
-        server.location(),
+        hetzner::location(&server),
         server.id
     );
     println!("cloud-init now installs mayfly and starts it (a minute or two). Then:");
@@ -112,7 +113,7 @@ pub async fn deploy(cloud: &Cloud<'_>, args: DeployArgs) -> anyhow::Result<ExitC
 
 /// Nothing is deployed under the name yet, and the type is offered in the location: its gross
 /// hourly price there.
-async fn preflight(api: &Api, name: &str, args: &DeployArgs) -> anyhow::Result<f64> {
+async fn preflight(api: &Project, name: &str, args: &DeployArgs) -> anyhow::Result<f64> {
     if let Some(s) = api.deployed(name).await?.first() {
         anyhow::bail!(
             "server `{}` (id {}) is deployed as `{name}` already; `mayfly cloud install` pushes \
@@ -129,7 +130,7 @@ async fn preflight(api: &Api, name: &str, args: &DeployArgs) -> anyhow::Result<f
 /// Uploads the SSH keys the project lacks, creates the server and waits until it runs.
 async fn create(
     cloud: &Cloud<'_>,
-    api: &Api,
+    api: &Project,
     args: &DeployArgs,
     keys: &[(PathBuf, String)],
     user_data: &Secret,
@@ -214,7 +215,7 @@ fn ssh_keys(named: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
 
 /// The type exists and is offered in the location: its gross prices there.
 async fn check_placement(
-    api: &Api,
+    api: &Project,
     server_type: &str,
     location: &str,
 ) -> anyhow::Result<(f64, f64)> {
@@ -228,7 +229,7 @@ async fn check_placement(
     let t = api.server_type(server_type).await?.with_context(|| {
         format!("--type {server_type}: Hetzner has no such server type (cx22, cpx21, cax11, …)")
     })?;
-    t.price_in(location).with_context(|| {
+    hetzner::price_in(&t, location).with_context(|| {
         let offered: Vec<&str> = t.prices.iter().map(|p| p.location.as_str()).collect();
         format!(
             "--type {server_type} is not offered in {location}; it is in {}",
@@ -238,9 +239,9 @@ async fn check_placement(
 }
 
 /// A refused create in the words of the flags.
-fn explain_create(e: anyhow::Error, args: &DeployArgs) -> anyhow::Error {
-    let Some(api) = e.downcast_ref::<ApiError>() else {
-        return e.context("cannot create the server");
+fn explain_create(e: CallError, args: &DeployArgs) -> anyhow::Error {
+    let CallError::Refused(api) = e else {
+        return anyhow::Error::new(e).context("cannot create the server");
     };
     let flag = api.fields.iter().find_map(|f| match f.as_str() {
         "server_type" => Some(format!("--type {}", args.server_type)),

@@ -1,147 +1,30 @@
-//! The few Hetzner Cloud calls `mayfly cloud` makes for the controller's own server. Apart from
-//! `mayfly_provider::hetzner` on purpose: that one labels every server as a runner machine.
+//! The few Hetzner Cloud requests `mayfly cloud` makes for the controller's own server, sent
+//! through the provider's client: its own labels and body, since the provider's mark runners.
 
-use anyhow::Context;
 use mayfly_core::Secret;
+use mayfly_forge::github::SystemClock;
+use mayfly_provider::hetzner::{
+    self, Api, Call, CallError, HetznerConfig, Location, Server, ServerType,
+};
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The label that marks the controller's server, its value the deployment's name. Never
 /// `mayfly_provider::tags::CONTROLLER`: the controller deletes servers with that label that it
 /// does not track, and it would delete itself.
 pub const DEPLOY_LABEL: &str = "mayfly-deploy";
-/// Every call is over within this, connection included.
+/// Every call is over within this, connection included: an operator waits at the terminal,
+/// and a create with user data may take longer than a pass's calls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An error answer of the API, in its own words (never with the token).
-#[derive(Debug, thiserror::Error)]
-#[error("Hetzner answered {status} {code}: {message}")]
-pub struct ApiError {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-    /// The request fields the API named as wrong (`server_type`, `location`, …).
-    pub fields: Vec<String>,
-}
-
 /// One Hetzner Cloud project.
-pub struct Api {
-    http: reqwest::Client,
-    endpoint: String,
-    token: Secret,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Server {
-    pub id: u64,
-    pub name: String,
-    pub status: String,
-    pub created: String,
-    pub server_type: ServerType,
-    #[serde(default)]
-    pub datacenter: Option<Datacenter>,
-    #[serde(default)]
-    pub location: Option<Named>,
-    #[serde(default)]
-    pub image: Option<Image>,
-    pub public_net: PublicNet,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ServerType {
-    pub name: String,
-    #[serde(default)]
-    pub prices: Vec<Price>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Price {
-    pub location: String,
-    pub price_hourly: Amount,
-    pub price_monthly: Amount,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Amount {
-    /// A decimal string, VAT included.
-    pub gross: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Datacenter {
-    pub location: Named,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Named {
-    pub name: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Image {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct PublicNet {
-    #[serde(default)]
-    pub ipv4: Option<Address>,
-    #[serde(default)]
-    pub ipv6: Option<Address>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Address {
-    pub ip: String,
-}
-
-impl Server {
-    pub fn location(&self) -> &str {
-        self.datacenter
-            .as_ref()
-            .map(|d| d.location.name.as_str())
-            .or(self.location.as_ref().map(|l| l.name.as_str()))
-            .unwrap_or("?")
-    }
-
-    /// The address ssh reaches: the IPv4 address, else the first address of the IPv6 network
-    /// (Hetzner assigns `<net>::1` to the server).
-    pub fn address(&self) -> Option<String> {
-        if let Some(v4) = &self.public_net.ipv4 {
-            return Some(v4.ip.clone());
-        }
-        let net = &self.public_net.ipv6.as_ref()?.ip;
-        let base = net.split('/').next()?;
-        Some(if base.ends_with("::") {
-            format!("{base}1")
-        } else {
-            base.to_string()
-        })
-    }
-
-    /// Gross hourly and monthly price in the server's location.
-    pub fn price(&self) -> Option<(f64, f64)> {
-        self.server_type.price_in(self.location())
-    }
-}
-
-impl ServerType {
-    pub fn price_in(&self, location: &str) -> Option<(f64, f64)> {
-        let p = self.prices.iter().find(|p| p.location == location)?;
-        Some((
-            p.price_hourly.gross.parse().ok()?,
-            p.price_monthly.gross.parse().ok()?,
-        ))
-    }
+pub struct Project {
+    api: Api,
 }
 
 #[derive(Deserialize)]
@@ -164,23 +47,7 @@ struct ServerTypes {
 #[derive(Deserialize)]
 struct Locations {
     #[serde(default)]
-    locations: Vec<Named>,
-}
-
-#[derive(Deserialize)]
-struct SshKeys {
-    #[serde(default)]
-    ssh_keys: Vec<SshKey>,
-}
-
-#[derive(Deserialize)]
-struct OneSshKey {
-    ssh_key: SshKey,
-}
-
-#[derive(Deserialize)]
-struct SshKey {
-    id: u64,
+    locations: Vec<Location>,
 }
 
 /// What a new server is.
@@ -198,74 +65,50 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(DEPLOY_LABEL.to_string(), name.to_string())])
 }
 
-impl Api {
-    pub fn new(endpoint: &str, token: Secret) -> anyhow::Result<Api> {
-        if token.expose().trim().is_empty() {
-            anyhow::bail!("the Hetzner token is empty");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("mayfly/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Api {
-            http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            token,
-        })
+/// Where the server is, `?` when the answer does not say.
+pub fn location(server: &Server) -> &str {
+    server.location_name().unwrap_or("?")
+}
+
+/// Gross hourly and monthly price in the server's location.
+pub fn price(server: &Server) -> Option<(f64, f64)> {
+    price_in(&server.server_type, location(server))
+}
+
+/// Gross hourly and monthly price of `server_type` in `location`.
+pub fn price_in(server_type: &ServerType, location: &str) -> Option<(f64, f64)> {
+    let p = server_type.prices.iter().find(|p| p.location == location)?;
+    Some((p.hourly_gross()?, p.monthly_gross()?))
+}
+
+impl Project {
+    pub fn new(endpoint: &str, token: Secret) -> anyhow::Result<Project> {
+        let config = HetznerConfig {
+            endpoint: endpoint.to_string(),
+            request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
+            ..HetznerConfig::new(token)
+        };
+        let api = Api::new(&config, Arc::new(SystemClock))?;
+        Ok(Project { api })
     }
 
-    async fn call<T: DeserializeOwned>(
+    async fn get<T: DeserializeOwned>(
         &self,
-        method: Method,
         path: &str,
         query: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> anyhow::Result<T> {
-        let mut url = reqwest::Url::parse(&format!("{}{path}", self.endpoint))
-            .with_context(|| format!("the Hetzner endpoint {} is not a URL", self.endpoint))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let mut req = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(self.token.expose());
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        // reqwest's error names the URL, which holds no secret; the body (user data) is not in it.
-        let answer = req
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{method} {url}: {}", e.without_url()))?;
-        let status = answer.status();
-        let bytes = answer
-            .bytes()
-            .await
-            .with_context(|| format!("{method} {url}: the answer broke off"))?;
-        if !status.is_success() {
-            return Err(api_error(status.as_u16(), &bytes).into());
-        }
-        if bytes.is_empty() {
-            return serde_json::from_value(Value::Null)
-                .with_context(|| format!("{method} {url}: an empty answer"));
-        }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{method} {url}: an answer mayfly does not understand"))
+    ) -> Result<T, CallError> {
+        let url = self.api.url(path, query)?;
+        self.api.get(url).await
     }
 
     /// The servers with `mayfly-deploy=<name>`; a server without the exact label is dropped
     /// whatever the API answered, so mayfly never acts on another server.
-    pub async fn deployed(&self, name: &str) -> anyhow::Result<Vec<Server>> {
+    pub async fn deployed(&self, name: &str) -> Result<Vec<Server>, CallError> {
         let selector = format!("{DEPLOY_LABEL}=={name}");
         let page: Servers = self
-            .call(
-                Method::GET,
+            .get(
                 "/servers",
                 &[("label_selector", &selector), ("per_page", "50")],
-                None,
             )
             .await?;
         Ok(page
@@ -275,14 +118,14 @@ impl Api {
             .collect())
     }
 
-    pub async fn server(&self, id: u64) -> anyhow::Result<Server> {
-        let one: OneServer = self
-            .call(Method::GET, &format!("/servers/{id}"), &[], None)
-            .await?;
+    pub async fn server(&self, id: u64) -> Result<Server, CallError> {
+        let one: OneServer = self.get(&format!("/servers/{id}"), &[]).await?;
         Ok(one.server)
     }
 
-    pub async fn create(&self, new: &NewServer<'_>) -> anyhow::Result<Server> {
+    /// One POST, never repeated after an unclear outcome: a second try of the name answers
+    /// `uniqueness_error`.
+    pub async fn create(&self, new: &NewServer<'_>) -> Result<Server, CallError> {
         let body = json!({
             "name": new.name,
             "server_type": new.server_type,
@@ -294,72 +137,32 @@ impl Api {
             "start_after_create": true,
             "public_net": { "enable_ipv4": true, "enable_ipv6": true },
         });
-        let one: OneServer = self.call(Method::POST, "/servers", &[], Some(body)).await?;
+        let call = Call::new(Method::POST, self.api.url("/servers", &[])?)
+            .json(body)
+            .sensitive(new.user_data);
+        let one: OneServer = self.api.send(&call).await?.json()?;
         Ok(one.server)
     }
 
-    pub async fn delete(&self, id: u64) -> anyhow::Result<()> {
-        let _: Value = self
-            .call(Method::DELETE, &format!("/servers/{id}"), &[], None)
-            .await?;
+    pub async fn delete(&self, id: u64) -> Result<(), CallError> {
+        let url = self.api.url(&format!("/servers/{id}"), &[])?;
+        self.api.send(&Call::new(Method::DELETE, url)).await?;
         Ok(())
     }
 
-    pub async fn server_type(&self, name: &str) -> anyhow::Result<Option<ServerType>> {
-        let page: ServerTypes = self
-            .call(Method::GET, "/server_types", &[("name", name)], None)
-            .await?;
+    pub async fn server_type(&self, name: &str) -> Result<Option<ServerType>, CallError> {
+        let page: ServerTypes = self.get("/server_types", &[("name", name)]).await?;
         Ok(page.server_types.into_iter().find(|t| t.name == name))
     }
 
-    pub async fn locations(&self) -> anyhow::Result<Vec<String>> {
-        let page: Locations = self
-            .call(Method::GET, "/locations", &[("per_page", "50")], None)
-            .await?;
+    pub async fn locations(&self) -> Result<Vec<String>, CallError> {
+        let page: Locations = self.get("/locations", &[("per_page", "50")]).await?;
         Ok(page.locations.into_iter().map(|l| l.name).collect())
     }
 
     /// The project's id of `public_key`, uploaded under `name` when the project lacks it.
-    pub async fn ssh_key(&self, public_key: &str, name: &str) -> anyhow::Result<u64> {
-        let fingerprint = mayfly_provider::hetzner::fingerprint(public_key)
-            .context("not an OpenSSH public key")?;
-        let found: SshKeys = self
-            .call(
-                Method::GET,
-                "/ssh_keys",
-                &[("fingerprint", &fingerprint)],
-                None,
-            )
-            .await?;
-        if let Some(key) = found.ssh_keys.first() {
-            return Ok(key.id);
-        }
-        let body = json!({ "name": name, "public_key": public_key.trim() });
-        let created: OneSshKey = self
-            .call(Method::POST, "/ssh_keys", &[], Some(body))
-            .await?;
-        Ok(created.ssh_key.id)
-    }
-}
-
-fn api_error(status: u16, body: &[u8]) -> ApiError {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let e = &v["error"];
-    let fields = e["details"]["fields"]
-        .as_array()
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|f| f["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    ApiError {
-        status,
-        code: e["code"].as_str().unwrap_or("error").to_string(),
-        message: e["message"]
-            .as_str()
-            .map_or_else(|| "no error message".to_string(), str::to_string),
-        fields,
+    pub async fn ssh_key(&self, public_key: &str, name: &str) -> mayfly_provider::Result<u64> {
+        hetzner::ssh_key(&self.api, public_key, name).await
     }
 }
 
@@ -377,40 +180,18 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_fields_hetzner_refused() {
-        let e = api_error(
-            400,
-            br#"{"error":{"code":"invalid_input","message":"invalid input in field 'server_type'","details":{"fields":[{"name":"server_type"}]}}}"#,
-        );
-        assert_eq!(e.fields, ["server_type"]);
-        assert_eq!(
-            e.to_string(),
-            "Hetzner answered 400 invalid_input: invalid input in field 'server_type'"
-        );
-        assert_eq!(api_error(502, b"<html>").code, "error");
-    }
-
-    #[test]
-    fn ssh_reaches_ipv4_or_the_first_ipv6_address() {
-        let server = |v4: Option<&str>, v6: Option<&str>| -> Server {
-            serde_json::from_value(json!({
-                "id": 1, "name": "m", "status": "running", "created": "2024-01-01T00:00:00+00:00",
-                "server_type": {"name": "cx22"},
-                "public_net": {
-                    "ipv4": v4.map(|ip| json!({"ip": ip})),
-                    "ipv6": v6.map(|ip| json!({"ip": ip})),
-                },
-            }))
-            .unwrap()
-        };
-        assert_eq!(
-            server(Some("192.0.2.1"), Some("2001:db8::/64")).address(),
-            Some("192.0.2.1".into())
-        );
-        assert_eq!(
-            server(None, Some("2001:db8:1::/64")).address(),
-            Some("2001:db8:1::1".into())
-        );
-        assert_eq!(server(None, None).address(), None);
+    fn the_price_is_the_one_of_the_servers_location() {
+        let server: Server = serde_json::from_value(json!({
+            "id": 1, "name": "m", "status": "running", "created": "2024-01-01T00:00:00+00:00",
+            "server_type": {"name": "cx22", "prices": [
+                {"location": "nbg1", "price_hourly": {"gross": "0.02"}, "price_monthly": {"gross": "9.0"}},
+                {"location": "fsn1", "price_hourly": {"gross": "0.01"}, "price_monthly": {"gross": "5.0"}},
+            ]},
+            "datacenter": {"location": {"name": "fsn1"}},
+        }))
+        .unwrap();
+        assert_eq!(location(&server), "fsn1");
+        assert_eq!(price(&server), Some((0.01, 5.0)));
+        assert_eq!(price_in(&server.server_type, "hel1"), None);
     }
 }

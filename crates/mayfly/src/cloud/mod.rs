@@ -10,6 +10,7 @@ mod scripts;
 mod server;
 
 use crate::config::{self, Config, Env, HumanDuration, Overrides};
+use crate::service::LogsArgs;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mayfly_core::Secret;
@@ -64,16 +65,6 @@ pub enum CloudCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// Keep printing new lines until Ctrl-C
-    #[arg(short, long)]
-    pub follow: bool,
-    /// How many of the last lines to show
-    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
-    pub lines: u32,
-}
-
-#[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// Where the server downloads the new binary (a Linux executable for its architecture)
     #[arg(long, value_name = "URL")]
@@ -95,12 +86,7 @@ pub struct DeleteArgs {
 
 /// Runs a `mayfly cloud` command; prints its own errors.
 pub fn run(args: CloudArgs, config: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(command(args, config, overrides)));
-    crate::service::report(result)
+    crate::exit::block_on(command(args, config, overrides))
 }
 
 async fn command(
@@ -151,13 +137,13 @@ impl Cloud<'_> {
 
     /// The Hetzner project: HETZNER_TOKEN (HCLOUD_ENDPOINT) when set, else the configuration's
     /// first Hetzner provider with a token.
-    pub fn api(&self, config: Option<&Config>) -> anyhow::Result<hetzner::Api> {
+    pub fn api(&self, config: Option<&Config>) -> anyhow::Result<hetzner::Project> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let endpoint_env = env("HCLOUD_ENDPOINT");
         if let Some(token) = env("HETZNER_TOKEN") {
             let endpoint = endpoint_env
                 .unwrap_or_else(|| mayfly_provider::hetzner::DEFAULT_ENDPOINT.to_string());
-            return hetzner::Api::new(&endpoint, Secret::new(token));
+            return hetzner::Project::new(&endpoint, Secret::new(token));
         }
         let loaded;
         let config = match config {
@@ -181,11 +167,14 @@ impl Cloud<'_> {
             .or(endpoint_env)
             .unwrap_or_else(|| mayfly_provider::hetzner::DEFAULT_ENDPOINT.to_string());
         let token = provider.token.clone().unwrap_or_default();
-        hetzner::Api::new(&endpoint, token)
+        hetzner::Project::new(&endpoint, token)
     }
 
     /// The one server deployed under this name.
-    pub async fn server(&self, api: &hetzner::Api) -> anyhow::Result<hetzner::Server> {
+    pub async fn server(
+        &self,
+        api: &hetzner::Project,
+    ) -> anyhow::Result<mayfly_provider::hetzner::Server> {
         let mut found = api.deployed(&self.name).await?;
         match found.len() {
             0 => anyhow::bail!(

@@ -18,23 +18,20 @@ pub async fn status(cloud: &Cloud<'_>) -> anyhow::Result<ExitCode> {
     println!(
         "type     {} in {}, image {}",
         s.server_type.name,
-        s.location(),
+        hetzner::location(&s),
         s.image
             .as_ref()
             .and_then(|i| i.name.clone().or(i.description.clone()))
             .unwrap_or_else(|| "?".into())
     );
     let mut addresses = Vec::new();
-    if let Some(v4) = &s.public_net.ipv4 {
-        addresses.push(v4.ip.clone());
-    }
-    if let Some(v6) = &s.public_net.ipv6 {
-        addresses.push(v6.ip.clone());
+    if let Some(net) = &s.public_net {
+        addresses.extend(net.ipv4.iter().chain(&net.ipv6).map(|a| a.ip.clone()));
     }
     println!("address  {}", addresses.join(", "));
     if let Some(age) = age {
         println!("age      {} (since {})", human(age), s.created);
-        if let Some((hourly, monthly)) = s.price() {
+        if let Some((hourly, monthly)) = hetzner::price(&s) {
             let (hours, cost) = cost(age, hourly, monthly);
             println!("cost     €{cost:.4} so far ({hours} started hours at €{hourly:.4} an hour)");
         }

@@ -90,18 +90,10 @@ impl Prices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mayfly_core::{Image, ImageKind};
 
+    /// Ubuntu on these types and locations, as the simulated pools have it.
     fn spec(types: &[&str], locations: &[&str], arch: Arch) -> MachineSpec {
-        MachineSpec {
-            types: types.iter().map(|t| t.to_string()).collect(),
-            locations: locations.iter().map(|l| l.to_string()).collect(),
-            image: Image {
-                arch,
-                kind: ImageKind::System,
-                name: "ubuntu-24.04".into(),
-            },
-        }
+        crate::local::pool("x", &[], types, locations, arch).spec
     }
 
     #[test]

@@ -51,6 +51,21 @@ pub struct Waits {
     pub mean: Option<f64>,
 }
 
+impl Waits {
+    /// The summary of queue waits in seconds: nearest-rank p50 and p95, the longest, and the
+    /// mean to the millisecond; each `None` without any wait. The demo reports its run with it.
+    pub fn of(mut waits: Vec<f64>) -> Waits {
+        waits.sort_by(f64::total_cmp);
+        let mean = (!waits.is_empty()).then(|| waits.iter().sum::<f64>() / waits.len() as f64);
+        Waits {
+            p50: percentile(&waits, 0.50),
+            p95: percentile(&waits, 0.95),
+            max: waits.last().copied(),
+            mean: mean.map(|m| round(m, 3)),
+        }
+    }
+}
+
 impl Outcome {
     pub fn unserved_jobs(&self) -> usize {
         self.unserved.values().sum()
@@ -62,15 +77,8 @@ impl Outcome {
 
     /// Fills the wait statistics and the cost ratio from the collected numbers, and rounds
     /// what float sums left ragged (a millionth of a euro, a millisecond).
-    pub(super) fn set_waits(&mut self, mut waits: Vec<f64>) {
-        waits.sort_by(f64::total_cmp);
-        let mean = (!waits.is_empty()).then(|| waits.iter().sum::<f64>() / waits.len() as f64);
-        self.wait = Waits {
-            p50: percentile(&waits, 0.50),
-            p95: percentile(&waits, 0.95),
-            max: waits.last().copied(),
-            mean: mean.map(|m| round(m, 3)),
-        };
+    pub(super) fn set_waits(&mut self, waits: Vec<f64>) {
+        self.wait = Waits::of(waits);
         self.cost_ratio = (self.job_cost > 0.0).then(|| round(self.cost / self.job_cost, 4));
         self.cost = round(self.cost, 6);
         self.job_cost = round(self.job_cost, 6);

@@ -11,8 +11,8 @@ mod table;
 pub mod token;
 
 use crate::config::Config;
+use crate::exit::block_on;
 use source::Source;
-use std::future::Future;
 use std::process::ExitCode;
 
 /// How a command prints its answer.
@@ -112,25 +112,4 @@ pub fn delete(config: Config, args: DeleteArgs) -> ExitCode {
 
 pub fn ssh(config: Config, args: SshArgs) -> ExitCode {
     block_on(async move { ssh::ssh(&config, args).await })
-}
-
-/// Runs a command on a runtime of its own; an error is printed as `mayfly: …` and exits 1.
-fn block_on(work: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mayfly: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("mayfly: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -5,7 +5,7 @@ mod identity;
 mod systemd;
 pub mod unit;
 
-use crate::config::{self, Config, ConfigError, Env, HumanDuration, Overrides};
+use crate::config::{self, Config, Env, HumanDuration, Overrides};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mayfly_core::Secret;
@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use systemd::{Call, Systemd};
 use unit::Unit;
-
-/// Exit code for an invalid configuration, as everywhere in mayfly.
-const EXIT_CONFIG: u8 = 2;
 
 /// Variables the configuration reads by name: the service gets them when they are set now.
 pub const CONFIG_VARIABLES: [&str; 6] = [
@@ -87,29 +84,7 @@ pub struct LogsArgs {
 
 /// Runs a `mayfly service` command; prints its own errors.
 pub fn run(args: ServiceArgs, config: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(command(args, config, overrides)));
-    report(result)
-}
-
-/// The exit code of a command's result, its error printed as mayfly prints errors.
-pub fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(e) => match e.downcast_ref::<ConfigError>() {
-            Some(c) => {
-                eprintln!("mayfly: invalid configuration\n{c}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-            None => {
-                eprintln!("mayfly: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-    }
+    crate::exit::block_on(command(args, config, overrides))
 }
 
 async fn command(

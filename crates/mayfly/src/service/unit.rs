@@ -1,6 +1,7 @@
 //! The systemd unit that runs `mayfly run`, and the environment file beside it that holds the
 //! secrets. One renderer for `mayfly service install` here and for `mayfly cloud` on its server.
 
+use crate::exit::EXIT_CONFIG;
 use mayfly_core::Secret;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -12,8 +13,6 @@ pub const TIMEOUT_STOP: Duration = Duration::from_secs(90);
 /// Between a failure and the restart: long enough not to hammer GitHub or the cloud while
 /// something outside is broken.
 pub const RESTART_SEC: Duration = Duration::from_secs(5);
-/// `mayfly run` exits 2 on an invalid configuration: restarting cannot fix that.
-const EXIT_CONFIG: u8 = 2;
 
 /// What the unit says. Everything here is world-readable once installed: no secret goes in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +73,7 @@ impl Unit {
         line(&format!("ExecStart={exec}"));
         line("Restart=on-failure");
         line(&format!("RestartSec={}s", RESTART_SEC.as_secs()));
+        // An invalid configuration: restarting cannot fix that.
         line(&format!("RestartPreventExitStatus={EXIT_CONFIG}"));
         line("KillSignal=SIGTERM");
         line(&format!("TimeoutStopSec={}s", TIMEOUT_STOP.as_secs()));

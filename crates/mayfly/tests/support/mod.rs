@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod local;
 pub mod sim;
 
 use std::io::{BufRead, BufReader};
@@ -16,6 +17,44 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mayfly");
 
 /// How long any single wait on the child may take.
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `mayfly` in `dir` with a clean environment (`HOME=dir` and `env` only): no stray
+/// GITHUB_TOKEN or ~/.ssh from the machine running the tests.
+pub fn mayfly(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("HOME", dir)
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// Runs `cmd` to its end: exit code (-1 for a signal), stdout, stderr.
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run mayfly");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`output`], asserting that none of `secrets` was printed.
+pub fn output_without(cmd: &mut Command, secrets: &[&str]) -> (i32, String, String) {
+    let (code, stdout, stderr) = output(cmd);
+    for secret in secrets {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a secret was printed:\n{stdout}\n{stderr}"
+        );
+    }
+    (code, stdout, stderr)
+}
+
+/// The test's own `PATH`, for a `mayfly` that runs tools (ssh, systemctl) found there.
+pub fn path() -> String {
+    std::env::var("PATH").unwrap_or_default()
+}
 
 pub struct Daemon {
     child: Child,
@@ -32,11 +71,7 @@ impl Daemon {
 
     /// [`Daemon::start`] at another log level (`info`, as an operator runs it, for measuring).
     pub fn start_at(level: &str, dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .current_dir(dir)
-            .env("HOME", dir)
-            .envs(env.iter().copied())
+        let mut child = mayfly(dir, env)
             // Port 0: any free port, so a test never collides with a server on 8080.
             .args(["--log-level", level, "--listen", "127.0.0.1:0", "run", "-c"])
             .arg(config)

@@ -1,7 +1,7 @@
 //! `mayfly sim serve` as a child process, and its control API (`/_sim/…`) over plain HTTP/1.1:
 //! enqueue jobs, set faults, read jobs, servers, bills and call counts.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -121,7 +121,7 @@ impl SimServe {
     ) -> Vec<u64> {
         let answer = self.post(
             "jobs",
-            &serde_json::json!({
+            &json!({
                 "repo": repo, "labels": labels, "duration_secs": secs, "jobs": jobs, "runs": runs,
             }),
         );
@@ -181,6 +181,16 @@ impl Drop for SimServe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Faults for runs of seconds: servers up in a second, runners a second later, off half a
+/// second after their job; GitHub's write cap out of the way.
+pub fn fast_faults() -> Value {
+    json!({
+        "runners": { "boot_delay": { "kind": "fixed", "secs": 1 } },
+        "hetzner": { "boot_delay_secs": 1, "shutdown_delay_secs": 0.5, "action_delay_secs": 1 },
+        "github": { "writes_per_minute": 100000 },
+    })
 }
 
 /// One HTTP/1.1 request with `Connection: close`: the status and the body (chunked or not).

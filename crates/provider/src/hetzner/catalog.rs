@@ -1,7 +1,7 @@
 //! What changes rarely and costs calls to learn: server type prices, image ids of snapshots and
 //! app images, the project's SSH key ids. Each is fetched once and kept, so a job costs one create.
 
-use super::client::Client;
+use super::client::{Api, Call};
 use super::mapping::{self, Meta, Price, WireImage};
 use crate::{Error, Result};
 use base64::Engine;
@@ -126,14 +126,14 @@ struct SshKeyCreated {
 
 impl Catalogue {
     /// `GET /server_types`, read at most once an hour; one refresh at a time.
-    async fn server_type(&self, client: &Client, name: &str) -> Result<Option<TypeInfo>> {
+    async fn server_type(&self, api: &Api, name: &str) -> Result<Option<TypeInfo>> {
         let mut cached = self.types.lock().await;
-        let now = client.now();
+        let now = api.now();
         let fresh = cached
             .as_ref()
             .is_some_and(|(at, _)| now.since(*at) < CATALOGUE_TTL);
         if !fresh {
-            *cached = Some((now, fetch_types(client).await?));
+            *cached = Some((now, fetch_types(api).await?));
         }
         Ok(cached
             .as_ref()
@@ -141,13 +141,8 @@ impl Catalogue {
     }
 
     /// The gross hourly price of `server_type` in `location`.
-    pub(crate) async fn price(
-        &self,
-        client: &Client,
-        server_type: &str,
-        location: &str,
-    ) -> Result<f64> {
-        self.server_type(client, server_type)
+    pub(crate) async fn price(&self, api: &Api, server_type: &str, location: &str) -> Result<f64> {
+        self.server_type(api, server_type)
             .await?
             .and_then(|t| t.prices.get(location).copied())
             .ok_or_else(|| Error::Invalid {
@@ -156,13 +151,9 @@ impl Catalogue {
     }
 
     /// The architecture of `server_type`, if the catalogue knows the type and says.
-    pub(crate) async fn architecture(
-        &self,
-        client: &Client,
-        server_type: &str,
-    ) -> Result<Option<Arch>> {
+    pub(crate) async fn architecture(&self, api: &Api, server_type: &str) -> Result<Option<Arch>> {
         Ok(self
-            .server_type(client, server_type)
+            .server_type(api, server_type)
             .await?
             .and_then(|t| t.arch))
     }
@@ -179,18 +170,18 @@ impl Catalogue {
     /// How to name `image` to the API. System images go by name at no cost; snapshots, backups
     /// and app images are looked up (`GET /images?type=&architecture=`) by name, description or
     /// id, the newest available one winning, and remembered for an hour.
-    pub(crate) async fn image(&self, client: &Client, image: &Image) -> Result<ImageRef> {
+    pub(crate) async fn image(&self, api: &Api, image: &Image) -> Result<ImageRef> {
         if image.kind == ImageKind::System {
             return Ok(ImageRef::Name(image.name.clone()));
         }
         let _one_lookup = self.image_lookups.lock().await;
-        let now = client.now();
+        let now = api.now();
         if let Some((r, at)) = self.lock_images().resolved.get(image)
             && now.since(*at) < CATALOGUE_TTL
         {
             return Ok(r.clone());
         }
-        let found = find_image(client, image).await?;
+        let found = find_image(api, image).await?;
         let mut images = self.lock_images();
         images.by_id.insert(found, image.clone());
         images
@@ -202,11 +193,7 @@ impl Catalogue {
     /// The ids of the configured SSH keys in the project, uploading the ones it lacks. Looked
     /// up by fingerprint once per process; a key another controller uploaded meanwhile (the
     /// create answers `uniqueness_error`) is looked up again rather than failing.
-    pub(crate) async fn ssh_keys(
-        &self,
-        client: &Client,
-        keys: &[(String, String)],
-    ) -> Result<Vec<u64>> {
+    pub(crate) async fn ssh_keys(&self, api: &Api, keys: &[(String, String)]) -> Result<Vec<u64>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -216,20 +203,22 @@ impl Catalogue {
         }
         let mut ids = Vec::with_capacity(keys.len());
         for (public_key, fp) in keys {
-            ids.push(ssh_key(client, public_key, fp).await?);
+            // Named after the fingerprint: the same key gets the same name from every controller.
+            let name = format!("mayfly-{}", fp.replace(':', ""));
+            ids.push(ssh_key(api, public_key, &name).await?);
         }
         *cached = Some(ids.clone());
         Ok(ids)
     }
 }
 
-async fn fetch_types(client: &Client) -> Result<HashMap<String, TypeInfo>> {
+async fn fetch_types(api: &Api) -> Result<HashMap<String, TypeInfo>> {
     let mut types = HashMap::new();
     let mut page = 1;
     for _ in 0..MAX_PAGES {
         let p = page.to_string();
-        let url = client.url("/server_types", &[("page", &p), ("per_page", PER_PAGE)])?;
-        let answer: ServerTypesPage = client.get(url).await?;
+        let url = api.url("/server_types", &[("page", &p), ("per_page", PER_PAGE)])?;
+        let answer: ServerTypesPage = api.get(url).await?;
         for t in answer.server_types {
             let prices = t
                 .prices
@@ -247,7 +236,7 @@ async fn fetch_types(client: &Client) -> Result<HashMap<String, TypeInfo>> {
     Ok(types)
 }
 
-async fn find_image(client: &Client, image: &Image) -> Result<u64> {
+async fn find_image(api: &Api, image: &Image) -> Result<u64> {
     let (kind, arch) = (
         mapping::kind_word(image.kind),
         mapping::arch_word(image.arch),
@@ -256,7 +245,7 @@ async fn find_image(client: &Client, image: &Image) -> Result<u64> {
     let mut page = 1;
     for _ in 0..MAX_PAGES {
         let p = page.to_string();
-        let url = client.url(
+        let url = api.url(
             "/images",
             &[
                 ("type", kind),
@@ -265,7 +254,7 @@ async fn find_image(client: &Client, image: &Image) -> Result<u64> {
                 ("per_page", PER_PAGE),
             ],
         )?;
-        let answer: ImagesPage = client.get(url).await?;
+        let answer: ImagesPage = api.get(url).await?;
         for candidate in answer.images {
             let usable = candidate.status.as_deref().is_none_or(|s| s == "available");
             let right_kind = candidate.kind == kind && candidate.architecture == arch;
@@ -288,22 +277,27 @@ async fn find_image(client: &Client, image: &Image) -> Result<u64> {
     })
 }
 
-async fn ssh_key(client: &Client, public_key: &str, fingerprint: &str) -> Result<u64> {
+/// The project's id of `public_key`, looked up by fingerprint and uploaded under `name` when the
+/// project lacks it. A key someone uploaded meanwhile (the upload answers `uniqueness_error`)
+/// is looked up again rather than failing.
+pub async fn ssh_key(api: &Api, public_key: &str, name: &str) -> Result<u64> {
+    let fp = fingerprint(public_key).ok_or_else(|| Error::Invalid {
+        message: "not an OpenSSH public key".to_string(),
+    })?;
     let by_fingerprint = || async {
-        let url = client.url("/ssh_keys", &[("fingerprint", fingerprint)])?;
-        let page: SshKeysPage = client.get(url).await?;
+        let url = api.url("/ssh_keys", &[("fingerprint", &fp)])?;
+        let page: SshKeysPage = api.get(url).await?;
         Ok::<_, Error>(page.ssh_keys.first().map(|k| k.id))
     };
     if let Some(id) = by_fingerprint().await? {
         return Ok(id);
     }
-    // Named after the fingerprint: the same key gets the same name from every controller.
-    let name = format!("mayfly-{}", fingerprint.replace(':', ""));
-    let url = client.url("/ssh_keys", &[])?;
+    let url = api.url("/ssh_keys", &[])?;
     let body = json!({ "name": name, "public_key": public_key.trim() });
-    match client
-        .send(&super::client::Call::new(Method::POST, url).json(body))
+    match api
+        .send(&Call::new(Method::POST, url).json(body))
         .await
+        .map_err(Error::from)
     {
         Ok(reply) => Ok(reply.json::<SshKeyCreated>()?.ssh_key.id),
         Err(Error::AlreadyExists) => by_fingerprint().await?.ok_or_else(|| Error::Invalid {

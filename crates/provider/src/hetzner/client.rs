@@ -1,8 +1,11 @@
 //! The wire: every Hetzner request passes one gate here (token, timeout, RateLimit headers, the
 //! bounded wait on 429, retries of idempotent calls, errors without secrets).
+//!
+//! Public so that `mayfly cloud` makes its few calls (the controller's own server, which must
+//! not carry the runner labels of [`super::Hetzner`]) through the same gate.
 
 use super::config::{ConfigError, HetznerConfig};
-use super::mapping::{self, error_for};
+use super::mapping::{self, Refusal};
 use crate::{Error, Result, metrics};
 use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Clock, Secret, Time};
@@ -54,7 +57,7 @@ struct Limits {
 }
 
 /// One request to make.
-pub(crate) struct Call<'a> {
+pub struct Call<'a> {
     pub method: Method,
     pub url: Url,
     pub body: Option<Value>,
@@ -63,7 +66,7 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(method: Method, url: Url) -> Call<'a> {
+    pub fn new(method: Method, url: Url) -> Call<'a> {
         Call {
             method,
             url,
@@ -72,12 +75,12 @@ impl<'a> Call<'a> {
         }
     }
 
-    pub(crate) fn json(mut self, body: Value) -> Call<'a> {
+    pub fn json(mut self, body: Value) -> Call<'a> {
         self.body = Some(body);
         self
     }
 
-    pub(crate) fn sensitive(mut self, secret: &'a Secret) -> Call<'a> {
+    pub fn sensitive(mut self, secret: &'a Secret) -> Call<'a> {
         self.sensitive = Some(secret);
         self
     }
@@ -90,26 +93,63 @@ impl<'a> Call<'a> {
 }
 
 /// A successful answer.
-pub(crate) struct Reply {
+pub struct Reply {
     pub body: Vec<u8>,
 }
 
 impl Reply {
-    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T> {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body)
             .map_err(|e| mapping::invalid_answer(&format!("unexpected answer: {e}")))
+    }
+}
+
+/// Why a call failed. The provider acts on [`Error`] (`From` turns one into the other);
+/// `mayfly cloud` shows a refusal in Hetzner's own words, with the fields it named.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Hetzner answered with an error (not a rate limit: that is waited out, or `Failed`).
+    #[error(transparent)]
+    Refused(Refusal),
+    /// No usable answer: the transport failed, the rate limit outlasted the longest wait, or the
+    /// answer was unreadable.
+    #[error(transparent)]
+    Failed(Error),
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Error {
+        match e {
+            CallError::Refused(r) => r.error(),
+            CallError::Failed(e) => e,
+        }
+    }
+}
+
+impl From<Error> for CallError {
+    fn from(e: Error) -> CallError {
+        CallError::Failed(e)
+    }
+}
+
+impl CallError {
+    fn is_transient(&self) -> bool {
+        match self {
+            CallError::Refused(r) => r.error().is_transient(),
+            CallError::Failed(e) => e.is_transient(),
+        }
     }
 }
 
 /// Why one attempt failed: a rate limit carries its wait, so the loop can decide.
 enum Failure {
     RateLimited(Duration),
-    Other(Error),
+    Other(CallError),
 }
 
 /// The HTTP client of one project. Shared by every call of the provider, so all of them see
 /// the same budget and pause.
-pub(crate) struct Client {
+pub struct Api {
     http: reqwest::Client,
     /// Without a trailing slash: `https://api.hetzner.cloud/v1`.
     endpoint: String,
@@ -119,11 +159,13 @@ pub(crate) struct Client {
     limits: Mutex<Limits>,
 }
 
-impl Client {
-    pub(crate) fn new(
+impl Api {
+    /// Checks the endpoint, token and timeout of `config` without calling the API; `clock` is
+    /// what rate-limit waits and backoffs are measured with.
+    pub fn new(
         config: &HetznerConfig,
         clock: Arc<dyn Clock>,
-    ) -> std::result::Result<Client, ConfigError> {
+    ) -> std::result::Result<Api, ConfigError> {
         let endpoint = config.endpoint.trim_end_matches('/').to_string();
         let parsed =
             Url::parse(&endpoint).map_err(|_| ConfigError::BadEndpoint(endpoint.clone()))?;
@@ -142,7 +184,7 @@ impl Client {
             .user_agent(concat!("mayfly/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| ConfigError::HttpClient)?;
-        Ok(Client {
+        Ok(Api {
             http,
             endpoint,
             token: config.token.clone(),
@@ -152,7 +194,7 @@ impl Client {
         })
     }
 
-    pub(crate) fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
@@ -160,7 +202,7 @@ impl Client {
         self.clock.now()
     }
 
-    pub(crate) fn budget(&self) -> Option<Budget> {
+    pub fn budget(&self) -> Option<Budget> {
         self.limits().budget
     }
 
@@ -169,7 +211,7 @@ impl Client {
     }
 
     /// `endpoint + path` with the query pairs encoded.
-    pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
         let mut url =
             Url::parse(&format!("{}{path}", self.endpoint)).map_err(|_| Error::Invalid {
                 message: format!("cannot build a URL for {path:?}"),
@@ -186,7 +228,7 @@ impl Client {
     ///
     /// A plain loop rather than a retry crate: their futures hold closures over the borrowed
     /// call, which keeps callers spawned on a multi-threaded runtime from being `Send`.
-    pub(crate) async fn send(&self, call: &Call<'_>) -> Result<Reply> {
+    pub async fn send(&self, call: &Call<'_>) -> std::result::Result<Reply, CallError> {
         let mut waited = Duration::ZERO;
         let (mut rate_tries, mut transient_tries) = (0, 0);
         let mut backoff = FIRST_BACKOFF;
@@ -201,9 +243,9 @@ impl Client {
                 Ok(reply) => return Ok(reply),
                 Err(Failure::RateLimited(wait)) => {
                     if rate_tries >= MAX_RATE_RETRIES || waited + wait > self.max_wait {
-                        return Err(Error::RateLimited {
+                        return Err(CallError::Failed(Error::RateLimited {
                             retry_after: Some(wait),
-                        });
+                        }));
                     }
                     tracing::warn!(wait_secs = wait.as_secs(), "Hetzner rate limit: waiting");
                     self.clock.sleep(wait).await;
@@ -239,7 +281,7 @@ impl Client {
         let started = Instant::now();
         let response = request.send().await.map_err(|e| {
             metrics::call(API, ApiOutcome::Transport, started);
-            Failure::Other(transport(&e))
+            Failure::Other(CallError::Failed(transport(&e)))
         })?;
         let status = response.status().as_u16();
         let budget = self.observe(response.headers());
@@ -248,7 +290,7 @@ impl Client {
             .await
             .map_err(|e| {
                 metrics::call(API, ApiOutcome::Transport, started);
-                Failure::Other(transport(&e))
+                Failure::Other(CallError::Failed(transport(&e)))
             })?
             .to_vec();
         tracing::debug!(method = %call.method, path = call.url.path(), status, "Hetzner");
@@ -274,7 +316,9 @@ impl Client {
         let secrets: Vec<&str> = std::iter::once(self.token.expose())
             .chain(call.sensitive.map(Secret::expose))
             .collect();
-        Err(Failure::Other(error_for(status, &body, &secrets)))
+        Err(Failure::Other(CallError::Refused(Refusal::read(
+            status, &body, &secrets,
+        ))))
     }
 
     /// Takes in the RateLimit headers of any answer; returns the budget they describe.
@@ -301,8 +345,8 @@ impl Client {
     }
 
     /// GETs one JSON document.
-    pub(crate) async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T> {
-        self.send(&Call::new(Method::GET, url)).await?.json()
+    pub async fn get<T: DeserializeOwned>(&self, url: Url) -> std::result::Result<T, CallError> {
+        Ok(self.send(&Call::new(Method::GET, url)).await?.json()?)
     }
 }
 
@@ -371,16 +415,16 @@ mod tests {
         let mut c = HetznerConfig::new(Secret::new("tok"));
         c.endpoint = "ftp://example.com/v1".into();
         assert!(matches!(
-            Client::new(&c, clock.clone()),
+            Api::new(&c, clock.clone()),
             Err(ConfigError::BadEndpoint(_))
         ));
         c.endpoint = "not a url".into();
         assert!(matches!(
-            Client::new(&c, clock.clone()),
+            Api::new(&c, clock.clone()),
             Err(ConfigError::BadEndpoint(_))
         ));
         c.endpoint = "http://127.0.0.1:1/v1/".into();
-        let client = Client::new(&c, clock.clone()).ok().unwrap();
+        let client = Api::new(&c, clock.clone()).ok().unwrap();
         assert_eq!(client.endpoint(), "http://127.0.0.1:1/v1");
         assert_eq!(
             client
@@ -390,9 +434,6 @@ mod tests {
             "http://127.0.0.1:1/v1/servers?label_selector=a%3D%3Db+c"
         );
         c.token = Secret::new("  ");
-        assert!(matches!(
-            Client::new(&c, clock),
-            Err(ConfigError::EmptyToken)
-        ));
+        assert!(matches!(Api::new(&c, clock), Err(ConfigError::EmptyToken)));
     }
 }

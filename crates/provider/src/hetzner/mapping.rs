@@ -16,7 +16,7 @@ const MESSAGE_MAX: usize = 300;
 /// A server as the API answers it; only the fields mayfly reads, each tolerant of absence where
 /// the API documents it as nullable.
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Server {
+pub struct Server {
     pub id: u64,
     pub name: String,
     pub status: String,
@@ -37,7 +37,7 @@ pub(crate) struct Server {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub(crate) struct PublicNet {
+pub struct PublicNet {
     #[serde(default)]
     pub ipv4: Option<Address>,
     #[serde(default)]
@@ -46,14 +46,14 @@ pub(crate) struct PublicNet {
 
 /// `ip` is an address for IPv4 and a network (`2001:db8::/64`) for IPv6.
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Address {
+pub struct Address {
     pub ip: String,
 }
 
 impl PublicNet {
     /// The public IPv4 address, else `::1` of the IPv6 network (the address Hetzner's images
     /// configure on the server).
-    fn address(&self) -> Option<String> {
+    pub fn address(&self) -> Option<String> {
         if let Some(v4) = &self.ipv4 {
             return Some(v4.ip.clone());
         }
@@ -66,7 +66,7 @@ impl PublicNet {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct ServerType {
+pub struct ServerType {
     pub name: String,
     #[serde(default)]
     pub architecture: Option<String>,
@@ -75,29 +75,32 @@ pub(crate) struct ServerType {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Price {
+pub struct Price {
     pub location: String,
     pub price_hourly: Amount,
+    /// What a month costs at most: the hourly charges stop there.
+    #[serde(default)]
+    pub price_monthly: Option<Amount>,
 }
 
 /// Prices are decimal strings (`"0.0071400000000000"`), in EUR.
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Amount {
+pub struct Amount {
     pub gross: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Datacenter {
+pub struct Datacenter {
     pub location: Location,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Location {
+pub struct Location {
     pub name: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct WireImage {
+pub struct WireImage {
     pub id: u64,
     #[serde(rename = "type")]
     pub kind: String,
@@ -230,9 +233,18 @@ pub(crate) fn hourly_price(prices: &[Price], location: &str) -> Option<f64> {
 }
 
 impl Price {
-    pub(crate) fn hourly_gross(&self) -> Option<f64> {
-        self.price_hourly
-            .gross
+    pub fn hourly_gross(&self) -> Option<f64> {
+        self.price_hourly.gross()
+    }
+
+    pub fn monthly_gross(&self) -> Option<f64> {
+        self.price_monthly.as_ref()?.gross()
+    }
+}
+
+impl Amount {
+    fn gross(&self) -> Option<f64> {
+        self.gross
             .trim()
             .parse::<f64>()
             .ok()
@@ -241,11 +253,16 @@ impl Price {
 }
 
 impl Server {
-    pub(crate) fn location_name(&self) -> Option<&str> {
+    pub fn location_name(&self) -> Option<&str> {
         self.location
             .as_ref()
             .or(self.datacenter.as_ref().map(|d| &d.location))
             .map(|l| l.name.as_str())
+    }
+
+    /// Where ssh reaches the server: see [`PublicNet::address`].
+    pub fn address(&self) -> Option<String> {
+        self.public_net.as_ref().and_then(PublicNet::address)
     }
 
     /// The instance this server is. `known` names an image id mayfly itself resolved, so a
@@ -292,7 +309,7 @@ impl Server {
             job: None,
             run_id: None,
             billing,
-            address: self.public_net.as_ref().and_then(PublicNet::address),
+            address: self.address(),
         })
     }
 }
@@ -308,6 +325,9 @@ struct ErrorFields {
     code: String,
     #[serde(default)]
     message: String,
+    /// Its shape differs by code; only `fields[].name` is read, and anything else is ignored.
+    #[serde(default)]
+    details: serde_json::Value,
 }
 
 /// Hetzner's error code of an answer, with its message as sent, when the body is the
@@ -318,37 +338,93 @@ pub(crate) fn error_code(body: &[u8]) -> Option<(String, String)> {
         .map(|b| (b.error.code, b.error.message))
 }
 
-/// The error for an answer that is not a success. Every code of the API reference has its case.
-/// The message is withheld if it quotes any of `secrets` (an API that echoes its input must not
-/// carry a credential into a log line), then clipped. Rate limits reach here only after the
-/// client gave up waiting.
-pub(crate) fn error_for(status: u16, body: &[u8], secrets: &[&str]) -> Error {
-    let (code, message) = error_code(body).unwrap_or_default();
-    let message = clip(&scrub(message, secrets));
-    match (code.as_str(), status) {
-        ("rate_limit_exceeded", _) | (_, 429) => Error::RateLimited { retry_after: None },
-        ("unauthorized", _) | (_, 401) => Error::Unauthorized { status },
-        // A read-only token or a token of a project without rights: the credential is wrong.
-        ("forbidden" | "token_readonly", _) => Error::Unauthorized { status },
-        ("not_found", _) | ("", 404) => Error::NotFound,
-        ("uniqueness_error", _) => Error::AlreadyExists,
-        ("resource_limit_exceeded", _) => Error::Quota { message },
-        ("resource_unavailable" | "placement_error", _) => Error::CapacityUnavailable { message },
-        ("invalid_input" | "json_error" | "invalid_server_type" | "unsupported_error", _)
-        | ("deprecated_api_endpoint", _) => Error::Invalid { message },
-        ("locked", _) | ("", 423) => Error::Locked,
-        // "The resource has changed during the request, please retry": the same reaction as a
-        // running action, try again on a later pass.
-        ("conflict", _) => Error::Locked,
-        _ => Error::Api {
+/// An answer that was not a success, in Hetzner's words: what `mayfly cloud` shows an operator
+/// (naming the request fields the API refused), and what [`Refusal::error`] turns into the case
+/// the executor acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    /// Hetzner's error code (`uniqueness_error`, …); empty when the body was not Hetzner's.
+    pub code: String,
+    /// Withheld if it quoted a secret of the request, and clipped.
+    pub message: String,
+    /// The request fields the API named as wrong (`server_type`, `location`, …).
+    pub fields: Vec<String>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = if self.code.is_empty() {
+            "unknown"
+        } else {
+            &self.code
+        };
+        let message = if self.message.is_empty() {
+            "no error message"
+        } else {
+            &self.message
+        };
+        write!(f, "Hetzner answered {} {code}: {message}", self.status)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl Refusal {
+    /// Reads an error answer. The message is withheld if it quotes any of `secrets` (an API that
+    /// echoes its input must not carry a credential into a log line), then clipped.
+    pub(crate) fn read(status: u16, body: &[u8], secrets: &[&str]) -> Refusal {
+        let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+        let (code, message, details) = parsed
+            .map(|b| (b.error.code, b.error.message, b.error.details))
+            .unwrap_or_default();
+        let fields = details["fields"]
+            .as_array()
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| f["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Refusal {
             status,
-            code: if code.is_empty() {
-                "unknown".to_string()
-            } else {
-                code
+            code,
+            message: clip(&scrub(message, secrets)),
+            fields,
+        }
+    }
+
+    /// The case the executor acts on. Every code of the API reference has its case. Rate limits
+    /// reach here only after the client gave up waiting.
+    pub fn error(&self) -> Error {
+        let (code, status, message) = (self.code.as_str(), self.status, self.message.clone());
+        match (code, status) {
+            ("rate_limit_exceeded", _) | (_, 429) => Error::RateLimited { retry_after: None },
+            ("unauthorized", _) | (_, 401) => Error::Unauthorized { status },
+            // A read-only token or a token of a project without rights: the credential is wrong.
+            ("forbidden" | "token_readonly", _) => Error::Unauthorized { status },
+            ("not_found", _) | ("", 404) => Error::NotFound,
+            ("uniqueness_error", _) => Error::AlreadyExists,
+            ("resource_limit_exceeded", _) => Error::Quota { message },
+            ("resource_unavailable" | "placement_error", _) => {
+                Error::CapacityUnavailable { message }
+            }
+            ("invalid_input" | "json_error" | "invalid_server_type" | "unsupported_error", _)
+            | ("deprecated_api_endpoint", _) => Error::Invalid { message },
+            ("locked", _) | ("", 423) => Error::Locked,
+            // "The resource has changed during the request, please retry": the same reaction as
+            // a running action, try again on a later pass.
+            ("conflict", _) => Error::Locked,
+            _ => Error::Api {
+                status,
+                code: if code.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    code.to_string()
+                },
+                message,
             },
-            message,
-        },
+        }
     }
 }
 
@@ -395,6 +471,11 @@ pub(crate) fn scrub(text: String, secrets: &[&str]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The error for an answer that is not a success, as the client makes it.
+    fn error_for(status: u16, body: &[u8], secrets: &[&str]) -> Error {
+        Refusal::read(status, body, secrets).error()
+    }
 
     #[test]
     fn the_address_is_ipv4_else_the_first_of_the_ipv6_network() {
@@ -538,6 +619,30 @@ mod tests {
                 code: "unknown".into(),
                 message: String::new()
             }
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_the_fields_hetzner_refused() {
+        let r = Refusal::read(
+            400,
+            br#"{"error":{"code":"invalid_input","message":"invalid input in field 'server_type'","details":{"fields":[{"name":"server_type"}]}}}"#,
+            &[],
+        );
+        assert_eq!(r.fields, ["server_type"]);
+        assert_eq!(
+            r.to_string(),
+            "Hetzner answered 400 invalid_input: invalid input in field 'server_type'"
+        );
+        let odd = Refusal::read(
+            409,
+            br#"{"error":{"code":"conflict","details":{"fields":7}}}"#,
+            &[],
+        );
+        assert_eq!((odd.code.as_str(), odd.fields.len()), ("conflict", 0));
+        assert_eq!(
+            Refusal::read(502, b"<html>", &[]).to_string(),
+            "Hetzner answered 502 unknown: no error message"
         );
     }
 

@@ -10,15 +10,17 @@ mod client;
 mod config;
 mod mapping;
 
-pub use catalog::fingerprint;
-pub use client::Budget;
+pub use catalog::{fingerprint, ssh_key};
+pub use client::{Api, Budget, Call, CallError, Reply};
 pub use config::{ConfigError, DEFAULT_ENDPOINT, HetznerConfig};
+pub use mapping::{
+    Address, Amount, Datacenter, Location, Price, PublicNet, Refusal, Server, ServerType, WireImage,
+};
 
 use crate::{CreateRequest, Error, Provider, Result, tags};
 use async_trait::async_trait;
 use catalog::{Catalogue, PER_PAGE};
-use client::{Call, Client};
-use mapping::{Meta, Server};
+use mapping::Meta;
 use mayfly_core::{Billing, Clock, Image, Instance, Placement, Secret};
 use reqwest::Method;
 use serde::Deserialize;
@@ -32,7 +34,7 @@ const LIST_MAX_PAGES: u64 = 200;
 /// A provider for one Hetzner Cloud project. Cheap to share behind an `Arc`; every call goes
 /// through one client, so they all honour the same rate-limit budget.
 pub struct Hetzner {
-    client: Client,
+    api: Api,
     ipv4: bool,
     ipv6: bool,
     /// `(public key, fingerprint)`, checked when the configuration was read.
@@ -56,7 +58,7 @@ struct ServersPage {
 impl std::fmt::Debug for Hetzner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hetzner")
-            .field("endpoint", &self.client.endpoint())
+            .field("endpoint", &self.api.endpoint())
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +81,7 @@ impl Hetzner {
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Hetzner {
-            client: Client::new(config, clock)?,
+            api: Api::new(config, clock)?,
             ipv4: config.ipv4,
             ipv6: config.ipv6,
             ssh_keys,
@@ -90,16 +92,16 @@ impl Hetzner {
     /// `(remaining, limit)` of the project's request budget as the last answer reported it;
     /// `None` before the first call. For metrics.
     pub fn budget(&self) -> Option<(u32, u32)> {
-        self.client.budget().map(|b| (b.remaining, b.limit))
+        self.api.budget().map(|b| (b.remaining, b.limit))
     }
 
     /// The whole budget as last reported, with when the bucket is full again.
     pub fn budget_detail(&self) -> Option<Budget> {
-        self.client.budget()
+        self.api.budget()
     }
 
     pub fn endpoint(&self) -> &str {
-        self.client.endpoint()
+        self.api.endpoint()
     }
 
     fn server_id(id: &str) -> Result<u64> {
@@ -130,7 +132,7 @@ impl Hetzner {
     ) -> Result<()> {
         let id = Self::server_id(id)?;
         let url = self
-            .client
+            .api
             .url(&format!("/servers/{id}/actions/{action}"), &[])?;
         let mut call = Call::new(Method::POST, url);
         if let Some(b) = body {
@@ -141,7 +143,8 @@ impl Hetzner {
         }
         // The answer is an action; the reconciler reads the server's state on its next pass
         // rather than spending calls on polling the action here.
-        self.client.send(&call).await.map(|_| ())
+        self.api.send(&call).await?;
+        Ok(())
     }
 
     /// One create attempt for one type and location (`None`: let the API choose).
@@ -166,11 +169,11 @@ impl Hetzner {
         if let Some(l) = location {
             body["location"] = json!(l);
         }
-        let url = self.client.url("/servers", &[])?;
+        let url = self.api.url("/servers", &[])?;
         let call = Call::new(Method::POST, url)
             .json(body)
             .sensitive(&req.user_data);
-        let answer: ServerAnswer = self.client.send(&call).await?.json()?;
+        let answer: ServerAnswer = self.api.send(&call).await?.json()?;
         self.instance(&answer.server).await
     }
 }
@@ -195,11 +198,8 @@ impl Provider for Hetzner {
                 message: format!("pool {}: the machine spec names no server type", req.pool),
             });
         }
-        let image = self.catalogue.image(&self.client, &req.spec.image).await?;
-        let ssh_keys = self
-            .catalogue
-            .ssh_keys(&self.client, &self.ssh_keys)
-            .await?;
+        let image = self.catalogue.image(&self.api, &req.spec.image).await?;
+        let ssh_keys = self.catalogue.ssh_keys(&self.api, &self.ssh_keys).await?;
         let locations: Vec<Option<&str>> = if req.spec.locations.is_empty() {
             vec![None]
         } else {
@@ -215,7 +215,7 @@ impl Provider for Hetzner {
             // The API would quietly pick the image's variant for the type's architecture, and a
             // runner labelled x86 would come up on arm: skip such a type instead.
             // Best effort: without the catalogue the create itself still works.
-            let arch = match self.catalogue.architecture(&self.client, server_type).await {
+            let arch = match self.catalogue.architecture(&self.api, server_type).await {
                 Ok(arch) => arch,
                 Err(e @ Error::RateLimited { .. }) => return Err(e),
                 Err(e) => {
@@ -262,7 +262,7 @@ impl Provider for Hetzner {
         let mut page = 1;
         for _ in 0..LIST_MAX_PAGES {
             let p = page.to_string();
-            let url = self.client.url(
+            let url = self.api.url(
                 "/servers",
                 &[
                     ("label_selector", &selector),
@@ -270,7 +270,7 @@ impl Provider for Hetzner {
                     ("per_page", PER_PAGE),
                 ],
             )?;
-            let answer: ServersPage = self.client.get(url).await?;
+            let answer: ServersPage = self.api.get(url).await?;
             for server in &answer.servers {
                 if server.labels.get(tags::CONTROLLER).map(String::as_str) == Some(controller) {
                     instances.push(self.instance(server).await?);
@@ -289,8 +289,8 @@ impl Provider for Hetzner {
 
     async fn get(&self, id: &str) -> Result<Instance> {
         let id = Self::server_id(id)?;
-        let url = self.client.url(&format!("/servers/{id}"), &[])?;
-        let answer: ServerAnswer = self.client.get(url).await?;
+        let url = self.api.url(&format!("/servers/{id}"), &[])?;
+        let answer: ServerAnswer = self.api.get(url).await?;
         self.instance(&answer.server).await
     }
 
@@ -305,7 +305,7 @@ impl Provider for Hetzner {
     }
 
     async fn rebuild(&self, id: &str, image: &Image, user_data: &Secret) -> Result<()> {
-        let image = self.catalogue.image(&self.client, image).await?;
+        let image = self.catalogue.image(&self.api, image).await?;
         let body = json!({ "image": image.json(), "user_data": user_data.expose() });
         self.action(id, "rebuild", Some(body), Some(user_data))
             .await
@@ -313,8 +313,13 @@ impl Provider for Hetzner {
 
     async fn delete(&self, id: &str) -> Result<()> {
         let id = Self::server_id(id)?;
-        let url = self.client.url(&format!("/servers/{id}"), &[])?;
-        match self.client.send(&Call::new(Method::DELETE, url)).await {
+        let url = self.api.url(&format!("/servers/{id}"), &[])?;
+        match self
+            .api
+            .send(&Call::new(Method::DELETE, url))
+            .await
+            .map_err(Error::from)
+        {
             Ok(_) | Err(Error::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
@@ -323,7 +328,7 @@ impl Provider for Hetzner {
     async fn billing(&self, placement: &Placement) -> Result<Billing> {
         let price = self
             .catalogue
-            .price(&self.client, &placement.machine_type, &placement.location)
+            .price(&self.api, &placement.machine_type, &placement.location)
             .await?;
         Ok(Billing::hourly(price))
     }

@@ -4,7 +4,7 @@
 use mayfly_core::{
     Arch, ForgeKind, Image, ImageKind, JobKey, JobStatus, Labels, MachineSpec, Time,
 };
-use mayfly_store::{Intent, IntentState, JobRecord, Store};
+use mayfly_store::{Intent, IntentState, JobRecord, Store, Upsert};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use std::future::Future;
 use std::ops::Deref;
@@ -129,6 +129,23 @@ pub fn job(id: u64, status: JobStatus, at: i64) -> JobRecord {
         runner_name: None,
         workflow: Some("ci".into()),
     }
+}
+
+/// Upserts every `(record, delivery id)` at once, each from its own task, as webhooks and
+/// polls race each other; the outcomes in the order given.
+pub async fn upsert_at_once(db: &Db, upserts: Vec<(JobRecord, Option<String>)>) -> Vec<Upsert> {
+    let tasks: Vec<_> = upserts
+        .into_iter()
+        .map(|(rec, delivery)| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.upsert_job(&rec, delivery.as_deref()).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    outcomes
 }
 
 pub fn intent(name: &str, job: Option<u64>, attempt: u32, at: i64) -> Intent {

@@ -1,0 +1,68 @@
+//! The simulator and the controller in one process (`mayfly::local`) as the in-process tests
+//! drive them: a sped-up world, one cadence, and a run of the loop that cannot hang a test.
+
+use mayfly::local::{Cadence, Local, Setup};
+use mayfly::reconcile::Pace;
+use mayfly_core::Pools;
+use mayfly_sim::runners::{Delay, RunnerConfig};
+use mayfly_sim::{Sim, SimConfig};
+use std::time::Duration;
+
+/// In simulated time: a pass every 5 s while something is unsettled, a poll every 30 s.
+pub const CADENCE: Cadence = Cadence {
+    pace: Pace {
+        unsettled: Duration::from_secs(5),
+        resync: Duration::from_secs(60),
+    },
+    poll: Duration::from_secs(30),
+    settle: Duration::from_secs(10),
+};
+
+/// The simulator at `speed` times real time; a runner registers 5 s after its server boots.
+pub fn sim_config(speed: f64) -> SimConfig {
+    SimConfig {
+        speed,
+        runners: RunnerConfig {
+            boot_delay: Delay::Fixed { secs: 5.0 },
+            ..RunnerConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+/// The simulator and a controller of four workers serving `repos` by polling, and by webhook
+/// too when `webhook_secret` is given.
+pub async fn start(
+    config: SimConfig,
+    pools: Pools,
+    repos: &[&str],
+    webhook_secret: Option<&str>,
+) -> Local {
+    Local::start(
+        config,
+        Setup {
+            pools,
+            repos: repos.iter().map(|r| r.to_string()).collect(),
+            webhook_secret: webhook_secret.map(str::to_string),
+            workers: 4,
+            confirm_after: Duration::from_secs(600),
+            poll_skip: 0,
+        },
+    )
+    .await
+    .expect("simulator and controller")
+}
+
+/// Runs the controller's loop until `done`, at most 60 real seconds; a failed pass is printed.
+pub async fn run_until(local: &mut Local, mut done: impl FnMut(&Sim) -> bool) {
+    let sim = local.sim.clone();
+    let run = local.controller.run(CADENCE, |pass, _| {
+        if let Err(e) = pass {
+            eprintln!("pass failed: {e}");
+        }
+        done(&sim)
+    });
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the world settled within a minute");
+}
