@@ -12,7 +12,8 @@ const LONG_ABOUT: &str = "\
 Autoscales single-use (ephemeral) self-hosted CI runners.
 
 mayfly watches GitHub Actions for queued jobs, creates one machine per job on a provider \
-(Hetzner Cloud today; AWS and local containers later), lets the job's runner register, run that one job \
+(Hetzner Cloud, or AWS: EC2 instances, ECS/Fargate tasks, an Auto Scaling group), lets the \
+job's runner register, run that one job \
 and power off, then deletes the machine. Pools in the config file say which job labels go \
 where, on which machine types, images and locations, with what limits and standby.
 
