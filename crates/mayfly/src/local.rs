@@ -44,10 +44,13 @@ pub struct Controller {
     pub demand: Demand,
     pub wake: Arc<Wake>,
     pub clock: mayfly_sim::clock::Clock,
+    /// The fake GitHub's runners as the controller reads them: an aws-asg pool's loop
+    /// (`crate::asg::AsgPool`) run beside the reconciler takes these.
+    pub runners: Arc<Runners>,
 }
 
 /// The GitHub token the simulator accepts from the in-process controller.
-const GITHUB_TOKEN: &str = "local-github-token";
+pub const GITHUB_TOKEN: &str = "local-github-token";
 
 /// The simulator and the controller in one process, the state in a temporary directory that
 /// goes with it.
@@ -178,7 +181,7 @@ impl Controller {
             store.clone(),
             setup.pools,
             providers,
-            Runners::new(client, forge),
+            Runners::new(client.clone(), forge.clone()),
             BootstrapConfig::default(),
             shared,
             setup.workers,
@@ -189,6 +192,7 @@ impl Controller {
             demand,
             wake,
             clock,
+            runners: Arc::new(Runners::new(client, forge)),
         })
     }
 

@@ -1,7 +1,9 @@
 //! End to end on AWS, emulated: the fake GitHub queues jobs, the controller (in-process) makes
 //! EC2 instances or ECS tasks in moto, and virtual runners living on moto's instances and tasks
 //! (`mayfly_sim::moto::MotoMachines`) redeem the credential they find there, run their job and
-//! power off. Real time: moto's clock is the wall clock.
+//! power off. For aws-asg, the group's loop scales an Auto Scaling group in moto and long-lived
+//! runners on its instances (`MotoGroup`) register themselves. Real time: moto's clock is the
+//! wall clock.
 
 use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly::reconcile::Pace;
@@ -354,5 +356,206 @@ async fn ecs_tasks_serve_jobs_and_stop() {
         calls.get("create"),
         Some(&(JOBS as u32)),
         "one task per job"
+    );
+}
+
+/// An image moto knows, for a launch template.
+async fn some_ami(ec2: &aws_sdk_ec2::Client) -> String {
+    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
+    images
+        .images()
+        .iter()
+        .find(|i| i.root_device_name().is_some())
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_string()
+}
+
+const ASG_JOBS: usize = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
+    use mayfly::asg::AsgPool;
+    use mayfly_core::Clock as _;
+    use mayfly_provider_aws::asg::{AsgConfig, CreateGroup, Policy, Scaler};
+    use mayfly_sim::moto::{GroupRegistration, MotoGroup};
+
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    let settings = AwsSettings::emulator(moto.url(), REGION);
+    let ec2 = aws_sdk_ec2::Client::new(&settings.load().await.unwrap());
+    let ami = some_ami(&ec2).await;
+    ec2.create_launch_template()
+        .launch_template_name("runners")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(&ami)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let mut c = AsgConfig::new(settings, "ci-runners");
+    c.create = Some(CreateGroup {
+        launch_template: "runners".into(),
+        subnets: vec![subnet],
+    });
+    c.interval = Duration::from_secs(1);
+    c.policy = Policy {
+        min: 0,
+        max: 4,
+        step: 2,
+        out_threshold: 2,
+        in_threshold: 0,
+        out_cooldown: Duration::from_secs(2),
+        in_cooldown: Duration::from_secs(3),
+    };
+    let mut watch = c.clone();
+    watch.create = None;
+    let scaler = Scaler::new(c).await.unwrap();
+
+    // No planner pools: the group's pool is scaled by its own loop, as `mayfly run` does.
+    let mut w = Local::start_with(
+        SimConfig {
+            speed: 1.0,
+            ..SimConfig::default()
+        },
+        Setup {
+            pools: local::pools("mf", vec![], false),
+            repos: vec![REPO.into()],
+            webhook_secret: None,
+            workers: 4,
+            confirm_after: Duration::from_secs(600),
+            poll_skip: 0,
+        },
+        BTreeMap::new(),
+    )
+    .await
+    .expect("simulator and controller");
+    let looped = AsgPool {
+        scaler,
+        pool: pool("asg", &[], &[]),
+        rules: Default::default(),
+        store: w.controller.store.clone(),
+        runners: w.controller.runners.clone(),
+        clock: Arc::new(w.controller.clock.clone()),
+    };
+    let runners = w.sim.runners_on(
+        MotoGroup::start(
+            moto.url(),
+            REGION,
+            "ci-runners",
+            GroupRegistration {
+                api_url: format!("http://{}", w.at.github),
+                repo: REPO.into(),
+                token: local::GITHUB_TOKEN.into(),
+                labels: vec!["linux".into()],
+            },
+        ),
+        runners(),
+    );
+    // The group exists before the loop starts, so the watcher can read it from the first look.
+    looped.scaler.group().await.unwrap();
+    let asg = tokio::spawn(looped.run());
+    let watch = Scaler::new(watch).await.unwrap();
+
+    let jobs = (0..ASG_JOBS)
+        .map(|_| NewJob {
+            labels: vec!["self-hosted".into(), "linux".into()],
+            duration: Duration::from_secs(3),
+        })
+        .collect();
+    w.sim.github.enqueue(REPO, jobs);
+
+    // The daemon's demand loop (a poll every half second) while the group's loop scales.
+    let mut desired_seen = Vec::<u32>::new();
+    let mut served_at = None;
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done within a minute: desired {desired_seen:?}, jobs {:?}, runners {:?}",
+            w.sim.github.jobs(),
+            w.sim.github.runners()
+        );
+        let now = w.controller.clock.now();
+        w.controller.demand.pass(now).await;
+        let g = watch.group().await.unwrap();
+        if desired_seen.last() != Some(&g.desired) {
+            desired_seen.push(g.desired);
+        }
+        let jobs = w.sim.github.jobs();
+        let completed = jobs.len() == ASG_JOBS && jobs.iter().all(|j| j.status == "completed");
+        if completed && served_at.is_none() {
+            served_at = Some(started.elapsed());
+        }
+        // Done when the group is back at min and every runner has seen its instance go.
+        let stats = runners.stats();
+        if completed
+            && g.desired == 0
+            && g.instances.is_empty()
+            && w.sim.github.runners().is_empty()
+            && stats.registered > 0
+            && stats.retired + stats.lost == stats.registered
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    asg.abort();
+    let took = started.elapsed();
+
+    let jobs = w.sim.github.jobs();
+    assert!(
+        jobs.iter()
+            .all(|j| j.conclusion.as_deref() == Some("success")),
+        "{jobs:?}"
+    );
+    let peak = desired_seen.iter().copied().max().unwrap_or(0);
+    assert!(peak > 0, "the group scaled out: {desired_seen:?}");
+    assert!(peak <= 4, "never above max: {desired_seen:?}");
+    let running = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let left: usize = running
+        .reservations()
+        .iter()
+        .map(|r| r.instances().len())
+        .sum();
+    assert_eq!(left, 0, "no instance of the group left running beyond min");
+    let stats = runners.stats();
+    assert_eq!(stats.jobs_completed, ASG_JOBS as u64, "{stats:?}");
+    assert_eq!(stats.lost, 0, "no runner lost its job: {stats:?}");
+    assert_eq!(
+        stats.retired, stats.registered,
+        "every runner was drained and retired while idle: {stats:?}"
+    );
+    let served_by: std::collections::BTreeSet<_> =
+        jobs.iter().filter_map(|j| j.runner_name.clone()).collect();
+    assert!(
+        served_by.len() < ASG_JOBS,
+        "long-lived runners: some took more than one job ({served_by:?})"
+    );
+    println!(
+        "aws-asg e2e: {ASG_JOBS} jobs served in {:.1} s by {} runners; desired capacity over \
+         time {desired_seen:?}; scaled back in, all retired, in {:.1} s",
+        served_at.unwrap_or_default().as_secs_f64(),
+        stats.registered,
+        took.as_secs_f64(),
     );
 }

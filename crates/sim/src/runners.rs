@@ -37,6 +37,15 @@ pub trait MachineSource: Send + Sync {
     fn is_up(&self, id: &str, boot: u64) -> bool {
         self.running().iter().any(|m| m.id == id && m.boot == boot)
     }
+    /// Whether this cloud's runners are long-lived (an autoscaling group's, registered at boot):
+    /// they take job after job until their machine goes away, instead of one job and poweroff.
+    fn long_lived(&self) -> bool {
+        false
+    }
+    /// Whether machine `id` is marked draining: its long-lived runner takes no new job.
+    fn draining(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 /// A forge that hands jobs to virtual runners (the fake GitHub, in-process).
@@ -125,6 +134,8 @@ pub struct RunnerStats {
     pub crashed: u64,
     /// Runners whose machine disappeared under them.
     pub lost: u64,
+    /// Long-lived runners whose machine went away while they were idle (scaled in).
+    pub retired: u64,
 }
 
 /// The runners living on a cloud's machines. Dropping it stops them.
@@ -272,6 +283,10 @@ async fn run_one(shared: Arc<Shared>, m: Machine) {
         }
     };
     lock(&shared.stats).registered += 1;
+    if shared.machines.long_lived() {
+        serve_jobs(&shared, &m, runner, poll).await;
+        return;
+    }
     let (job, duration) = loop {
         if let Some(assigned) = shared.jobs.next_job(runner) {
             break assigned;
@@ -299,6 +314,33 @@ async fn run_one(shared: Arc<Shared>, m: Machine) {
     shared.jobs.finish_job(runner, job, "success");
     lock(&shared.stats).jobs_completed += 1;
     shared.machines.power_off(&m.id);
+}
+
+/// A long-lived runner's life (`run.sh` of a runner registered without `--ephemeral`): job
+/// after job while its machine is up, none once the machine is marked draining.
+async fn serve_jobs(shared: &Shared, m: &Machine, runner: u64, poll: Duration) {
+    loop {
+        let assigned = if shared.machines.draining(&m.id) {
+            None
+        } else {
+            shared.jobs.next_job(runner)
+        };
+        let Some((job, duration)) = assigned else {
+            if !live_for(shared, m, poll).await {
+                shared.jobs.runner_lost(runner);
+                lock(&shared.stats).retired += 1;
+                return;
+            }
+            continue;
+        };
+        if !live_for(shared, m, duration).await {
+            shared.jobs.runner_lost(runner);
+            lock(&shared.stats).lost += 1;
+            return;
+        }
+        shared.jobs.finish_job(runner, job, "success");
+        lock(&shared.stats).jobs_completed += 1;
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +472,85 @@ mod tests {
             Some("lost 7")
         );
         assert_eq!(runners.stats().crashed, 1);
+    }
+
+    /// An autoscaling group's machine: long-lived runners, drained by a flag.
+    #[derive(Default)]
+    struct Group {
+        cloud: Cloud,
+        draining: std::sync::atomic::AtomicBool,
+    }
+
+    impl MachineSource for Group {
+        fn running(&self) -> Vec<Machine> {
+            self.cloud.running()
+        }
+        fn power_off(&self, id: &str) {
+            self.cloud.power_off(id);
+        }
+        fn long_lived(&self) -> bool {
+            true
+        }
+        fn draining(&self, _id: &str) -> bool {
+            self.draining.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A forge with a queue of 60 s jobs for one long-lived runner.
+    #[derive(Default)]
+    struct Queue {
+        queued: Mutex<Vec<u64>>,
+        events: Mutex<Vec<String>>,
+    }
+
+    impl JobSource for Queue {
+        fn redeem(&self, _user_data: &str, hostname: &str) -> Result<u64, String> {
+            lock(&self.events).push(format!("redeem {hostname}"));
+            Ok(7)
+        }
+        fn next_job(&self, _runner: u64) -> Option<(u64, Duration)> {
+            let job = lock(&self.queued).pop()?;
+            Some((job, Duration::from_secs(60)))
+        }
+        fn finish_job(&self, _runner: u64, job: u64, _conclusion: &str) {
+            lock(&self.events).push(format!("finish {job}"));
+        }
+        fn runner_lost(&self, runner: u64) {
+            lock(&self.events).push(format!("lost {runner}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_lived_runner_serves_jobs_until_drained_and_retired() {
+        let group = Arc::new(Group::default());
+        lock(&group.cloud.machines).push(machine("token"));
+        let forge = Arc::new(Queue::default());
+        *lock(&forge.queued) = vec![2, 1];
+        let config = RunnerConfig {
+            boot_delay: Delay::Fixed { secs: 1.0 },
+            ..RunnerConfig::default()
+        };
+        let runners =
+            VirtualRunners::start(group.clone(), forge.clone(), Clock::new(1000.0), config);
+        until("both jobs", || runners.stats().jobs_completed == 2).await;
+        assert_eq!(*lock(&forge.events), ["redeem m1", "finish 1", "finish 2"]);
+        assert!(lock(&group.cloud.powered_off).is_empty(), "it stays up");
+
+        group
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        lock(&forge.queued).push(3);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*lock(&forge.queued), [3], "a draining runner takes no job");
+
+        lock(&group.cloud.machines).clear();
+        until("the runner to go", || runners.stats().retired == 1).await;
+        assert_eq!(
+            lock(&forge.events).last().map(String::as_str),
+            Some("lost 7")
+        );
+        assert_eq!(runners.stats().lost, 0);
     }
 
     #[tokio::test]

@@ -994,3 +994,43 @@ async fn webhook_faults_drop_duplicate_and_reorder() {
     }
     assert!((3..=17).contains(&n), "{n} of 20 arrived");
 }
+
+#[tokio::test]
+async fn a_runner_registered_without_ephemeral_takes_job_after_job() {
+    let f = start(config(), Clock::new(720.0)).await;
+    let ids = f.gh.enqueue(
+        "acme/app",
+        vec![job(&["self-hosted"]), job(&["self-hosted"])],
+    );
+    let t: Value = f
+        .post(
+            "/repos/acme/app/actions/runners/registration-token",
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let script = format!(
+        "./config.sh --url https://github.com/acme/app --token {} --name i-0abc",
+        t["token"].as_str().unwrap()
+    );
+    let runner = f.gh.redeem(&script, "host").unwrap();
+    for id in &ids {
+        let got = f.gh.next_job(runner).map(|a| a.job_id);
+        assert_eq!(got, Some(*id));
+        f.gh.finish_job(runner, *id, "success");
+    }
+    let r = f
+        .get_json(&format!("/repos/acme/app/actions/runners/{runner}"))
+        .await;
+    assert_eq!(
+        (
+            r["name"].as_str(),
+            r["ephemeral"].as_bool(),
+            r["busy"].as_bool()
+        ),
+        (Some("i-0abc"), Some(false), Some(false)),
+        "still registered, idle, after two jobs"
+    );
+}

@@ -206,7 +206,12 @@ impl Github {
                                 .map(str::to_string),
                         );
                     }
-                    st.add_runner(&name, scope, &labels, true)
+                    let id = st.add_runner(&name, scope, &labels, true);
+                    // `config.sh` without `--ephemeral` makes a runner that takes job after job.
+                    if let Some(r) = st.runners.get_mut(&id) {
+                        r.ephemeral = user_data.split_whitespace().any(|w| w == "--ephemeral");
+                    }
+                    id
                 }
             };
             if let Some(Credential::Jit { used, .. } | Credential::Registration { used, .. }) =
@@ -232,16 +237,19 @@ impl Github {
         Some(AssignedJob { job_id, duration })
     }
 
-    /// The job is done; the ephemeral runner deregisters, as `run.sh` does after one job.
+    /// The job is done; an ephemeral runner deregisters, as `run.sh` does after one job, and
+    /// a long-lived one is idle again.
     pub fn finish_job(&self, runner_id: u64, job_id: u64, conclusion: &str) {
         let now = self.clock.now_ms();
         let mut st = self.lock();
-        if st
-            .runners
-            .get(&runner_id)
-            .is_some_and(|r| r.job == Some(job_id))
+        if let Some(r) = st.runners.get_mut(&runner_id)
+            && r.job == Some(job_id)
         {
-            st.runners.remove(&runner_id);
+            if r.ephemeral {
+                st.runners.remove(&runner_id);
+            } else {
+                r.job = None;
+            }
         }
         if st.complete(job_id, conclusion, now) {
             self.notify(&mut st, JobEvent::Completed(job_id));

@@ -2,9 +2,11 @@
 //! Python of `MAYFLY_PYTHON` (scripts/py-env installs `moto[server]`), reset between uses,
 //! killed when dropped; and its instances and tasks as machines for the virtual runners.
 
+mod group;
 mod machines;
 mod wire;
 
+pub use group::{GroupRegistration, MotoGroup};
 pub use machines::MotoMachines;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! Just enough of the AWS wire protocols to read moto without any AWS SDK: EC2's Query protocol
-//! (form-encoded POST, XML answer) and the JSON protocol of ECS and SSM. moto checks no
+//! Just enough of the AWS wire protocols to read moto without any AWS SDK: the Query protocol
+//! of EC2 and Auto Scaling (form-encoded POST, XML answer) and the JSON protocol of ECS and SSM. moto checks no
 //! signature; it reads the region and service from the Authorization header's scope.
 
 use serde_json::Value;
@@ -46,14 +46,25 @@ impl Wire {
 
     /// An EC2 Query action; the XML answer as text.
     pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Result<String, String> {
-        let mut body = format!("Action={action}&Version=2016-11-15");
+        self.query("ec2", "2016-11-15", action, params).await
+    }
+
+    /// A Query-protocol action of `service` (EC2, Auto Scaling); the XML answer as text.
+    pub async fn query(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let mut body = format!("Action={action}&Version={version}");
         for (k, v) in params {
             body.push_str(&format!("&{}={}", encode(k), encode(v)));
         }
         let r = self
             .http
             .post(format!("{}/", self.endpoint))
-            .header("Authorization", self.auth("ec2"))
+            .header("Authorization", self.auth(service))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -106,7 +117,12 @@ pub fn tag<'a>(xml: &'a str, key: &str) -> Option<&'a str> {
 
 /// Splits a DescribeInstances answer into one slice per instance, each starting at its id.
 pub fn instances(xml: &str) -> Vec<&str> {
-    let marks: Vec<usize> = xml.match_indices("<instanceId>").map(|(i, _)| i).collect();
+    split_at(xml, "<instanceId>")
+}
+
+/// Splits `xml` into one slice per occurrence of `mark`, each starting at it.
+pub fn split_at<'a>(xml: &'a str, mark: &str) -> Vec<&'a str> {
+    let marks: Vec<usize> = xml.match_indices(mark).map(|(i, _)| i).collect();
     marks
         .iter()
         .enumerate()
