@@ -59,24 +59,7 @@ pub fn problems(
         (_, Some(lt)) if lt.trim().is_empty() => problem(key("launch_template"), "is empty", None),
         _ => {}
     }
-    for (i, s) in p.subnets.iter().enumerate() {
-        if !s.starts_with("subnet-") {
-            problem(
-                format!("providers.{name}.subnets[{i}]"),
-                "expected a subnet id (subnet-…)",
-                None,
-            );
-        }
-    }
-    for (i, s) in p.security_groups.iter().enumerate() {
-        if !s.starts_with("sg-") {
-            problem(
-                format!("providers.{name}.security_groups[{i}]"),
-                "expected a security group id (sg-…)",
-                None,
-            );
-        }
-    }
+    network_problems(name, p, &mut problem);
     if let Some(codes) = &p.on_demand_fallback
         && codes.iter().any(|c| c.trim().is_empty())
     {
@@ -117,6 +100,35 @@ pub fn problems(
     out
 }
 
+/// Subnets and security groups are ids, not names: AWS answers a name with an error only at
+/// the first launch, long after `config check` said yes.
+fn network_problems(
+    name: &str,
+    p: &Provider,
+    problem: &mut impl FnMut(String, &str, Option<&str>),
+) {
+    let lists = [
+        ("subnets", &p.subnets, "subnet-", "a subnet id"),
+        (
+            "security_groups",
+            &p.security_groups,
+            "sg-",
+            "a security group id",
+        ),
+    ];
+    for (key, ids, prefix, what) in lists {
+        for (i, id) in ids.iter().enumerate() {
+            if !id.starts_with(prefix) {
+                problem(
+                    format!("providers.{name}.{key}[{i}]"),
+                    &format!("expected {what} ({prefix}…)"),
+                    None,
+                );
+            }
+        }
+    }
+}
+
 fn ecs_problems(name: &str, p: &Provider, problem: &mut impl FnMut(String, &str, Option<&str>)) {
     let key = |k: &str| format!("providers.{name}.{k}");
     if p.cluster.as_deref().is_none_or(|c| c.trim().is_empty()) {
@@ -141,24 +153,7 @@ fn ecs_problems(name: &str, p: &Provider, problem: &mut impl FnMut(String, &str,
             Some("subnets = [\"subnet-…\"]"),
         );
     }
-    for (i, s) in p.subnets.iter().enumerate() {
-        if !s.starts_with("subnet-") {
-            problem(
-                format!("providers.{name}.subnets[{i}]"),
-                "expected a subnet id (subnet-…)",
-                None,
-            );
-        }
-    }
-    for (i, s) in p.security_groups.iter().enumerate() {
-        if !s.starts_with("sg-") {
-            problem(
-                format!("providers.{name}.security_groups[{i}]"),
-                "expected a security group id (sg-…)",
-                None,
-            );
-        }
-    }
+    network_problems(name, p, problem);
     if let Some(prefix) = &p.ssm_prefix
         && !prefix.starts_with('/')
     {
