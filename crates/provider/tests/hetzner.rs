@@ -462,13 +462,20 @@ async fn the_budget_is_reported_from_the_headers() {
     let w = world(fast()).await;
     let p = w.provider();
     assert_eq!(p.budget(), None);
+    // The fake's clock runs 100 times faster: a second there is 10 ms here.
+    let before = Time::from_millis(w.clock.now_ms());
     p.list("c1").await.unwrap();
     // One call spent; a second may have passed on a loaded machine and refilled it.
     let (remaining, limit) = p.budget().expect("a budget after a call");
     assert_eq!(limit, 3600);
     assert!((3599..=3600).contains(&remaining), "{remaining}");
     let b = p.budget_detail().unwrap();
-    assert!(b.full_at >= Time::from_millis(w.clock.now_ms()));
+    // `RateLimit-Reset` is in whole seconds: full again no earlier than the call's second.
+    assert!(
+        b.full_at >= Time::from_secs(before.millis() / 1000),
+        "full at {} before {before}",
+        b.full_at
+    );
 }
 
 #[tokio::test]
