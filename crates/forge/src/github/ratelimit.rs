@@ -6,6 +6,7 @@ use super::error::Error;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mayfly_core::Time;
 use reqwest::header::HeaderMap;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -51,7 +52,10 @@ impl Limiter {
         Limiter {
             state: Mutex::new(State::default()),
             concurrency: Semaphore::new(limits.max_concurrent.max(1)),
-            writes: Quota::with_period(limits.write_interval()).map(RateLimiter::direct),
+            writes: Quota::with_period(limits.write_interval()).map(|q| {
+                let burst = NonZeroU32::new(limits.write_burst).unwrap_or(NonZeroU32::MIN);
+                RateLimiter::direct(q.allow_burst(burst))
+            }),
             reserve: limits.reserve.clamp(0.0, 1.0),
         }
     }
@@ -126,7 +130,8 @@ impl Limiter {
         self.concurrency.acquire().await.ok()
     }
 
-    /// Waits for the next write's turn: GitHub asks for spacing between mutating requests.
+    /// Waits for the next write's turn: a burst of `write_burst` goes at once, then writes are
+    /// spaced by `write_interval` (a token bucket), as GitHub's secondary limits allow.
     pub(crate) async fn space_write(&self) {
         if let Some(w) = &self.writes {
             w.until_ready().await;
@@ -182,6 +187,28 @@ mod tests {
             "the budget refills at reset"
         );
         assert_eq!(l.budget().remaining, 0);
+    }
+
+    #[test]
+    fn writes_go_out_in_a_burst_then_spaced() {
+        let l = Limiter::new(&LimitsConfig {
+            write_interval_ms: 60_000,
+            write_burst: 10,
+            ..LimitsConfig::default()
+        });
+        let bucket = l.writes.as_ref().expect("a write limiter");
+        for n in 0..10 {
+            assert!(
+                bucket.check().is_ok(),
+                "write {n} of the burst goes at once"
+            );
+        }
+        assert!(bucket.check().is_err(), "the 11th waits its turn");
+        let none = Limiter::new(&LimitsConfig {
+            write_interval_ms: 0,
+            ..LimitsConfig::default()
+        });
+        assert!(none.writes.is_none(), "0 turns spacing off");
     }
 
     #[test]

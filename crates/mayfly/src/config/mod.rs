@@ -170,6 +170,7 @@ impl Config {
                     request_timeout_ms: millis(l.request_timeout.0),
                     max_concurrent: l.max_concurrent,
                     write_interval_ms: millis(l.write_interval.0),
+                    write_burst: l.write_burst,
                     max_wait_secs: l.max_wait.0.as_secs(),
                     reserve: l.reserve,
                     ..LimitsConfig::default()
