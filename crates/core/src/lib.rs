@@ -7,6 +7,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod naming;
+pub mod pace;
 pub mod plan;
 pub mod secret;
 pub mod time;
@@ -17,6 +18,7 @@ pub use model::{
     Deadlines, ForgeKind, Instance, InstanceState, Job, JobKey, JobStatus, Limits, MachineSpec,
     Placement, Pool, Pools, Recycling, Runner, RunnerScope, RunnerStatus, Snapshot,
 };
+pub use pace::{Ended, Pace, Pacer};
 pub use plan::{Action, Assignment, How, LimitKind, Plan, Reason, WaitReason, Waiting, plan};
 pub use secret::Secret;
 pub use time::{Clock, Time};

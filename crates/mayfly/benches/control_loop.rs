@@ -10,7 +10,7 @@
 //! second for the cost runs, default 400), `MAYFLY_BENCH_ROUTES=1` (print calls by route).
 
 use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly_core::Pace;
 use mayfly_core::{Arch, Deadlines, Pools};
 use mayfly_sim::SimConfig;
 use mayfly_sim::github::NewJob;
@@ -30,9 +30,10 @@ const DEFAULTS: Cadence = Cadence {
     pace: Pace {
         unsettled: Duration::from_secs(15),
         resync: Duration::from_secs(300),
+        settle: Some(Duration::from_secs(20)),
+        coalesce: Duration::from_millis(500),
     },
     poll: Duration::from_secs(60),
-    settle: Duration::from_secs(20),
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

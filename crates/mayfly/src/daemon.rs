@@ -99,24 +99,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pools = pools.pools.len(),
         "started"
     );
-    let pace = mayfly::reconcile::Pace {
+    let pace = mayfly_core::Pace {
         unsettled: config.intervals.reconcile.0,
         resync: config.intervals.resync.0,
+        settle: reconciler.settles().then_some(config.intervals.settle.0),
+        coalesce: config.intervals.coalesce.0,
     };
-    let settle = reconciler.settles().then_some(config.intervals.settle.0);
+    let clock = reconciler.clock();
     let stopped = reconcile_loop(
         &wake,
-        settle,
+        mayfly_core::Pacer::new(pace),
+        clock.as_ref(),
         shutdown_signal(),
         async |trigger| match reconciler.pass().await {
             Ok(report) => {
-                let wait = report.wait(reconciler.now(), pace);
-                debug!(trigger, ?report, ?wait, "reconcile pass done");
-                wait
+                debug!(trigger, ?report, "reconcile pass done");
+                report.ended()
             }
             Err(e) => {
                 warn!(trigger, error = %e, "reconcile pass failed; trying again soon");
-                pace.unsettled
+                mayfly_core::Ended {
+                    unsettled: true,
+                    ..mayfly_core::Ended::default()
+                }
             }
         },
     )
@@ -304,28 +309,38 @@ async fn build_provider(
     }
 }
 
-/// A pass at once, then one whenever `wake` is notified or the wait the last pass asked for
-/// is over, until `shutdown` resolves. Wake-ups during a pass collapse into one pass after it.
-/// A pass in flight finishes before the loop looks at the shutdown signal again: every step it
-/// takes is bounded by a timeout.
+/// A pass at once, then passes as `pacer` schedules them (queued jobs, finished jobs, the
+/// last pass's deadlines), until `shutdown` resolves. Events during a pass are served by the
+/// next one, which `coalesce` keeps apart from the last. A pass in flight finishes before the
+/// loop looks at the shutdown signal again: every step it takes is bounded by a timeout.
 async fn reconcile_loop(
     wake: &mayfly::demand::Wake,
-    settle: Option<Duration>,
+    mut pacer: mayfly_core::Pacer,
+    clock: &dyn mayfly_core::Clock,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
-    mut pass: impl AsyncFnMut(&'static str) -> Duration,
+    mut pass: impl AsyncFnMut(&'static str) -> mayfly_core::Ended,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let mut next = tokio::time::Instant::now();
+    let mut trigger = "start";
     loop {
-        let trigger = tokio::select! {
-            () = tokio::time::sleep_until(next) => "timer",
-            () = wake.now.notified() => "demand",
+        let now = clock.now();
+        if pacer.is_due(now) {
+            debug!(trigger, "reconcile pass");
+            pacer.started(now);
+            let ended = pass(trigger).await;
+            pacer.ended(clock.now(), ended);
+            trigger = "timer";
+            continue;
+        }
+        tokio::select! {
+            () = clock.sleep(pacer.wait(now)) => {}
+            () = wake.now.notified() => {
+                pacer.queued(clock.now());
+                trigger = "demand";
+            }
             () = wake.soon.notified() => {
-                // A job finished: one pass a little later sees its machine off.
-                if let Some(settle) = settle {
-                    next = next.min(tokio::time::Instant::now() + settle);
-                }
-                continue;
+                pacer.finished(clock.now());
+                trigger = "finished";
             }
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
@@ -333,10 +348,7 @@ async fn reconcile_loop(
                 info!(signal, "stopping");
                 return Ok(());
             }
-        };
-        debug!(trigger, "reconcile pass");
-        let wait = pass(trigger).await;
-        next = tokio::time::Instant::now() + wait;
+        }
     }
 }
 
@@ -364,14 +376,22 @@ pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
 mod tests {
     use super::*;
 
+    const PACE: mayfly_core::Pace = mayfly_core::Pace {
+        unsettled: Duration::from_millis(5),
+        resync: Duration::from_millis(5),
+        settle: None,
+        coalesce: Duration::ZERO,
+    };
+
     #[tokio::test]
     async fn loop_ends_when_shutdown_resolves() {
         let wake = mayfly::demand::Wake::default();
         let done = reconcile_loop(
             &wake,
-            Some(Duration::from_secs(1)),
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
             async { Ok("test") },
-            async |_| Duration::from_millis(5),
+            async |_| mayfly_core::Ended::default(),
         );
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
@@ -383,9 +403,10 @@ mod tests {
     async fn a_failing_signal_handler_is_an_error() {
         let r = reconcile_loop(
             &mayfly::demand::Wake::default(),
-            None,
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
             async { Err(anyhow::anyhow!("no signals")) },
-            async |_| Duration::from_millis(5),
+            async |_| mayfly_core::Ended::default(),
         )
         .await;
         assert!(r.is_err());

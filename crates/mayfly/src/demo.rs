@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use mayfly::estimate::Waits;
 use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly_core::Pace;
 use mayfly_core::{Arch, Limits, Pools};
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
@@ -138,9 +138,10 @@ async fn run(
                 pace: Pace {
                     unsettled: Duration::from_secs(15),
                     resync: Duration::from_secs(300),
+                    settle: Some(Duration::from_secs(20)),
+                    coalesce: Duration::from_millis(500),
                 },
                 poll: Duration::from_secs(60),
-                settle: Duration::from_secs(20),
             },
             |pass, _| {
                 if let Err(e) = pass {

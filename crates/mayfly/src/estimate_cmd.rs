@@ -126,6 +126,7 @@ fn run(args: EstimateArgs, config: Option<&Config>, file: Option<&Path>) -> anyh
             reconcile: c.intervals.reconcile.0,
             resync: c.intervals.resync.0,
             settle: c.intervals.settle.0,
+            coalesce: c.intervals.coalesce.0,
             ..Model::default()
         })
     };
@@ -453,6 +454,7 @@ fn json(
             "reconcile_secs": model.reconcile.as_secs_f64(),
             "resync_secs": model.resync.as_secs_f64(),
             "settle_secs": model.settle.as_secs_f64(),
+            "coalesce_secs": model.coalesce.as_secs_f64(),
         },
         "currency": "EUR",
         "pools": pools,

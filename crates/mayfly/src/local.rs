@@ -3,11 +3,11 @@
 
 use crate::demand::{Demand, DemandReport, Wake};
 use crate::http::{Webhooks, router};
-use crate::reconcile::{Pace, PassError, PassReport, Reconciler, Runners};
+use crate::reconcile::{PassError, PassReport, Reconciler, Runners};
 use anyhow::Context;
 use mayfly_core::{
-    Arch, Clock, Deadlines, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pool, Pools,
-    Recycling, Secret,
+    Arch, Clock, Deadlines, Ended, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pace,
+    Pacer, Pool, Pools, Recycling, Secret,
 };
 use mayfly_forge::github::{
     AuthConfig, Client, ClientConfig, GithubConfig, LimitsConfig, Registration, Repo,
@@ -196,51 +196,60 @@ impl Controller {
         })
     }
 
-    /// Runs the daemon's loop on the simulator's clock: a poll every `cadence.poll`, a pass
-    /// when a webhook or poll wakes it or when the last pass's wait is over, until `done` says
-    /// so after a pass. Every pass's outcome goes to `seen`.
+    /// Runs the daemon's loop on the simulator's clock: a poll every `cadence.poll`, passes as
+    /// the daemon's `Pacer` schedules them (webhooks and polls that find queued jobs, finished
+    /// jobs, the last pass's deadlines), until `done` says so after a pass. Every pass's outcome
+    /// goes to `seen`.
     pub async fn run(
         &mut self,
         cadence: Cadence,
         mut seen: impl FnMut(&Result<PassReport, PassError>, Option<&DemandReport>) -> bool,
     ) {
+        let mut pace = cadence.pace;
+        if !self.reconciler.settles() {
+            pace.settle = None;
+        }
+        let mut pacer = Pacer::new(pace);
         let mut next_poll = self.clock.now();
-        let mut next_pass = self.clock.now();
+        let mut polled = None;
         loop {
             let now = self.clock.now();
-            let polled = if now >= next_poll {
+            if now >= next_poll {
                 next_poll = now.plus(cadence.poll);
-                Some(self.demand.pass(now).await)
-            } else {
-                None
-            };
-            let changed = polled.as_ref().is_some_and(|r| r.urgent > 0);
-            if changed || self.clock.now() >= next_pass {
-                let pass = self.reconciler.pass().await;
-                if seen(&pass, polled.as_ref()) {
-                    return;
+                let report = self.demand.pass(now).await;
+                if report.urgent > 0 {
+                    pacer.queued(self.clock.now());
                 }
-                let now = self.clock.now();
-                next_pass = now.plus(match &pass {
-                    Ok(report) => report.wait(now, cadence.pace),
-                    Err(_) => cadence.pace.unsettled,
-                });
+                if report.finished > 0 {
+                    pacer.finished(self.clock.now());
+                }
+                polled = Some(report);
             }
             let now = self.clock.now();
-            let until = next_pass.min(next_poll);
-            let wait = if until > now {
-                until.since(now)
-            } else {
-                Duration::ZERO
-            };
-            tokio::select! {
-                () = self.clock.sleep(wait) => {}
-                // A webhook, or the poll just made: pass now.
-                () = self.wake.now.notified() => next_pass = self.clock.now(),
-                // A job finished: pass soon, unless one is due sooner anyway.
-                () = self.wake.soon.notified(), if self.reconciler.settles() => {
-                    next_pass = next_pass.min(self.clock.now().plus(cadence.settle));
+            if pacer.is_due(now) {
+                pacer.started(now);
+                let pass = self.reconciler.pass().await;
+                if seen(&pass, polled.take().as_ref()) {
+                    return;
                 }
+                pacer.ended(
+                    self.clock.now(),
+                    match &pass {
+                        Ok(report) => report.ended(),
+                        Err(_) => Ended {
+                            unsettled: true,
+                            ..Ended::default()
+                        },
+                    },
+                );
+                continue;
+            }
+            let until = pacer.due().min(next_poll);
+            tokio::select! {
+                () = self.clock.sleep(until.since(now)) => {}
+                // A webhook, or a poll that found a queued job.
+                () = self.wake.now.notified() => pacer.queued(self.clock.now()),
+                () = self.wake.soon.notified() => pacer.finished(self.clock.now()),
             }
         }
     }
@@ -249,10 +258,9 @@ impl Controller {
 /// How often the loop looks without being woken, in simulated time.
 #[derive(Clone, Copy, Debug)]
 pub struct Cadence {
+    /// The loop's intervals; `settle` applies only without recycling (as in the daemon).
     pub pace: Pace,
     pub poll: Duration,
-    /// After a job finishes, the pass that sees its machine off.
-    pub settle: Duration,
 }
 
 /// A pool on the simulated Hetzner provider: Ubuntu 24.04 of `arch`, in the given types and

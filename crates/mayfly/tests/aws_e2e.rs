@@ -6,7 +6,7 @@
 //! wall clock.
 
 use mayfly::local::{self, Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly_core::Pace;
 use mayfly_core::{Arch, Image, ImageKind, Labels, MachineSpec, Pool};
 use mayfly_provider::Provider;
 use mayfly_provider_aws::AwsSettings;
@@ -170,9 +170,10 @@ const CADENCE: Cadence = Cadence {
     pace: Pace {
         unsettled: Duration::from_secs(1),
         resync: Duration::from_secs(5),
+        settle: Some(Duration::from_secs(1)),
+        coalesce: Duration::from_millis(500),
     },
     poll: Duration::from_secs(1),
-    settle: Duration::from_secs(1),
 };
 
 fn all_completed(sim: &Sim) -> bool {

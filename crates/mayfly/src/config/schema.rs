@@ -401,6 +401,9 @@ pub struct Intervals {
     /// After a job finishes, the pass that sees its machine powered off comes this much later
     /// (one pass for every job that finished meanwhile).
     pub settle: HumanDuration,
+    /// Passes start at least this far apart: a flood of webhooks is served by one pass per
+    /// interval, each with one provider list, rather than one pass per webhook.
+    pub coalesce: HumanDuration,
     pub poll: HumanDuration,
     /// A repository whose webhooks arrive is polled this often instead of every `poll`: the
     /// poll is the fallback for lost webhooks, and a lost one is caught within this.
@@ -416,6 +419,7 @@ impl Default for Intervals {
             reconcile: HumanDuration::secs(15),
             resync: HumanDuration::secs(300),
             settle: HumanDuration::secs(20),
+            coalesce: HumanDuration(std::time::Duration::from_millis(500)),
             poll: HumanDuration::secs(60),
             poll_backstop: HumanDuration::secs(300),
             confirm_queued: HumanDuration::secs(600),

@@ -5,7 +5,9 @@ use super::prices::Prices;
 use super::report::Outcome;
 use super::world::{Started, World};
 use super::{EstimateError, Model, Trace};
-use mayfly_core::{Action, Instance, InstanceState, JobStatus, Pools, Time, WaitReason, plan};
+use mayfly_core::{
+    Action, Ended, Instance, InstanceState, JobStatus, Pacer, Pools, Time, WaitReason, plan,
+};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
@@ -20,7 +22,7 @@ enum What {
     Done { job: usize, name: String, boot: u32 },
     /// The machine is off after its job.
     Off { name: String, boot: u32 },
-    /// The loop's next pass: a deadline of the last plan, its timer, or a settle pass.
+    /// The loop's next pass, as its `Pacer` schedules it.
     Check,
 }
 
@@ -52,6 +54,8 @@ struct Engine<'a> {
     queue: BinaryHeap<Reverse<Event>>,
     seq: u64,
     now: Time,
+    /// When the controller's loop passes: the daemon's rule.
+    pacer: Pacer,
     /// The pending `Check` that counts; any other in the queue is stale.
     check_at: Option<Time>,
     arrivals_left: usize,
@@ -78,6 +82,7 @@ pub fn run(
         queue: BinaryHeap::with_capacity(trace.len() * 2),
         seq: 0,
         now: Time::from_millis(0),
+        pacer: Pacer::new(model.pace(pools.recycling.enabled)),
         check_at: None,
         arrivals_left: trace.len(),
         last_arrival: Time::from_millis(0),
@@ -86,8 +91,7 @@ pub fn run(
         outcome: Outcome::default(),
     };
     // The controller's first pass, before any job: standby runners start booting.
-    e.check_at = Some(e.now);
-    e.push(e.now, What::Check);
+    e.schedule();
     for (n, at) in trace.arrivals() {
         e.last_arrival = e.last_arrival.max(at);
         e.push(at, What::Arrive(n));
@@ -109,18 +113,20 @@ impl Engine<'_> {
     fn run(&mut self) -> Result<(), EstimateError> {
         while let Some(Reverse(first)) = self.queue.pop() {
             self.now = first.at;
-            let mut changed = self.handle(first.what);
+            self.handle(first.what);
             while let Some(Reverse(next)) = self.queue.peek()
                 && next.at == self.now
             {
                 let Some(Reverse(next)) = self.queue.pop() else {
                     break;
                 };
-                changed |= self.handle(next.what);
+                self.handle(next.what);
             }
-            if changed {
+            if self.pacer.is_due(self.now) {
+                self.pacer.started(self.now);
                 self.plan()?;
             }
+            self.schedule();
             if self.over() {
                 break;
             }
@@ -128,12 +134,11 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Carries out one event; true when it may change the plan. The controller's loop decides
-    /// the same way: a queued job wakes it, a deadline (an idle runner's, a powered-off
-    /// machine's) brings it back, while a job that starts or finishes "changes no decision"
-    /// (`demand::Wake`): the machine is seen off when it is off. Stale events (their machine
-    /// was deleted or rebuilt since) change nothing.
-    fn handle(&mut self, what: What) -> bool {
+    /// Carries out one event and tells the pacer what the controller's loop would hear of it:
+    /// a queued job wakes it, a finished one brings a pass at once while jobs wait (or a settle
+    /// pass without recycling), a deadline (an idle runner's, a powered-off machine's) brings it
+    /// back. Stale events (their machine was deleted or rebuilt since) change nothing.
+    fn handle(&mut self, what: What) {
         self.outcome.events += 1;
         let now = self.now;
         match what {
@@ -141,7 +146,7 @@ impl Engine<'_> {
                 self.arrivals_left -= 1;
                 let started = self.world.arrive(n, now);
                 self.started(started);
-                true
+                self.pacer.queued(now);
             }
             What::Registered { name, boot } => {
                 if self
@@ -150,34 +155,28 @@ impl Engine<'_> {
                     .get(&name)
                     .is_none_or(|m| m.boot != boot)
                 {
-                    return false;
+                    return;
                 }
                 // An idle runner is standby, or has an idle deadline; a busy one changes nothing.
                 let started = self.world.register(&name, boot, now);
-                let idle = started.is_none();
+                if started.is_none() {
+                    self.pacer.want(now);
+                }
                 self.started(started);
-                idle
             }
             What::Done { job, name, boot } => {
                 if self.world.finish(job, &name, boot, now) {
                     let at = now.plus(self.model.shutdown);
                     self.push(at, What::Off { name, boot });
-                    if !self.pools.recycling.enabled {
-                        self.pass_by(now.plus(self.model.settle));
-                    }
+                    self.pacer.finished(now);
                 }
-                false
             }
             What::Off { name, boot } => {
                 self.world.power_off(&name, boot, now);
-                false
             }
             What::Check => {
                 if self.check_at == Some(now) {
                     self.check_at = None;
-                    true
-                } else {
-                    false
                 }
             }
         }
@@ -197,10 +196,11 @@ impl Engine<'_> {
         }
     }
 
-    /// The next pass comes no later than `at`. Only the earliest pending `Check` counts; a
-    /// later one still in the heap finds `check_at` changed and passes for nothing.
-    fn pass_by(&mut self, at: Time) {
-        if self.check_at.is_none_or(|c| at < c) {
+    /// A `Check` event at the pacer's next pass. Only the latest pending `Check` counts; an
+    /// earlier one still in the heap finds `check_at` changed and passes for nothing.
+    fn schedule(&mut self) {
+        let at = self.pacer.due().max(self.now);
+        if self.check_at != Some(at) {
             self.check_at = Some(at);
             self.push(at, What::Check);
         }
@@ -302,14 +302,16 @@ impl Engine<'_> {
                 waiting.insert(w.job.id, w.why);
             }
         }
-        // The loop's timer, as `PassReport::wait` sets it: the next deadline, but no later than
+        // The loop's timer, as the daemon's pacer sets it: the next deadline, but no later than
         // `reconcile` while a job waits (for a limit, say), `resync` otherwise.
-        let cap = now.plus(if waiting.is_empty() {
-            self.model.resync
-        } else {
-            self.model.reconcile
-        });
-        self.pass_by(plan.next_check.map_or(cap, |t| t.min(cap)));
+        self.pacer.ended(
+            now,
+            Ended {
+                unsettled: !waiting.is_empty(),
+                waiting: !waiting.is_empty(),
+                next_check: plan.next_check,
+            },
+        );
         self.waiting = waiting;
         Ok(())
     }

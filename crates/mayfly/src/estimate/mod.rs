@@ -41,8 +41,10 @@ pub struct Model {
     /// at the latest this long after the last otherwise,
     pub resync: Duration,
     /// and this long after a job finished when recycling is off (the pass that sees its
-    /// machine off). Queued jobs and deadlines bring passes at once.
+    /// machine off). Queued jobs and deadlines bring passes at once,
     pub settle: Duration,
+    /// but never within this of the last pass (`mayfly_core::Pace`).
+    pub coalesce: Duration,
     /// How long after the last arrival jobs still queued (waiting for a limit) are waited for
     /// before they count as unserved.
     pub patience: Duration,
@@ -62,7 +64,20 @@ impl Default for Model {
             reconcile: Duration::from_secs(15),
             resync: Duration::from_secs(300),
             settle: Duration::from_secs(20),
+            coalesce: Duration::from_millis(500),
             patience: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Model {
+    /// The controller loop's pacing under this model, as the daemon would pace it.
+    pub fn pace(&self, recycling: bool) -> mayfly_core::Pace {
+        mayfly_core::Pace {
+            unsettled: self.reconcile,
+            resync: self.resync,
+            settle: (!recycling).then_some(self.settle),
+            coalesce: self.coalesce,
         }
     }
 }

@@ -12,7 +12,7 @@ pub use operator::{DeleteError, Operator, Removed};
 pub use runners::Runners;
 
 use crate::view::View;
-use mayfly_core::{Action, Clock, Plan, Pools, Time};
+use mayfly_core::{Action, Clock, Ended, Plan, Pools, Time};
 use mayfly_provider::Provider;
 use mayfly_provider::bootstrap::BootstrapConfig;
 use mayfly_store::{IntentState, Store};
@@ -66,17 +66,6 @@ pub struct PassReport {
     pub took: Duration,
 }
 
-/// How long the loop waits between passes when no event wakes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pace {
-    /// While something is unsettled (a step failed or was skipped, a job waits for capacity,
-    /// the runners could not be read): try again this soon.
-    pub unsettled: Duration,
-    /// Otherwise the next deadline, but never longer than this: the safety net for changes
-    /// nobody reports (a server deleted by hand in the console).
-    pub resync: Duration,
-}
-
 impl PassReport {
     /// Whether the world may change without an event telling the loop.
     pub fn unsettled(&self) -> bool {
@@ -88,17 +77,12 @@ impl PassReport {
             || e.skipped > 0
     }
 
-    /// How long to sleep after this pass, at `now`.
-    pub fn wait(&self, now: Time, pace: Pace) -> Duration {
-        let cap = if self.unsettled() {
-            pace.unsettled
-        } else {
-            pace.resync
-        };
-        match self.next_check {
-            Some(t) if t > now => t.since(now).min(cap),
-            Some(_) => Duration::ZERO,
-            None => cap,
+    /// What the loop's pacing needs of this pass (see `mayfly_core::Pacer`).
+    pub fn ended(&self) -> Ended {
+        Ended {
+            unsettled: self.unsettled(),
+            waiting: self.waiting > 0,
+            next_check: self.next_check,
         }
     }
 }
@@ -372,37 +356,4 @@ fn used_providers(pools: &Pools) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PACE: Pace = Pace {
-        unsettled: Duration::from_secs(15),
-        resync: Duration::from_secs(300),
-    };
-
-    #[test]
-    fn the_loop_sleeps_until_the_next_deadline_within_its_caps() {
-        let now = Time::from_secs(1000);
-        let mut r = PassReport::default();
-        assert_eq!(
-            r.wait(now, PACE),
-            PACE.resync,
-            "nothing due: the safety net"
-        );
-        r.next_check = Some(Time::from_secs(1060));
-        assert_eq!(r.wait(now, PACE), Duration::from_secs(60));
-        r.next_check = Some(Time::from_secs(5000));
-        assert_eq!(r.wait(now, PACE), PACE.resync);
-        r.waiting = 1;
-        assert_eq!(
-            r.wait(now, PACE),
-            PACE.unsettled,
-            "a job waits: look again soon"
-        );
-        r.next_check = Some(Time::from_secs(999));
-        assert_eq!(r.wait(now, PACE), Duration::ZERO);
-    }
 }

@@ -2,7 +2,7 @@
 //! drive them: a sped-up world, one cadence, and a run of the loop that cannot hang a test.
 
 use mayfly::local::{Cadence, Local, Setup};
-use mayfly::reconcile::Pace;
+use mayfly_core::Pace;
 use mayfly_core::Pools;
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
@@ -13,9 +13,10 @@ pub const CADENCE: Cadence = Cadence {
     pace: Pace {
         unsettled: Duration::from_secs(5),
         resync: Duration::from_secs(60),
+        settle: Some(Duration::from_secs(10)),
+        coalesce: Duration::from_millis(500),
     },
     poll: Duration::from_secs(30),
-    settle: Duration::from_secs(10),
 };
 
 /// The simulator at `speed` times real time; a runner registers 5 s after its server boots.
