@@ -138,6 +138,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
             jobs,
             instances,
             runners,
+            refused: Default::default(),
         },
         now,
     )

@@ -16,7 +16,8 @@ pub use billing::{Billing, Recycle};
 pub use labels::{Arch, Image, ImageKind, LabelRules, Labels, Requirements};
 pub use model::{
     Deadlines, ForgeKind, Instance, InstanceState, Job, JobKey, JobStatus, Limits, MachineSpec,
-    Placement, Pool, Pools, Recycling, Runner, RunnerScope, RunnerStatus, Snapshot,
+    Placement, Pool, Pools, Recycling, Refused, RefusedJob, RefusedSpec, Runner, RunnerScope,
+    RunnerStatus, Snapshot,
 };
 pub use pace::{Ended, Pace, Pacer};
 pub use plan::{Action, Assignment, How, LimitKind, Plan, Reason, WaitReason, Waiting, plan};

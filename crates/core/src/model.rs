@@ -283,4 +283,37 @@ pub struct Snapshot {
     pub jobs: Vec<Job>,
     pub instances: Vec<Instance>,
     pub runners: Vec<Runner>,
+    /// What earlier passes learned will not work until something changes.
+    #[serde(default)]
+    pub refused: Refused,
+}
+
+/// What the executor learned will be refused again if tried again unchanged: machine specs a
+/// provider refused (an unknown type, image or location) and jobs whose runner cannot be
+/// registered. The planner tries none of them; the loop clears an entry when the configuration
+/// changes or its slow retry is due.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub specs: Vec<RefusedSpec>,
+    pub jobs: Vec<RefusedJob>,
+}
+
+impl Refused {
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty() && self.jobs.is_empty()
+    }
+}
+
+/// A pool's machine spec (after a job's dynamic labels) that its provider refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedSpec {
+    pub pool: String,
+    pub spec: MachineSpec,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedJob {
+    pub job: JobKey,
+    pub reason: String,
 }

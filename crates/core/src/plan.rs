@@ -134,6 +134,11 @@ pub enum Reason {
         age: Duration,
         limit: Duration,
     },
+    /// Its runner finished (or it was powered off) and it is still not off.
+    StoppingDeadline {
+        since: Duration,
+        deadline: Duration,
+    },
     OrphanRunner,
     IntentExpired {
         age: Duration,
@@ -154,6 +159,7 @@ impl Reason {
             Reason::PoweredOffDeadline { .. } => "powered_off_deadline",
             Reason::PaidTimeUsedUp { .. } => "paid_time_used_up",
             Reason::MaxLifetime { .. } => "max_lifetime",
+            Reason::StoppingDeadline { .. } => "stopping_deadline",
             Reason::OrphanRunner => "orphan_runner",
             Reason::IntentExpired { .. } => "intent_expired",
             Reason::Operator => "operator",
@@ -209,6 +215,12 @@ impl fmt::Display for Reason {
                     human(*limit)
                 )
             }
+            Reason::StoppingDeadline { since, deadline } => write!(
+                f,
+                "still not off {} after its runner left (deadline {})",
+                human(*since),
+                human(*deadline)
+            ),
             Reason::OrphanRunner => write!(f, "runner has no instance"),
             Reason::Operator => write!(f, "deleted by operator"),
             Reason::IntentExpired { age } => {
@@ -252,9 +264,27 @@ pub struct Waiting {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
 pub enum WaitReason {
-    NoPool { labels: Labels },
-    BadLabel { error: String },
-    Limit { limit: LimitKind, max: u32 },
+    NoPool {
+        labels: Labels,
+    },
+    BadLabel {
+        error: String,
+    },
+    Limit {
+        limit: LimitKind,
+        max: u32,
+    },
+    /// Every pool that serves the job has a machine spec the provider refused (an unknown type,
+    /// image or location): nothing is tried until the configuration changes or the slow retry.
+    PoolUnusable {
+        pool: String,
+        reason: String,
+    },
+    /// The job itself cannot be served (its runner cannot be registered where it belongs), for
+    /// a reason that will not change by itself: left alone until the slow retry.
+    Refused {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -267,13 +297,23 @@ pub enum LimitKind {
 }
 
 impl WaitReason {
-    /// `no_pool`, `bad_label` or `limit` (the tag it serializes with), for metric labels.
+    /// `no_pool`, `bad_label`, `limit`, `pool_unusable` or `refused` (the tag it serializes
+    /// with), for metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
             WaitReason::NoPool { .. } => "no_pool",
             WaitReason::BadLabel { .. } => "bad_label",
             WaitReason::Limit { .. } => "limit",
+            WaitReason::PoolUnusable { .. } => "pool_unusable",
+            WaitReason::Refused { .. } => "refused",
         }
+    }
+
+    /// Whether the wait can end without anything but time and other jobs: a limit frees up as
+    /// machines go. The other reasons need a new configuration (or the slow retry), so a job
+    /// waiting for them does not keep the loop looking.
+    pub fn changes_by_itself(&self) -> bool {
+        matches!(self, WaitReason::Limit { .. })
     }
 }
 
@@ -282,6 +322,10 @@ impl fmt::Display for WaitReason {
         match self {
             WaitReason::NoPool { labels } => write!(f, "no pool serves labels {labels}"),
             WaitReason::BadLabel { error } => write!(f, "{error}"),
+            WaitReason::PoolUnusable { pool, reason } => {
+                write!(f, "pool {pool} is unusable: {reason}")
+            }
+            WaitReason::Refused { reason } => write!(f, "{reason}"),
             WaitReason::Limit { limit, max } => match limit {
                 LimitKind::Global => write!(f, "global limit of {max} instances reached"),
                 LimitKind::Pool(p) => write!(f, "pool {p} limit of {max} instances reached"),
@@ -444,6 +488,10 @@ struct Planner<'a> {
     recyclable: HashMap<&'a str, Vec<usize>>,
     /// The jobs behind `plan.waiting`, in the same order; `None` once a standby instance serves it.
     waiting_jobs: Vec<Option<&'a Job>>,
+    /// Specs a provider refused, by pool and spec, with why.
+    refused_specs: HashMap<(&'a str, &'a MachineSpec), &'a str>,
+    /// Jobs that cannot be served, with why.
+    refused_jobs: HashMap<&'a JobKey, &'a str>,
     counts: Counts<'a>,
     plan: Plan,
     deletes: Vec<Action>,
@@ -487,6 +535,18 @@ impl<'a> Planner<'a> {
             standby_kept: HashMap::new(),
             recyclable: HashMap::new(),
             waiting_jobs: Vec::new(),
+            refused_specs: snap
+                .refused
+                .specs
+                .iter()
+                .map(|r| ((r.pool.as_str(), &r.spec), r.reason.as_str()))
+                .collect(),
+            refused_jobs: snap
+                .refused
+                .jobs
+                .iter()
+                .map(|r| (&r.job, r.reason.as_str()))
+                .collect(),
             counts: Counts::default(),
             plan: Plan::default(),
             deletes: Vec::new(),
@@ -548,6 +608,9 @@ impl<'a> Planner<'a> {
             Class::Other if inst.state == InstanceState::Off => {
                 self.due(inst.state_since.plus(d.powered_off));
             }
+            Class::Other if inst.state == InstanceState::Stopping => {
+                self.due(inst.state_since.plus(d.registration));
+            }
             Class::Other => {}
         }
         if inst.state != InstanceState::Pending {
@@ -577,9 +640,7 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     InstanceState::Pending => Class::Supply { idle_since: None },
-                    InstanceState::Deleting | InstanceState::Stopping | InstanceState::Unknown => {
-                        Class::Other
-                    }
+                    InstanceState::Deleting | InstanceState::Unknown => Class::Other,
                     _ if age > d.max_lifetime => {
                         self.doom(
                             inst,
@@ -606,11 +667,15 @@ impl<'a> Planner<'a> {
                         _ => Class::Supply { idle_since: None },
                     },
                     InstanceState::Off => self.classify_off(inst, runner, in_state),
+                    InstanceState::Stopping => self.classify_stopping(inst, runner, in_state),
                 }
             };
             self.note_deadlines(inst, class);
             self.counts.add(&inst.pool);
-            let active = !matches!(inst.state, InstanceState::Off | InstanceState::Deleting);
+            let active = !matches!(
+                inst.state,
+                InstanceState::Off | InstanceState::Stopping | InstanceState::Deleting
+            );
             if active && class != Class::Doomed {
                 let set = self.set_keys.of(&inst.labels);
                 self.counts.add_active(set, inst.run_id);
@@ -673,6 +738,34 @@ impl<'a> Planner<'a> {
             };
         }
         self.off_deadline(inst, runner, off)
+    }
+
+    /// A machine on its way off: its runner has finished its job (or it is being powered off).
+    /// With paid time left it can serve the next job at once (a rebuild does not wait for the
+    /// power-off); otherwise it is left to stop, and deleted if it has not within the
+    /// registration deadline.
+    fn classify_stopping(
+        &mut self,
+        inst: &'a Instance,
+        runner: Option<&'a Runner>,
+        since: Duration,
+    ) -> Class {
+        let rec = &self.cfg.recycling;
+        if rec.enabled
+            && let Some(b) = &inst.billing
+            && b.billed_while_stopped
+            && inst.placement.is_some()
+            && let Recycle::Keep { .. } = b.recycle(inst.created_at, self.now, rec.margin)
+        {
+            return Class::Recyclable;
+        }
+        let deadline = self.cfg.deadlines.registration;
+        if since > deadline {
+            self.doom(inst, runner, Reason::StoppingDeadline { since, deadline });
+            Class::Doomed
+        } else {
+            Class::Other
+        }
     }
 
     fn off_deadline(
@@ -842,9 +935,26 @@ impl<'a> Planner<'a> {
             if !open[n] {
                 continue;
             }
-            let route = routes
-                .entry(&job.labels)
-                .or_insert_with(|| route(self.cfg, &job.labels, &mut self.set_keys));
+            if let Some(reason) = self.refused_jobs.get(&job.key) {
+                let why = WaitReason::Refused {
+                    reason: reason.to_string(),
+                };
+                self.wait(job, why);
+                continue;
+            }
+            let route = routes.entry(&job.labels).or_insert_with(|| {
+                let mut r = route(self.cfg, &job.labels, &mut self.set_keys);
+                if let Ok(list) = &mut r {
+                    for route in list.iter_mut() {
+                        let pool = self.cfg.pools[route.pool].name.as_str();
+                        route.refused = self
+                            .refused_specs
+                            .get(&(pool, &*route.spec))
+                            .map(|why| why.to_string());
+                    }
+                }
+                r
+            });
             match route {
                 Ok(pools) => {
                     if let Some(why) = self.serve_new(job, pools) {
@@ -866,6 +976,13 @@ impl<'a> Planner<'a> {
         let mut first_block = None;
         for r in routes.iter_mut() {
             let pool = &cfg.pools[r.pool];
+            if let Some(reason) = &r.refused {
+                first_block.get_or_insert_with(|| WaitReason::PoolUnusable {
+                    pool: pool.name.clone(),
+                    reason: reason.clone(),
+                });
+                continue;
+            }
             // C: a powered-off machine of this pool, already paid for, that fits the spec.
             // The list only shrinks, so once nothing fits, nothing will.
             if !r.nothing_to_reuse {
@@ -987,7 +1104,14 @@ impl<'a> Planner<'a> {
     /// not hold against a pool with standby runners; a pool that needs a hard cap has none.
     fn top_up_standby(&mut self) {
         let cfg = self.cfg;
-        for pool in cfg.pools.iter().filter(|p| p.standby > 0) {
+        let usable: Vec<&Pool> = cfg
+            .pools
+            .iter()
+            .filter(|p| {
+                p.standby > 0 && !self.refused_specs.contains_key(&(p.name.as_str(), &p.spec))
+            })
+            .collect();
+        for pool in usable {
             let mut count = self
                 .standby_kept
                 .get(pool.name.as_str())
@@ -1228,6 +1352,8 @@ struct Route {
     set_key: String,
     /// No kept machine of the pool fits the spec (the list only shrinks during a pass).
     nothing_to_reuse: bool,
+    /// The provider refused this spec: why.
+    refused: Option<String>,
 }
 
 /// The pools that serve jobs with these labels, in configuration order, or why none does.
@@ -1253,6 +1379,7 @@ fn route(cfg: &Pools, labels: &Labels, sets: &mut SetKeys<'_>) -> Result<Vec<Rou
                 set_key,
                 labels,
                 nothing_to_reuse: false,
+                refused: None,
             }
         })
         .collect();
@@ -1369,6 +1496,10 @@ mod tests {
                 paid_until: Time::from_secs(1),
             },
             Reason::MaxLifetime { age: d, limit: d },
+            Reason::StoppingDeadline {
+                since: d,
+                deadline: d,
+            },
             Reason::OrphanRunner,
             Reason::IntentExpired { age: d },
         ];
@@ -1385,6 +1516,11 @@ mod tests {
                 limit: LimitKind::Global,
                 max: 1,
             },
+            WaitReason::PoolUnusable {
+                pool: "p".into(),
+                reason: "r".into(),
+            },
+            WaitReason::Refused { reason: "r".into() },
         ];
         for w in &waits {
             let json = serde_json::to_value(w).unwrap();

@@ -47,6 +47,7 @@ fn idle_runners_are_counted_one_for_one() {
             LINUX,
         )],
         runners: vec![runner(7, "mayfly-linux-a", false, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(10));
     assert_eq!(creates(&p).len(), 2, "{:#?}", p.actions);
@@ -68,6 +69,7 @@ fn an_instance_made_for_a_job_serves_it_and_nothing_more_is_created() {
         jobs: vec![job(5, &["linux"])],
         instances: vec![booting],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(20));
     assert!(p.actions.is_empty(), "{:#?}", p.actions);
@@ -86,6 +88,7 @@ fn a_busy_machine_made_for_a_job_the_store_still_holds_as_queued_serves_it() {
         jobs: vec![job(5, &["linux"])],
         instances: vec![running.clone()],
         runners: vec![runner(1, "mayfly-linux-5-1", true, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(20));
     assert!(p.actions.is_empty(), "{:#?}", p.actions);
@@ -129,6 +132,7 @@ fn a_busy_runner_whose_job_is_unknown_counts_for_the_oldest_queued_job_it_fits()
         jobs: vec![job(1, &["linux"]), job(2, &["linux"])],
         instances: vec![standby],
         runners: vec![runner(7, "mayfly-linux-s1", true, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(10));
     assert_eq!(creates(&p).len(), 1, "{:#?}", p.actions);
@@ -167,6 +171,7 @@ fn a_repository_runner_takes_jobs_of_its_own_repository_only() {
         jobs: vec![web_job.clone(), app_job.clone()],
         instances: vec![idle],
         runners: vec![runner(7, "mayfly-linux-1-1", false, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(10));
     let served_by_idle: Vec<_> = p
@@ -207,6 +212,7 @@ fn a_runner_that_lacks_a_label_does_not_count_as_supply() {
             LINUX,
         )],
         runners: vec![runner(7, "mayfly-linux-a", false, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(1));
     let Action::Create { pool, .. } = creates(&p)[0] else {
@@ -274,6 +280,7 @@ fn the_global_limit_counts_powered_off_and_pending_instances() {
             .collect(),
         instances: vec![pending, off],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(10));
     // The pending instance serves one job, one create fits under the limit, three wait.
@@ -364,6 +371,7 @@ fn standby_keeps_idle_runners_and_deletes_only_the_excess() {
         jobs: vec![],
         instances,
         runners,
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(3600));
     assert_eq!(deleted(&p), ["mayfly-linux-c"]);
@@ -412,6 +420,7 @@ fn deadlines_delete_zombies_powered_off_and_old_instances() {
         jobs: vec![],
         instances: vec![zombie, off, old],
         runners: vec![runner(3, "mayfly-linux-old", false, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(200));
     let reasons: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
@@ -441,6 +450,7 @@ fn a_busy_runner_is_never_deleted_even_past_every_deadline() {
         jobs: vec![],
         instances: vec![i],
         runners: vec![runner(1, "mayfly-linux-b", true, LINUX)],
+        refused: Default::default(),
     };
     assert!(plan(&snap, &cfg, at(0)).actions.is_empty());
 }
@@ -453,6 +463,7 @@ fn powered_off_machines_with_paid_time_left_are_reused_then_deleted_at_the_margi
         jobs: vec![job(1, &["linux"])],
         instances: vec![off.clone()],
         runners: vec![],
+        refused: Default::default(),
     };
     // Ten minutes in: reuse instead of a create.
     let p = plan(&snap, &cfg, at(600));
@@ -467,6 +478,7 @@ fn powered_off_machines_with_paid_time_left_are_reused_then_deleted_at_the_margi
         jobs: vec![],
         instances: vec![off],
         runners: vec![],
+        refused: Default::default(),
     };
     assert!(plan(&idle, &cfg, at(600)).actions.is_empty());
     let p = plan(&idle, &cfg, at(51 * 60));
@@ -487,6 +499,7 @@ fn a_kept_machine_of_another_type_is_not_reused() {
         jobs: vec![job(1, &["linux", "type-cx52"])],
         instances: vec![off],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(600));
     assert_eq!(creates(&p).len(), 1);
@@ -503,6 +516,7 @@ fn foreign_instances_are_neither_touched_nor_counted() {
         jobs: vec![job(1, &["linux"])],
         instances: vec![foreign],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(3600 * 24));
     assert_eq!(p.actions.len(), 1);
@@ -520,6 +534,7 @@ fn orphan_runners_are_removed_unless_busy_or_not_ours() {
             runner(2, "mayfly-linux-busy", true, LINUX),
             runner(3, "laptop", false, LINUX),
         ],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(0));
     assert_eq!(p.actions.len(), 1);
@@ -540,6 +555,7 @@ fn an_expired_intent_is_dropped_and_its_job_gets_a_new_name() {
         jobs: vec![j],
         instances: vec![pending],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(600));
     assert!(matches!(&p.actions[0], Action::DropIntent { name, .. } if name == "mayfly-linux-1-1"));
@@ -554,6 +570,7 @@ fn deletes_come_before_creates() {
         jobs: vec![job(1, &["gpu"]), job(2, &["linux"])],
         instances: vec![zombie],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(1000));
     assert!(matches!(p.actions[0], Action::Delete { .. }));
@@ -594,6 +611,7 @@ fn planning_is_deterministic_whatever_the_input_order() {
         jobs: (1..=6).map(|i| job(i, &["linux"])).collect(),
         instances,
         runners,
+        refused: Default::default(),
     };
     let a = plan(&snap, &cfg, at(100));
     snap.jobs.reverse();
@@ -613,6 +631,7 @@ fn a_kept_machine_is_reused_once_even_when_standby_also_wants_it() {
         jobs: vec![job(1, &["linux"])],
         instances: vec![off],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(600));
     let reuses = p
@@ -635,6 +654,7 @@ fn powered_off_machines_do_not_count_toward_a_workflow_run() {
         jobs: vec![job(10, &["linux"])],
         instances: vec![off],
         runners: vec![],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(20));
     assert_eq!(creates(&p).len(), 1, "{:#?}", p.waiting);
@@ -652,10 +672,111 @@ fn an_idle_runner_past_its_deadline_frees_its_run_slot_in_the_same_pass() {
         jobs: vec![job(10, &["gpu"])],
         instances: vec![idle],
         runners: vec![runner(1, "mayfly-linux-i", false, LINUX)],
+        refused: Default::default(),
     };
     let p = plan(&snap, &cfg, at(3600));
     assert_eq!(deleted(&p), ["mayfly-linux-i"]);
     assert_eq!(creates(&p).len(), 1, "{:#?}", p.waiting);
     let again = plan(&apply::apply(&snap, &p, CTRL, at(3600)), &cfg, at(3600));
     assert!(creates(&again).is_empty());
+}
+
+#[test]
+fn a_machine_whose_runner_finished_is_reused_at_once_without_waiting_for_the_power_off() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut stopping = instance("mayfly-linux-s", "linux", InstanceState::Stopping, LINUX);
+    stopping.state_since = at(590);
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        instances: vec![stopping.clone()],
+        ..Snapshot::default()
+    };
+    let p = plan(&snap, &cfg, at(600));
+    assert!(creates(&p).is_empty(), "no new machine: {p:?}");
+    assert!(
+        matches!(&p.actions[..], [Action::Reuse { instance, .. }] if instance == "mayfly-linux-s")
+    );
+
+    // Without recycling it is left to stop, and deleted if it does not.
+    let mut cfg = cfg;
+    cfg.recycling.enabled = false;
+    let idle = Snapshot {
+        instances: vec![stopping],
+        ..Snapshot::default()
+    };
+    let p = plan(&idle, &cfg, at(600));
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(
+        p.next_check,
+        Some(at(590 + 180).plus(std::time::Duration::from_millis(1)))
+    );
+    let p = plan(&idle, &cfg, at(590 + 181));
+    assert_eq!(deleted(&p), ["mayfly-linux-s"]);
+    assert_eq!(p.actions[0].reason().kind(), "stopping_deadline");
+}
+
+#[test]
+fn a_refused_spec_is_not_tried_again_and_another_pool_serves_the_job() {
+    let small = pool("small", LINUX);
+    let mut big = pool("big", LINUX);
+    big.spec.types = vec!["cx33".into()];
+    let cfg = config(vec![small.clone(), big]);
+    let refused = Refused {
+        specs: vec![RefusedSpec {
+            pool: "small".into(),
+            spec: small.spec.clone(),
+            reason: "server type cx22 does not exist".into(),
+        }],
+        jobs: vec![],
+    };
+    let snap = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        refused: refused.clone(),
+        ..Snapshot::default()
+    };
+    let p = plan(&snap, &cfg, at(0));
+    assert!(
+        matches!(&creates(&p)[..], [Action::Create { pool, .. }] if pool == "big"),
+        "{p:?}"
+    );
+    // With the small pool alone, the job waits and says why.
+    let cfg = config(vec![small]);
+    let p = plan(&snap, &cfg, at(0));
+    assert!(p.actions.is_empty());
+    assert_eq!(p.waiting.len(), 1);
+    assert_eq!(p.waiting[0].why.kind(), "pool_unusable");
+    assert!(!p.waiting[0].why.changes_by_itself());
+    assert_eq!(
+        p.waiting[0].why.to_string(),
+        "pool small is unusable: server type cx22 does not exist"
+    );
+    // A job whose labels ask for another type is not held by the refusal.
+    let other = Snapshot {
+        jobs: vec![job(2, &["linux", "type-cx43"])],
+        refused,
+        ..Snapshot::default()
+    };
+    assert_eq!(creates(&plan(&other, &cfg, at(0))).len(), 1);
+}
+
+#[test]
+fn a_refused_job_waits_with_its_reason_and_nothing_is_made_for_it() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let j = job(1, &["linux"]);
+    let snap = Snapshot {
+        jobs: vec![j.clone(), job(2, &["linux"])],
+        refused: Refused {
+            specs: vec![],
+            jobs: vec![RefusedJob {
+                job: j.key.clone(),
+                reason: "acme/app?x=1# is not a repository".into(),
+            }],
+        },
+        ..Snapshot::default()
+    };
+    let p = plan(&snap, &cfg, at(0));
+    assert_eq!(creates(&p).len(), 1, "only the other job gets a machine");
+    assert_eq!(p.waiting.len(), 1);
+    assert_eq!(p.waiting[0].job, j.key);
+    assert_eq!(p.waiting[0].why.kind(), "refused");
 }

@@ -237,6 +237,7 @@ fn arb_world() -> impl Strategy<Value = (Pools, Snapshot)> {
                     jobs,
                     instances,
                     runners,
+                    refused: Default::default(),
                 },
             )
         })
@@ -256,7 +257,10 @@ fn counts(snap: &Snapshot, cfg: &Pools) -> HashMap<String, u32> {
     for i in ours(snap, cfg) {
         *c.entry("global".to_string()).or_default() += 1;
         *c.entry(format!("pool:{}", i.pool)).or_default() += 1;
-        if matches!(i.state, InstanceState::Off | InstanceState::Deleting) {
+        if matches!(
+            i.state,
+            InstanceState::Off | InstanceState::Stopping | InstanceState::Deleting
+        ) {
             continue;
         }
         *c.entry(format!("set:{}", i.labels.set_key())).or_default() += 1;

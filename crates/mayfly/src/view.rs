@@ -58,7 +58,7 @@ pub struct JobView {
     pub instance: Option<String>,
     /// Why nothing is being made for it (no pool, a limit); `None` when served.
     pub waiting: Option<String>,
-    /// The kind of `waiting`: `no_pool`, `bad_label` or `limit`.
+    /// The kind of `waiting`: `no_pool`, `bad_label`, `limit`, `pool_unusable` or `refused`.
     #[serde(default)]
     pub waiting_reason: Option<String>,
 }
@@ -385,6 +385,7 @@ mod tests {
                 labels: Labels::new(LINUX),
                 since: Time::from_secs(1500),
             }],
+            refused: Default::default(),
         };
         let now = Time::from_secs(2000);
         let plan = mayfly_core::plan(&snapshot, &pools, now);

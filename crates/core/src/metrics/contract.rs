@@ -120,8 +120,12 @@ pub const CONTRACT: &[Metric] = &[
         name: "mayfly_jobs_waiting",
         kind: Kind::Gauge,
         help: "Queued jobs the last plan could not serve: no pool for their labels, a label it \
-               cannot read, or a limit reached.",
-        labels: &[one_of("reason", &["no_pool", "bad_label", "limit"])],
+               cannot read, a limit reached, a pool whose machines the provider refuses, or a \
+               job that cannot be registered.",
+        labels: &[one_of(
+            "reason",
+            &["no_pool", "bad_label", "limit", "pool_unusable", "refused"],
+        )],
         buckets: &[],
     },
     Metric {
@@ -191,6 +195,7 @@ pub const CONTRACT: &[Metric] = &[
                     "powered_off_deadline",
                     "paid_time_used_up",
                     "max_lifetime",
+                    "stopping_deadline",
                     "operator",
                     "quota",
                 ],

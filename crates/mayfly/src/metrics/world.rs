@@ -196,6 +196,7 @@ mod tests {
                 labels: Labels::new(LINUX),
                 since: Time::from_secs(0),
             }],
+            refused: Default::default(),
         };
         metrics::with_local_recorder(&recorder, || world.record(&view(&busy, 3)));
         let text = render();

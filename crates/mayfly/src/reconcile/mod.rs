@@ -340,6 +340,7 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
         jobs,
         instances,
         runners,
+        refused: Default::default(),
     };
     snapshot::forget_unseen(memory, &snapshot);
     Ok(Seen {
