@@ -40,6 +40,9 @@ pub struct Ended {
     pub waiting: bool,
     /// The plan's next deadline (`Plan::next_check`).
     pub next_check: Option<Time>,
+    /// The pass found its picture stale (a job it was about to serve had started): plan again
+    /// at once, as soon as `coalesce` allows.
+    pub again: bool,
 }
 
 /// The loop's schedule: feed it events and passes, ask it when the next pass is due.
@@ -126,6 +129,7 @@ impl Pacer {
             self.pace.resync
         });
         let at = match ended.next_check {
+            _ if ended.again => now,
             Some(t) if t > now => t.min(cap),
             Some(_) => now,
             None => cap,

@@ -501,6 +501,7 @@ async fn writes_are_spaced() {
         token(),
         LimitsConfig {
             write_interval_ms: 150,
+            write_burst: 1,
             ..limits()
         },
     );

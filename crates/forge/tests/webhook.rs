@@ -215,6 +215,21 @@ fn unknown_actions_and_broken_payloads_are_typed_errors() {
         parse("workflow_job", deep.as_bytes()),
         Err(ParseError::Json(_))
     ));
+    // A repository name GitHub never gives: no runner could register there, and such a name
+    // must not reach the store, a log line or a table.
+    for bad in [
+        "acme/app?x=1#",
+        "acme/app\n2026 INFO forged",
+        "acme",
+        "a/b/c",
+        "/app",
+    ] {
+        value["workflow_job"]["created_at"] = serde_json::Value::Null;
+        value["repository"]["full_name"] = bad.into();
+        let err = parse("workflow_job", value.to_string().as_bytes()).expect_err(bad);
+        assert!(matches!(err, ParseError::Repository(_)), "{bad}: {err:?}");
+        assert!(!err.to_string().contains('\n'), "escaped: {err}");
+    }
     let long_action = format!(r#"{{"action":"{}"}}"#, "x".repeat(10_000));
     let err = parse("workflow_job", long_action.as_bytes()).expect_err("unknown action");
     assert!(err.to_string().len() < 200, "{err}");

@@ -19,6 +19,8 @@ const HTTP_DRAIN: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // First: everything after it records through the recorder.
     let exporter = mayfly::metrics::install()?;
+    // Then: a SIGTERM from here on stops the daemon cleanly rather than killing it.
+    let shutdown = shutdown_signal()?;
     let token_file = config
         .api
         .token_file
@@ -46,6 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let wake = Arc::new(mayfly::demand::Wake::default());
+    reconciler.report_evidence_to(wake.clone());
     // A pass reads the world at least every `resync`: two missed in a row is not ready.
     let ready_within = config.intervals.resync.0 * 2;
     let api = http::Api::new(
@@ -110,7 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &wake,
         mayfly_core::Pacer::new(pace),
         clock.as_ref(),
-        shutdown_signal(),
+        shutdown,
         async |trigger| match reconciler.pass().await {
             Ok(report) => {
                 debug!(trigger, ?report, "reconcile pass done");
@@ -188,10 +191,14 @@ fn demand_task(
         store,
         client,
         repos,
-        wake,
+        wake.clone(),
         config.intervals.confirm_queued.0,
     )
-    .backstop(skip);
+    .backstop(skip)
+    .timing(
+        config.intervals.confirm_running.0,
+        config.intervals.confirm_stale.0,
+    );
     Ok(Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -200,6 +207,10 @@ fn demand_task(
                 _ = tick.tick() => {
                     let report = demand.pass(mayfly::demand::now()).await;
                     debug!(?report, "demand pass");
+                }
+                () = wake.evidence.notified() => {
+                    let report = demand.evidence(mayfly::demand::now()).await;
+                    debug!(?report, "evidence confirmed");
                 }
                 _ = stop.changed() => return,
             }
@@ -234,7 +245,12 @@ pub(crate) async fn build_reconciler(
         runners,
         config.bootstrap.clone(),
         clock,
-        config.workers,
+        mayfly::reconcile::Tuning {
+            workers: config.workers,
+            confirm_stale: config.intervals.confirm_stale.0,
+            refused_retry: config.intervals.refused_retry.0,
+            finishing: config.intervals.finishing.0,
+        },
     ))
 }
 
@@ -352,23 +368,31 @@ async fn reconcile_loop(
     }
 }
 
-/// The name of the first shutdown signal received.
-pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// The name of the first shutdown signal received. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that comes while the first pass runs
+/// is caught, never the default action (which would kill the process mid-step).
+pub(crate) fn shutdown_signal()
+-> anyhow::Result<impl Future<Output = anyhow::Result<&'static str>> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("cannot listen for Ctrl-C"),
-            _ = term.recv() => Ok("SIGTERM"),
-        }
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => Ok("SIGINT"),
+                _ = term.recv() => Ok("SIGTERM"),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")?;
-        Ok("Ctrl-C")
+        Ok(async {
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot listen for Ctrl-C")?;
+            Ok("Ctrl-C")
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 
 use mayfly_core::{JobKey, JobStatus, Time};
 use mayfly_forge::github::webhook::{Action, JobUpdate};
-use mayfly_forge::github::{Client, Error, Poller, Repo};
+use mayfly_forge::github::{Client, Error, Polled, Poller, Repo};
 use mayfly_store::{JobRecord, Store, Upsert};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,7 +59,8 @@ pub async fn store_job(
 pub struct DemandReport {
     /// Jobs the poll found in runs that changed.
     pub polled: usize,
-    /// Jobs looked up one by one because the store held them as queued for long.
+    /// Jobs looked up one by one: held as queued or running for long, or contradicted by what
+    /// a reconcile pass saw.
     pub confirmed: usize,
     /// Store records that changed.
     pub changed: usize,
@@ -68,6 +69,8 @@ pub struct DemandReport {
     /// Jobs that finished: they wake the loop a little later (see [`Wake`]).
     pub finished: usize,
     pub failed: usize,
+    /// Repositories found losing webhooks in this pass (polled closely from now on).
+    pub lossy: usize,
 }
 
 /// Whether a job's new status calls for a reconcile pass now: a queued job needs a runner.
@@ -84,8 +87,12 @@ pub fn wakes(status: JobStatus) -> bool {
 pub struct Wake {
     pub now: Notify,
     pub soon: Notify,
+    /// A pass found jobs whose state in the store the forge's runners contradict.
+    pub evidence: Notify,
     /// Repositories a job webhook came from since the poller last asked.
     heard: std::sync::Mutex<HashSet<String>>,
+    /// The jobs behind `evidence`, to confirm with the forge.
+    suspects: std::sync::Mutex<Vec<JobKey>>,
 }
 
 impl Wake {
@@ -99,6 +106,25 @@ impl Wake {
 
     fn take_heard(&self) -> HashSet<String> {
         std::mem::take(&mut *self.heard.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A pass found the store behind the forge on these jobs (see `reconcile::evidence`).
+    pub fn suspect(&self, jobs: Vec<JobKey>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        for job in jobs {
+            if !suspects.contains(&job) {
+                suspects.push(job);
+            }
+        }
+        drop(suspects);
+        self.evidence.notify_one();
+    }
+
+    fn take_suspects(&self) -> Vec<JobKey> {
+        std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Wakes the loop as a job that moved to `status` calls for.
@@ -115,21 +141,49 @@ pub struct Demand {
     store: Store,
     client: Client,
     poller: Poller,
-    polled: HashSet<String>,
     wake: Arc<Wake>,
-    /// A job the store holds as queued this long is confirmed with GitHub.
-    confirm_after: Duration,
+    /// A job the store holds as queued is confirmed with GitHub once its news is this old,
+    confirm_queued: Duration,
+    /// and one it holds as running once its news is this old: the truth check, for every
+    /// job, polled repositories included (a poll can miss a run that came and went).
+    confirm_running: Duration,
+    /// How old a contradiction must be before it counts as a lost webhook (news takes a moment
+    /// to arrive), and how long a suspect once confirmed is left alone.
+    grace: Duration,
     /// When each job was last confirmed, so a job stuck in the queue costs one request per
-    /// `confirm_after`, not one per pass.
+    /// interval (a 304, free, when nothing changed), not one per pass.
     confirmed_at: HashMap<JobKey, Time>,
     /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
     pub confirm_per_pass: usize,
-    /// Polls a repository whose webhooks flow may skip in a row (see [`Demand::backstop`]).
+    /// Polls a repository whose webhooks are trusted may skip in a row (see [`Demand::backstop`]).
     backstop: u32,
-    skipped: HashMap<String, u32>,
-    /// Repositories whose last poll found news the webhooks had not brought: their webhooks
-    /// are lost (or late), so they are polled every pass until a poll finds nothing new.
-    lossy: HashSet<String>,
+    /// What the poller knows of each polled repository's webhooks.
+    trust: HashMap<String, Trust>,
+    /// The poll cursors were read from the store (once, at the first pass).
+    restored: bool,
+}
+
+/// Whether a repository's webhooks can be relied on, learned from evidence: a poll that found
+/// activity and nothing the webhooks had not brought counts for them; a poll, a confirmation
+/// or a reconcile pass that finds the store behind GitHub counts against.
+#[derive(Clone, Debug, Default)]
+struct Trust {
+    /// Polls in a row that found activity the webhooks had all brought already.
+    clean: u32,
+    trusted: bool,
+    /// Polls skipped in a row while trusted.
+    skipped: u32,
+}
+
+/// Clean polls with activity before a repository's webhooks are trusted.
+const TRUST_AFTER: u32 = 2;
+
+impl Trust {
+    fn lost(&mut self) -> bool {
+        let was = self.trusted || self.clean > 0;
+        *self = Trust::default();
+        was
+    }
 }
 
 impl Demand {
@@ -138,36 +192,44 @@ impl Demand {
         client: Client,
         repos: Vec<Repo>,
         wake: Arc<Wake>,
-        confirm_after: Duration,
+        confirm_queued: Duration,
     ) -> Demand {
-        let polled: HashSet<String> = repos.iter().map(ToString::to_string).collect();
-        let repos_polled = polled.clone();
+        let trust = repos
+            .iter()
+            .map(|r| (r.to_string(), Trust::default()))
+            .collect();
         Demand {
             store,
             poller: Poller::new(client.clone(), repos),
             client,
-            polled,
             wake,
-            confirm_after,
+            confirm_queued,
+            confirm_running: confirm_queued.max(Duration::from_secs(600)),
+            grace: Duration::from_secs(10),
             confirmed_at: HashMap::new(),
             backstop: 0,
-            skipped: HashMap::new(),
-            // Every repository must first prove its webhooks complete: one poll that finds
-            // nothing they had not brought.
-            lossy: repos_polled.clone(),
+            trust,
+            restored: false,
             confirm_per_pass: 50,
         }
     }
 
-    /// A repository whose job webhooks arrived since the last poll is polled only every
-    /// `skip + 1`-th pass: the poll is the fallback for lost webhooks, and while webhooks flow it
-    /// would mostly read what they said already, at full price (runs that changed cost their
-    /// run and job lists; only unchanged lists are free). A repository that sent nothing since
-    /// the last poll is polled every pass: that costs nothing when it is quiet (304s), and finds
-    /// its jobs when its webhooks are lost or not configured. So is one whose last poll found
-    /// news its webhooks had not brought. 0 (the default) polls every pass.
+    /// A repository whose webhooks are trusted and arrived since the last poll is polled only
+    /// every `skip + 1`-th pass: the poll is the fallback for lost webhooks, and while webhooks
+    /// flow it would mostly read what they said already, at full price (runs that changed cost
+    /// their run and job lists; only unchanged lists are free). Every other repository is polled
+    /// every pass: that costs nothing when it is quiet (304s), and finds its jobs when its
+    /// webhooks are lost or not configured. 0 (the default) polls every pass.
     pub fn backstop(mut self, skip: u32) -> Demand {
         self.backstop = skip;
+        self
+    }
+
+    /// How old news of a running job may get before it is confirmed, and how old a
+    /// contradiction must be to count (see the fields). Defaults: 10 minutes and 10 s.
+    pub fn timing(mut self, confirm_running: Duration, grace: Duration) -> Demand {
+        self.confirm_running = confirm_running;
+        self.grace = grace;
         self
     }
 
@@ -177,20 +239,36 @@ impl Demand {
         let mut due = HashSet::new();
         for repo in self.poller.repos() {
             let key = repo.to_string();
-            let skipped = self.skipped.entry(key.clone()).or_default();
-            if heard.contains(&key) && !self.lossy.contains(&key) && *skipped < self.backstop {
-                *skipped += 1;
+            let trust = self.trust.entry(key.clone()).or_default();
+            if trust.trusted && heard.contains(&key) && trust.skipped < self.backstop {
+                trust.skipped += 1;
             } else {
-                *skipped = 0;
+                trust.skipped = 0;
                 due.insert(key);
             }
         }
         due
     }
 
+    /// Whether `repo`'s webhooks are trusted (polled at the backstop only).
+    pub fn trusted(&self, repo: &str) -> bool {
+        self.trust.get(repo).is_some_and(|t| t.trusted)
+    }
+
+    /// Evidence that `repo` loses webhooks: it is polled every pass again.
+    fn lost(&mut self, repo: &str, report: &mut DemandReport) {
+        if let Some(trust) = self.trust.get_mut(repo)
+            && trust.lost()
+        {
+            info!(repo = %crate::escape::Text(repo), "webhooks are being lost: polling closely again");
+            report.lossy += 1;
+        }
+    }
+
     /// One poll of every repository that is due, then the confirmations that are due.
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
+        self.restore().await;
         let due = self.due();
         let found = self
             .poller
@@ -198,79 +276,193 @@ impl Demand {
             .await;
         report.failed += found.failed.len();
         report.polled = found.jobs.len();
-        self.lossy.retain(|repo| !due.contains(repo));
+        // Per polled repository: whether it had activity, and news the webhooks had not brought.
+        let mut activity: HashMap<String, bool> = HashMap::new();
         for update in found.jobs {
             let before = report.changed;
             let scope = update.key.scope.to_string();
             let started = update.started_at.unwrap_or(now);
-            self.store_record(record(&update, now), started, &mut report)
-                .await;
-            if report.changed > before {
-                self.lossy.insert(scope);
+            let overdue = self.overdue(&update, now);
+            let run = update.run_id;
+            if !self
+                .store_record(record(&update, now), started, &mut report)
+                .await
+            {
+                // Not kept: read that run again next poll, whatever the lists say.
+                self.poller.refetch(&scope, run);
+            }
+            let missed = report.changed > before && overdue;
+            *activity.entry(scope).or_default() |= missed;
+        }
+        for repo in &due {
+            match activity.get(repo) {
+                Some(true) => self.lost(repo, &mut report),
+                Some(false) => {
+                    let trust = self.trust.entry(repo.clone()).or_default();
+                    trust.clean += 1;
+                    if !trust.trusted && trust.clean >= TRUST_AFTER {
+                        trust.trusted = true;
+                        info!(repo = %crate::escape::Text(repo), "webhooks arrive: polling at the backstop");
+                    }
+                }
+                None => {}
             }
         }
-        self.confirm(now, &mut report).await;
+        self.persist(now).await;
+        let suspects = self.wake.take_suspects();
+        self.confirm(now, suspects, &mut report).await;
+        self.finish(&report);
+        report
+    }
+
+    /// Confirms the jobs a reconcile pass found contradicted, at once (between polls).
+    pub async fn evidence(&mut self, now: Time) -> DemandReport {
+        let mut report = DemandReport::default();
+        let suspects = self.wake.take_suspects();
+        if !suspects.is_empty() {
+            self.confirm(now, suspects, &mut report).await;
+            self.finish(&report);
+        }
+        report
+    }
+
+    fn finish(&self, report: &DemandReport) {
         if report.urgent > 0 {
             self.wake.now.notify_one();
         }
         if report.finished > 0 {
             self.wake.soon.notify_one();
         }
-        if report.changed > 0 || report.failed > 0 {
+        if report.changed > 0 || report.failed > 0 || report.lossy > 0 {
             info!(
                 polled = report.polled,
                 confirmed = report.confirmed,
                 changed = report.changed,
                 failed = report.failed,
+                lossy = report.lossy,
                 "demand pass"
             );
         }
-        report
     }
 
-    /// Takes the record by value: a borrowed update held across the store's await trips the
-    /// compiler's check that the spawned pass is `Send`.
-    async fn store_record(&self, rec: JobRecord, started: Time, report: &mut DemandReport) {
-        let status = rec.status;
-        let key = rec.key.clone();
-        match store_job(&self.store, rec, started, None).await {
-            Ok(outcome) if outcome.changed() => {
-                report.changed += 1;
-                report.urgent += usize::from(wakes(status));
-                report.finished += usize::from(status == JobStatus::Completed);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(job = %key, error = %e, "job not stored");
-                report.failed += 1;
+    /// Whether a poll's news of `update` should have reached mayfly by webhook already: its
+    /// change happened longer than the grace ago (by GitHub's own times, where it gives them).
+    fn overdue(&self, update: &JobUpdate, now: Time) -> bool {
+        let since = match update.status {
+            JobStatus::Queued => update.created_at,
+            JobStatus::InProgress => update.started_at,
+            JobStatus::Completed => None,
+        };
+        since.is_none_or(|t| now.since(t) > self.grace)
+    }
+
+    /// Reads the poll cursors a previous process saved, once.
+    async fn restore(&mut self) {
+        if std::mem::replace(&mut self.restored, true) {
+            return;
+        }
+        for repo in self.poller.repos().to_vec() {
+            let name = cursor_name(&repo.to_string());
+            match self.store.cursor(&name).await {
+                Ok(Some(text)) => match serde_json::from_str(&text) {
+                    Ok(cursor) => self.poller.restore(&repo.to_string(), cursor),
+                    Err(e) => {
+                        warn!(cursor = %name, error = %e, "unreadable poll cursor: starting afresh")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot read the poll cursors: reading every run afresh")
+                }
             }
         }
     }
 
-    /// Confirms jobs the store holds as queued for longer than `confirm_after`, outside the
-    /// polled repositories (there a finished run is read by the poll already). A job GitHub no
-    /// longer knows is recorded as completed, so it never keeps a machine alive.
-    async fn confirm(&mut self, now: Time, report: &mut DemandReport) {
-        let queued = match self.store.jobs_with_status(&[JobStatus::Queued]).await {
-            Ok(q) => q,
+    /// Saves the cursors that moved, so a restart reads only what changed since.
+    async fn persist(&mut self, now: Time) {
+        for repo in self.poller.repos().to_vec() {
+            let repo = repo.to_string();
+            let Some(cursor) = self.poller.take_cursor(&repo) else {
+                continue;
+            };
+            let Ok(text) = serde_json::to_string(&cursor) else {
+                continue;
+            };
+            if let Err(e) = self
+                .store
+                .save_cursor(&cursor_name(&repo), &text, now)
+                .await
+            {
+                debug!(error = %e, "poll cursor not saved: a restart reads those runs again");
+            }
+        }
+    }
+
+    /// Stores a record; false when the store failed (the news must be fetched again). Takes
+    /// the record by value: a borrowed update held across the store's await trips the
+    /// compiler's check that the spawned pass is `Send`.
+    async fn store_record(&self, rec: JobRecord, started: Time, report: &mut DemandReport) -> bool {
+        let status = rec.status;
+        let key = rec.key.clone();
+        match store_job(&self.store, rec, started, None).await {
+            Ok(outcome) => {
+                if outcome.changed() {
+                    report.changed += 1;
+                    report.urgent += usize::from(wakes(status));
+                    report.finished += usize::from(status == JobStatus::Completed);
+                }
+                true
+            }
             Err(e) => {
-                warn!(error = %e, "cannot read queued jobs");
+                warn!(job = %key, error = %e, "job not stored; it is read again next poll");
+                report.failed += 1;
+                false
+            }
+        }
+    }
+
+    /// The truth check: confirms with GitHub the `suspects` a reconcile pass found contradicted
+    /// (once per grace each), then the jobs the store holds as queued or running whose news is
+    /// older than their interval, oldest first, at most `confirm_per_pass` in all. A job GitHub
+    /// no longer knows is recorded as completed, so it never keeps a machine alive. A
+    /// confirmation that changes the store is evidence of lost webhooks.
+    async fn confirm(&mut self, now: Time, suspects: Vec<JobKey>, report: &mut DemandReport) {
+        let held = match self
+            .store
+            .jobs_with_status(&[JobStatus::Queued, JobStatus::InProgress])
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                warn!(error = %e, "cannot read the jobs to confirm");
                 report.failed += 1;
                 return;
             }
         };
-        let due: Vec<JobRecord> = queued
-            .into_iter()
-            .filter(|j| {
-                !self.polled.contains(j.key.scope.as_ref())
-                    && now.since(j.updated_at) > self.confirm_after
-                    && self
-                        .confirmed_at
-                        .get(&j.key)
-                        .is_none_or(|t| now.since(*t) > self.confirm_after)
-            })
-            .take(self.confirm_per_pass)
+        let grace = self.grace;
+        let confirmed_at = &self.confirmed_at;
+        let quiet_for = |j: &JobRecord, every: Duration| {
+            now.since(j.updated_at) > every
+                && confirmed_at
+                    .get(&j.key)
+                    .is_none_or(|t| now.since(*t) > every)
+        };
+        let mut due: Vec<&JobRecord> = held
+            .iter()
+            .filter(|j| suspects.contains(&j.key) && quiet_for(j, grace))
             .collect();
+        let mut scheduled: Vec<&JobRecord> = held
+            .iter()
+            .filter(|j| !suspects.contains(&j.key))
+            .filter(|j| match j.status {
+                JobStatus::Queued => quiet_for(j, self.confirm_queued),
+                _ => quiet_for(j, self.confirm_running),
+            })
+            .collect();
+        scheduled.sort_by_key(|j| j.updated_at);
+        due.extend(scheduled);
+        due.truncate(self.confirm_per_pass);
+        let due: Vec<JobRecord> = due.into_iter().cloned().collect();
         for job in due {
             self.confirmed_at.insert(job.key.clone(), now);
             report.confirmed += 1;
@@ -282,11 +474,13 @@ impl Demand {
                     report.changed += 1;
                     report.urgent += usize::from(wakes(status));
                     report.finished += usize::from(status == JobStatus::Completed);
+                    let repo = job.key.scope.to_string();
+                    self.lost(&repo, report);
                 }
                 Ok(_) => {}
                 Err(Error::Postponed) => {
                     debug!("GitHub budget low: confirmations postponed");
-                    return;
+                    break;
                 }
                 Err(e) => {
                     debug!(job = %job.key, error = %e, "cannot confirm job");
@@ -294,12 +488,26 @@ impl Demand {
                 }
             }
         }
-        self.confirmed_at
-            .retain(|_, t| now.since(*t) <= self.confirm_after * 2);
+        // Forget what is no longer held or due (and the client's ETag of it with it).
+        let keep = self.confirm_queued.max(self.confirm_running) * 2;
+        let held: HashSet<&JobKey> = held.iter().map(|j| &j.key).collect();
+        let client = &self.client;
+        self.confirmed_at.retain(|key, t| {
+            let keep = held.contains(key) && now.since(*t) <= keep;
+            if !keep && let Ok(repo) = Repo::parse(&key.scope) {
+                client.forget_job(&repo, key.id);
+            }
+            keep
+        });
     }
 }
 
-/// What GitHub said of a job the store holds as queued.
+/// The store name of a repository's poll cursor.
+fn cursor_name(repo: &str) -> String {
+    format!("github:runs:{repo}")
+}
+
+/// What GitHub said of a job the store holds as queued or running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Confirmed {
     /// GitHub's status; `Completed` for a job GitHub no longer knows.
@@ -308,9 +516,10 @@ pub struct Confirmed {
     pub changed: bool,
 }
 
-/// Asks GitHub for one job (one request) and records what it says: a status past queued, or
-/// completed (conclusion `not_found`) when GitHub no longer knows the job. A store that cannot
-/// be written is logged, not an error: GitHub's answer is still the truth.
+/// Asks GitHub for one job (one conditional request: a 304 when nothing changed since the last
+/// answer, free) and records what it says: a status past the store's, or completed
+/// (conclusion `not_found`) when GitHub no longer knows the job. A store that cannot be written
+/// is logged, not an error: GitHub's answer is still the truth.
 pub async fn confirm_job(
     client: &Client,
     store: &Store,
@@ -319,32 +528,15 @@ pub async fn confirm_job(
 ) -> Result<Confirmed, Error> {
     let repo = Repo::parse(&job.key.scope)
         .map_err(|_| Error::Transport(format!("{} is not a repository", job.key.scope)))?;
-    let update = match client.job(&repo, job.key.id).await {
-        Ok(found) => match found.job_status() {
-            Some(status) if status != JobStatus::Queued => JobUpdate {
-                action: Action::for_status(status),
-                key: job.key.clone(),
-                status,
-                run_id: found.run_id,
-                run_attempt: found.run_attempt,
-                labels: found.labels.clone(),
-                conclusion: found.conclusion.clone(),
-                runner_name: found.runner_name.clone(),
-                workflow_name: found.workflow_name.clone(),
-                created_at: Some(job.queued_at),
-                started_at: found
-                    .started_at
-                    .as_deref()
-                    .and_then(mayfly_forge::github::time::parse),
-            },
-            _ => {
-                return Ok(Confirmed {
-                    status: JobStatus::Queued,
-                    changed: false,
-                });
-            }
-        },
-        Err(Error::NotFound) => JobUpdate {
+    let update = match client.job_if_changed(&repo, job.key.id).await {
+        // The same answer as last time: what the store holds came from it.
+        Ok(Polled::Unchanged) => None,
+        Ok(Polled::Changed(found)) => found.update(&repo).map(|mut update| {
+            // The store's queue time stands (a webhook's created_at, or when it was seen).
+            update.created_at = Some(job.queued_at);
+            update
+        }),
+        Err(Error::NotFound) => Some(JobUpdate {
             action: Action::Completed,
             key: job.key.clone(),
             status: JobStatus::Completed,
@@ -356,8 +548,14 @@ pub async fn confirm_job(
             workflow_name: job.workflow.clone(),
             created_at: Some(job.queued_at),
             started_at: None,
-        },
+        }),
         Err(e) => return Err(e),
+    };
+    let Some(update) = update.filter(|u| u.status != job.status) else {
+        return Ok(Confirmed {
+            status: job.status,
+            changed: false,
+        });
     };
     let started = update.started_at.unwrap_or(now);
     let changed = match store_job(store, record(&update, now), started, None).await {

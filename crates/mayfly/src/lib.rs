@@ -6,6 +6,7 @@
 #[cfg(feature = "aws")]
 pub mod asg;
 pub mod demand;
+pub mod escape;
 pub mod estimate;
 pub mod http;
 pub mod local;

@@ -3,7 +3,7 @@
 
 use crate::demand::{Demand, DemandReport, Wake};
 use crate::http::{Webhooks, router};
-use crate::reconcile::{PassError, PassReport, Reconciler, Runners};
+use crate::reconcile::{PassError, PassReport, Reconciler, Runners, Tuning};
 use anyhow::Context;
 use mayfly_core::{
     Arch, Clock, Deadlines, Ended, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pace,
@@ -177,15 +177,19 @@ impl Controller {
                 });
             });
         }
-        let reconciler = Reconciler::new(
+        let mut reconciler = Reconciler::new(
             store.clone(),
             setup.pools,
             providers,
             Runners::new(client.clone(), forge.clone()),
             BootstrapConfig::default(),
             shared,
-            setup.workers,
+            Tuning {
+                workers: setup.workers,
+                ..Tuning::default()
+            },
         );
+        reconciler.report_evidence_to(wake.clone());
         Ok(Controller {
             store,
             reconciler,
@@ -250,6 +254,16 @@ impl Controller {
                 // A webhook, or a poll that found a queued job.
                 () = self.wake.now.notified() => pacer.queued(self.clock.now()),
                 () = self.wake.soon.notified() => pacer.finished(self.clock.now()),
+                // A pass found the store behind GitHub: confirm those jobs now.
+                () = self.wake.evidence.notified() => {
+                    let report = self.demand.evidence(self.clock.now()).await;
+                    if report.urgent > 0 {
+                        pacer.queued(self.clock.now());
+                    }
+                    if report.finished > 0 {
+                        pacer.finished(self.clock.now());
+                    }
+                }
             }
         }
     }

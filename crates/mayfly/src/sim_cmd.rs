@@ -132,7 +132,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(jobs = jobs.len(), "replaying trace");
             sim.replay(jobs);
         }
-        let signal = crate::daemon::shutdown_signal().await?;
+        let signal = crate::daemon::shutdown_signal()?.await?;
         tracing::info!(signal, "stopping");
         Ok(())
     })

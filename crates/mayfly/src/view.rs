@@ -36,6 +36,10 @@ pub struct PoolView {
     pub idle: usize,
     /// Jobs of the pool's labels waiting for a machine.
     pub queued: usize,
+    /// Why no machine of the pool can be made: the provider refused its spec (an unknown
+    /// type, image or location); `None` when it can. Tried again after `intervals.refused_retry`.
+    #[serde(default)]
+    pub unusable: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,6 +261,12 @@ impl View {
                             .is_ok_and(|req| p.serves(&req))
                     })
                     .count();
+                let unusable = snapshot
+                    .refused
+                    .specs
+                    .iter()
+                    .find(|r| r.pool == p.name)
+                    .map(|r| r.reason.clone());
                 PoolView {
                     name: p.name.clone(),
                     provider: p.provider.clone(),
@@ -267,6 +277,7 @@ impl View {
                     busy,
                     idle,
                     queued,
+                    unusable,
                 }
             })
             .collect();

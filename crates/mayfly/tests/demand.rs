@@ -116,25 +116,31 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     assert_eq!(report.confirmed, 0, "{report:?}");
 }
 
-/// A repository whose webhooks arrive is polled every third pass only (backstop 2); one that
-/// sent nothing is polled every pass.
+/// A repository is polled every pass until its webhooks prove they arrive: two polls that found
+/// activity the webhooks had all brought already. Then, while webhooks keep coming, every third
+/// pass only (backstop 2). A poll that finds a job no webhook announced puts it back on every
+/// pass. Silence proves nothing: a repository that sent nothing stays on every pass (free while
+/// it is quiet: 304s).
 #[tokio::test]
-async fn repositories_whose_webhooks_flow_are_polled_less() {
+async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     let (gh, stats, client) = fake().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.db").to_str().unwrap())
         .await
         .unwrap();
     let wake = Arc::new(Wake::default());
-    let repos = ["acme/hooked", "acme/quiet"].map(|r| Repo::parse(r).unwrap());
+    let hooked = Repo::parse("acme/hooked").unwrap();
+    let repos = [hooked.clone(), Repo::parse("acme/quiet").unwrap()];
     let mut demand = Demand::new(
-        store,
-        client,
+        store.clone(),
+        client.clone(),
         repos.to_vec(),
         wake.clone(),
         Duration::from_secs(600),
     )
-    .backstop(2);
+    .backstop(2)
+    // Any news a poll finds first counts as lost (the fake's jobs are seconds old).
+    .timing(Duration::from_secs(600), Duration::ZERO);
     // Run lists asked so far (two per repository polled: queued and in progress).
     let run_lists = || -> u64 {
         stats
@@ -144,7 +150,7 @@ async fn repositories_whose_webhooks_flow_are_polled_less() {
             .map(|r| r.count.calls)
             .sum()
     };
-    let mut passes = async |n: usize| {
+    let passes = async |demand: &mut Demand, n: usize| {
         let mut polled = Vec::new();
         for _ in 0..n {
             wake.heard("acme/hooked");
@@ -154,11 +160,101 @@ async fn repositories_whose_webhooks_flow_are_polled_less() {
         }
         polled
     };
-    // Every pass polls the quiet repository. The hooked one is polled first (its webhooks must
-    // prove complete: that poll finds nothing they had not brought), then every third pass.
-    assert_eq!(passes(6).await, [2, 1, 1, 2, 1, 1]);
+    // Webhooks "arrive" but nothing happens: no proof, every pass polls both.
+    assert_eq!(passes(&mut demand, 3).await, [2, 2, 2]);
+    // Jobs whose webhooks did arrive (stored as the receiver stores them) before the poll saw
+    // them: two such polls and the repository is trusted.
+    for _ in 0..2 {
+        let ids = gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
+        for id in ids {
+            let found = client.job(&hooked, id).await.unwrap();
+            let update = found.update(&hooked).unwrap();
+            let rec = mayfly::demand::record(&update, mayfly::demand::now());
+            store
+                .upsert_job(&rec, Some(&format!("d-{id}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(passes(&mut demand, 1).await, [2]);
+    }
+    assert!(demand.trusted("acme/hooked"));
+    assert_eq!(passes(&mut demand, 6).await, [1, 1, 2, 1, 1, 2]);
     // A job its webhooks never told of: the poll that finds it puts the repository back on
-    // every pass, until a poll finds nothing new again.
+    // every pass, until it proves itself again.
     gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
-    assert_eq!(passes(4).await, [2, 2, 1, 1]);
+    // (Trusted, it is skipped twice before the poll that finds the job.)
+    let found = passes(&mut demand, 5).await;
+    assert!(!demand.trusted("acme/hooked"));
+    assert_eq!(found, [1, 1, 2, 2, 2]);
+}
+
+/// A job the store holds as queued whose run a poll never sees again (it came and went between
+/// polls and its webhooks were lost) is confirmed on schedule, polled repository or not, with
+/// a conditional request: unchanged costs a 304.
+#[tokio::test]
+async fn polled_repositories_get_no_exemption_from_the_truth_check() {
+    let (gh, stats, client) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let wake = Arc::new(Wake::default());
+    let repo = Repo::parse("acme/app").unwrap();
+    let mut demand = Demand::new(
+        store.clone(),
+        client.clone(),
+        vec![repo.clone()],
+        wake.clone(),
+        Duration::from_secs(60),
+    );
+    // A job heard of by webhook, then cancelled on GitHub with that webhook lost, before the
+    // first poll: its run is never listed, so no poll reads it. A minute later the truth check
+    // asks.
+    let webhook = async |id: u64| {
+        let found = client.job(&repo, id).await.unwrap();
+        let rec = mayfly::demand::record(&found.update(&repo).unwrap(), mayfly::demand::now());
+        store
+            .upsert_job(&rec, Some(&format!("d-{id}")))
+            .await
+            .unwrap();
+    };
+    let ids = gh.enqueue("acme/app", vec![job(&["self-hosted", "linux"])]);
+    webhook(ids[0]).await;
+    assert!(gh.cancel(ids[0], false));
+    let now = mayfly::demand::now();
+    let report = demand.pass(now).await;
+    assert_eq!((report.polled, report.confirmed), (0, 0), "{report:?}");
+    let later = Time(now.0 + 61_000);
+    let report = demand.pass(later).await;
+    assert_eq!((report.confirmed, report.changed), (1, 1), "{report:?}");
+    let kept = store
+        .job(&JobKey {
+            forge: ForgeKind::Github,
+            scope: "acme/app".into(),
+            id: ids[0],
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.status, JobStatus::Completed);
+    assert_eq!(report.lossy, 0, "untrusted already: nothing to lose");
+    // Asked again about a job that has not changed: a 304.
+    let ids = gh.enqueue("acme/app", vec![job(&["self-hosted", "linux"])]);
+    webhook(ids[0]).await;
+    demand.pass(later).await;
+    let job_reads = || -> (u64, u64) {
+        stats
+            .rows()
+            .iter()
+            .filter(|r| r.key.route.ends_with("/actions/jobs/{job_id}"))
+            .fold((0, 0), |(c, n), r| {
+                (c + r.count.calls, n + r.count.not_modified)
+            })
+    };
+    let before = job_reads();
+    demand.pass(Time(later.0 + 122_000)).await;
+    demand.pass(Time(later.0 + 183_000)).await;
+    let after = job_reads();
+    assert_eq!(after.0 - before.0, 2, "confirmed once a minute");
+    assert_eq!(after.1 - before.1, 2, "both answers are 304s: free");
 }

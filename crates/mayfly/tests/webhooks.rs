@@ -448,7 +448,10 @@ fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
     let Some(addr) = daemon.listen_addr() else {
         panic!("no listening address logged:\n{}", daemon.log());
     };
-    if daemon.wait_for(&["reconcile pass", "timer"]).is_none() {
+    if daemon
+        .wait_for(&["reconcile pass", "trigger=\"start\""])
+        .is_none()
+    {
         panic!("no first pass:\n{}", daemon.log());
     }
 

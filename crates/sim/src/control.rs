@@ -20,6 +20,7 @@ use std::time::Duration;
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/_sim/jobs", post(enqueue).get(jobs))
+        .route("/_sim/jobs/{id}/cancel", post(cancel))
         .route("/_sim/trace", post(replay))
         .route("/_sim/stats", get(stats))
         .route("/_sim/servers", get(servers))
@@ -84,6 +85,31 @@ async fn enqueue(
         ids.extend(sim.enqueue(&req.repo, &req.labels, duration, req.jobs.unwrap_or(1)));
     }
     Ok((StatusCode::CREATED, Json(json!({ "job_ids": ids }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    /// Send the `completed` webhook (default true); false loses it.
+    #[serde(default = "yes")]
+    webhooks: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn cancel(
+    State(sim): State<Arc<Sim>>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+    payload: Result<Json<Cancel>, JsonRejection>,
+) -> Answer {
+    let req = body(payload)?;
+    if sim.github.cancel(id, req.webhooks) {
+        Ok(Json(json!({ "cancelled": id })).into_response())
+    } else {
+        Err(BadRequest(format!("job {id}: no such queued job")))
+    }
 }
 
 async fn jobs(State(sim): State<Arc<Sim>>) -> Response {

@@ -18,6 +18,7 @@
 //! `migrations/postgres`.
 
 mod columns;
+mod cursors;
 mod error;
 mod events;
 mod intents;

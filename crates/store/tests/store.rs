@@ -50,7 +50,33 @@ on_both_backends![
     reopening_keeps_data_and_reapplies_no_migration,
     ids_past_i64_are_refused,
     ping_answers_until_the_store_is_closed,
+    cursors_are_saved_and_replaced,
 ];
+
+async fn cursors_are_saved_and_replaced(db: Db) {
+    assert_eq!(db.cursor("github:acme/app").await.unwrap(), None);
+    db.save_cursor("github:acme/app", r#"{"seen":{}}"#, Time(1_000))
+        .await
+        .unwrap();
+    db.save_cursor(
+        "github:acme/app",
+        r#"{"seen":{"1":["queued","t"]}}"#,
+        Time(2_000),
+    )
+    .await
+    .unwrap();
+    db.save_cursor("github:acme/other", "{}", Time(2_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.cursor("github:acme/app").await.unwrap().as_deref(),
+        Some(r#"{"seen":{"1":["queued","t"]}}"#)
+    );
+    assert_eq!(
+        db.cursor("github:acme/other").await.unwrap().as_deref(),
+        Some("{}")
+    );
+}
 
 async fn upsert_inserts_updates_and_ignores_what_is_not_new(db: Db) {
     let queued = job(1, JobStatus::Queued, 1_000);

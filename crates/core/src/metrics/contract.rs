@@ -137,6 +137,14 @@ pub const CONTRACT: &[Metric] = &[
         buckets: QUEUE_WAIT_BUCKETS,
     },
     Metric {
+        name: "mayfly_pool_unusable",
+        kind: Kind::Gauge,
+        help: "1 while a pool's machines are refused by its provider (an unknown type, image or \
+               location) and nothing is tried until the slow retry; 0 otherwise.",
+        labels: &[POOL],
+        buckets: &[],
+    },
+    Metric {
         name: "mayfly_instances",
         kind: Kind::Gauge,
         help: "Instances of each pool by state, at the last reconcile pass; pending is a create \

@@ -3,8 +3,11 @@
 
 use super::client::{Call, Client, PER_PAGE};
 use super::error::Result;
+use super::poll::Polled;
 use super::ratelimit::Priority;
 use super::runners::Repo;
+use super::time;
+use super::webhook::{Action, JobUpdate};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels};
 use reqwest::Method;
 use serde::Deserialize;
@@ -68,6 +71,25 @@ impl WorkflowJob {
         }
     }
 
+    /// The job in a webhook's terms, so polls, confirmations and webhooks take one path into
+    /// the store. `None` for a status this code does not know.
+    pub fn update(&self, repo: &Repo) -> Option<JobUpdate> {
+        let status = self.job_status()?;
+        Some(JobUpdate {
+            action: Action::for_status(status),
+            key: self.key(repo),
+            status,
+            run_id: self.run_id,
+            run_attempt: self.run_attempt,
+            labels: self.labels.clone(),
+            conclusion: self.conclusion.clone(),
+            runner_name: self.runner_name.clone(),
+            workflow_name: self.workflow_name.clone(),
+            created_at: self.created_at.as_deref().and_then(time::parse),
+            started_at: self.started_at.as_deref().and_then(time::parse),
+        })
+    }
+
     pub fn key(&self, repo: &Repo) -> JobKey {
         JobKey {
             forge: ForgeKind::Github,
@@ -93,12 +115,49 @@ impl Client {
 
     /// One job: the truth check before acting on a webhook or deleting an idle runner.
     pub async fn job(&self, repo: &Repo, job_id: u64) -> Result<WorkflowJob> {
-        let url = self.url(&format!(
-            "/repos/{}/{}/actions/jobs/{job_id}",
-            repo.owner, repo.name
-        ));
+        let url = self.job_url(repo, job_id);
         self.send(&Call::new(Method::GET, url, Priority::Housekeeping))
             .await?
             .json()
+    }
+
+    /// One job, asked with the ETag of the last answer for it: a job unchanged since costs a
+    /// 304 and no primary budget. A finished job's ETag is forgotten (it will not be asked
+    /// about again), so the client keeps ETags only for jobs in flight.
+    pub async fn job_if_changed(&self, repo: &Repo, job_id: u64) -> Result<Polled<WorkflowJob>> {
+        let url = self.job_url(repo, job_id);
+        let mut call = Call::new(Method::GET, url, Priority::Housekeeping);
+        call.conditional = true;
+        let reply = match self.send(&call).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                if e == super::Error::NotFound {
+                    self.forget_etag(&call.url);
+                }
+                return Err(e);
+            }
+        };
+        if reply.status == 304 {
+            return Ok(Polled::Unchanged);
+        }
+        let job: WorkflowJob = reply.json()?;
+        if job.job_status() == Some(JobStatus::Completed) {
+            self.forget_etag(&call.url);
+        } else {
+            self.remember_etag(&call.url, &reply.headers);
+        }
+        Ok(Polled::Changed(job))
+    }
+
+    /// Forgets what the client remembers of a job (its ETag), once nobody will ask about it.
+    pub fn forget_job(&self, repo: &Repo, job_id: u64) {
+        self.forget_etag(&self.job_url(repo, job_id));
+    }
+
+    fn job_url(&self, repo: &Repo, job_id: u64) -> String {
+        self.url(&format!(
+            "/repos/{}/{}/actions/jobs/{job_id}",
+            repo.owner, repo.name
+        ))
     }
 }

@@ -5,31 +5,12 @@
 
 use super::client::Client;
 use super::error::{Error, Result};
-use super::jobs::{WorkflowJob, WorkflowRun};
+use super::jobs::WorkflowRun;
 use super::poll::{Polled, RunStatus};
 use super::runners::Repo;
 use super::sync::{RunCursor, RunSeen};
-use super::time;
-use super::webhook::{Action, JobUpdate};
+use super::webhook::JobUpdate;
 use std::collections::HashMap;
-
-/// A job as a poll found it, in the webhook's terms, so both take one path into the store.
-fn job_update(repo: &Repo, job: &WorkflowJob) -> Option<JobUpdate> {
-    let status = job.job_status()?;
-    Some(JobUpdate {
-        action: Action::for_status(status),
-        key: job.key(repo),
-        status,
-        run_id: job.run_id,
-        run_attempt: job.run_attempt,
-        labels: job.labels.clone(),
-        conclusion: job.conclusion.clone(),
-        runner_name: job.runner_name.clone(),
-        workflow_name: job.workflow_name.clone(),
-        created_at: job.created_at.as_deref().and_then(time::parse),
-        started_at: job.started_at.as_deref().and_then(time::parse),
-    })
-}
 
 /// What one pass over the repositories found.
 #[derive(Debug, Default)]
@@ -45,6 +26,11 @@ struct RepoState {
     cursor: RunCursor,
     /// The last answer per list, reused when the next answer is a 304.
     lists: HashMap<&'static str, Vec<WorkflowRun>>,
+    /// Runs whose jobs must be read again on the next poll, whatever the lists say (their
+    /// jobs could not be stored).
+    refetch: Vec<u64>,
+    /// The cursor changed since [`Poller::take_cursor`] last asked.
+    dirty: bool,
 }
 
 pub struct Poller {
@@ -64,6 +50,27 @@ impl Poller {
 
     pub fn repos(&self) -> &[Repo] {
         &self.repos
+    }
+
+    /// Picks up where an earlier process left off: `repo`'s runs as it last saw them, so the
+    /// first poll fetches the jobs of changed runs only.
+    pub fn restore(&mut self, repo: &str, cursor: RunCursor) {
+        self.state.entry(repo.to_string()).or_default().cursor = cursor;
+    }
+
+    /// `repo`'s cursor if it changed since the last call, to persist.
+    pub fn take_cursor(&mut self, repo: &str) -> Option<RunCursor> {
+        let state = self.state.get_mut(repo)?;
+        std::mem::take(&mut state.dirty).then(|| state.cursor.clone())
+    }
+
+    /// The jobs of `run` are read again on `repo`'s next poll: what the last one found could
+    /// not be kept (the store failed).
+    pub fn refetch(&mut self, repo: &str, run: u64) {
+        let state = self.state.entry(repo.to_string()).or_default();
+        if !state.refetch.contains(&run) {
+            state.refetch.push(run);
+        }
     }
 
     /// One pass over every repository. Errors are per repository: one failing repository does
@@ -98,31 +105,34 @@ impl Poller {
                 changed = true;
             }
         }
-        if !changed {
-            return Ok(());
+        let mut runs: Vec<u64> = std::mem::take(&mut state.refetch);
+        if changed {
+            let now: Vec<RunSeen> = state
+                .lists
+                .values()
+                .flatten()
+                .map(|r| RunSeen {
+                    id: r.id,
+                    status: r.status.clone().unwrap_or_default(),
+                    updated_at: r.updated_at.clone().unwrap_or_default(),
+                })
+                .collect();
+            let changes = state.cursor.update(&now);
+            state.dirty = true;
+            for run in changes.fetch.iter().chain(&changes.gone) {
+                if !runs.contains(run) {
+                    runs.push(*run);
+                }
+            }
         }
-        let now: Vec<RunSeen> = state
-            .lists
-            .values()
-            .flatten()
-            .map(|r| RunSeen {
-                id: r.id,
-                status: r.status.clone().unwrap_or_default(),
-                updated_at: r.updated_at.clone().unwrap_or_default(),
-            })
-            .collect();
-        let changes = state.cursor.update(&now);
-        let runs: Vec<u64> = changes.fetch.iter().chain(&changes.gone).copied().collect();
         for (n, run) in runs.iter().enumerate() {
             match self.client.run_jobs(repo, *run).await {
-                Ok(jobs) => found.extend(jobs.iter().filter_map(|j| job_update(repo, j))),
+                Ok(jobs) => found.extend(jobs.iter().filter_map(|j| j.update(repo))),
                 Err(e) => {
-                    // Ask again next pass for this run and every one not read yet: they must not
-                    // look unchanged then.
+                    // Ask again next poll for this run and every one not read yet: they must not
+                    // be lost because the lists look unchanged then.
                     if let Some(state) = self.state.get_mut(&repo.to_string()) {
-                        for r in &runs[n..] {
-                            state.cursor.forget(*r);
-                        }
+                        state.refetch.extend(&runs[n..]);
                     }
                     return Err(e);
                 }

@@ -24,8 +24,9 @@ pub struct RunChanges {
     pub gone: Vec<u64>,
 }
 
-/// One repository's runs as last seen.
-#[derive(Clone, Debug, Default)]
+/// One repository's runs as last seen. Serializable, so a restarted poller does not fetch the
+/// jobs of every run again when the run lists have not changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunCursor {
     seen: HashMap<u64, (String, String)>,
 }
@@ -53,14 +54,6 @@ impl RunCursor {
         changes.gone.sort_unstable();
         self.seen = next;
         changes
-    }
-
-    /// Forgets a run, so the next update fetches it again (its jobs could not be read).
-    /// A run that already left the lists is remembered as listed, so it counts as gone again.
-    pub fn forget(&mut self, run: u64) {
-        if self.seen.remove(&run).is_none() {
-            self.seen.insert(run, (String::new(), String::new()));
-        }
     }
 
     /// Runs currently listed as queued or in progress.
@@ -112,15 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_run_is_fetched_again() {
+    fn a_cursor_survives_a_restart() {
         let mut c = RunCursor::default();
-        c.update(&[run(1, "queued", "t1")]);
-        c.forget(1);
-        assert_eq!(c.update(&[run(1, "queued", "t1")]).fetch, [1]);
-        // A gone run whose jobs could not be read is reported gone again.
-        assert_eq!(c.update(&[]).gone, [1]);
-        c.forget(1);
-        assert_eq!(c.update(&[]).gone, [1]);
+        c.update(&[run(1, "queued", "t1"), run(2, "in_progress", "t1")]);
+        let kept: RunCursor = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(kept, c);
+        let mut restarted = kept;
+        let ch = restarted.update(&[run(1, "queued", "t1"), run(2, "in_progress", "t2")]);
+        assert_eq!(ch.fetch, [2], "only the run that moved since");
     }
 
     #[test]

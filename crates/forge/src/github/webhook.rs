@@ -162,6 +162,9 @@ pub enum ParseError {
     UnknownAction(String),
     #[error("workflow_job.{field} is not an RFC 3339 time: {value:?}")]
     Time { field: &'static str, value: String },
+    /// Not a name GitHub gives a repository: no runner could ever be registered for it.
+    #[error("repository.full_name {0:?} is not `owner/name`")]
+    Repository(String),
 }
 
 /// Reads a delivery of `event` (the `X-GitHub-Event` header). Never panics, whatever the bytes.
@@ -174,12 +177,15 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
     let action = envelope.action.ok_or(ParseError::MissingAction)?;
     let action = Action::parse(&action).ok_or_else(|| ParseError::UnknownAction(clip(&action)))?;
     let payload: Payload = serde_json::from_slice(body).map_err(json_error)?;
+    let full_name = payload.repository.full_name;
+    let repo =
+        super::Repo::parse(&full_name).map_err(|_| ParseError::Repository(clip(&full_name)))?;
     let job = payload.workflow_job;
     Ok(Delivery::Job(JobUpdate {
         action,
         key: JobKey {
             forge: ForgeKind::Github,
-            scope: payload.repository.full_name.into(),
+            scope: repo.to_string().into(),
             id: job.id,
         },
         status: action.status(),

@@ -408,9 +408,22 @@ pub struct Intervals {
     /// A repository whose webhooks arrive is polled this often instead of every `poll`: the
     /// poll is the fallback for lost webhooks, and a lost one is caught within this.
     pub poll_backstop: HumanDuration,
-    /// A job the store holds as queued this long is confirmed with GitHub, so a lost
-    /// `completed` webhook never keeps a machine waiting for it.
+    /// A job the store holds as queued with no news for this long is confirmed with GitHub
+    /// (a conditional request: free when nothing changed), so a lost webhook never keeps a
+    /// machine waiting for it. Polled repositories too.
     pub confirm_queued: HumanDuration,
+    /// The same for a job the store holds as running.
+    pub confirm_running: HumanDuration,
+    /// A job whose last news is older than this is confirmed before a machine is made or
+    /// reused for it, and a contradiction (a busy runner for a job held queued, a gone runner
+    /// for a job held running) counts as a lost webhook once this old.
+    pub confirm_stale: HumanDuration,
+    /// A pool whose machines the provider refuses (an unknown type, image or location), or a
+    /// job that cannot be registered, is left alone this long before one more try.
+    pub refused_retry: HumanDuration,
+    /// While jobs wait for capacity and a machine's runner has just finished, the next pass
+    /// comes this soon: the machine is reused (or deleted to make room) once it has stopped.
+    pub finishing: HumanDuration,
 }
 
 impl Default for Intervals {
@@ -422,7 +435,11 @@ impl Default for Intervals {
             coalesce: HumanDuration(std::time::Duration::from_millis(500)),
             poll: HumanDuration::secs(60),
             poll_backstop: HumanDuration::secs(300),
-            confirm_queued: HumanDuration::secs(600),
+            confirm_queued: HumanDuration::secs(60),
+            confirm_running: HumanDuration::secs(600),
+            confirm_stale: HumanDuration::secs(10),
+            refused_retry: HumanDuration::secs(600),
+            finishing: HumanDuration::secs(2),
         }
     }
 }

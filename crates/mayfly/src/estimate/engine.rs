@@ -310,6 +310,7 @@ impl Engine<'_> {
                 unsettled: !waiting.is_empty(),
                 waiting: !waiting.is_empty(),
                 next_check: plan.next_check,
+                again: false,
             },
         );
         self.waiting = waiting;

@@ -61,6 +61,15 @@ impl World {
                 metrics::gauge!("mayfly_instances", "pool" => pool.clone(), "state" => *state)
                     .set(n as f64);
             }
+            let unusable = view
+                .pools
+                .iter()
+                .any(|p| &p.name == pool && p.unusable.is_some());
+            metrics::gauge!("mayfly_pool_unusable", "pool" => pool.clone()).set(if unusable {
+                1.0
+            } else {
+                0.0
+            });
             let (per_hour, so_far) = cost.get(pool.as_str()).copied().unwrap_or_default();
             metrics::gauge!("mayfly_cost_per_hour", "pool" => pool.clone()).set(per_hour);
             metrics::gauge!("mayfly_cost_so_far", "pool" => pool.clone()).set(so_far);

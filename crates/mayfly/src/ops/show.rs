@@ -57,6 +57,14 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
         ]);
     }
     section(&mut out, "POOLS", view.pools.len(), &pools, width);
+    for p in view.pools.iter().filter(|p| p.unusable.is_some()) {
+        let line = format!(
+            "! pool {} is unusable: {} (nothing is made for it until the retry)",
+            mayfly::escape::text(&p.name),
+            mayfly::escape::text(p.unusable.as_deref().unwrap_or_default())
+        );
+        let _ = writeln!(out, "{}", super::table::cut(&line, width));
+    }
 
     let waiting: Vec<_> = view
         .jobs
@@ -221,6 +229,7 @@ mod tests {
                 busy: 1,
                 idle: 0,
                 queued: 1,
+                unusable: Some("Hetzner refused server type cx22: unknown".into()),
             }],
             jobs: vec![JobView {
                 key: "github:acme/app#7".into(),
@@ -275,6 +284,7 @@ mod tests {
             "controller mf · seen 10s ago (1970-01-01T00:16:40Z)",
             "1 instance, 1 busy · 0.0060/h · 0.0060 so far",
             "POOLS (1)",
+            "! pool linux is unusable: Hetzner refused server type cx22",
             "JOBS WAITING (1)",
             "acme/app#7",
             "1m10s",

@@ -49,9 +49,12 @@ impl Table {
         }
     }
 
+    /// Adds a row. Cells come from outside (job scopes, labels, names, reasons): their control
+    /// characters are escaped, so none can break a line of the table.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len());
-        self.rows.push(cells);
+        self.rows
+            .push(cells.iter().map(|c| mayfly::escape::text(c)).collect());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,6 +199,19 @@ mod tests {
                 assert!(line.chars().count() <= width, "{width}: {line:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_cell_from_outside_cannot_break_a_line() {
+        let mut t = Table::new(&[("JOB", Col::Key), ("WHY", Col::Wide)]);
+        t.row(vec![
+            "github:acme/app\nforged row#1".into(),
+            "no pool\u{1b}[2J".into(),
+        ]);
+        let out = t.render(200);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.contains("acme/app\\nforged"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
     }
 
     #[test]

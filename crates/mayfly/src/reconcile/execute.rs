@@ -24,6 +24,9 @@ pub struct Ctx {
     pub bootstrap: BootstrapConfig,
     pub pools: Pools,
     pub clock: Arc<dyn Clock>,
+    /// A job whose last news is older than this is confirmed with the forge before a machine
+    /// is made or reused for it.
+    pub confirm_stale: std::time::Duration,
 }
 
 /// What one step came to.
@@ -53,6 +56,11 @@ pub struct Executed {
     pub restarted: Vec<String>,
     /// Providers that answered "quota reached" this pass.
     pub quota: Vec<String>,
+    /// Jobs the forge said are no longer queued when a machine was about to be made or reused
+    /// for them: the store was behind, and the next plan may give that machine to another job.
+    pub stale_jobs: u32,
+    /// What this pass learned will be refused again (see `refusals`).
+    pub refused: mayfly_core::Refused,
 }
 
 impl Outcome {
@@ -93,9 +101,16 @@ struct Pass {
     instances: HashMap<String, Instance>,
     /// Job attempts, for a reuse's intent.
     attempts: HashMap<JobKey, u32>,
-    /// Jobs that had a machine made for them before: a second one is made only after GitHub
-    /// confirms the job still waits (the store may not have heard that it started).
+    /// Jobs that had a machine made for them before: a second one is made (or a kept one
+    /// reused) only after the forge confirms the job still waits (the store may not have heard
+    /// that it started).
     retries: HashSet<JobKey>,
+    /// When the store last learned something of each job.
+    news: HashMap<JobKey, Time>,
+    /// Jobs found not queued any more at the forge, this pass.
+    stale: std::sync::atomic::AtomicU32,
+    /// Refusals learned this pass.
+    refused: Mutex<mayfly_core::Refused>,
     /// Providers at their quota: no more creates there this pass.
     quota: Mutex<HashSet<String>>,
     /// Instances a step has claimed this pass (reused, or freed for quota).
@@ -151,6 +166,24 @@ async fn stranded(ctx: &Ctx, seen: &Seen, actions: &[Action]) -> Vec<Intent> {
             warn!(error = %e, "cannot read the pending intents: creates cut short wait a pass");
             Vec::new()
         }
+    }
+}
+
+/// Why a machine's start-up could not be prepared.
+enum BootstrapError {
+    /// The forge refuses to register a runner there (no such repository, no right to it):
+    /// asking again unchanged gets the same answer.
+    Refused(String),
+    Failed(String),
+}
+
+/// Whether the forge's answer to a runner registration says that the scope itself is wrong (a
+/// repository that does not exist or is not ours to register in), not that the call failed.
+fn refuses_the_scope(e: &ForgeError) -> bool {
+    match e {
+        ForgeError::NotFound => true,
+        ForgeError::Http { status, .. } => matches!(*status, 403 | 404 | 422),
+        _ => false,
     }
 }
 
@@ -216,6 +249,8 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
     }
     let quota = pass.quota.lock().unwrap_or_else(|e| e.into_inner());
     done.quota = quota.iter().cloned().collect();
+    done.stale_jobs = pass.stale.load(std::sync::atomic::Ordering::Relaxed);
+    done.refused = std::mem::take(&mut *pass.refused.lock().unwrap_or_else(|e| e.into_inner()));
     done
 }
 
@@ -263,6 +298,9 @@ impl Pass {
                 .into_iter()
                 .map(|i| (i.name.clone(), i))
                 .collect(),
+            news: seen.news,
+            stale: std::sync::atomic::AtomicU32::new(0),
+            refused: Mutex::new(mayfly_core::Refused::default()),
             quota: Mutex::new(HashSet::new()),
             claimed: Mutex::new(claimed),
         }
@@ -417,12 +455,9 @@ impl Pass {
             return Outcome::Failed(format!("provider {} is not configured", intent.provider));
         };
         if let Some(key) = &intent.job
-            && self.retries.contains(key)
-            && let Some(status) = self.started_meanwhile(key, now).await
+            && let Some(skip) = self.not_queued_any_more(key, now).await
         {
-            return Outcome::Skipped(format!(
-                "job {key} is {status:?} at GitHub: no second machine"
-            ));
+            return skip;
         }
         match self.ctx.store.record_intent(&intent).await {
             Ok(true) => {}
@@ -468,16 +503,26 @@ impl Pass {
     async fn make(&self, intent: Intent, provider: Arc<dyn Provider>, now: Time) -> Outcome {
         let name = intent.name.clone();
         let Some(scope) = self.ctx.runners.scope_for(intent.job.as_ref()) else {
-            return self
-                .fail(&name, "no GitHub scope to register its runner in", now)
-                .await;
+            let why = match &intent.job {
+                Some(job) => format!(
+                    "{} is not a repository a runner can register in",
+                    crate::escape::text(&job.scope)
+                ),
+                None => "no repository configured for standby runners".to_string(),
+            };
+            self.refuse_job(intent.job.as_ref(), &why);
+            return self.fail(&name, &why, now).await;
         };
         let (credential, user_data) = match self
             .bootstrap(&scope, &name, &intent.labels, &intent.spec)
             .await
         {
             Ok(u) => u,
-            Err(e) => return self.fail(&name, &e, now).await,
+            Err(BootstrapError::Refused(e)) => {
+                self.refuse_job(intent.job.as_ref(), &e);
+                return self.fail(&name, &e, now).await;
+            }
+            Err(BootstrapError::Failed(e)) => return self.fail(&name, &e, now).await,
         };
         let request = CreateRequest {
             name: name.clone(),
@@ -514,11 +559,62 @@ impl Pass {
                 // No answer: the machine may exist. The intent stays pending and counts.
                 Outcome::Failed(format!("{e} (the next pass checks whether it exists)"))
             }
+            Err(ProviderError::Invalid { message }) => {
+                // The spec itself is refused (an unknown type, image or location): the same
+                // create would be refused again, for this job and every other of the pool.
+                self.unregister(&scope, &name).await;
+                self.refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .specs
+                    .push(mayfly_core::RefusedSpec {
+                        pool: intent.pool.clone(),
+                        spec: intent.spec.clone(),
+                        reason: message.clone(),
+                    });
+                self.fail(&name, &format!("invalid request: {message}"), now)
+                    .await
+            }
             Err(e) => {
                 self.unregister(&scope, &name).await;
                 self.fail(&name, &e.to_string(), now).await
             }
         }
+    }
+
+    /// Records that `job` cannot be served (its runner cannot be registered), so the planner
+    /// leaves it alone until the slow retry.
+    fn refuse_job(&self, job: Option<&JobKey>, why: &str) {
+        if let Some(job) = job {
+            self.refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .jobs
+                .push(mayfly_core::RefusedJob {
+                    job: job.clone(),
+                    reason: why.to_string(),
+                });
+        }
+    }
+
+    /// Before a machine is made or reused for `key`: the forge's word on the job when the store
+    /// may be behind (the job had a machine before, or its last news is old), and a skip if the
+    /// job is not queued any more. A fresh job is not asked about: that would cost a call per
+    /// job for nothing.
+    async fn not_queued_any_more(&self, key: &JobKey, now: Time) -> Option<Outcome> {
+        let stale = self
+            .news
+            .get(key)
+            .is_some_and(|t| now.since(*t) > self.ctx.confirm_stale);
+        if !(self.retries.contains(key) || stale) {
+            return None;
+        }
+        let status = self.started_meanwhile(key, now).await?;
+        self.stale
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Outcome::Skipped(format!(
+            "job {key} is {status:?} at the forge: no machine for it"
+        )))
     }
 
     /// GitHub's status of a job the store holds as queued, when it is not queued any more.
@@ -552,6 +648,11 @@ impl Pass {
         let Some(known) = self.instances.get(instance) else {
             return Outcome::Failed("not in the snapshot".into());
         };
+        if let Some(key) = job
+            && let Some(skip) = self.not_queued_any_more(key, now).await
+        {
+            return skip;
+        }
         let spec = match &known.placement {
             Some(p) => MachineSpec {
                 types: vec![p.machine_type.clone()],
@@ -568,7 +669,11 @@ impl Pass {
         };
         let user_data = match self.bootstrap(&scope, instance, labels, &spec).await {
             Ok((_, u)) => u,
-            Err(e) => return Outcome::Failed(e),
+            Err(BootstrapError::Refused(e)) => {
+                self.refuse_job(job, &e);
+                return Outcome::Failed(e);
+            }
+            Err(BootstrapError::Failed(e)) => return Outcome::Failed(e),
         };
         if let Err(e) = provider.rebuild(id, &spec.image, &user_data).await {
             self.unregister(&scope, instance).await;
@@ -611,15 +716,22 @@ impl Pass {
         name: &str,
         labels: &Labels,
         spec: &MachineSpec,
-    ) -> Result<(Credential, mayfly_core::Secret), String> {
+    ) -> Result<(Credential, mayfly_core::Secret), BootstrapError> {
         let credential: Credential = self
             .ctx
             .runners
             .credential(scope, name, labels)
             .await
-            .map_err(|e| format!("runner credential: {e}"))?;
+            .map_err(|e| {
+                let why = format!("runner credential: {e}");
+                if refuses_the_scope(&e) {
+                    BootstrapError::Refused(why)
+                } else {
+                    BootstrapError::Failed(why)
+                }
+            })?;
         let user_data = bootstrap::user_data(&self.ctx.bootstrap, spec.image.arch, &credential)
-            .map_err(|e| format!("bootstrap: {e}"))?;
+            .map_err(|e| BootstrapError::Failed(format!("bootstrap: {e}")))?;
         Ok((credential, user_data))
     }
 

@@ -26,7 +26,9 @@ impl Phase {
 
 #[derive(Default)]
 pub struct Memory {
-    instances: HashMap<String, (Phase, Time)>,
+    /// Instance name → (phase, since, whether its runner left while it was up: its job is
+    /// done and it is on its way off).
+    instances: HashMap<String, (Phase, Time, bool)>,
     /// Runner name → (idle, since).
     runners: HashMap<String, (bool, Time)>,
 }
@@ -45,11 +47,14 @@ impl Memory {
     ) -> Time {
         let phase = Phase::of(state, runner);
         match self.instances.get(name) {
-            Some((p, since)) if *p == phase => *since,
+            Some((p, since, _)) if *p == phase => *since,
             // A runner registering on a booting machine changes no deadline.
-            Some((Phase::Up { runner: false }, since)) if phase == Phase::Up { runner: true } => {
+            Some((Phase::Up { runner: false }, since, _))
+                if phase == Phase::Up { runner: true } =>
+            {
                 let since = *since;
-                self.instances.insert(name.to_string(), (phase, since));
+                self.instances
+                    .insert(name.to_string(), (phase, since, false));
                 since
             }
             seen => {
@@ -58,16 +63,36 @@ impl Memory {
                 } else {
                     now
                 };
-                self.instances.insert(name.to_string(), (phase, since));
+                let left = matches!(seen, Some((Phase::Up { runner: true }, _, _)))
+                    && phase == Phase::Up { runner: false };
+                self.instances
+                    .insert(name.to_string(), (phase, since, left));
                 since
             }
         }
     }
 
-    /// A reused machine boots again now: its registration deadline starts over.
+    /// Whether instance `name` had a registered runner when last seen.
+    pub fn had_runner(&self, name: &str) -> bool {
+        matches!(
+            self.instances.get(name),
+            Some((Phase::Up { runner: true }, _, _))
+        )
+    }
+
+    /// Whether instance `name`, up, has seen its runner go: the job it ran is over and the
+    /// machine powers itself off (the bootstrap's last step), so it is as good as stopping.
+    pub fn finishing(&self, name: &str) -> bool {
+        self.instances
+            .get(name)
+            .is_some_and(|(phase, _, left)| *left && *phase == Phase::Up { runner: false })
+    }
+
+    /// A reused machine boots again now: its registration deadline starts over, and it waits
+    /// for a new runner (whatever the last one did).
     pub fn restarted(&mut self, name: &str, now: Time) {
         self.instances
-            .insert(name.to_string(), (Phase::Up { runner: true }, now));
+            .insert(name.to_string(), (Phase::Up { runner: false }, now, false));
     }
 
     /// Since when runner `name` has been idle (or not idle).
@@ -106,11 +131,13 @@ mod tests {
             t(10),
             "registering"
         );
+        assert!(!m.finishing("a"));
         assert_eq!(
             m.instance("a", up, false, t(10), t(65)),
             t(65),
             "job done, powering off"
         );
+        assert!(m.finishing("a"), "its runner left: finishing");
         assert_eq!(
             m.instance("a", InstanceState::Off, false, t(10), t(70)),
             t(70)
@@ -120,6 +147,9 @@ mod tests {
             t(70)
         );
         m.restarted("a", t(100));
+        assert!(!m.finishing("a"), "rebuilt: waiting for its new runner");
+        assert_eq!(m.instance("a", up, false, t(10), t(110)), t(100));
+        assert!(!m.finishing("a"));
         assert_eq!(m.instance("a", up, true, t(10), t(120)), t(100));
         assert_eq!(
             m.instance("b", InstanceState::Off, false, t(10), t(120)),

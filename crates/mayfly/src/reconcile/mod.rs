@@ -1,9 +1,11 @@
 //! One reconcile pass: read the truth (store, providers, forge) into a snapshot, plan, execute.
 //! Passes run one at a time and each reads everything again, so a lost event or a crash converges.
 
+mod evidence;
 mod execute;
 mod memory;
 mod operator;
+mod refusals;
 mod runners;
 mod snapshot;
 
@@ -27,6 +29,12 @@ pub struct Reconciler {
     ctx: Arc<Ctx>,
     memory: Memory,
     workers: usize,
+    /// See [`Tuning::finishing`].
+    finishing: Duration,
+    /// Specs and jobs refused until their slow retry.
+    refusals: refusals::Refusals,
+    /// Where evidence that the store is behind goes (the demand task confirms those jobs).
+    wake: Option<Arc<crate::demand::Wake>>,
     /// The last pass's view of the world, for the API, `mayfly status` and `/metrics`.
     view: tokio::sync::watch::Sender<Option<Arc<View>>>,
     /// The gauges each view sets.
@@ -53,11 +61,17 @@ pub struct PassReport {
     pub jobs_queued: usize,
     pub instances: usize,
     pub runners: usize,
-    /// Jobs the plan could not serve this pass (no pool, a limit).
+    /// Jobs the plan could not serve this pass (no pool, a limit, an unusable pool).
     pub waiting: usize,
+    /// Of those, the jobs whose wait ends as machines go (a limit): the loop looks again soon
+    /// for them, and a finished job may free a machine for them. The others wait for a new
+    /// configuration or their slow retry.
+    pub waiting_for_capacity: usize,
     /// Jobs assumed to run on their own busy machine while the store still holds them as
     /// queued: the truth is expected soon, and the loop looks again soon.
     pub assumed: usize,
+    /// Machines up whose runner has gone (their job is over): they power off in seconds.
+    pub finishing: usize,
     pub executed: Executed,
     /// Runners could not be read: the pass only created.
     pub runners_unknown: bool,
@@ -71,7 +85,7 @@ impl PassReport {
     pub fn unsettled(&self) -> bool {
         let e = &self.executed;
         self.runners_unknown
-            || self.waiting > 0
+            || self.waiting_for_capacity > 0
             || self.assumed > 0
             || e.failed > 0
             || e.skipped > 0
@@ -81,8 +95,36 @@ impl PassReport {
     pub fn ended(&self) -> Ended {
         Ended {
             unsettled: self.unsettled(),
-            waiting: self.waiting > 0,
+            waiting: self.waiting_for_capacity > 0,
             next_check: self.next_check,
+            again: self.executed.stale_jobs > 0,
+        }
+    }
+}
+
+/// How the reconciler acts beyond what it plans (`workers` and `[intervals]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Creates, reuses and deletes at once.
+    pub workers: usize,
+    /// A job whose last news is older than this is confirmed with the forge before a machine
+    /// is made or reused for it; evidence against the store counts once this old.
+    pub confirm_stale: Duration,
+    /// How long a refused pool spec or job is left alone before the planner tries it again.
+    pub refused_retry: Duration,
+    /// While jobs wait for capacity and a machine's runner has finished its job, the next pass
+    /// comes this soon: the machine powers itself off within seconds, and is then reused for a
+    /// waiting job or deleted to make room.
+    pub finishing: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            workers: 10,
+            confirm_stale: Duration::from_secs(10),
+            refused_retry: Duration::from_secs(600),
+            finishing: Duration::from_secs(2),
         }
     }
 }
@@ -107,7 +149,7 @@ impl Reconciler {
         runners: Runners,
         bootstrap: BootstrapConfig,
         clock: Arc<dyn Clock>,
-        workers: usize,
+        tuning: Tuning,
     ) -> Reconciler {
         pools.runner_scope = runners.runner_scope();
         let apis: Vec<&'static str> = providers.values().map(|p| p.kind()).collect();
@@ -120,14 +162,24 @@ impl Reconciler {
                 bootstrap,
                 pools,
                 clock,
+                confirm_stale: tuning.confirm_stale,
             }),
             memory: Memory::default(),
-            workers,
+            workers: tuning.workers,
+            finishing: tuning.finishing,
+            refusals: refusals::Refusals::new(tuning.refused_retry),
+            wake: None,
             view: tokio::sync::watch::Sender::new(None),
             world: crate::metrics::World::default(),
             last: tokio::sync::watch::Sender::new(None),
             turn: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Sends the jobs a pass finds the store behind on to `wake`'s evidence (the demand task
+    /// confirms them with the forge and polls their repository closely).
+    pub fn report_evidence_to(&mut self, wake: Arc<crate::demand::Wake>) {
+        self.wake = Some(wake);
     }
 
     /// Follows how each pass ends (`None` before the first has).
@@ -208,17 +260,49 @@ impl Reconciler {
             instances: seen.snapshot.instances.len(),
             runners: seen.snapshot.runners.len(),
             waiting: plan.waiting.len(),
+            waiting_for_capacity: plan
+                .waiting
+                .iter()
+                .filter(|w| w.why.changes_by_itself())
+                .count(),
             assumed: plan
                 .assignments
                 .iter()
                 .filter(|a| a.how == mayfly_core::How::Assumed)
                 .count(),
+            finishing: seen
+                .snapshot
+                .instances
+                .iter()
+                .filter(|i| self.memory.finishing(&i.name))
+                .count(),
             runners_unknown: seen.runners_error.is_some(),
             next_check: plan.next_check,
             ..PassReport::default()
         };
+        if report.finishing > 0 && report.waiting_for_capacity > 0 {
+            // A finishing machine can serve a waiting job (reused once it stops) or make room
+            // (deleted once off): look again as soon as it has stopped.
+            let soon = self.ctx.clock.now().plus(self.finishing);
+            report.next_check = Some(report.next_check.map_or(soon, |t| t.min(soon)));
+        }
         for w in &plan.waiting {
-            debug!(job = %w.job, why = %w.why, "job waits");
+            debug!(
+                job = %crate::escape::Text(&w.job.to_string()),
+                why = %crate::escape::Text(&w.why.to_string()),
+                "job waits"
+            );
+        }
+        if let Some(wake) = &self.wake {
+            let ctx = &self.ctx;
+            wake.suspect(evidence::suspects(
+                &seen.snapshot,
+                &plan,
+                &seen.news,
+                &ctx.pools.controller,
+                ctx.clock.now(),
+                ctx.confirm_stale,
+            ));
         }
         let mut plan = plan;
         if seen.runners_error.is_some() {
@@ -234,6 +318,8 @@ impl Reconciler {
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
             }
+            let refused = std::mem::take(&mut report.executed.refused);
+            self.refusals.learn(refused, now);
             if let Some(view) = intended {
                 self.publish(Arc::new(view));
             }
@@ -271,7 +357,8 @@ impl Reconciler {
     async fn plan(&mut self) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let seen = read(ctx, &mut self.memory, now).await?;
+        let mut seen = read(ctx, &mut self.memory, now).await?;
+        seen.snapshot.refused = self.refusals.current(now);
         let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
         let view = Arc::new(View::build(
             &ctx.pools,
@@ -296,7 +383,7 @@ impl Reconciler {
 /// runners; joins them, and writes back what the join learned about intents. A provider that
 /// cannot be listed fails the read; runners that cannot be read are reported in the result.
 async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
-    let jobs = snapshot::jobs(&ctx.store).await?;
+    let (jobs, news) = snapshot::jobs(&ctx.store).await?;
     let intents = ctx
         .store
         .intents_in_state(&[IntentState::Pending, IntentState::Created])
@@ -324,8 +411,9 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
     };
     let registered: std::collections::HashSet<&str> =
         runner_list.iter().map(|(_, r)| r.name.as_str()).collect();
+    let registered = runners_error.is_none().then_some(&registered);
     let (instances, provider_of, updates) =
-        snapshot::join(&ctx.pools, listed, intents, &registered, memory, now);
+        snapshot::join(&ctx.pools, listed, intents, registered, memory, now);
     for update in updates {
         let (name, state, id) = match &update {
             IntentUpdate::Created { name, provider_id } => {
@@ -348,6 +436,7 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
         provider_of,
         scope_of,
         runners_error,
+        news,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use super::memory::Memory;
 use mayfly_core::{
-    Instance, InstanceState, Job, JobStatus, Pools, Runner, RunnerStatus, Snapshot, Time,
+    Instance, InstanceState, Job, JobKey, JobStatus, Pools, Runner, RunnerStatus, Snapshot, Time,
 };
 use mayfly_forge::github::{RegisteredRunner, Scope};
 use mayfly_store::{Intent, IntentState, Store};
@@ -19,16 +19,25 @@ pub struct Seen {
     /// Why the runners could not be read, if they could not: without them busy machines
     /// cannot be told apart, so the pass only creates.
     pub runners_error: Option<String>,
+    /// When the store last learned something of each job it holds as queued or running.
+    pub news: HashMap<JobKey, Time>,
 }
 
-/// Jobs waiting or running, each with the count of instances ever created for its attempt.
-pub async fn jobs(store: &Store) -> Result<Vec<Job>, mayfly_store::StoreError> {
+/// Jobs waiting or running, each with the count of instances ever created for its attempt, and
+/// when the store last heard of each.
+pub async fn jobs(
+    store: &Store,
+) -> Result<(Vec<Job>, HashMap<JobKey, Time>), mayfly_store::StoreError> {
     let records = store
         .jobs_with_status(&[JobStatus::Queued, JobStatus::InProgress])
         .await?;
     let attempts: Vec<_> = records.iter().map(|r| (r.key.clone(), r.attempt)).collect();
     let counts = store.instances_created_for(&attempts).await?;
-    Ok(records
+    let news = records
+        .iter()
+        .map(|r| (r.key.clone(), r.updated_at))
+        .collect();
+    let jobs = records
         .iter()
         .map(|r| {
             let n = counts
@@ -37,7 +46,8 @@ pub async fn jobs(store: &Store) -> Result<Vec<Job>, mayfly_store::StoreError> {
                 .unwrap_or(0);
             r.to_job(n)
         })
-        .collect())
+        .collect();
+    Ok((jobs, news))
 }
 
 /// Joins listed instances with their intents: the intent knows the job, the run and the
@@ -48,7 +58,7 @@ pub fn join(
     pools: &Pools,
     listed: Vec<(String, Instance)>,
     intents: Vec<Intent>,
-    registered: &HashSet<&str>,
+    registered: Option<&HashSet<&str>>,
     memory: &mut Memory,
     now: Time,
 ) -> (Vec<Instance>, HashMap<String, String>, Vec<IntentUpdate>) {
@@ -79,7 +89,11 @@ pub fn join(
                     .unwrap_or_default();
             }
         }
-        let runner = registered.contains(inst.name.as_str());
+        // Runners unread this pass: each machine keeps what was last known of its runner.
+        let runner = match registered {
+            Some(names) => names.contains(inst.name.as_str()),
+            None => memory.had_runner(&inst.name),
+        };
         inst.state_since = memory.instance(&inst.name, inst.state, runner, inst.created_at, now);
         provider_of.insert(inst.name.clone(), provider);
         instances.push(inst);
@@ -162,7 +176,7 @@ pub fn forget_unseen(memory: &mut Memory, snapshot: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mayfly_core::{ForgeKind, JobKey, Labels};
+    use mayfly_core::{ForgeKind, Labels};
 
     fn pools() -> Pools {
         let pool = crate::local::pool(
@@ -228,7 +242,7 @@ mod tests {
                 intent("c", IntentState::Created),
                 intent("d", IntentState::Failed),
             ],
-            &HashSet::new(),
+            Some(&HashSet::new()),
             &mut memory,
             now,
         );

@@ -62,6 +62,10 @@ pub struct WebhookFaults {
     pub duplicate: f64,
     /// Held back and delivered after the next delivery: mayfly must not rely on order.
     pub reorder: f64,
+    /// Share of jobs whose webhooks after `queued` are all lost: the job starts and finishes
+    /// on GitHub while mayfly hears nothing of it (drawn once per job, apart from the draws
+    /// above, so setting it does not shift their sequence).
+    pub lose_after_queued: f64,
     /// Seed of the draws; changing it restarts the sequence.
     pub seed: u64,
 }

@@ -256,6 +256,22 @@ impl Github {
         }
     }
 
+    /// Cancels a job that is still queued, as a person would on GitHub; with `webhooks` false
+    /// none is sent (the fault "a job cancelled while its webhooks were lost"). False when the
+    /// job is unknown or not queued.
+    pub fn cancel(&self, job_id: u64, webhooks: bool) -> bool {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        if st.jobs.get(&job_id).is_none_or(|j| j.status != "queued") {
+            return false;
+        }
+        let done = st.complete(job_id, "cancelled", now);
+        if done && webhooks {
+            self.notify(&mut st, JobEvent::Completed(job_id));
+        }
+        done
+    }
+
     /// The runner's machine died: the runner goes offline and its job fails.
     pub fn runner_lost(&self, runner_id: u64) {
         let now = self.clock.now_ms();
@@ -349,6 +365,11 @@ impl Github {
         }
         let body = payload.to_string().into_bytes();
         // The receiver lives as long as this fake; a send error only means it is shutting down.
-        let _ = self.outbox.send(webhooks::Event { body });
+        let _ = self.outbox.send(webhooks::Event {
+            body,
+            job: job_id,
+            queued: action == "queued",
+            last: action == "completed",
+        });
     }
 }

@@ -22,6 +22,11 @@ const HOLD: Duration = Duration::from_secs(10);
 /// One event's payload, serialized once so every target gets the same bytes.
 pub struct Event {
     pub body: Vec<u8>,
+    pub job: u64,
+    /// The job's `queued` event (the one `lose_after_queued` lets through).
+    pub queued: bool,
+    /// The job's `completed` event (its last).
+    pub last: bool,
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of the body under the target's secret.
@@ -51,6 +56,9 @@ pub async fn run(mut rx: UnboundedReceiver<Event>, config: Arc<Mutex<GithubConfi
     };
     let mut seed = None;
     let mut rng = StdRng::seed_from_u64(0);
+    let mut silence_rng = StdRng::seed_from_u64(0);
+    // Jobs whose webhooks after `queued` are lost.
+    let mut silenced = std::collections::HashSet::new();
     let mut held: Vec<Option<Send>> = Vec::new();
     loop {
         let next = if held.iter().any(Option::is_some) {
@@ -74,6 +82,16 @@ pub async fn run(mut rx: UnboundedReceiver<Event>, config: Arc<Mutex<GithubConfi
         if seed != Some(faults.seed) {
             seed = Some(faults.seed);
             rng = StdRng::seed_from_u64(faults.seed);
+            silence_rng = StdRng::seed_from_u64(faults.seed ^ 0x5111_e4ce);
+        }
+        if event.queued && silence_rng.random_bool(probability(faults.lose_after_queued)) {
+            silenced.insert(event.job);
+        }
+        if !event.queued && silenced.contains(&event.job) {
+            if event.last {
+                silenced.remove(&event.job);
+            }
+            continue;
         }
         held.resize_with(targets.len().max(held.len()), || None);
         let body = Arc::new(event.body);
@@ -113,18 +131,21 @@ struct Fate {
 impl Fate {
     /// Always three draws, so one knob's setting does not shift the others' sequence.
     fn draw(rng: &mut StdRng, f: &WebhookFaults) -> Fate {
-        let mut hit = |p: f64| {
-            rng.random_bool(if p.is_finite() {
-                p.clamp(0.0, 1.0)
-            } else {
-                0.0
-            })
-        };
+        let mut hit = |p: f64| rng.random_bool(probability(p));
         Fate {
             drop: hit(f.drop),
             duplicate: hit(f.duplicate),
             reorder: hit(f.reorder),
         }
+    }
+}
+
+/// A knob's value as a probability: clamped to 0..=1, 0 when it is not a number.
+fn probability(p: f64) -> f64 {
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 

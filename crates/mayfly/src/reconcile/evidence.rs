@@ -1,0 +1,140 @@
+//! Evidence that the store is behind the forge, read off one pass: a busy runner on the machine
+//! made for a job the store still holds as queued (the job, or another, started and its news
+//! was lost), and a job the store holds as running on a runner that has gone (it finished and
+//! its news was lost). Such jobs are confirmed with the forge at once, and their repository is
+//! polled closely again: webhooks are being lost.
+
+use mayfly_core::{How, JobKey, JobStatus, Plan, Snapshot, Time, naming};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Jobs whose state in the store the pass found contradicted for longer than `grace` (news
+/// takes a moment to arrive: a webhook a second behind the runner is no evidence).
+pub fn suspects(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    news: &HashMap<JobKey, Time>,
+    controller: &str,
+    now: Time,
+    grace: Duration,
+) -> Vec<JobKey> {
+    let old = |t: Time| now.since(t) > grace;
+    let runners: HashMap<&str, &mayfly_core::Runner> = snapshot
+        .runners
+        .iter()
+        .map(|r| (r.name.as_str(), r))
+        .collect();
+    let mut out: Vec<JobKey> = Vec::new();
+    // The store holds the job as queued while the runner of its own machine is busy.
+    for a in plan.assignments.iter().filter(|a| a.how == How::Assumed) {
+        if runners
+            .get(a.instance.as_str())
+            .is_some_and(|r| old(r.since))
+            && news.get(&a.job).is_none_or(|t| old(*t))
+        {
+            out.push(a.job.clone());
+        }
+    }
+    // The store holds the job as running on one of our runners, and that runner is gone: a
+    // single-use runner leaves when its job is over.
+    for j in &snapshot.jobs {
+        if j.status == JobStatus::InProgress
+            && let Some(runner) = j.runner.as_deref()
+            && naming::is_ours(controller, runner)
+            && !runners.contains_key(runner)
+            && news.get(&j.key).is_none_or(|t| old(*t))
+        {
+            out.push(j.key.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::{Assignment, ForgeKind, Instance, InstanceState, Job, Labels, Runner};
+
+    fn key(id: u64) -> JobKey {
+        JobKey {
+            forge: ForgeKind::Github,
+            scope: "acme/app".into(),
+            id,
+        }
+    }
+
+    fn job(id: u64, status: JobStatus, runner: Option<&str>) -> Job {
+        Job {
+            key: key(id),
+            run_id: None,
+            attempt: 1,
+            labels: Labels::default(),
+            status,
+            queued_at: Time::from_secs(0),
+            instances_created: 1,
+            runner: runner.map(str::to_string),
+        }
+    }
+
+    fn runner(name: &str, since: i64) -> Runner {
+        Runner {
+            id: 1,
+            name: name.into(),
+            status: mayfly_core::RunnerStatus::Online,
+            busy: true,
+            labels: Labels::default(),
+            since: Time::from_secs(since),
+        }
+    }
+
+    fn instance(name: &str, state: InstanceState) -> Instance {
+        Instance {
+            name: name.into(),
+            provider_id: Some("1".into()),
+            controller: Some("mf".into()),
+            pool: "p".into(),
+            state,
+            created_at: Time::from_secs(0),
+            state_since: Time::from_secs(0),
+            labels: Labels::default(),
+            placement: None,
+            job: None,
+            run_id: None,
+            billing: None,
+            address: None,
+        }
+    }
+
+    #[test]
+    fn a_contradiction_counts_once_it_outlasts_the_grace() {
+        let snapshot = Snapshot {
+            jobs: vec![
+                job(1, JobStatus::Queued, None),
+                job(2, JobStatus::InProgress, Some("mf-p-2-1")),
+                job(3, JobStatus::InProgress, Some("mf-p-3-1")),
+                job(4, JobStatus::InProgress, Some("someone-else")),
+            ],
+            instances: vec![instance("mf-p-3-1", InstanceState::Running)],
+            runners: vec![runner("mf-p-1-1", 100)],
+            ..Snapshot::default()
+        };
+        let plan = Plan {
+            assignments: vec![Assignment {
+                job: key(1),
+                instance: "mf-p-1-1".into(),
+                how: How::Assumed,
+            }],
+            ..Plan::default()
+        };
+        let news: HashMap<JobKey, Time> = (1..=4).map(|n| (key(n), Time::from_secs(100))).collect();
+        let grace = Duration::from_secs(10);
+        let early = suspects(&snapshot, &plan, &news, "mf", Time::from_secs(105), grace);
+        assert!(early.is_empty(), "news may still be on its way: {early:?}");
+        let later = suspects(&snapshot, &plan, &news, "mf", Time::from_secs(200), grace);
+        // 1: queued while its runner is busy; 2 and 3: running on a runner that is gone (3's
+        // machine is still up, powering off). Not 4: not our runner.
+        assert_eq!(later, [key(1), key(2), key(3)]);
+    }
+}
