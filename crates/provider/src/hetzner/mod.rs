@@ -156,8 +156,8 @@ impl Hetzner {
     }
 
     /// Logs a deprecated type once per process: the operator should move the pool off it before
-    /// its date, after which creates skip it.
-    fn warn_deprecated(&self, server_type: &str, location: &str, d: offers::Deprecation) {
+    /// its date, after which creates skip it. True when it logged.
+    fn warn_deprecated(&self, server_type: &str, location: &str, d: offers::Deprecation) -> bool {
         let first = self
             .warned
             .lock()
@@ -172,6 +172,7 @@ impl Hetzner {
                 "Hetzner: server type is deprecated; it is skipped once unavailable, change the pool's types"
             );
         }
+        first
     }
 
     /// One create attempt for one type and location (`None`: let the API choose).
@@ -298,7 +299,9 @@ impl Provider for Hetzner {
                                 .push(format!("server type {server_type} is not offered in {at}"));
                             continue;
                         }
-                        Offer::Deprecated(d) => self.warn_deprecated(server_type, at, d),
+                        Offer::Deprecated(d) => {
+                            self.warn_deprecated(server_type, at, d);
+                        }
                         Offer::Orderable => {}
                     }
                 }
@@ -448,5 +451,46 @@ impl Provider for Hetzner {
             .price(&self.api, &placement.machine_type, &placement.location)
             .await?;
         Ok(Billing::hourly(price))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::Time;
+    use std::time::Duration;
+
+    struct Still;
+    impl Clock for Still {
+        fn now(&self) -> Time {
+            Time::default()
+        }
+        fn sleep(
+            &self,
+            _: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[test]
+    fn a_deprecated_type_is_warned_about_once() {
+        let h = Hetzner::new(&HetznerConfig::new(Secret::new("t0ken")), Arc::new(Still)).unwrap();
+        let d = offers::Deprecation::default();
+        assert!(h.warn_deprecated("cx33", "fsn1", d));
+        assert!(!h.warn_deprecated("cx33", "nbg1", d), "once per type");
+        assert!(h.warn_deprecated("cx43", "fsn1", d));
+    }
+
+    #[test]
+    fn the_real_apis_refusals_of_a_placement_are_recognised() {
+        assert!(refused_here("unsupported location for server type"));
+        assert!(refused_here("server type 104 is deprecated"));
+        assert!(refused_everywhere("server type 104 is deprecated"));
+        assert!(!refused_everywhere("unsupported location for server type"));
+        assert!(!refused_here(
+            "invalid input in field 'server_type': server type not found"
+        ));
+        assert!(!refused_here("image not found"));
     }
 }
