@@ -2,10 +2,12 @@
 //! answer of [`crate::Provider::check`], worded so an operator can fix the configuration.
 
 use mayfly_core::{Arch, MachineSpec, Time};
+use serde::Serialize;
 use std::fmt;
 
 /// The part of a spec a problem is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SpecItem {
     /// A machine type (Hetzner server type, EC2 instance type).
     ServerType,
@@ -23,8 +25,10 @@ impl SpecItem {
     }
 }
 
-/// What is wrong with one item.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What is wrong with one item. As JSON: `{"kind": "unavailable", "since": 1767225599000,
+/// "locations": ["fsn1"]}` (times in Unix milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SpecIssue {
     /// The catalogue has no such name (never had, or the provider removed it).
     Unknown,
@@ -47,7 +51,7 @@ pub enum SpecIssue {
 
 /// One problem of a spec, for a log line, `config check` or `mayfly status`. Its `Display` is a
 /// sentence without the pool's name: "server type cx22 does not exist (known: cx23, cx33, …)".
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SpecProblem {
     pub item: SpecItem,
     /// As the spec wrote it (an image as `arch:kind:name`).
@@ -265,6 +269,10 @@ mod tests {
         assert_eq!(p.to_string(), "server type cx22 is arm, the image is x86");
         let l = problem(SpecItem::Location, "mars", SpecIssue::Unknown);
         assert_eq!(l.to_string(), "location mars does not exist");
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({ "item": "location", "name": "mars", "issue": { "kind": "unknown" }, "alternatives": [] })
+        );
     }
 
     #[test]
