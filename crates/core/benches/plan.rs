@@ -34,7 +34,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
             provider: "hetzner".into(),
             labels: Labels::new(["self-hosted", "linux", "x64", &format!("team{k}")]),
             spec: MachineSpec {
-                types: vec!["cx22".into()],
+                types: vec!["cx23".into()],
                 locations: vec!["fsn1".into()],
                 image: image.clone(),
             },
@@ -61,7 +61,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
             let k = rng.next(POOLS as u64);
             let mut labels = vec!["self-hosted".to_string(), format!("team{k}")];
             if rng.next(4) == 0 {
-                labels.push("type-cpx31".into());
+                labels.push("type-cpx32".into());
             }
             Job {
                 key: JobKey {
@@ -122,7 +122,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
                 Labels::new(pool.labels.iter())
             },
             placement: Some(Placement {
-                machine_type: "cx22".into(),
+                machine_type: "cx23".into(),
                 location: "fsn1".into(),
                 image: image.clone(),
             }),

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 /// An ordered, de-duplicated set of lower-case labels. Order is kept because dynamic labels use it
-/// for fallbacks (`type-cx22, type-cpx21` tries cx22 first). Shared on clone: a plan copies the
+/// for fallbacks (`type-cx23, type-cpx22` tries cx23 first). Shared on clone: a plan copies the
 /// same few label sets into thousands of actions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "Vec<String>", into = "Vec<String>")]
@@ -199,7 +199,7 @@ impl fmt::Display for Image {
 }
 
 /// How job labels are read: an optional prefix in front of every dynamic label (`prefix = "hz-"`
-/// makes `hz-type-cx22` dynamic and leaves `type-cx22` an ordinary label), and meta labels, each
+/// makes `hz-type-cx23` dynamic and leaves `type-cx23` an ordinary label), and meta labels, each
 /// standing for several labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelRules {
@@ -314,14 +314,14 @@ mod tests {
         let req = rules()
             .requirements(&Labels::new([
                 "self-hosted",
-                "type-cx22",
+                "type-cx23",
                 "in-fsn1",
-                "type-cpx21",
+                "type-cpx22",
                 "in-nbg1",
             ]))
             .unwrap();
         assert_eq!(req.routing, Labels::new(["self-hosted"]));
-        assert_eq!(req.types, ["cx22", "cpx21"]);
+        assert_eq!(req.types, ["cx23", "cpx22"]);
         assert_eq!(req.locations, ["fsn1", "nbg1"]);
         assert_eq!(req.image, None);
     }
@@ -358,10 +358,10 @@ mod tests {
             ..Default::default()
         };
         let req = r
-            .requirements(&Labels::new(["type-cx22", "hz-type-cpx31", "hz-in-hel1"]))
+            .requirements(&Labels::new(["type-cx23", "hz-type-cpx32", "hz-in-hel1"]))
             .unwrap();
-        assert_eq!(req.routing, Labels::new(["type-cx22"]));
-        assert_eq!(req.types, ["cpx31"]);
+        assert_eq!(req.routing, Labels::new(["type-cx23"]));
+        assert_eq!(req.types, ["cpx32"]);
         assert_eq!(req.locations, ["hel1"]);
     }
 

@@ -30,7 +30,7 @@ fn a_queued_job_gets_one_instance_named_after_it() {
     };
     assert_eq!(name, "mayfly-linux-42-1");
     assert_eq!(labels, &common::labels(LINUX));
-    assert_eq!(spec.types, ["cx22"]);
+    assert_eq!(spec.types, ["cx23"]);
     assert_eq!(job.as_ref().map(|k| k.id), Some(42));
     assert_eq!(reason.to_string(), "job github:acme/app#42 queued for 30s");
 }
@@ -226,8 +226,8 @@ fn dynamic_labels_override_the_pool_spec_and_stay_on_the_runner() {
     let cfg = config(vec![pool("linux", LINUX)]);
     let l = [
         "self-hosted",
-        "type-cpx31",
-        "type-cx32",
+        "type-cpx32",
+        "type-cx33",
         "in-hel1",
         "image-arm-snapshot-runner-v2",
     ];
@@ -239,7 +239,7 @@ fn dynamic_labels_override_the_pool_spec_and_stay_on_the_runner() {
     let Action::Create { spec, labels, .. } = creates(&p)[0] else {
         unreachable!()
     };
-    assert_eq!(spec.types, ["cpx31", "cx32"]);
+    assert_eq!(spec.types, ["cpx32", "cx33"]);
     assert_eq!(spec.locations, ["hel1"]);
     assert_eq!(spec.image.to_string(), "arm:snapshot:runner-v2");
     assert!(common::labels(&l).is_subset_of(labels));
@@ -496,7 +496,7 @@ fn a_kept_machine_of_another_type_is_not_reused() {
     let cfg = config(vec![pool("linux", LINUX)]);
     let off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
     let snap = Snapshot {
-        jobs: vec![job(1, &["linux", "type-cx52"])],
+        jobs: vec![job(1, &["linux", "type-cx53"])],
         instances: vec![off],
         runners: vec![],
         refused: Default::default(),

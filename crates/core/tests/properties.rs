@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 const NOW: Time = Time::from_secs(1_700_100_000);
 const ORDINARY: &[&str] = &["self-hosted", "linux", "x64", "arm64", "gpu"];
 const DYNAMIC: &[&str] = &[
-    "type-cx22",
-    "type-cpx31",
+    "type-cx23",
+    "type-cpx32",
     "in-fsn1",
     "in-hel1",
     "image-x86-system-ubuntu-24.04",

@@ -44,7 +44,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn pools(recycling: bool, deadlines: Deadlines) -> Pools {
-    let pool = local::pool("linux", &LABELS, &["cx22"], &["fsn1"], Arch::X86);
+    let pool = local::pool("linux", &LABELS, &["cx23"], &["fsn1"], Arch::X86);
     Pools {
         deadlines,
         ..local::pools("bench", vec![pool], recycling)

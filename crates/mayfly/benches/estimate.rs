@@ -78,7 +78,7 @@ fn pools() -> Pools {
     let mut x64 = local::pool(
         "x64",
         &["self-hosted", "linux", "x64"],
-        &["cx22", "cpx21"],
+        &["cx23", "cpx22"],
         &["fsn1", "nbg1"],
         Arch::X86,
     );

@@ -181,7 +181,7 @@ fn pools(recycling: bool) -> Pools {
         ..local::pools(
             "demo",
             vec![
-                local::pool("x64", x64, &["cx22", "cpx21"], locations, Arch::X86),
+                local::pool("x64", x64, &["cx23", "cpx22"], locations, Arch::X86),
                 local::pool("arm64", arm64, &["cax11"], locations, Arch::Arm),
             ],
             recycling,

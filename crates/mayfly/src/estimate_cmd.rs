@@ -171,13 +171,13 @@ fn run(args: EstimateArgs, config: Option<&Config>, file: Option<&Path>) -> anyh
 }
 
 /// The configured pools; without a configuration file, one pool for `self-hosted, linux, x64`
-/// jobs on a cx22 in fsn1.
+/// jobs on a cx23 in fsn1.
 fn pools(config: Option<&Config>) -> Pools {
     let Some(config) = config else {
         let pool = local::pool(
             "default",
             &["self-hosted", "linux", "x64"],
-            &["cx22"],
+            &["cx23"],
             &["fsn1"],
             Arch::X86,
         );
@@ -318,9 +318,9 @@ fn parse_time(s: &str) -> Result<Time, String> {
         })
 }
 
-/// `--price cx22=0.0071`.
+/// `--price cx23=0.0071`.
 fn parse_price(s: &str) -> Result<(String, f64), String> {
-    let form = "expected TYPE=EUR_PER_HOUR, like cx22=0.0071";
+    let form = "expected TYPE=EUR_PER_HOUR, like cx23=0.0071";
     let (t, p) = s.split_once('=').ok_or(form)?;
     let price: f64 = p.trim().parse().map_err(|_| form)?;
     if t.trim().is_empty() || !price.is_finite() || price < 0.0 {
@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn prices_are_type_equals_euros() {
-        assert_eq!(parse_price("cx22=0.5").unwrap(), ("cx22".to_string(), 0.5));
-        for bad in ["cx22", "=1", "cx22=-1", "cx22=cheap", "cx22=NaN"] {
+        assert_eq!(parse_price("cx23=0.5").unwrap(), ("cx23".to_string(), 0.5));
+        for bad in ["cx23", "=1", "cx23=-1", "cx23=cheap", "cx23=NaN"] {
             assert!(
                 parse_price(bad).unwrap_err().contains("TYPE=EUR_PER_HOUR"),
                 "{bad}"

@@ -366,7 +366,7 @@ mod tests {
             state_since: Time::from_secs(1000),
             labels: Labels::new(LINUX),
             placement: Some(Placement {
-                machine_type: "cx22".into(),
+                machine_type: "cx23".into(),
                 location: "fsn1".into(),
                 image: "x86:system:ubuntu-24.04".parse().unwrap(),
             }),
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn the_view_joins_jobs_instances_runners_and_their_cost() {
-        let pool = crate::local::pool("linux", LINUX, &["cx22"], &["fsn1"], Arch::X86);
+        let pool = crate::local::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
         let mut pools = crate::local::pools("mf", vec![pool], true);
         pools.pools[0].max = Some(1);
         let snapshot = Snapshot {

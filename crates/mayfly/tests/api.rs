@@ -51,7 +51,7 @@ struct World {
 }
 
 async fn world(standby: u32, ready_within: Duration) -> World {
-    let mut pool = local::pool("linux", LABELS, &["cx22"], &["fsn1"], Arch::X86);
+    let mut pool = local::pool("linux", LABELS, &["cx23"], &["fsn1"], Arch::X86);
     pool.standby = standby;
     let pools = local::pools("mf", vec![pool], false);
     let local = support::local::start(support::local::sim_config(50.0), pools, &[REPO], None).await;

@@ -68,7 +68,7 @@ fn without_a_file_the_environment_is_enough() {
     assert_eq!(code, 0, "stderr: {err}");
     assert!(out.contains("no file"), "{out}");
     assert!(
-        out.contains("name = \"default\"") && out.contains("types = [\"cx22\"]"),
+        out.contains("name = \"default\"") && out.contains("types = [\"cx23\"]"),
         "{out}"
     );
     assert!(out.contains("repositories = [\"acme/app\"]"), "{out}");
@@ -249,7 +249,7 @@ fn demo_serves_every_job_leaves_no_server_and_says_so() {
         "at,repo,labels,duration\n\
          0,acme/app,self-hosted;linux;x64,60\n\
          5,acme/app,self-hosted;linux;arm64,45\n\
-         10,acme/web,self-hosted;linux;x64;type-cpx21,30\n",
+         10,acme/web,self-hosted;linux;x64;type-cpx22,30\n",
     );
     let (code, out, err) = output(
         mayfly(dir.path(), &[])

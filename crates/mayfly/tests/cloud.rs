@@ -48,7 +48,7 @@ token = "${HETZNER_TOKEN}"
 name = "linux"
 provider = "hetzner"
 labels = ["self-hosted", "linux"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 "#;
 
@@ -189,7 +189,7 @@ fn deploy_creates_one_labelled_server_whose_cloud_init_installs_the_controller()
     let s = &servers[0];
     assert_eq!(
         (s.name.as_str(), s.server_type.as_str(), s.location.as_str()),
-        ("ci", "cx22", "fsn1")
+        ("ci", "cx23", "fsn1")
     );
     assert_eq!(
         s.labels.get("mayfly-deploy").map(String::as_str),
@@ -369,9 +369,9 @@ fn status_logs_start_install_upgrade_and_delete_reach_the_server() {
     for needle in [
         "server   ci (id ",
         "state    running",
-        "type     cx22 in fsn1, image ubuntu-24.04",
+        "type     cx23 in fsn1, image ubuntu-24.04",
         "address  198.51.",
-        "cost     €0.0071 so far (1 started hours at €0.0071 an hour)",
+        "cost     €0.0057 so far (1 started hours at €0.0057 an hour)",
         "service  active",
     ] {
         assert!(out.contains(needle), "no {needle:?} in\n{out}");
@@ -498,7 +498,7 @@ fn servers_without_the_deploy_label_are_never_touched() {
     // A runner machine of the controller, named like the deployment: not the controller's.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body = serde_json::json!({
-        "name": "ci", "server_type": "cx22", "location": "fsn1", "image": "ubuntu-24.04",
+        "name": "ci", "server_type": "cx23", "location": "fsn1", "image": "ubuntu-24.04",
         "labels": { mayfly_provider::tags::CONTROLLER: "ci" },
     });
     let status = rt.block_on(async {

@@ -465,7 +465,7 @@ fn mixed_labels_fall_back_to_the_next_placement() {
 name = "x64"
 provider = "hetzner"
 labels = ["self-hosted", "linux", "x64"]
-types = ["cpx21", "cx22"]
+types = ["cpx22", "cx23"]
 locations = ["fsn1", "nbg1"]
 image = "x86:system:ubuntu-24.04"
 
@@ -479,9 +479,9 @@ image = "arm:system:ubuntu-24.04"
 "#;
     let unavailable = [
         ("cax21", "fsn1"),
-        ("cpx31", "nbg1"),
-        ("cx22", "hel1"),
-        ("cx22", "fsn1"),
+        ("cpx32", "nbg1"),
+        ("cx23", "hel1"),
+        ("cx23", "fsn1"),
     ];
     let mut w = World::new(
         "mixed",
@@ -504,12 +504,12 @@ image = "arm:system:ubuntu-24.04"
                 "self-hosted",
                 "linux",
                 "x64",
-                "type-cpx31",
+                "type-cpx32",
                 "in-nbg1",
                 "in-fsn1",
             ],
             3,
-            ("cpx31", "fsn1"),
+            ("cpx32", "fsn1"),
         ),
         // The first type is out of stock in every location named: the second type.
         (
@@ -517,13 +517,13 @@ image = "arm:system:ubuntu-24.04"
                 "self-hosted",
                 "linux",
                 "x64",
-                "type-cx22",
-                "type-cpx21",
+                "type-cx23",
+                "type-cpx22",
                 "in-hel1",
                 "in-fsn1",
             ],
             3,
-            ("cpx21", "hel1"),
+            ("cpx22", "hel1"),
         ),
     ];
     let mut expected: HashMap<u64, (&str, &str)> = HashMap::new();
@@ -594,7 +594,7 @@ image = "arm:system:ubuntu-24.04"
         })
         .filter_map(|r| r["errors"].as_u64())
         .sum();
-    // arm: 1 refusal each; cpx31: 1 each; cx22 then cpx21: 2 each.
+    // arm: 1 refusal each; cpx32: 1 each; cx23 then cpx22: 2 each.
     assert!(refused >= 12, "creates refused for stock: {refused}");
     w.report(n);
 }
@@ -735,7 +735,7 @@ fn a_create_cut_short_by_a_kill_is_carried_out_under_its_name() {
                 run_id: Some(run_id),
                 labels: mayfly_core::Labels::new(X64.iter().copied()),
                 spec: mayfly_core::MachineSpec {
-                    types: vec!["cx22".into()],
+                    types: vec!["cx23".into()],
                     locations: vec!["fsn1".into()],
                     image: mayfly_core::Image {
                         arch: mayfly_core::Arch::X86,

@@ -33,7 +33,7 @@ const POOLS: &str = r#"
 name = "x64"
 provider = "hetzner"
 labels = ["self-hosted", "linux", "x64"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 max = 20
 "#;
@@ -48,7 +48,7 @@ fn a_shipped_trace_prints_a_table_of_the_scenarios() {
         "{out}"
     );
     assert!(
-        out.contains("pools (built in: no config file):\n  default [self-hosted, linux, x64]: cx22 in fsn1, 0.0060 EUR/h\n"),
+        out.contains("pools (built in: no config file):\n  default [self-hosted, linux, x64]: cx23 in fsn1, 0.0048 EUR/h\n"),
         "{out}"
     );
     let rows: Vec<&str> = out
@@ -110,13 +110,13 @@ fn a_config_file_needs_no_tokens_and_sets_pools_and_recycling() {
             "--trace",
             STEADY,
             "--price",
-            "cx22=1",
+            "cx23=1",
         ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("  x64 [self-hosted, linux, x64]: cx22 in fsn1, 1.0000 EUR/h, max 20\n"),
+        out.contains("  x64 [self-hosted, linux, x64]: cx23 in fsn1, 1.0000 EUR/h, max 20\n"),
         "{out}"
     );
     assert!(
@@ -136,7 +136,7 @@ fn the_shipped_example_config_needs_none_of_its_variables() {
     let (code, out, err) = estimate(dir.path(), &["-c", example, "--trace", STEADY], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("  linux-x64 [self-hosted, linux, x64]: cx22 in fsn1"),
+        out.contains("  linux-x64 [self-hosted, linux, x64]: cx23 in fsn1"),
         "{out}"
     );
     assert!(
@@ -176,7 +176,7 @@ fn bad_input_is_named() {
         "{err}"
     );
 
-    let (code, _, err) = estimate(d, &["--trace", STEADY, "--price", "cx22"], &[]);
+    let (code, _, err) = estimate(d, &["--trace", STEADY, "--price", "cx23"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("'--price <TYPE=EUR_PER_HOUR>'"), "{err}");
 
@@ -207,7 +207,7 @@ fn bad_input_is_named() {
     );
 
     // A type without a list price.
-    let config = write(d, "gpu.toml", &POOLS.replace("cx22", "gpu1"));
+    let config = write(d, "gpu.toml", &POOLS.replace("cx23", "gpu1"));
     let (code, _, err) = estimate(d, &["-c", config.to_str().unwrap(), "--trace", STEADY], &[]);
     assert_eq!(code, 1);
     assert!(
@@ -263,7 +263,7 @@ async fn from_github_replays_a_repositorys_history_from_the_fake() {
     let x64 = ["self-hosted", "linux", "x64"];
     let pools = local::pools(
         "mf",
-        vec![local::pool("x64", &x64, &["cx22"], &["fsn1"], Arch::X86)],
+        vec![local::pool("x64", &x64, &["cx23"], &["fsn1"], Arch::X86)],
         true,
     );
     let local = support::local::start(

@@ -27,7 +27,7 @@ const POOL: &str = r#"
 name = "linux"
 provider = "hetzner"
 labels = ["self-hosted", "linux", "x64"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 standby = 1
 "#;

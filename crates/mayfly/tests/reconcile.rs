@@ -20,7 +20,7 @@ fn pools(recycling: bool) -> Pools {
         vec![local::pool(
             "linux",
             &["self-hosted", "linux"],
-            &["cx22"],
+            &["cx23"],
             &["fsn1"],
             Arch::X86,
         )],
@@ -151,11 +151,11 @@ async fn at_the_server_quota_a_kept_server_is_freed_for_a_job_it_cannot_serve() 
         all_completed(sim) && sim.hetzner.servers().iter().all(|s| s.status == "off")
     })
     .await;
-    // A job for another server type: the kept cx22 cannot serve it, and the project is full.
+    // A job for another server type: the kept cx23 cannot serve it, and the project is full.
     w.sim.github.enqueue(
         REPO,
         vec![NewJob {
-            labels: vec!["self-hosted".into(), "linux".into(), "type-cpx21".into()],
+            labels: vec!["self-hosted".into(), "linux".into(), "type-cpx22".into()],
             duration: Duration::from_secs(60),
         }],
     );
@@ -166,7 +166,7 @@ async fn at_the_server_quota_a_kept_server_is_freed_for_a_job_it_cannot_serve() 
         .iter()
         .map(|s| s.server_type.as_str())
         .collect();
-    assert_eq!(types, ["cx22", "cpx21"], "{bill:?}");
+    assert_eq!(types, ["cx23", "cpx22"], "{bill:?}");
     assert!(
         bill.servers[0].deleted_ms.is_some(),
         "the kept server was freed"

@@ -85,7 +85,7 @@ fn serve_prints_its_addresses_first_and_stops_on_sigterm() {
     assert!(body.contains("api_calls"), "{body}");
     let (status, body) = get(&host_of(hetzner), "/v1/server_types", Some("hz-secret"));
     assert!(status.contains("200"), "{status} {body}");
-    assert!(body.contains("cx22"), "{body}");
+    assert!(body.contains("cx23"), "{body}");
     let (status, _) = get(&host_of(hetzner), "/v1/servers", Some("wrong"));
     assert!(status.contains("401"), "{status}");
 

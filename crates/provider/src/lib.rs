@@ -7,8 +7,10 @@ pub mod conformance;
 mod error;
 pub mod hetzner;
 mod metrics;
+mod spec_check;
 
 pub use error::{Error, Result};
+pub use spec_check::{ALTERNATIVES, SpecIssue, SpecItem, SpecProblem, closest, day, spec_unusable};
 
 use async_trait::async_trait;
 use mayfly_core::{Billing, Image, Instance, Labels, MachineSpec, Placement, Secret};
@@ -70,4 +72,14 @@ pub trait Provider: Send + Sync {
 
     /// What a machine of this placement costs, and how it is billed.
     async fn billing(&self, placement: &Placement) -> Result<Billing>;
+
+    /// What `spec` names that the provider's catalogue does not offer: unknown, unavailable or
+    /// deprecated types, images and locations, each with close alternatives. An empty answer
+    /// means nothing is known to be wrong (the default, for providers without a catalogue to
+    /// check against). An error means the catalogue could not be read; it says nothing about
+    /// the spec. Cheap to call for every pool: the catalogue is read at most once an hour.
+    async fn check(&self, spec: &MachineSpec) -> Result<Vec<SpecProblem>> {
+        let _ = spec;
+        Ok(Vec::new())
+    }
 }

@@ -130,7 +130,7 @@ async fn the_conformance_suite_passes_against_the_fake() {
     let _local = ::metrics::set_default_local_recorder(&recorder);
     let w = world(fast()).await;
     let p = w.provider();
-    let f = Fixture::new(spec(&["cx22", "cpx11"], &["fsn1", "nbg1"]))
+    let f = Fixture::new(spec(&["cx23", "cpx12"], &["fsn1", "nbg1"]))
         .with_settle(Duration::from_secs(5), Duration::from_millis(10));
     conformance::run(&p, &f).await;
     assert!(
@@ -161,40 +161,40 @@ async fn the_conformance_suite_passes_against_the_fake() {
 #[tokio::test]
 async fn create_falls_back_through_locations_then_types() {
     let w = world(FakeConfig {
-        unavailable: vec![("cx22".into(), "fsn1".into())],
+        unavailable: vec![("cx23".into(), "fsn1".into())],
         ..fast()
     })
     .await;
     let p = w.provider();
-    let s = spec(&["cx22", "cpx11"], &["fsn1", "nbg1"]);
+    let s = spec(&["cx23", "cpx12"], &["fsn1", "nbg1"]);
     // Types outer, locations inner: the first type in its second location beats the second type.
     let i = p.create(&request("fb-1", "c1", s.clone())).await.unwrap();
     let placed = i.placement.unwrap();
     assert_eq!(
         (placed.machine_type.as_str(), placed.location.as_str()),
-        ("cx22", "nbg1")
+        ("cx23", "nbg1")
     );
     assert_eq!(w.calls("POST", "/v1/servers"), (2, 1));
 
     w.fake
-        .set_config(|c| c.unavailable.push(("cx22".into(), "nbg1".into())));
+        .set_config(|c| c.unavailable.push(("cx23".into(), "nbg1".into())));
     let i = p.create(&request("fb-2", "c1", s.clone())).await.unwrap();
     let placed = i.placement.unwrap();
     assert_eq!(
         (placed.machine_type.as_str(), placed.location.as_str()),
-        ("cpx11", "fsn1")
+        ("cpx12", "fsn1")
     );
     assert!(i.billing.unwrap().price_per_hour > 0.0);
 
     w.fake.set_config(|c| {
-        c.unavailable.push(("cpx11".into(), "fsn1".into()));
-        c.unavailable.push(("cpx11".into(), "nbg1".into()));
+        c.unavailable.push(("cpx12".into(), "fsn1".into()));
+        c.unavailable.push(("cpx12".into(), "nbg1".into()));
     });
     let e = p.create(&request("fb-3", "c1", s)).await.unwrap_err();
     let Error::CapacityUnavailable { message } = &e else {
         panic!("{e:?}");
     };
-    for tried in ["cx22@fsn1", "cx22@nbg1", "cpx11@fsn1", "cpx11@nbg1"] {
+    for tried in ["cx23@fsn1", "cx23@nbg1", "cpx12@fsn1", "cpx12@nbg1"] {
         assert!(message.contains(tried), "{message}");
     }
     assert_eq!(w.fake.servers().len(), 2);
@@ -208,7 +208,7 @@ async fn a_full_quota_is_quota_and_creates_nothing() {
     })
     .await;
     let p = w.provider();
-    let s = spec(&["cx22", "cpx11"], &["fsn1", "nbg1"]);
+    let s = spec(&["cx23", "cpx12"], &["fsn1", "nbg1"]);
     p.create(&request("q-1", "c1", s.clone())).await.unwrap();
     let e = p.create(&request("q-2", "c1", s)).await.unwrap_err();
     assert!(matches!(e, Error::Quota { .. }), "{e:?}");
@@ -222,7 +222,7 @@ async fn a_full_quota_is_quota_and_creates_nothing() {
 async fn a_taken_name_is_already_exists() {
     let w = world(fast()).await;
     let p = w.provider();
-    let s = spec(&["cx22"], &["fsn1"]);
+    let s = spec(&["cx23"], &["fsn1"]);
     p.create(&request("same", "c1", s.clone())).await.unwrap();
     assert_eq!(
         p.create(&request("same", "c1", s)).await.unwrap_err(),
@@ -255,11 +255,11 @@ async fn an_empty_bucket_is_waited_out_within_max_wait() {
         ..w.config()
     });
     // The catalogue is read first, so the create below is the one call that meets the 429.
-    p.billing(&placement("cx22", "fsn1")).await.unwrap();
+    p.billing(&placement("cx23", "fsn1")).await.unwrap();
     drain(&p).await;
     let before = w.clock.now_ms();
     let i = p
-        .create(&request("after-wait", "c1", spec(&["cx22"], &["fsn1"])))
+        .create(&request("after-wait", "c1", spec(&["cx23"], &["fsn1"])))
         .await
         .unwrap();
     assert_eq!(i.name, "after-wait");
@@ -285,11 +285,11 @@ async fn a_wait_longer_than_max_wait_is_rate_limited_at_once() {
         ..w.config()
     });
     // The catalogue is read first, so the create below is the one call that meets the 429.
-    p.billing(&placement("cx22", "fsn1")).await.unwrap();
+    p.billing(&placement("cx23", "fsn1")).await.unwrap();
     drain(&p).await;
     let started = std::time::Instant::now();
     let e = p
-        .create(&request("no-wait", "c1", spec(&["cx22"], &["fsn1"])))
+        .create(&request("no-wait", "c1", spec(&["cx23"], &["fsn1"])))
         .await
         .unwrap_err();
     let Error::RateLimited {
@@ -321,7 +321,7 @@ async fn a_list_of_many_servers_costs_one_get_per_fifty() {
     })
     .await;
     let p = w.provider();
-    let s = spec(&["cx22"], &["fsn1"]);
+    let s = spec(&["cx23"], &["fsn1"]);
     for n in 0..120 {
         p.create(&request(&format!("mine-{n}"), "c1", s.clone()))
             .await
@@ -408,7 +408,7 @@ async fn the_ssh_key_is_uploaded_once_and_then_found_by_fingerprint() {
         ..w.config()
     };
     let p = w.provider_with(&config);
-    let s = spec(&["cx22"], &["fsn1"]);
+    let s = spec(&["cx23"], &["fsn1"]);
     p.create(&request("k-1", "c1", s.clone())).await.unwrap();
     p.create(&request("k-2", "c1", s.clone())).await.unwrap();
     assert_eq!(w.calls("POST", "/v1/ssh_keys"), (1, 0));
@@ -432,7 +432,7 @@ async fn actions_surface_their_immediate_errors() {
     let w = world(fast()).await;
     let p = w.provider();
     let i = p
-        .create(&request("busy", "c1", spec(&["cx22"], &["fsn1"])))
+        .create(&request("busy", "c1", spec(&["cx23"], &["fsn1"])))
         .await
         .unwrap();
     let id = i.provider_id.unwrap();
@@ -487,7 +487,7 @@ async fn errors_and_debug_output_never_show_the_token_or_user_data() {
     })
     .await;
     let p = w.provider();
-    let mut req = request("leak", "c1", spec(&["cx22"], &["fsn1"]));
+    let mut req = request("leak", "c1", spec(&["cx23"], &["fsn1"]));
     req.user_data = Secret::new(format!("#cloud-config\nrunner: {MARKER}\n"));
     let quota = p.create(&req).await.unwrap_err();
     assert!(matches!(quota, Error::Quota { .. }), "{quota:?}");
@@ -550,7 +550,7 @@ async fn the_endpoint_can_be_overridden() {
         ..b.config()
     });
     assert_eq!(p.endpoint(), b.endpoint);
-    p.create(&request("here", "c1", spec(&["cx22"], &["fsn1"])))
+    p.create(&request("here", "c1", spec(&["cx23"], &["fsn1"])))
         .await
         .unwrap();
     assert_eq!((a.fake.servers().len(), b.fake.servers().len()), (0, 1));
@@ -588,7 +588,7 @@ fn stand_in_server(id: u64, name: &str, image: Value) -> Value {
     json!({
         "id": id, "name": name, "status": "initializing", "created": "2025-03-01T10:00:00+00:00",
         "labels": { "mayfly-controller": "c1", "mayfly-pool": "x64" },
-        "server_type": { "name": "cx22", "architecture": "x86", "prices": [
+        "server_type": { "name": "cx23", "architecture": "x86", "prices": [
             { "location": "fsn1", "price_hourly": { "net": "0.0060000000", "gross": "0.0071400000000000" } }
         ] },
         "datacenter": { "name": "fsn1-dc14", "location": { "name": "fsn1" } },
@@ -624,10 +624,10 @@ async fn stand_in() -> (Arc<StandIn>, String) {
         .route(
             "/v1/server_types",
             get(|| async {
-                let cx22 = json!({ "name": "cx22", "architecture": "x86", "prices": [
+                let cx23 = json!({ "name": "cx23", "architecture": "x86", "prices": [
                     { "location": "fsn1", "price_hourly": { "net": "0.0060000000", "gross": "0.0071400000000000" } }
                 ] });
-                Json(json!({ "server_types": [cx22], "meta": { "pagination": { "next_page": null } } }))
+                Json(json!({ "server_types": [cx23], "meta": { "pagination": { "next_page": null } } }))
             }),
         )
         .route(
@@ -682,7 +682,7 @@ async fn snapshots_are_resolved_by_description_once() {
         Arc::new(clock),
     )
     .unwrap();
-    let mut sp = spec(&["cx22"], &["fsn1"]);
+    let mut sp = spec(&["cx23"], &["fsn1"]);
     sp.image = "x86:snapshot:runner-base".parse().unwrap();
     let i = p.create(&request("snap", "c1", sp.clone())).await.unwrap();
     assert_eq!(i.placement.as_ref().map(|p| &p.image), Some(&sp.image));

@@ -2,6 +2,8 @@
 //! set fault knobs, reset. JSON in, JSON out; a bad request says which field is wrong.
 
 use crate::github::WebhookFaults;
+use crate::hetzner::DeprecationFault;
+use crate::hetzner::catalog::Deprecation;
 use crate::runners::{Delay, RunnerConfig, RunnerStats};
 use crate::sim::Sim;
 use crate::stats::CallRow;
@@ -296,8 +298,12 @@ struct RunnerFaults {
 #[serde(deny_unknown_fields)]
 struct HetznerFaults {
     server_quota: Option<u32>,
-    /// `[["cpx31", "ash"], …]`: types not offered in those locations.
+    /// `[["cpx32", "hel1"], …]`: types out of stock in those locations.
     unavailable: Option<Vec<(String, String)>>,
+    /// `["cx23", …]`: types gone from the catalogue (not listed, creates refused as unknown).
+    missing_types: Option<Vec<String>>,
+    /// Deprecations announced now, replacing the earlier injected ones.
+    deprecations: Option<Vec<DeprecationSpec>>,
     rate_limit_per_hour: Option<u32>,
     /// Simulated seconds from create (or power on) until `running`.
     boot_delay_secs: Option<f64>,
@@ -307,7 +313,45 @@ struct HetznerFaults {
     action_delay_secs: Option<f64>,
 }
 
+/// `{"server_type": "cx23", "location": "fsn1", "unavailable_in_secs": 86400}`: announced now,
+/// orderable for that many more simulated seconds (negative: already past). Without a location,
+/// everywhere the type is sold.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeprecationSpec {
+    server_type: String,
+    location: Option<String>,
+    unavailable_in_secs: f64,
+}
+
 impl HetznerFaults {
+    /// The deprecations to set, dated from `now_ms`; each delay must be a finite number.
+    fn deprecations(&self, now_ms: i64) -> Result<Option<Vec<DeprecationFault>>, BadRequest> {
+        let Some(specs) = &self.deprecations else {
+            return Ok(None);
+        };
+        specs
+            .iter()
+            .map(|d| {
+                if !d.unavailable_in_secs.is_finite() {
+                    return Err(BadRequest(format!(
+                        "hetzner.deprecations: unavailable_in_secs must be a number of seconds, got {}",
+                        d.unavailable_in_secs
+                    )));
+                }
+                Ok(DeprecationFault {
+                    server_type: d.server_type.clone(),
+                    location: d.location.clone(),
+                    deprecation: Deprecation {
+                        announced_ms: now_ms,
+                        unavailable_after_ms: now_ms + (d.unavailable_in_secs * 1000.0) as i64,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// The delays that are set, checked: each a finite number of seconds, not negative.
     fn delays(&self) -> Result<[Option<Duration>; 3], BadRequest> {
         let check = |name: &str, v: Option<f64>| match v {
@@ -360,6 +404,10 @@ async fn faults(
         Some(h) => h.delays()?,
         None => [None; 3],
     };
+    let deprecations = match &f.hetzner {
+        Some(h) => h.deprecations(sim.clock.now_ms())?,
+        None => None,
+    };
     if let Some(w) = f.webhooks {
         sim.github.set_config(|c| c.webhook_faults = w);
     }
@@ -386,6 +434,12 @@ async fn faults(
             }
             if let Some(u) = h.unavailable {
                 c.unavailable = u;
+            }
+            if let Some(m) = h.missing_types {
+                c.missing_types = m;
+            }
+            if let Some(d) = deprecations {
+                c.deprecations = d;
             }
             if let Some(r) = h.rate_limit_per_hour {
                 c.rate_limit_per_hour = r;

@@ -159,3 +159,76 @@ async fn jobs_traces_stats_and_reset() {
     assert_eq!(stats["jobs"]["total"], 0);
     assert_eq!(stats["servers_existing"], 0);
 }
+
+/// The catalogue faults: types missing from the catalogue, and deprecations dated from now.
+#[tokio::test]
+async fn catalogue_faults_hide_types_and_announce_deprecations() {
+    let sim = Sim::start(SimConfig {
+        speed: 100.0,
+        ..SimConfig::default()
+    });
+    let at = sim
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (http, ctl) = (reqwest::Client::new(), format!("http://{}/_sim", at.github));
+    let token = mayfly_sim::hetzner::HetznerConfig::default().token;
+    let types = async || -> Vec<Value> {
+        let v: Value = http
+            .get(format!("http://{}/v1/server_types?per_page=50", at.hetzner))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["server_types"].as_array().unwrap().clone()
+    };
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "hetzner": { "deprecations": [{ "server_type": "cx23", "unavailable_in_secs": "soon" }] } }),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "hetzner": {
+            "missing_types": ["cx33"],
+            "deprecations": [{ "server_type": "cx23", "location": "nbg1", "unavailable_in_secs": 86400 }],
+        } }),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let listed = types().await;
+    assert!(
+        listed.iter().all(|t| t["name"] != "cx33"),
+        "cx33 is missing"
+    );
+    let cx23 = listed.iter().find(|t| t["name"] == "cx23").unwrap();
+    let nbg1 = cx23["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "nbg1")
+        .unwrap();
+    assert!(nbg1["deprecation"]["announced"].is_string(), "{nbg1}");
+    assert_eq!(nbg1["available"], true, "orderable for another day");
+    let fsn1 = &cx23["locations"][0];
+    assert_eq!(fsn1["deprecation"], Value::Null);
+    // Setting the knobs again replaces them.
+    let (code, _) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "hetzner": { "missing_types": [], "deprecations": [] } }),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let listed = types().await;
+    assert!(listed.iter().any(|t| t["name"] == "cx33"));
+}

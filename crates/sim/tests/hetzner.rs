@@ -72,7 +72,7 @@ impl Fake {
     }
 
     async fn create(&self, name: &str, labels: Value) -> Value {
-        let body = json!({ "name": name, "server_type": "cx22", "image": "ubuntu-24.04", "location": "fsn1", "labels": labels, "user_data": format!("#cloud-config {name}") });
+        let body = json!({ "name": name, "server_type": "cx23", "image": "ubuntu-24.04", "location": "fsn1", "labels": labels, "user_data": format!("#cloud-config {name}") });
         let (status, v) = self.post("/servers", body).await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
         v
@@ -115,7 +115,7 @@ async fn servers_are_created_read_updated_and_deleted() {
         (s["name"].as_str(), s["status"].as_str()),
         (Some("runner-1"), Some("initializing"))
     );
-    assert_eq!(s["server_type"]["name"], "cx22");
+    assert_eq!(s["server_type"]["name"], "cx23");
     assert_eq!(s["location"]["name"], "fsn1");
     assert_eq!(s["datacenter"]["location"]["name"], "fsn1");
     assert_eq!(s["image"]["name"], "ubuntu-24.04");
@@ -131,7 +131,7 @@ async fn servers_are_created_read_updated_and_deleted() {
     let (status, v) = f
         .post(
             "/servers",
-            json!({ "name": "runner-1", "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "name": "runner-1", "server_type": "cx23", "image": "ubuntu-24.04" }),
         )
         .await;
     assert_eq!(
@@ -181,11 +181,11 @@ async fn bad_input_gets_the_real_errors() {
     let f = start(1000.0, HetznerConfig::default()).await;
     for (body, field) in [
         (
-            json!({ "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "server_type": "cx23", "image": "ubuntu-24.04" }),
             "name",
         ),
         (
-            json!({ "name": "a_b", "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "name": "a_b", "server_type": "cx23", "image": "ubuntu-24.04" }),
             "name",
         ),
         (
@@ -193,31 +193,31 @@ async fn bad_input_gets_the_real_errors() {
             "server_type",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": 161547270 }),
+            json!({ "name": "ok", "server_type": "cx23", "image": 161547270 }),
             "image",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": "windows" }),
+            json!({ "name": "ok", "server_type": "cx23", "image": "windows" }),
             "image",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": "ubuntu-24.04", "location": "mars" }),
+            json!({ "name": "ok", "server_type": "cx23", "image": "ubuntu-24.04", "location": "mars" }),
             "location",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": "ubuntu-24.04", "labels": { "-x": "y" } }),
+            json!({ "name": "ok", "server_type": "cx23", "image": "ubuntu-24.04", "labels": { "-x": "y" } }),
             "labels",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": "ubuntu-24.04", "ssh_keys": ["nope"] }),
+            json!({ "name": "ok", "server_type": "cx23", "image": "ubuntu-24.04", "ssh_keys": ["nope"] }),
             "ssh_keys",
         ),
         (
-            json!({ "name": 5, "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "name": 5, "server_type": "cx23", "image": "ubuntu-24.04" }),
             "name",
         ),
         (
-            json!({ "name": "ok", "server_type": "cx22", "image": "ubuntu-24.04", "user_data": "x".repeat(40_000) }),
+            json!({ "name": "ok", "server_type": "cx23", "image": "ubuntu-24.04", "user_data": "x".repeat(40_000) }),
             "user_data",
         ),
     ] {
@@ -522,7 +522,7 @@ async fn the_server_quota_answers_resource_limit_exceeded() {
     let (status, v) = f
         .post(
             "/servers",
-            json!({ "name": "c", "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "name": "c", "server_type": "cx23", "image": "ubuntu-24.04" }),
         )
         .await;
     assert_eq!(
@@ -541,7 +541,7 @@ async fn types_out_of_stock_answer_resource_unavailable() {
     let f = start(
         1000.0,
         HetznerConfig {
-            unavailable: vec![("cx22".into(), "nbg1".into())],
+            unavailable: vec![("cx23".into(), "nbg1".into())],
             ..HetznerConfig::default()
         },
     )
@@ -549,25 +549,30 @@ async fn types_out_of_stock_answer_resource_unavailable() {
     let create = async |t: &str, l: &str| {
         f.post("/servers", json!({ "name": format!("{t}-{l}"), "server_type": t, "image": "ubuntu-24.04", "location": l })).await
     };
-    let (status, v) = create("cx22", "nbg1").await;
+    let (status, v) = create("cx23", "nbg1").await;
     assert_eq!(
         (status, error_code(&v)),
         (StatusCode::PRECONDITION_FAILED, "resource_unavailable"),
         "{v}"
     );
-    let (status, v) = create("cx22", "ash").await;
+    // Never sold there: the real API's 422 `invalid_input`, not a stock problem.
+    let (status, v) = create("cx23", "ash").await;
     assert_eq!(
-        (status, error_code(&v)),
-        (StatusCode::PRECONDITION_FAILED, "resource_unavailable"),
+        (status, error_code(&v), v["error"]["message"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("unsupported location for server type")
+        ),
         "not offered there: {v}"
     );
-    assert_eq!(create("cpx21", "ash").await.0, StatusCode::CREATED);
-    f.hz.set_config(|c| c.unavailable.push(("cpx31".into(), "hel1".into())));
+    assert_eq!(create("ccx13", "ash").await.0, StatusCode::CREATED);
+    f.hz.set_config(|c| c.unavailable.push(("cpx32".into(), "hel1".into())));
     assert_eq!(
-        create("cpx31", "hel1").await.0,
+        create("cpx32", "hel1").await.0,
         StatusCode::PRECONDITION_FAILED
     );
-    let (_, v) = f.get("/server_types?name=cx22").await;
+    let (_, v) = f.get("/server_types?name=cx23").await;
     let nbg1 = v["server_types"][0]["locations"]
         .as_array()
         .unwrap()
@@ -579,7 +584,7 @@ async fn types_out_of_stock_answer_resource_unavailable() {
     let (status, v) = f
         .post(
             "/servers",
-            json!({ "name": "anywhere", "server_type": "cx22", "image": "ubuntu-24.04" }),
+            json!({ "name": "anywhere", "server_type": "cx23", "image": "ubuntu-24.04" }),
         )
         .await;
     assert_eq!(
@@ -594,7 +599,8 @@ async fn the_catalogue_has_types_prices_images_and_locations() {
     let (_, v) = f.get("/server_types?per_page=50").await;
     let types = v["server_types"].as_array().unwrap();
     for name in [
-        "cx22", "cpx21", "cpx31", "cx32", "cax11", "cax21", "cax41", "ccx13",
+        "cx23", "cx33", "cx43", "cx53", "cpx12", "cpx22", "cpx32", "cpx42", "cpx52", "cpx62",
+        "cax11", "cax21", "cax31", "cax41", "ccx13", "ccx23",
     ] {
         let t = types
             .iter()
@@ -648,7 +654,7 @@ async fn the_catalogue_has_types_prices_images_and_locations() {
     let (status, v) = f
         .post(
             "/servers",
-            json!({ "name": "dc", "server_type": "cx22", "image": "ubuntu-24.04", "datacenter": "hel1-dc2" }),
+            json!({ "name": "dc", "server_type": "cx23", "image": "ubuntu-24.04", "datacenter": "hel1-dc2" }),
         )
         .await;
     assert_eq!(
@@ -695,7 +701,7 @@ async fn ssh_keys_are_found_by_fingerprint() {
         (status, error_code(&v)),
         (StatusCode::BAD_REQUEST, "invalid_input")
     );
-    let (status, v) = f.post("/servers", json!({ "name": "k", "server_type": "cx22", "image": "ubuntu-24.04", "ssh_keys": ["mayfly"] })).await;
+    let (status, v) = f.post("/servers", json!({ "name": "k", "server_type": "cx23", "image": "ubuntu-24.04", "ssh_keys": ["mayfly"] })).await;
     assert_eq!(
         (status, &v["root_password"]),
         (StatusCode::CREATED, &Value::Null)
@@ -715,7 +721,7 @@ async fn billing_charges_started_hours_powered_off_or_not() {
     f.clock.sleep(Duration::from_secs(90 * 60)).await;
     f.call(Method::DELETE, &format!("/servers/{a}"), None).await;
     let bill = f.hz.billing();
-    let (_, v) = f.get("/server_types?name=cx22").await;
+    let (_, v) = f.get("/server_types?name=cx23").await;
     let gross: f64 = v["server_types"][0]["prices"][0]["price_hourly"]["gross"]
         .as_str()
         .unwrap()
@@ -734,7 +740,7 @@ async fn billing_charges_started_hours_powered_off_or_not() {
     assert_eq!(bill.total, 3.0 * gross);
     assert!(bill.servers.iter().all(|r| r.deleted_ms.is_some()));
     let json = serde_json::to_value(&bill).unwrap();
-    assert_eq!(json["servers"][0]["type"], "cx22");
+    assert_eq!(json["servers"][0]["type"], "cx23");
 }
 
 #[tokio::test]
@@ -785,4 +791,179 @@ async fn every_call_is_counted_by_route() {
         .find(|r| r.key.route == "/v1/servers/{id}" && r.key.method == "GET")
         .expect("counted by template");
     assert_eq!(get.count.calls, 2);
+}
+
+/// The retired lines stay listed with their per-location deprecation (and the older top-level
+/// fields), and a create answers as the real API did after 2025-12-31: 422 `invalid_input`,
+/// "server type 104 is deprecated" where the type is gone everywhere, "unsupported location"
+/// where it is gone only here.
+#[tokio::test]
+async fn retired_types_are_listed_as_deprecated_and_refused() {
+    let f = start(1000.0, HetznerConfig::default()).await;
+    let (_, v) = f.get("/server_types?name=cx22").await;
+    let cx22 = &v["server_types"][0];
+    assert_eq!(cx22["id"], 104);
+    assert_eq!(cx22["deprecated"], true);
+    assert_eq!(
+        cx22["deprecation"],
+        json!({ "announced": "2025-10-16T06:00:00+00:00", "unavailable_after": "2025-12-31T23:59:59+00:00" })
+    );
+    for l in cx22["locations"].as_array().unwrap() {
+        assert_eq!(l["deprecation"], cx22["deprecation"], "{l}");
+        assert_eq!(
+            (l["available"].clone(), l["recommended"].clone()),
+            (json!(false), json!(false))
+        );
+    }
+    let (status, v) = f
+        .post("/servers", json!({ "name": "old", "server_type": "cx22", "image": "ubuntu-24.04", "location": "fsn1" }))
+        .await;
+    assert_eq!(
+        (status, error_code(&v), v["error"]["message"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("server type 104 is deprecated")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["error"]["details"]["fields"][0]["name"], "server_type");
+    let (status, v) = f
+        .post(
+            "/servers",
+            json!({ "name": "old", "server_type": "cx22", "image": "ubuntu-24.04" }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no location sells it: {v}"
+    );
+
+    // CPX Gen 1 is retired in the EU and Singapore, still sold in the US.
+    let (_, v) = f.get("/server_types?name=cpx21").await;
+    let cpx21 = &v["server_types"][0];
+    assert_eq!(
+        (cpx21["deprecated"].clone(), cpx21["deprecation"].clone()),
+        (json!(false), Value::Null)
+    );
+    let ash = cpx21["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "ash")
+        .unwrap();
+    assert_eq!(
+        (ash["deprecation"].clone(), ash["available"].clone()),
+        (Value::Null, json!(true))
+    );
+    let (status, v) = f
+        .post("/servers", json!({ "name": "eu", "server_type": "cpx21", "image": "ubuntu-24.04", "location": "nbg1" }))
+        .await;
+    assert_eq!(
+        (status, v["error"]["message"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("unsupported location for server type")
+        ),
+        "{v}"
+    );
+    let (status, v) = f
+        .post(
+            "/servers",
+            json!({ "name": "us", "server_type": "cpx21", "image": "ubuntu-24.04" }),
+        )
+        .await;
+    assert_eq!(
+        (status, v["server"]["location"]["name"].as_str()),
+        (StatusCode::CREATED, Some("ash")),
+        "without a location the API picks one that sells it: {v}"
+    );
+    // A datacenter lists what it supports and what it has available now.
+    let dc = &v["server"]["datacenter"]["server_types"];
+    assert!(dc["available"].as_array().unwrap().contains(&json!(23)));
+    let (_, v) = f
+        .post("/servers", json!({ "name": "new", "server_type": "cx23", "image": "ubuntu-24.04", "location": "fsn1" }))
+        .await;
+    let dc = &v["server"]["datacenter"]["server_types"];
+    assert!(dc["supported"].as_array().unwrap().contains(&json!(104)));
+    assert!(!dc["available"].as_array().unwrap().contains(&json!(104)));
+}
+
+/// A type dropped from the catalogue is not listed, not found by id, and refused as unknown;
+/// an injected deprecation shows per location and takes effect at its date.
+#[tokio::test]
+async fn missing_types_and_injected_deprecations() {
+    let f = start(1000.0, HetznerConfig::default()).await;
+    f.hz.set_config(|c| c.missing_types = vec!["cx23".into()]);
+    let (_, v) = f.get("/server_types?per_page=50").await;
+    let names: Vec<&str> = v["server_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"cx23") && names.contains(&"cx33"),
+        "{names:?}"
+    );
+    assert_eq!(f.get("/server_types/114").await.0, StatusCode::NOT_FOUND);
+    let (status, v) = f
+        .post("/servers", json!({ "name": "gone", "server_type": "cx23", "image": "ubuntu-24.04", "location": "fsn1" }))
+        .await;
+    assert_eq!(
+        (
+            status,
+            error_code(&v),
+            v["error"]["details"]["fields"][0]["name"].as_str()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            Some("server_type")
+        ),
+        "{v}"
+    );
+    f.hz.set_config(|c| c.missing_types.clear());
+
+    let now = f.clock.now_ms();
+    f.hz.set_config(|c| {
+        c.deprecations = vec![mayfly_sim::hetzner::DeprecationFault {
+            server_type: "cx33".into(),
+            location: Some("fsn1".into()),
+            deprecation: mayfly_sim::hetzner::catalog::Deprecation {
+                announced_ms: now,
+                unavailable_after_ms: now + 3_600_000,
+            },
+        }]
+    });
+    let (_, v) = f.get("/server_types?name=cx33").await;
+    let fsn1 = &v["server_types"][0]["locations"][0];
+    assert_eq!(fsn1["name"], "fsn1");
+    assert!(
+        fsn1["deprecation"]["unavailable_after"].is_string(),
+        "{fsn1}"
+    );
+    assert_eq!(
+        (fsn1["available"].clone(), fsn1["recommended"].clone()),
+        (json!(true), json!(false))
+    );
+    let create = async |name: &str| {
+        f.post("/servers", json!({ "name": name, "server_type": "cx33", "image": "ubuntu-24.04", "location": "fsn1" })).await
+    };
+    assert_eq!(
+        create("still").await.0,
+        StatusCode::CREATED,
+        "orderable until its date"
+    );
+    f.hz.set_config(|c| c.deprecations[0].deprecation.unavailable_after_ms = now - 1);
+    let (status, v) = create("late").await;
+    assert_eq!(
+        (status, v["error"]["message"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("unsupported location for server type")
+        ),
+        "still sold in nbg1 and hel1: {v}"
+    );
 }

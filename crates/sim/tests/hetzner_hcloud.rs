@@ -1,5 +1,6 @@
 //! The official `hcloud` Python client against the fake Hetzner Cloud, served in-process:
-//! if the real client cannot create, list, power, rebuild and delete, neither can anyone.
+//! if the real client cannot create, list, power, rebuild and delete, or read the catalogue with
+//! its per-location deprecations, neither can anyone.
 
 mod support;
 

@@ -68,9 +68,9 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
-    // The price of a cx22 in fsn1, for the bill.
+    // The price of a cx23 in fsn1, for the bill.
     let types: Value = http
-        .get(format!("{hz}/server_types?name=cx22"))
+        .get(format!("{hz}/server_types?name=cx23"))
         .bearer_auth(HZ_TOKEN)
         .send()
         .await
@@ -109,7 +109,7 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
             .post(format!("{hz}/servers"))
             .bearer_auth(HZ_TOKEN)
             .json(&json!({
-                "name": name, "server_type": "cx22", "image": "ubuntu-24.04", "location": "fsn1",
+                "name": name, "server_type": "cx23", "image": "ubuntu-24.04", "location": "fsn1",
                 "labels": { "mayfly": "scenario" }, "user_data": user_data,
             }))
             .send()

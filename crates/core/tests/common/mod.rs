@@ -26,7 +26,7 @@ pub fn pool(name: &str, l: &[&str]) -> Pool {
         provider: "hetzner".into(),
         labels: labels(l),
         spec: MachineSpec {
-            types: vec!["cx22".into()],
+            types: vec!["cx23".into()],
             locations: vec!["fsn1".into()],
             image: "x86:system:ubuntu-24.04".parse().expect("image"),
         },
@@ -66,7 +66,7 @@ pub fn job(id: u64, l: &[&str]) -> Job {
 
 pub fn placement() -> Placement {
     Placement {
-        machine_type: "cx22".into(),
+        machine_type: "cx23".into(),
         location: "fsn1".into(),
         image: "x86:system:ubuntu-24.04".parse().expect("image"),
     }

@@ -297,7 +297,7 @@ setup_script = "echo $${HOME}"
 name = "linux"
 provider = "hetzner"
 labels = ["self-hosted"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 "#;
 

@@ -24,7 +24,7 @@ const DEFAULT_KEYS: [&str; 3] = [
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Hetzner server type
-    #[arg(long = "type", default_value = "cx22", value_name = "TYPE")]
+    #[arg(long = "type", default_value = "cx23", value_name = "TYPE")]
     pub server_type: String,
     /// Hetzner location
     #[arg(long, default_value = "fsn1", value_name = "LOCATION")]
@@ -227,7 +227,7 @@ async fn check_placement(
         );
     }
     let t = api.server_type(server_type).await?.with_context(|| {
-        format!("--type {server_type}: Hetzner has no such server type (cx22, cpx21, cax11, …)")
+        format!("--type {server_type}: Hetzner has no such server type (cx23, cpx22, cax11, …)")
     })?;
     hetzner::price_in(&t, location).with_context(|| {
         let offered: Vec<&str> = t.prices.iter().map(|p| p.location.as_str()).collect();

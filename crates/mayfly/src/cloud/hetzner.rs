@@ -183,7 +183,7 @@ mod tests {
     fn the_price_is_the_one_of_the_servers_location() {
         let server: Server = serde_json::from_value(json!({
             "id": 1, "name": "m", "status": "running", "created": "2024-01-01T00:00:00+00:00",
-            "server_type": {"name": "cx22", "prices": [
+            "server_type": {"name": "cx23", "prices": [
                 {"location": "nbg1", "price_hourly": {"gross": "0.02"}, "price_monthly": {"gross": "9.0"}},
                 {"location": "fsn1", "price_hourly": {"gross": "0.01"}, "price_monthly": {"gross": "5.0"}},
             ]},

@@ -70,7 +70,7 @@ pub fn defaults(config: &mut Config) {
             name: "default".into(),
             provider: "hetzner".into(),
             labels: vec!["self-hosted".into()],
-            types: vec!["cx22".into()],
+            types: vec!["cx23".into()],
             locations: vec!["fsn1".into()],
             image: Default::default(),
             max: None,

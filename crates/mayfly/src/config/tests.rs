@@ -23,7 +23,7 @@ kind = "hetzner"
 name = "linux"
 provider = "hetzner"
 labels = ["self-hosted", "linux"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 "#;
 
@@ -298,7 +298,7 @@ labels = ["x"]
         "mayfly.toml:4:17: github.repositories[0]: expected `owner/repo`",
         "mayfly.toml:5:11: github.api_url: expected an http:// or https:// URL",
         "mayfly.toml:7:7: labels.meta.big: label \"image-sparc-system-x\"",
-        "mayfly.toml:10:1: pools[0].types: a Hetzner pool needs at least one; for example [\"cx22\"]",
+        "mayfly.toml:10:1: pools[0].types: a Hetzner pool needs at least one; for example [\"cx23\"]",
         "mayfly.toml:10:1: pools[0].locations: a Hetzner pool needs at least one",
         "mayfly.toml:13:10: pools[0].labels: a pool needs at least one label",
         "mayfly.toml:15:11: pools[0].standby: 2 standby runners exceed the pool's max of 1",
@@ -356,7 +356,7 @@ fn defaults_without_a_file_give_one_hetzner_pool() {
         ("default", "hetzner")
     );
     assert_eq!(p.labels, mayfly_core::Labels::new(["self-hosted"]));
-    assert_eq!(p.spec.types, ["cx22"]);
+    assert_eq!(p.spec.types, ["cx23"]);
     assert_eq!(p.spec.locations, ["fsn1"]);
     assert_eq!(p.spec.image.to_string(), "x86:system:ubuntu-24.04");
 
@@ -554,7 +554,7 @@ fn the_example_routes_jobs_as_its_comments_say() {
             ),
             (
                 "linux-x64".to_string(),
-                vec!["cx22".to_string(), "cpx21".to_string()],
+                vec!["cx23".to_string(), "cpx22".to_string()],
                 vec!["nbg1".to_string()]
             ),
         ]
@@ -664,7 +664,7 @@ fn planning_needs_no_token_or_scope_but_still_checks_the_pools() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("mayfly.toml");
     let env = Env::from_pairs([("HOME", "/h")]);
-    let pools = "[[pools]]\nname = \"linux\"\nprovider = \"hetzner\"\nlabels = [\"self-hosted\"]\ntypes = [\"cx22\"]\nlocations = [\"fsn1\"]\n";
+    let pools = "[[pools]]\nname = \"linux\"\nprovider = \"hetzner\"\nlabels = [\"self-hosted\"]\ntypes = [\"cx23\"]\nlocations = [\"fsn1\"]\n";
     std::fs::write(&path, pools).expect("write config");
     let c = Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect("valid");
     assert_eq!(c.pools().pools[0].name, "linux");
@@ -683,7 +683,7 @@ fn planning_needs_no_token_or_scope_but_still_checks_the_pools() {
         "{full}"
     );
 
-    std::fs::write(&path, pools.replace("types = [\"cx22\"]\n", "mx = 3\n")).expect("write");
+    std::fs::write(&path, pools.replace("types = [\"cx23\"]\n", "mx = 3\n")).expect("write");
     let e = Config::load_for_planning(Some(&path), &Overrides::default(), &env).expect_err("bad");
     assert!(e.to_string().contains("pools[0].mx: unknown key"), "{e}");
 }

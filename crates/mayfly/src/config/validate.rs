@@ -236,7 +236,7 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
             ),
             Some(p) if p.kind == ProviderKind::Hetzner => {
                 for (k, v, example) in [
-                    ("types", &pool.types, "cx22"),
+                    ("types", &pool.types, "cx23"),
                     ("locations", &pool.locations, "fsn1"),
                 ] {
                     if v.is_empty() {

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub struct Prices {
     /// Lower-case server type → EUR per hour, in every location.
     overrides: BTreeMap<String, f64>,
+    /// When the machines would be ordered (Unix ms): a type retired by then cannot be.
+    today_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -21,14 +23,29 @@ pub enum PriceError {
         server_type: String,
         location: String,
     },
+    #[error(
+        "server type {server_type} is no longer sold in {location} (unavailable after {after}): the create would fail"
+    )]
+    Retired {
+        server_type: String,
+        location: String,
+        after: String,
+    },
     #[error("none of the server types [{types}] has the image's architecture ({arch:?})")]
     WrongArch { types: String, arch: Arch },
 }
 
 impl Prices {
-    /// Hetzner's list prices, net of VAT, as the simulator's catalogue holds them.
+    /// Hetzner's list prices, net of VAT, as the simulator's catalogue holds them, for
+    /// machines ordered now.
     pub fn hetzner() -> Prices {
-        Prices::default()
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Prices {
+            today_ms: now,
+            ..Prices::default()
+        }
     }
 
     /// Prices `server_type` at `eur_per_hour` wherever it runs.
@@ -70,6 +87,16 @@ impl Prices {
                 location,
             });
         }
+        if let Some(d) = known
+            .and_then(|t| t.retirement_in(&location))
+            .filter(|d| self.today_ms > d.unavailable_after_ms)
+        {
+            return Err(PriceError::Retired {
+                server_type: server_type.clone(),
+                location,
+                after: mayfly_provider::day(mayfly_core::Time::from_millis(d.unavailable_after_ms)),
+            });
+        }
         let price = self
             .overrides
             .get(&server_type.to_ascii_lowercase())
@@ -99,25 +126,25 @@ mod tests {
     #[test]
     fn list_prices_come_from_the_catalogue_per_location() {
         let p = Prices::hetzner();
-        let (at, billing) = p.place(&spec(&["cx22"], &["fsn1"], Arch::X86)).unwrap();
+        let (at, billing) = p.place(&spec(&["cx23"], &["fsn1"], Arch::X86)).unwrap();
         assert_eq!(
             (at.machine_type.as_str(), at.location.as_str()),
-            ("cx22", "fsn1")
+            ("cx23", "fsn1")
         );
-        assert_eq!(billing, Billing::hourly(0.006));
+        assert_eq!(billing, Billing::hourly(0.0048));
         // US locations cost more.
-        let (_, us) = p.place(&spec(&["cpx11"], &["ash"], Arch::X86)).unwrap();
-        assert!((us.price_per_hour - 0.0070 * 1.2).abs() < 1e-9);
+        let (_, us) = p.place(&spec(&["ccx13"], &["ash"], Arch::X86)).unwrap();
+        assert!((us.price_per_hour - 0.0200 * 1.2).abs() < 1e-9);
     }
 
     #[test]
     fn a_type_of_the_wrong_architecture_is_skipped_as_the_provider_does() {
         let p = Prices::hetzner();
         let (at, _) = p
-            .place(&spec(&["cx22", "cax11"], &["nbg1"], Arch::Arm))
+            .place(&spec(&["cx23", "cax11"], &["nbg1"], Arch::Arm))
             .unwrap();
         assert_eq!(at.machine_type, "cax11");
-        let e = p.place(&spec(&["cx22"], &["nbg1"], Arch::Arm)).unwrap_err();
+        let e = p.place(&spec(&["cx23"], &["nbg1"], Arch::Arm)).unwrap_err();
         assert!(e.to_string().contains("architecture"), "{e}");
     }
 
@@ -130,25 +157,40 @@ mod tests {
             "no list price for server type \"gpu1\": give it one (--price gpu1=EUR_PER_HOUR)"
         );
         p.set("GPU1", 1.5);
-        p.set("cx22", 0.01);
+        p.set("cx23", 0.01);
         assert_eq!(
             p.place(&spec(&["gpu1"], &["fsn1"], Arch::X86)).unwrap().1,
             Billing::hourly(1.5)
         );
         assert_eq!(
-            p.place(&spec(&["cx22"], &[], Arch::X86)).unwrap().1,
+            p.place(&spec(&["cx23"], &[], Arch::X86)).unwrap().1,
             Billing::hourly(0.01)
         );
     }
 
     #[test]
-    fn a_type_not_offered_in_the_location_is_an_error() {
+    fn a_type_retired_in_the_location_is_an_error() {
         let e = Prices::hetzner()
-            .place(&spec(&["cx22"], &["ash"], Arch::X86))
+            .place(&spec(&["cx22"], &["fsn1"], Arch::X86))
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "server type cx22 is not offered in ash: the create would fail"
+            "server type cx22 is no longer sold in fsn1 (unavailable after 2025-12-31): the create would fail"
+        );
+        // Before its date it was.
+        let mut before = Prices::hetzner();
+        before.today_ms = 1_761_955_200_000;
+        assert!(before.place(&spec(&["cx22"], &["fsn1"], Arch::X86)).is_ok());
+    }
+
+    #[test]
+    fn a_type_not_offered_in_the_location_is_an_error() {
+        let e = Prices::hetzner()
+            .place(&spec(&["cx23"], &["ash"], Arch::X86))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "server type cx23 is not offered in ash: the create would fail"
         );
     }
 }

@@ -94,7 +94,7 @@ mod tests {
                 let mut p = local::pool(
                     &format!("p{i}"),
                     &["self-hosted"],
-                    &["cx22"],
+                    &["cx23"],
                     &["fsn1"],
                     Arch::X86,
                 );

@@ -9,7 +9,7 @@ const X64: &[&str] = &["self-hosted", "linux", "x64"];
 fn pools(recycling: bool) -> Pools {
     local::pools(
         "mf",
-        vec![local::pool("x64", X64, &["cx22"], &["fsn1"], Arch::X86)],
+        vec![local::pool("x64", X64, &["cx23"], &["fsn1"], Arch::X86)],
         recycling,
     )
 }
@@ -54,9 +54,9 @@ fn a_job_on_a_fresh_machine_waits_the_boot_time_and_pays_an_hour() {
     assert_eq!(o.wait.max, Some(40.0));
     assert_eq!(o.machines_created, 1);
     assert_eq!(o.peak_machines, 1);
-    // cx22 at 0.006 EUR an hour: one hour billed for five minutes of work.
-    assert!((o.cost - 0.006).abs() < 1e-12, "{}", o.cost);
-    assert!((o.job_cost - 0.0005).abs() < 1e-12, "{}", o.job_cost);
+    // cx23 at 0.0048 EUR an hour: one hour billed for five minutes of work.
+    assert!((o.cost - 0.0048).abs() < 1e-12, "{}", o.cost);
+    assert!((o.job_cost - 0.0004).abs() < 1e-12, "{}", o.job_cost);
     assert_eq!(o.cost_ratio, Some(12.0));
     // Job done at 340 s, off at 342 s; recycling keeps it, so the estimate ends when the job does.
     assert_eq!(o.simulated_secs, 340.0);

@@ -150,7 +150,7 @@ mod tests {
             state_since: Time::from_secs(0),
             labels: Labels::new(LINUX),
             placement: Some(Placement {
-                machine_type: "cx22".into(),
+                machine_type: "cx23".into(),
                 location: "fsn1".into(),
                 image: "x86:system:ubuntu-24.04".parse().unwrap(),
             }),
@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn view(snapshot: &Snapshot, max: u32) -> View {
-        let pool = crate::local::pool("linux", LINUX, &["cx22"], &["fsn1"], Arch::X86);
+        let pool = crate::local::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
         let mut pools = crate::local::pools("mf", vec![pool], true);
         pools.limits.max_instances = Some(max);
         let now = Time::from_secs(5400);

@@ -254,7 +254,7 @@ mod tests {
                 state: InstanceState::Running,
                 created_at: t(700),
                 age_seconds: 300,
-                machine_type: Some("cx22".into()),
+                machine_type: Some("cx23".into()),
                 location: Some("fsn1".into()),
                 address: Some("198.51.100.7".into()),
                 job: Some("github:acme/app#6".into()),

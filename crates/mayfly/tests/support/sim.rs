@@ -257,7 +257,7 @@ pub const LINUX_POOL: &str = r#"
 name = "linux"
 provider = "hetzner"
 labels = ["self-hosted", "linux", "x64"]
-types = ["cx22"]
+types = ["cx23"]
 locations = ["fsn1"]
 image = "x86:system:ubuntu-24.04"
 "#;

@@ -1,22 +1,28 @@
-//! What changes rarely and costs calls to learn: server type prices, image ids of snapshots and
-//! app images, the project's SSH key ids. Each is fetched once and kept, so a job costs one create.
+//! What changes rarely and costs calls to learn: server types (prices, locations, deprecations),
+//! locations, system images, image ids of snapshots and app images, the project's SSH key ids.
+//! Each list is read at most once an hour, whatever the number of pools, so a job costs one create.
 
 use super::client::{Api, Call};
 use super::mapping::{self, Meta, Price, WireImage};
+use super::offers::{Deprecation, SystemImage, TypeInfo, Types};
 use crate::{Error, Result};
 use base64::Engine;
-use mayfly_core::{Arch, Image, ImageKind, Time};
+use mayfly_core::{Image, ImageKind, Time};
 use md5::{Digest, Md5};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Prices and image ids are re-read after this long: types come and go, and an operator's
+/// Lists and image ids are re-read after this long: types come and go, and an operator's
 /// pipeline may publish a newer snapshot under the same description.
 const CATALOGUE_TTL: Duration = Duration::from_secs(3600);
+/// A list that could not be read is not asked for again before this long: every create would
+/// otherwise pay a second call while the endpoint is broken (creates then go ahead unchecked).
+const FAILURE_TTL: Duration = Duration::from_secs(300);
 /// A runaway page chain stops here (2,500 items at 50 a page).
 pub(crate) const MAX_PAGES: u64 = 50;
 pub(crate) const PER_PAGE: &str = "50";
@@ -62,22 +68,73 @@ struct Images {
     by_id: HashMap<u64, Image>,
 }
 
-/// What mayfly needs of one server type.
-#[derive(Clone, Debug, Default)]
-struct TypeInfo {
-    arch: Option<Arch>,
-    /// Gross EUR an hour, per location.
-    prices: HashMap<String, f64>,
+/// One catalogue list as last read: its value with when it was read, or the failure with when.
+struct Cached<T> {
+    value: Option<(Time, Arc<T>)>,
+    failed: Option<(Time, Error)>,
 }
 
-/// Every server type by name, with when the list was read.
-type Types = (Time, HashMap<String, TypeInfo>);
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Cached {
+            value: None,
+            failed: None,
+        }
+    }
+}
+
+/// A list read at most once per [`CATALOGUE_TTL`] (and a failed read repeated at most once per
+/// [`FAILURE_TTL`]). An async lock: one refresh at a time, the others wait for its answer
+/// instead of paying for their own.
+struct List<T>(tokio::sync::Mutex<Cached<T>>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(tokio::sync::Mutex::new(Cached::default()))
+    }
+}
+
+impl<T> List<T> {
+    async fn get<F, Fut>(&self, api: &Api, fetch: F) -> Result<Arc<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut cached = self.0.lock().await;
+        let now = api.now();
+        if let Some((at, value)) = &cached.value
+            && now.since(*at) < CATALOGUE_TTL
+        {
+            return Ok(value.clone());
+        }
+        if let Some((at, e)) = &cached.failed
+            && now.since(*at) < FAILURE_TTL
+        {
+            return Err(e.clone());
+        }
+        match fetch().await {
+            Ok(v) => {
+                let v = Arc::new(v);
+                cached.value = Some((now, v.clone()));
+                cached.failed = None;
+                Ok(v)
+            }
+            // A rate limit says nothing about the list: the client's pause already holds the
+            // other calls back.
+            Err(e @ Error::RateLimited { .. }) => Err(e),
+            Err(e) => {
+                cached.failed = Some((now, e.clone()));
+                Err(e)
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Catalogue {
-    /// An async lock: one refresh at a time, the others wait for its answer instead of paying
-    /// for their own.
-    types: tokio::sync::Mutex<Option<Types>>,
+    types: List<Types>,
+    locations: List<Vec<String>>,
+    system_images: List<Vec<SystemImage>>,
     images: Mutex<Images>,
     image_lookups: tokio::sync::Mutex<()>,
     ssh_keys: tokio::sync::Mutex<Option<Vec<u64>>>,
@@ -98,6 +155,50 @@ struct ServerTypeEntry {
     architecture: Option<String>,
     #[serde(default)]
     prices: Vec<Price>,
+    /// The older, type-wide deprecation (phased out since 2025-09-24 for `locations[]`).
+    #[serde(default)]
+    deprecation: Option<WireDeprecation>,
+    #[serde(default)]
+    locations: Option<Vec<TypeLocation>>,
+}
+
+#[derive(Deserialize)]
+struct TypeLocation {
+    name: String,
+    #[serde(default)]
+    deprecation: Option<WireDeprecation>,
+}
+
+#[derive(Clone, Deserialize)]
+struct WireDeprecation {
+    #[serde(default)]
+    announced: Option<String>,
+    #[serde(default)]
+    unavailable_after: Option<String>,
+}
+
+impl WireDeprecation {
+    /// An unreadable date is left out rather than failing the whole list.
+    fn read(&self) -> Deprecation {
+        let at = |t: &Option<String>| t.as_deref().and_then(|t| mapping::timestamp(t).ok());
+        Deprecation {
+            announced: at(&self.announced),
+            unavailable_after: at(&self.unavailable_after),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LocationsPage {
+    #[serde(default)]
+    locations: Vec<LocationEntry>,
+    #[serde(default)]
+    meta: Meta,
+}
+
+#[derive(Deserialize)]
+struct LocationEntry {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -125,19 +226,26 @@ struct SshKeyCreated {
 }
 
 impl Catalogue {
-    /// `GET /server_types`, read at most once an hour; one refresh at a time.
+    /// Every server type by name: `GET /server_types`, read at most once an hour.
+    pub(crate) async fn types(&self, api: &Api) -> Result<Arc<Types>> {
+        self.types.get(api, || fetch_types(api)).await
+    }
+
+    /// Every location's name: `GET /locations`, read at most once an hour.
+    pub(crate) async fn locations(&self, api: &Api) -> Result<Arc<Vec<String>>> {
+        self.locations.get(api, || fetch_locations(api)).await
+    }
+
+    /// Every system image (both architectures): `GET /images?type=system`, read at most once
+    /// an hour. One list for all pools rather than a lookup per image name.
+    pub(crate) async fn system_images(&self, api: &Api) -> Result<Arc<Vec<SystemImage>>> {
+        self.system_images
+            .get(api, || fetch_system_images(api))
+            .await
+    }
+
     async fn server_type(&self, api: &Api, name: &str) -> Result<Option<TypeInfo>> {
-        let mut cached = self.types.lock().await;
-        let now = api.now();
-        let fresh = cached
-            .as_ref()
-            .is_some_and(|(at, _)| now.since(*at) < CATALOGUE_TTL);
-        if !fresh {
-            *cached = Some((now, fetch_types(api).await?));
-        }
-        Ok(cached
-            .as_ref()
-            .and_then(|(_, types)| types.get(name).cloned()))
+        Ok(super::offers::lookup(&*self.types(api).await?, name).cloned())
     }
 
     /// The gross hourly price of `server_type` in `location`.
@@ -148,14 +256,6 @@ impl Catalogue {
             .ok_or_else(|| Error::Invalid {
                 message: format!("server type {server_type} has no price in location {location}"),
             })
-    }
-
-    /// The architecture of `server_type`, if the catalogue knows the type and says.
-    pub(crate) async fn architecture(&self, api: &Api, server_type: &str) -> Result<Option<Arch>> {
-        Ok(self
-            .server_type(api, server_type)
-            .await?
-            .and_then(|t| t.arch))
     }
 
     /// Where `image` came from, if mayfly resolved its id.
@@ -212,13 +312,30 @@ impl Catalogue {
     }
 }
 
-async fn fetch_types(api: &Api) -> Result<HashMap<String, TypeInfo>> {
-    let mut types = HashMap::new();
+/// Follows `meta.pagination.next_page` from page 1, at most [`MAX_PAGES`] pages.
+async fn pages<P: serde::de::DeserializeOwned>(
+    api: &Api,
+    path: &str,
+    query: &[(&str, &str)],
+    mut each: impl FnMut(P) -> Option<u64>,
+) -> Result<()> {
     let mut page = 1;
     for _ in 0..MAX_PAGES {
         let p = page.to_string();
-        let url = api.url("/server_types", &[("page", &p), ("per_page", PER_PAGE)])?;
-        let answer: ServerTypesPage = api.get(url).await?;
+        let mut q = query.to_vec();
+        q.extend([("page", p.as_str()), ("per_page", PER_PAGE)]);
+        let answer: P = api.get(api.url(path, &q)?).await?;
+        match each(answer) {
+            Some(next) if next > page => page = next,
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_types(api: &Api) -> Result<Types> {
+    let mut types = HashMap::new();
+    pages(api, "/server_types", &[], |answer: ServerTypesPage| {
         for t in answer.server_types {
             let prices = t
                 .prices
@@ -226,14 +343,75 @@ async fn fetch_types(api: &Api) -> Result<HashMap<String, TypeInfo>> {
                 .filter_map(|p| Some((p.location.clone(), p.hourly_gross()?)))
                 .collect();
             let arch = t.architecture.as_deref().and_then(mapping::arch);
-            types.insert(t.name, TypeInfo { arch, prices });
+            let overall = t.deprecation.as_ref().map(WireDeprecation::read);
+            let locations = match &t.locations {
+                Some(ls) => ls
+                    .iter()
+                    .map(|l| {
+                        (
+                            l.name.clone(),
+                            l.deprecation.as_ref().map(WireDeprecation::read),
+                        )
+                    })
+                    .collect(),
+                None => t
+                    .prices
+                    .iter()
+                    .map(|p| (p.location.clone(), overall))
+                    .collect(),
+            };
+            types.insert(
+                t.name,
+                TypeInfo {
+                    arch,
+                    prices,
+                    locations,
+                },
+            );
         }
-        match answer.meta.next_page() {
-            Some(next) if next > page => page = next,
-            _ => return Ok(types),
-        }
-    }
+        answer.meta.next_page()
+    })
+    .await?;
     Ok(types)
+}
+
+async fn fetch_locations(api: &Api) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    pages(api, "/locations", &[], |answer: LocationsPage| {
+        names.extend(answer.locations.into_iter().map(|l| l.name));
+        answer.meta.next_page()
+    })
+    .await?;
+    Ok(names)
+}
+
+async fn fetch_system_images(api: &Api) -> Result<Vec<SystemImage>> {
+    let mut images = Vec::new();
+    pages(
+        api,
+        "/images",
+        &[("type", "system")],
+        |answer: ImagesPage| {
+            images.extend(
+                answer
+                    .images
+                    .into_iter()
+                    .filter(|i| i.kind == "system")
+                    .map(|i| SystemImage {
+                        arch: mapping::arch(&i.architecture),
+                        deprecated: i
+                            .deprecated
+                            .as_deref()
+                            .and_then(|d| mapping::timestamp(d).ok()),
+                        available: i.status.as_deref().is_none_or(|s| s == "available"),
+                        name: i.label(),
+                    }),
+            );
+            answer.meta.next_page()
+        },
+    )
+    .await?;
+    Ok(images)
 }
 
 async fn find_image(api: &Api, image: &Image) -> Result<u64> {

@@ -114,6 +114,9 @@ pub struct WireImage {
     pub created: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
+    /// When Hetzner deprecated the image (system images), if it did.
+    #[serde(default)]
+    pub deprecated: Option<String>,
 }
 
 /// `meta.pagination` of a list answer.
@@ -679,7 +682,7 @@ mod tests {
             "id": 42, "name": "mayfly-x64-7-1", "status": "running",
             "created": "2016-01-30T23:55:00+00:00",
             "labels": { "mayfly-controller": "c1", "mayfly-pool": "x64" },
-            "server_type": { "name": "cx22", "architecture": "x86", "prices": [
+            "server_type": { "name": "cx23", "architecture": "x86", "prices": [
                 { "location": "fsn1", "price_hourly": { "net": "0.006", "gross": "0.00714" } }
             ] },
             "datacenter": { "name": "fsn1-dc14", "location": { "name": "fsn1" } },
@@ -709,7 +712,7 @@ mod tests {
             let p = i.placement.unwrap();
             assert_eq!(
                 (p.machine_type.as_str(), p.location.as_str()),
-                ("cx22", "fsn1")
+                ("cx23", "fsn1")
             );
             assert_eq!(p.image, "x86:system:ubuntu-24.04".parse().unwrap());
             assert_eq!(i.billing, Some(Billing::hourly(0.00714)));

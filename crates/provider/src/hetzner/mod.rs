@@ -3,12 +3,15 @@
 //!
 //! API economy is the scaling limit here (3,600 requests an hour per project), so a job costs
 //! one create and one delete, a reconcile pass one list per 50 servers, and everything that
-//! rarely changes (prices, snapshot ids, SSH key ids) is read once and kept.
+//! rarely changes (server types, locations, images, snapshot ids, SSH key ids) is read at most
+//! once an hour and kept. The catalogue also spares creates that cannot succeed: a type Hetzner
+//! does not know or no longer sells somewhere is skipped before a create is spent on it.
 
 mod catalog;
 mod client;
 mod config;
 mod mapping;
+mod offers;
 
 pub use catalog::{fingerprint, ssh_key};
 pub use client::{Api, Budget, Call, CallError, Reply};
@@ -17,15 +20,17 @@ pub use mapping::{
     Address, Amount, Datacenter, Location, Price, PublicNet, Refusal, Server, ServerType, WireImage,
 };
 
-use crate::{CreateRequest, Error, Provider, Result, tags};
+use crate::{CreateRequest, Error, Provider, Result, SpecProblem, tags};
 use async_trait::async_trait;
 use catalog::{Catalogue, PER_PAGE};
 use mapping::Meta;
-use mayfly_core::{Billing, Clock, Image, Instance, Placement, Secret};
+use mayfly_core::{Billing, Clock, Image, ImageKind, Instance, MachineSpec, Placement, Secret};
+use offers::{Offer, Types};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// 10,000 servers at 50 a page: far beyond any project's quota, so reaching it means a
 /// runaway page chain, not a big fleet.
@@ -40,6 +45,8 @@ pub struct Hetzner {
     /// `(public key, fingerprint)`, checked when the configuration was read.
     ssh_keys: Vec<(String, String)>,
     catalogue: Catalogue,
+    /// Server types whose deprecation was logged: a warning once per type, not once per create.
+    warned: Mutex<HashSet<String>>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +93,7 @@ impl Hetzner {
             ipv6: config.ipv6,
             ssh_keys,
             catalogue: Catalogue::default(),
+            warned: Mutex::new(HashSet::new()),
         })
     }
 
@@ -147,6 +155,26 @@ impl Hetzner {
         Ok(())
     }
 
+    /// Logs a deprecated type once per process: the operator should move the pool off it before
+    /// its date, after which creates skip it. True when it logged.
+    fn warn_deprecated(&self, server_type: &str, location: &str, d: offers::Deprecation) -> bool {
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server_type.to_string());
+        if first {
+            let until = d.unavailable_after.map(crate::day);
+            tracing::warn!(
+                server_type,
+                location,
+                unavailable_after = until.as_deref().unwrap_or("not announced"),
+                "Hetzner: server type is deprecated; it is skipped once unavailable, change the pool's types"
+            );
+        }
+        first
+    }
+
     /// One create attempt for one type and location (`None`: let the API choose).
     async fn create_at(
         &self,
@@ -178,6 +206,19 @@ impl Hetzner {
     }
 }
 
+/// Whether a create's `invalid_input` is about this placement rather than the request: the
+/// real API's words for a type not sold in the location ("unsupported location for server
+/// type") or retired ("server type 104 is deprecated"). Only reached when the catalogue was
+/// unreadable or an hour old.
+fn refused_here(message: &str) -> bool {
+    message.contains("unsupported location for server type") || refused_everywhere(message)
+}
+
+/// "server type 104 is deprecated": gone in every location, so its other locations are not tried.
+fn refused_everywhere(message: &str) -> bool {
+    message.starts_with("server type ") && message.ends_with(" is deprecated")
+}
+
 #[async_trait]
 impl Provider for Hetzner {
     fn kind(&self) -> &'static str {
@@ -188,10 +229,16 @@ impl Provider for Hetzner {
     /// first type is what the operator wants most, and any location of it beats a second-choice
     /// type (locations of one region cost the same). Only "not here, not now"
     /// (`resource_unavailable`, `placement_error`) moves on; anything else answers at once.
-    /// A type of another architecture than the image's is skipped before any create.
     ///
-    /// Cost: one POST per job; the server types (for the architecture check), a snapshot's id
-    /// and the SSH key ids are read once and kept.
+    /// Before any create, the catalogue takes out what cannot succeed: a type it does not know,
+    /// of another architecture than the image, or past its deprecation's `unavailable_after` in
+    /// a location (or not offered there). A type deprecated but still orderable is used, with a
+    /// warning once per type. When nothing is left, the answer is `Invalid`, naming each type
+    /// and why, without a create. When the catalogue cannot be read, every placement is tried
+    /// as it stands (best effort).
+    ///
+    /// Cost: one POST per job; the server types, a snapshot's id and the SSH key ids are read
+    /// at most once an hour.
     async fn create(&self, req: &CreateRequest) -> Result<Instance> {
         if req.spec.types.is_empty() {
             return Err(Error::Invalid {
@@ -200,6 +247,19 @@ impl Provider for Hetzner {
         }
         let image = self.catalogue.image(&self.api, &req.spec.image).await?;
         let ssh_keys = self.catalogue.ssh_keys(&self.api, &self.ssh_keys).await?;
+        let types = match self.catalogue.types(&self.api).await {
+            Ok(types) => Some(types),
+            Err(e @ Error::RateLimited { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "Hetzner: server types unreadable, creating unchecked");
+                None
+            }
+        };
+        let now = self.api.now();
+        let judged = types
+            .as_deref()
+            .map(|t| offers::type_problems(t, &req.spec, now))
+            .unwrap_or_default();
         let locations: Vec<Option<&str>> = if req.spec.locations.is_empty() {
             vec![None]
         } else {
@@ -209,49 +269,109 @@ impl Provider for Hetzner {
                 .map(|l| Some(l.as_str()))
                 .collect()
         };
-        let mut tried = Vec::new();
-        let mut wrong_arch = Vec::new();
-        for server_type in &req.spec.types {
-            // The API would quietly pick the image's variant for the type's architecture, and a
-            // runner labelled x86 would come up on arm: skip such a type instead.
-            // Best effort: without the catalogue the create itself still works.
-            let arch = match self.catalogue.architecture(&self.api, server_type).await {
-                Ok(arch) => arch,
-                Err(e @ Error::RateLimited { .. }) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Hetzner: server types unreadable, architecture unchecked");
-                    None
-                }
-            };
-            if arch.is_some_and(|a| a != req.spec.image.arch) {
-                wrong_arch.push(server_type.as_str());
+        let (mut tried, mut skipped) = (Vec::new(), Vec::new());
+        'types: for server_type in &req.spec.types {
+            if let Some(why) = offers::why_skipped(&judged, server_type) {
+                skipped.push(why);
                 continue;
             }
+            let info = types
+                .as_deref()
+                .and_then(|t| offers::lookup(t, server_type));
             for location in &locations {
+                let at = location.unwrap_or("any");
+                if let Some(info) = info {
+                    let offer = match location {
+                        Some(l) => info.offer(l, now),
+                        None => Offer::Orderable,
+                    };
+                    match offer {
+                        Offer::Retired(d) => {
+                            let after = d.unavailable_after.map(crate::day);
+                            let after = after.as_deref().unwrap_or("its deprecation");
+                            skipped.push(format!(
+                                "server type {server_type} is unavailable in {at} after {after}"
+                            ));
+                            continue;
+                        }
+                        Offer::NotOffered => {
+                            skipped
+                                .push(format!("server type {server_type} is not offered in {at}"));
+                            continue;
+                        }
+                        Offer::Deprecated(d) => {
+                            self.warn_deprecated(server_type, at, d);
+                        }
+                        Offer::Orderable => {}
+                    }
+                }
                 match self
                     .create_at(req, server_type, *location, &image, &ssh_keys)
                     .await
                 {
                     Err(Error::CapacityUnavailable { message }) => {
-                        tracing::info!(name = %req.name, server_type, location = location.unwrap_or("any"), %message, "Hetzner: no capacity, trying the next placement");
-                        tried.push(format!("{server_type}@{}", location.unwrap_or("any")));
+                        tracing::info!(name = %req.name, server_type, location = at, %message, "Hetzner: no capacity, trying the next placement");
+                        tried.push(format!("{server_type}@{at}"));
+                    }
+                    // What the catalogue would have said, had it been readable (or fresh).
+                    Err(Error::Invalid { message }) if refused_here(&message) => {
+                        tracing::info!(name = %req.name, server_type, location = at, %message, "Hetzner: not sold there, trying the next placement");
+                        skipped.push(format!("server type {server_type} in {at}: {message}"));
+                        if refused_everywhere(&message) {
+                            continue 'types;
+                        }
                     }
                     other => return other,
                 }
             }
         }
-        if tried.is_empty() {
-            return Err(Error::Invalid {
-                message: format!(
-                    "pool {}: no server type of the spec ({}) has the image's architecture",
-                    req.pool,
-                    wrong_arch.join(", ")
-                ),
-            });
+        if !tried.is_empty() {
+            let mut message = format!("tried {}", tried.join(", "));
+            if !skipped.is_empty() {
+                message.push_str(&format!("; skipped: {}", skipped.join("; ")));
+            }
+            return Err(Error::CapacityUnavailable { message });
         }
-        Err(Error::CapacityUnavailable {
-            message: format!("tried {}", tried.join(", ")),
+        Err(Error::Invalid {
+            message: format!(
+                "pool {}: no server type of the spec can be ordered: {}",
+                req.pool,
+                skipped.join("; ")
+            ),
         })
+    }
+
+    /// Against the catalogue: the spec's locations (`GET /locations`), server types
+    /// (`GET /server_types`: known, of the image's architecture, orderable in the spec's
+    /// locations, deprecated) and image (system images from `GET /images?type=system`; others
+    /// resolved as a create resolves them). Each list is read at most once an hour, shared by
+    /// every pool and by creates: checking every pool at start costs three calls, plus one per
+    /// snapshot, backup or app image.
+    async fn check(&self, spec: &MachineSpec) -> Result<Vec<SpecProblem>> {
+        let now = self.api.now();
+        let mut problems = Vec::new();
+        if !spec.locations.is_empty() {
+            let known = self.catalogue.locations(&self.api).await?;
+            problems.extend(offers::location_problems(&known, spec));
+        }
+        let types: Arc<Types> = self.catalogue.types(&self.api).await?;
+        problems.extend(offers::type_problems(&types, spec, now));
+        if spec.image.kind == ImageKind::System {
+            let images = self.catalogue.system_images(&self.api).await?;
+            problems.extend(offers::system_image_problem(&images, spec));
+        } else {
+            match self.catalogue.image(&self.api, &spec.image).await {
+                Ok(_) => {}
+                Err(Error::Invalid { .. }) => problems.push(SpecProblem {
+                    item: crate::SpecItem::Image,
+                    name: spec.image.to_string(),
+                    issue: crate::SpecIssue::Unknown,
+                    alternatives: Vec::new(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(problems)
     }
 
     /// `GET /servers?label_selector=mayfly-controller==<id>` page by page. Servers without the
@@ -331,5 +451,46 @@ impl Provider for Hetzner {
             .price(&self.api, &placement.machine_type, &placement.location)
             .await?;
         Ok(Billing::hourly(price))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::Time;
+    use std::time::Duration;
+
+    struct Still;
+    impl Clock for Still {
+        fn now(&self) -> Time {
+            Time::default()
+        }
+        fn sleep(
+            &self,
+            _: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[test]
+    fn a_deprecated_type_is_warned_about_once() {
+        let h = Hetzner::new(&HetznerConfig::new(Secret::new("t0ken")), Arc::new(Still)).unwrap();
+        let d = offers::Deprecation::default();
+        assert!(h.warn_deprecated("cx33", "fsn1", d));
+        assert!(!h.warn_deprecated("cx33", "nbg1", d), "once per type");
+        assert!(h.warn_deprecated("cx43", "fsn1", d));
+    }
+
+    #[test]
+    fn the_real_apis_refusals_of_a_placement_are_recognised() {
+        assert!(refused_here("unsupported location for server type"));
+        assert!(refused_here("server type 104 is deprecated"));
+        assert!(refused_everywhere("server type 104 is deprecated"));
+        assert!(!refused_everywhere("unsupported location for server type"));
+        assert!(!refused_here(
+            "invalid input in field 'server_type': server type not found"
+        ));
+        assert!(!refused_here("image not found"));
     }
 }

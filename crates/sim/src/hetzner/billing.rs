@@ -77,11 +77,11 @@ mod tests {
     #[test]
     fn started_hours_are_billed_and_deleted_servers_stop() {
         let (t, l) = (
-            ServerType::get(&json!("cx22")),
+            ServerType::get(&json!("cx23")),
             Location::get(&json!("fsn1")),
         );
         let (Some(t), Some(l)) = (t, l) else {
-            panic!("catalogue lacks cx22 in fsn1")
+            panic!("catalogue lacks cx23 in fsn1")
         };
         let row = |created_ms, deleted_ms| LedgerRow {
             id: 1,

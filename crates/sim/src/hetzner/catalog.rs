@@ -1,8 +1,8 @@
-//! The fixed catalogue: locations, server types with per-location prices, and system images,
-//! close to the real ones so price-aware code and location fallback have something true to chew.
-//! Public because `mayfly estimate` prices machines from the same list rather than a second copy.
+//! The fixed catalogue: locations, server types with per-location prices and retirements, and
+//! system images, close to the real ones so price-aware code, location fallback and deprecation
+//! handling have something true to chew. Public because `mayfly estimate` prices machines from
+//! the same list rather than a second copy.
 
-use super::config::HetznerConfig;
 use serde_json::{Value, json};
 
 pub struct Location {
@@ -32,8 +32,25 @@ pub struct ServerType {
     /// Net EUR in Germany and Finland.
     pub hourly_net: f64,
     pub monthly_net: f64,
-    /// Locations that offer the type at all (others answer `invalid_input`).
+    /// Locations that offer the type at all (a create elsewhere answers `invalid_input`).
     pub locations: &'static [&'static str],
+    /// Where and when Hetzner retires the type, if it announced so.
+    pub retired: Option<&'static Retirement>,
+}
+
+/// A deprecation as the API reports it (`{announced, unavailable_after}`), in Unix milliseconds.
+/// After `unavailable_after` the type can no longer be ordered where it applies; servers that
+/// exist keep running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deprecation {
+    pub announced_ms: i64,
+    pub unavailable_after_ms: i64,
+}
+
+/// A retirement announced for a line of server types: where it applies, and when.
+pub struct Retirement {
+    pub locations: &'static [&'static str],
+    pub deprecation: Deprecation,
 }
 
 pub struct Image {
@@ -83,7 +100,29 @@ pub const LOCATIONS: &[Location] = &[
 ];
 
 const EU: &[&str] = &["fsn1", "nbg1", "hel1"];
+const EU_SIN: &[&str] = &["fsn1", "nbg1", "hel1", "sin"];
 const ALL: &[&str] = &["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
+
+/// Hetzner's changelog of 2025-10-16 ("server types deprecated"): the CX Gen 2 line (cx22 … cx52)
+/// and the CPX Gen 1 line (cpx11 … cpx51) "will no longer be available for order as of
+/// 2025-12-31". The API reports it per location since 2025-09-24 (`locations[].deprecation`,
+/// changelog "per-location server types"), with `announced` 2025-10-16T06:00:00Z and
+/// `unavailable_after` 2025-12-31T23:59:59Z, as client fixtures and Terraform's warning quote it.
+const OCTOBER_2025: Deprecation = Deprecation {
+    announced_ms: 1_760_594_400_000,
+    unavailable_after_ms: 1_767_225_599_000,
+};
+/// CX Gen 2 was only ever sold in the EU: gone wherever it was offered.
+static CX_GEN2: Retirement = Retirement {
+    locations: EU,
+    deprecation: OCTOBER_2025,
+};
+/// CPX Gen 1 goes where CPX Gen 2 replaces it; the US locations, which have no Gen 2, keep it
+/// (reports from 2026 find cpx11 orderable only in ash and hil).
+static CPX_GEN1: Retirement = Retirement {
+    locations: EU_SIN,
+    deprecation: OCTOBER_2025,
+};
 
 #[allow(clippy::too_many_arguments)]
 const fn st(
@@ -95,6 +134,7 @@ const fn st(
     architecture: &'static str,
     (hourly_net, monthly_net): (f64, f64),
     locations: &'static [&'static str],
+    retired: Option<&'static Retirement>,
 ) -> ServerType {
     ServerType {
         id,
@@ -108,20 +148,57 @@ const fn st(
         hourly_net,
         monthly_net,
         locations,
+        retired,
     }
 }
 
+/// The server types Hetzner sells today, and the retired lines it still lists.
+///
+/// Where the figures come from: sizes and ids as the API reports them (client fixtures quote
+/// cx22 = 104, cx32 = 105, cpx22 = 109, cax11 = 45, cax21 = 93; the new lines' other ids are
+/// numbered on from there). Net prices are Germany/Finland list prices as public API snapshots
+/// of late 2025 and early 2026 record them (cx23 EUR 2.99 a month, EUR 0.0048 an hour; the
+/// CPX Gen 2 and CX Gen 3 rows from the same snapshots; CAX, CCX and the retired lines at
+/// their 2024-2025 prices). Hetzner changes prices (April and June 2026): what matters here is
+/// their order and ratios, which price-aware code compares, not the last cent. The locations:
+/// CX and CAX in the EU only, CPX Gen 2 in the EU and Singapore (not in the US, which keeps
+/// CPX Gen 1), CCX everywhere.
 #[rustfmt::skip]
 pub const SERVER_TYPES: &[ServerType] = &[
-    st(22, "cpx11", "regular_purpose", (2, 2.0, 40), "shared", "x86", (0.0070, 4.35), ALL),
-    st(23, "cpx21", "regular_purpose", (3, 4.0, 80), "shared", "x86", (0.0113, 7.05), ALL),
-    st(24, "cpx31", "regular_purpose", (4, 8.0, 160), "shared", "x86", (0.0210, 13.10), ALL),
-    st(45, "cax11", "cost_optimized", (2, 4.0, 40), "shared", "arm", (0.0063, 3.95), EU),
-    st(93, "cax21", "cost_optimized", (4, 8.0, 80), "shared", "arm", (0.0114, 7.09), EU),
-    st(95, "cax41", "cost_optimized", (16, 32.0, 320), "shared", "arm", (0.0397, 24.49), EU),
-    st(96, "ccx13", "general_purpose", (2, 8.0, 80), "dedicated", "x86", (0.0200, 12.49), ALL),
-    st(104, "cx22", "cost_optimized", (2, 4.0, 40), "shared", "x86", (0.0060, 3.79), EU),
-    st(105, "cx32", "cost_optimized", (4, 8.0, 80), "shared", "x86", (0.0110, 6.80), EU),
+    // Cost-optimized x86 (CX Gen 3), since October 2025.
+    st(114, "cx23", "cost_optimized", (2, 4.0, 40), "shared", "x86", (0.0048, 2.99), EU, None),
+    st(115, "cx33", "cost_optimized", (4, 8.0, 80), "shared", "x86", (0.0088, 5.49), EU, None),
+    st(116, "cx43", "cost_optimized", (8, 16.0, 160), "shared", "x86", (0.0152, 9.49), EU, None),
+    st(117, "cx53", "cost_optimized", (16, 32.0, 320), "shared", "x86", (0.0280, 17.49), EU, None),
+    // Regular-purpose AMD (CPX Gen 2), since October 2025.
+    st(108, "cpx12", "regular_purpose", (1, 2.0, 40), "shared", "x86", (0.0064, 3.99), EU_SIN, None),
+    st(109, "cpx22", "regular_purpose", (2, 4.0, 80), "shared", "x86", (0.0104, 6.49), EU_SIN, None),
+    st(110, "cpx32", "regular_purpose", (4, 8.0, 160), "shared", "x86", (0.0184, 11.49), EU_SIN, None),
+    st(111, "cpx42", "regular_purpose", (8, 16.0, 320), "shared", "x86", (0.0344, 21.49), EU_SIN, None),
+    st(112, "cpx52", "regular_purpose", (12, 24.0, 480), "shared", "x86", (0.0497, 30.99), EU_SIN, None),
+    st(113, "cpx62", "regular_purpose", (16, 32.0, 640), "shared", "x86", (0.0681, 42.49), EU_SIN, None),
+    // Cost-optimized Arm (CAX, Ampere Altra).
+    st(45, "cax11", "cost_optimized", (2, 4.0, 40), "shared", "arm", (0.0063, 3.95), EU, None),
+    st(93, "cax21", "cost_optimized", (4, 8.0, 80), "shared", "arm", (0.0114, 7.09), EU, None),
+    st(94, "cax31", "cost_optimized", (8, 16.0, 160), "shared", "arm", (0.0200, 12.49), EU, None),
+    st(95, "cax41", "cost_optimized", (16, 32.0, 320), "shared", "arm", (0.0397, 24.49), EU, None),
+    // Dedicated vCPU (CCX Gen 3).
+    st(96, "ccx13", "general_purpose", (2, 8.0, 80), "dedicated", "x86", (0.0200, 12.49), ALL, None),
+    st(97, "ccx23", "general_purpose", (4, 16.0, 160), "dedicated", "x86", (0.0392, 24.49), ALL, None),
+    st(98, "ccx33", "general_purpose", (8, 32.0, 240), "dedicated", "x86", (0.0776, 48.49), ALL, None),
+    st(99, "ccx43", "general_purpose", (16, 64.0, 360), "dedicated", "x86", (0.1544, 96.49), ALL, None),
+    st(100, "ccx53", "general_purpose", (32, 128.0, 600), "dedicated", "x86", (0.3088, 192.49), ALL, None),
+    st(101, "ccx63", "general_purpose", (48, 192.0, 960), "dedicated", "x86", (0.4624, 288.49), ALL, None),
+    // Retired: listed with their deprecation, no longer orderable where it applies.
+    st(104, "cx22", "cost_optimized", (2, 4.0, 40), "shared", "x86", (0.0060, 3.79), EU, Some(&CX_GEN2)),
+    st(105, "cx32", "cost_optimized", (4, 8.0, 80), "shared", "x86", (0.0110, 6.80), EU, Some(&CX_GEN2)),
+    st(106, "cx42", "cost_optimized", (8, 16.0, 160), "shared", "x86", (0.0264, 16.40), EU, Some(&CX_GEN2)),
+    st(107, "cx52", "cost_optimized", (16, 32.0, 320), "shared", "x86", (0.0520, 32.40), EU, Some(&CX_GEN2)),
+    st(22, "cpx11", "regular_purpose", (2, 2.0, 40), "shared", "x86", (0.0070, 4.35), ALL, Some(&CPX_GEN1)),
+    st(23, "cpx21", "regular_purpose", (3, 4.0, 80), "shared", "x86", (0.0113, 7.05), ALL, Some(&CPX_GEN1)),
+    st(24, "cpx31", "regular_purpose", (4, 8.0, 160), "shared", "x86", (0.0210, 13.10), ALL, Some(&CPX_GEN1)),
+    st(25, "cpx41", "regular_purpose", (8, 16.0, 240), "shared", "x86", (0.0392, 24.49), ALL, Some(&CPX_GEN1)),
+    st(26, "cpx51", "regular_purpose", (16, 32.0, 360), "shared", "x86", (0.0880, 54.90), ALL, Some(&CPX_GEN1)),
 ];
 
 const fn img(
@@ -197,20 +274,6 @@ impl Location {
             "city": self.city, "latitude": self.latitude, "longitude": self.longitude, "network_zone": self.network_zone,
         })
     }
-
-    /// The location's one datacenter (the API still reports it on servers).
-    pub fn datacenter_json(&self) -> Value {
-        let here: Vec<u64> = SERVER_TYPES
-            .iter()
-            .filter(|t| t.offered_in(self.name))
-            .map(|t| t.id)
-            .collect();
-        json!({
-            "id": self.datacenter_id, "name": self.datacenter, "description": format!("{} virtual DC 1", self.city),
-            "location": self.json(),
-            "server_types": { "supported": here, "available": here, "available_for_migration": here },
-        })
-    }
 }
 
 impl ServerType {
@@ -234,8 +297,25 @@ impl ServerType {
         (net, round10(net * VAT))
     }
 
-    pub fn json(&self, config: &HetznerConfig) -> Value {
-        let prices: Vec<Value> = LOCATIONS
+    /// The retirement's deprecation where it applies to `location`.
+    pub fn retirement_in(&self, location: &str) -> Option<Deprecation> {
+        self.retired
+            .filter(|r| r.locations.contains(&location))
+            .map(|r| r.deprecation)
+    }
+
+    /// Whether the catalogue alone lets the type be ordered in `location` at `now_ms`: offered
+    /// there and not past a retirement. (Faults may take more away: see `offer`.)
+    pub fn orderable_in(&self, location: &str, now_ms: i64) -> bool {
+        self.offered_in(location)
+            && self
+                .retirement_in(location)
+                .is_none_or(|d| now_ms <= d.unavailable_after_ms)
+    }
+
+    /// `prices[]`: one entry per location that offers the type.
+    pub fn prices_json(&self) -> Vec<Value> {
+        LOCATIONS
             .iter()
             .filter(|l| self.offered_in(l.name))
             .map(|l| {
@@ -249,21 +329,7 @@ impl ServerType {
                     "price_per_tb_traffic": { "net": "1.0000000000", "gross": "1.1900000000000000" },
                 })
             })
-            .collect();
-        let locations: Vec<Value> = LOCATIONS
-            .iter()
-            .filter(|l| self.offered_in(l.name))
-            .map(|l| {
-                let available = !config.is_unavailable(self.name, l.name);
-                json!({ "id": l.id, "name": l.name, "deprecation": null, "available": available, "recommended": available })
-            })
-            .collect();
-        json!({
-            "id": self.id, "name": self.name, "description": self.name.to_uppercase(), "category": self.category,
-            "cores": self.cores, "memory": self.memory, "disk": self.disk, "deprecated": false, "deprecation": null,
-            "prices": prices, "storage_type": "local", "cpu_type": self.cpu_type, "architecture": self.architecture,
-            "locations": locations,
-        })
+            .collect()
     }
 }
 

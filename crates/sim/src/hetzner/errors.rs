@@ -58,6 +58,35 @@ impl ApiError {
         )
     }
 
+    /// A create of a type retired in every location that sold it. Status and wording as the
+    /// real API answered for cx22 after 2025-12-31 (422, "server type 104 is deprecated").
+    pub fn deprecated_type(id: u64) -> ApiError {
+        let message = format!("server type {id} is deprecated");
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            message.clone(),
+            json!({ "fields": [{ "name": "server_type", "messages": [message] }] }),
+        )
+    }
+
+    /// A create of a type in a location that does not sell it (never did, or retired it there).
+    /// As the real API answered for cx23 in ash and for cpx21 in nbg1 (422).
+    pub fn unsupported_location() -> ApiError {
+        let message = "unsupported location for server type";
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            message,
+            json!({ "fields": [{ "name": "location", "messages": [message] }] }),
+        )
+    }
+
+    #[cfg(test)]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn json_error(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "json_error", message, json!({}))
     }

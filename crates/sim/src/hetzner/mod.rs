@@ -6,6 +6,7 @@ pub mod catalog;
 mod config;
 mod errors;
 mod labels;
+mod offer;
 mod query;
 mod ratelimit;
 mod render;
@@ -15,7 +16,7 @@ mod ssh_keys;
 mod state;
 
 pub use billing::{BillingReport, BillingRow};
-pub use config::HetznerConfig;
+pub use config::{DeprecationFault, HetznerConfig};
 
 use crate::clock::Clock;
 use crate::runners::{Machine, MachineSource};

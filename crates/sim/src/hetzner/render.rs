@@ -2,6 +2,7 @@
 //! official `hcloud` client that parses them) expects.
 
 use super::config::HetznerConfig;
+use super::offer;
 use super::state::{Action, Server, SshKey};
 use serde_json::{Value, json};
 
@@ -45,8 +46,8 @@ pub fn server(s: &Server, now_ms: i64, config: &HetznerConfig) -> Value {
         "created": iso8601(s.created_ms),
         "public_net": { "ipv4": ipv4, "ipv6": ipv6, "floating_ips": [], "firewalls": [] },
         "private_net": [],
-        "server_type": s.server_type.json(config),
-        "datacenter": s.location.datacenter_json(),
+        "server_type": offer::server_type_json(s.server_type, config, now_ms),
+        "datacenter": offer::datacenter_json(s.location, config, now_ms),
         "location": s.location.json(),
         "image": s.image.json(),
         "iso": null,

@@ -1,11 +1,11 @@
 //! The router: the /v1 routes, the guard every call passes (rate limit, then token, with the
 //! RateLimit headers on every answer), and the read-only catalogue and action endpoints.
 
-use super::catalog::{IMAGES, LOCATIONS, SERVER_TYPES};
+use super::catalog::{IMAGES, LOCATIONS};
 use super::errors::ApiError;
 use super::labels::Selector;
 use super::query::Params;
-use super::{Hetzner, render, servers, ssh_keys};
+use super::{Hetzner, offer, render, servers, ssh_keys};
 use crate::stats::{Counter, count_calls};
 use axum::Json;
 use axum::Router;
@@ -133,13 +133,14 @@ async fn get_action(State(h): Hz, Path(id): Path<String>) -> Answer {
     Ok(Json(json!({ "action": render::action(a, now) })))
 }
 
+/// Types missing from the catalogue (a fault) are not listed, as a type Hetzner dropped is not.
 async fn list_server_types(State(h): Hz, q: RawQuery) -> Answer {
     let p = Params::from(q)?;
     let config = h.lock().config.clone();
-    let all: Vec<Value> = SERVER_TYPES
-        .iter()
+    let now = h.clock.now_ms();
+    let all: Vec<Value> = offer::listed(&config)
         .filter(|t| p.get("name").is_none_or(|n| n == t.name))
-        .map(|t| t.json(&config))
+        .map(|t| offer::server_type_json(t, &config, now))
         .collect();
     let (server_types, meta) = p.page(all)?;
     Ok(Json(json!({ "server_types": server_types, "meta": meta })))
@@ -147,11 +148,14 @@ async fn list_server_types(State(h): Hz, q: RawQuery) -> Answer {
 
 async fn get_server_type(State(h): Hz, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
-    let t = SERVER_TYPES
-        .iter()
+    let config = h.lock().config.clone();
+    let t = offer::listed(&config)
         .find(|t| t.id == id)
         .ok_or_else(|| ApiError::not_found("server type"))?;
-    Ok(Json(json!({ "server_type": t.json(&h.lock().config) })))
+    let now = h.clock.now_ms();
+    Ok(Json(
+        json!({ "server_type": offer::server_type_json(t, &config, now) }),
+    ))
 }
 
 async fn list_images(q: RawQuery) -> Answer {

@@ -2,9 +2,10 @@
 //! Each change records a status timeline and an action; reads compute status from the clock.
 
 use super::billing::LedgerRow;
-use super::catalog::{Image, LOCATIONS, Location, ServerType};
+use super::catalog::{Image, Location};
 use super::errors::{ApiError, parse_body};
 use super::labels;
+use super::offer;
 use super::query::Params;
 use super::render;
 use super::routes::{Answer, Hz, RawQuery, parse_id, selector};
@@ -110,7 +111,10 @@ pub async fn create(State(h): Hz, body: Bytes) -> Result<(StatusCode, Json<Value
             "is too long (32 KiB at most)",
         ));
     }
-    let server_type = ServerType::get(&req.server_type)
+    let now = h.clock.now_ms();
+    let mut st = h.lock();
+    // A type missing from the catalogue answers as an unknown one.
+    let server_type = offer::find(&st.config, &req.server_type)
         .ok_or_else(|| ApiError::invalid_field("server_type", "server type not found"))?;
     let image = Image::get(&req.image, server_type.architecture).ok_or_else(|| {
         ApiError::invalid_field(
@@ -121,21 +125,13 @@ pub async fn create(State(h): Hz, body: Bytes) -> Result<(StatusCode, Json<Value
             ),
         )
     })?;
-    let now = h.clock.now_ms();
-    let mut st = h.lock();
     let location = match (&req.location, &req.datacenter) {
         (Some(key), _) => Location::get(key)
             .ok_or_else(|| ApiError::invalid_field("location", "location not found"))?,
         (None, Some(key)) => Location::by_datacenter(key)
             .ok_or_else(|| ApiError::invalid_field("datacenter", "datacenter not found"))?,
-        // Like the real API, pick a location that has the type in stock.
-        (None, None) => LOCATIONS
-            .iter()
-            .find(|l| {
-                server_type.offered_in(l.name)
-                    && !st.config.is_unavailable(server_type.name, l.name)
-            })
-            .ok_or_else(|| ApiError::unavailable(server_type.name, "any location"))?,
+        // Like the real API, pick a location that sells the type and has it in stock.
+        (None, None) => offer::pick_location(&st.config, server_type, now)?,
     };
     let mut key_ids = Vec::new();
     for key in req.ssh_keys.iter().flatten() {
@@ -149,10 +145,14 @@ pub async fn create(State(h): Hz, body: Bytes) -> Result<(StatusCode, Json<Value
         })?);
     }
     check_name(&st, &req.name, None)?;
-    if !server_type.offered_in(location.name)
-        || st.config.is_unavailable(server_type.name, location.name)
-    {
-        return Err(ApiError::unavailable(server_type.name, location.name));
+    if let Err(why) = offer::check(&st.config, server_type, location.name, now) {
+        return Err(offer::refusal(
+            &st.config,
+            server_type,
+            location.name,
+            why,
+            now,
+        ));
     }
     let quota = st.config.server_quota;
     if st.servers.len() >= usize::try_from(quota).unwrap_or(usize::MAX) {
