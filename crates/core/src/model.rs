@@ -310,6 +310,10 @@ pub struct RefusedSpec {
     pub pool: String,
     pub spec: MachineSpec,
     pub reason: String,
+    /// Its slow retry is due: the plan may make one machine of it (the probe), no more, until
+    /// the provider's answer is known.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

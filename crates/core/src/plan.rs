@@ -488,8 +488,10 @@ struct Planner<'a> {
     recyclable: HashMap<&'a str, Vec<usize>>,
     /// The jobs behind `plan.waiting`, in the same order; `None` once a standby instance serves it.
     waiting_jobs: Vec<Option<&'a Job>>,
-    /// Specs a provider refused, by pool and spec, with why.
-    refused_specs: HashMap<(&'a str, &'a MachineSpec), &'a str>,
+    /// Specs a provider refused, by pool and spec, with why and whether one probe may go.
+    refused_specs: HashMap<(&'a str, &'a MachineSpec), (&'a str, bool)>,
+    /// Refused specs probed by a create in this pass: one is enough. Few: a list.
+    probed: Vec<(&'a str, Arc<MachineSpec>)>,
     /// Jobs that cannot be served, with why.
     refused_jobs: HashMap<&'a JobKey, &'a str>,
     counts: Counts<'a>,
@@ -539,8 +541,9 @@ impl<'a> Planner<'a> {
                 .refused
                 .specs
                 .iter()
-                .map(|r| ((r.pool.as_str(), &r.spec), r.reason.as_str()))
+                .map(|r| ((r.pool.as_str(), &r.spec), (r.reason.as_str(), r.probe)))
                 .collect(),
+            probed: Vec::new(),
             refused_jobs: snap
                 .refused
                 .jobs
@@ -947,10 +950,10 @@ impl<'a> Planner<'a> {
                 if let Ok(list) = &mut r {
                     for route in list.iter_mut() {
                         let pool = self.cfg.pools[route.pool].name.as_str();
-                        route.refused = self
-                            .refused_specs
-                            .get(&(pool, &*route.spec))
-                            .map(|why| why.to_string());
+                        if let Some((why, probe)) = self.refused_specs.get(&(pool, &*route.spec)) {
+                            route.refused = Some(why.to_string());
+                            route.probe = *probe;
+                        }
                     }
                 }
                 r
@@ -977,11 +980,22 @@ impl<'a> Planner<'a> {
         for r in routes.iter_mut() {
             let pool = &cfg.pools[r.pool];
             if let Some(reason) = &r.refused {
-                first_block.get_or_insert_with(|| WaitReason::PoolUnusable {
-                    pool: pool.name.clone(),
-                    reason: reason.clone(),
-                });
-                continue;
+                // Its retry is due: one create in this pass may ask the provider again.
+                let probe = r.probe
+                    && !self
+                        .probed
+                        .iter()
+                        .any(|(p, s)| *p == pool.name && **s == *r.spec);
+                if probe {
+                    self.probed.push((pool.name.as_str(), r.spec.clone()));
+                }
+                if !probe {
+                    first_block.get_or_insert_with(|| WaitReason::PoolUnusable {
+                        pool: pool.name.clone(),
+                        reason: reason.clone(),
+                    });
+                    continue;
+                }
             }
             // C: a powered-off machine of this pool, already paid for, that fits the spec.
             // The list only shrinks, so once nothing fits, nothing will.
@@ -1111,6 +1125,7 @@ impl<'a> Planner<'a> {
                 p.standby > 0 && !self.refused_specs.contains_key(&(p.name.as_str(), &p.spec))
             })
             .collect();
+        // (A refused pool's standby waits for a job's probe to show the spec works again.)
         for pool in usable {
             let mut count = self
                 .standby_kept
@@ -1354,6 +1369,8 @@ struct Route {
     nothing_to_reuse: bool,
     /// The provider refused this spec: why.
     refused: Option<String>,
+    /// The refusal's retry is due: one create may probe the provider again.
+    probe: bool,
 }
 
 /// The pools that serve jobs with these labels, in configuration order, or why none does.
@@ -1380,6 +1397,7 @@ fn route(cfg: &Pools, labels: &Labels, sets: &mut SetKeys<'_>) -> Result<Vec<Rou
                 labels,
                 nothing_to_reuse: false,
                 refused: None,
+                probe: false,
             }
         })
         .collect();

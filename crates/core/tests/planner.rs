@@ -726,6 +726,7 @@ fn a_refused_spec_is_not_tried_again_and_another_pool_serves_the_job() {
             pool: "small".into(),
             spec: small.spec.clone(),
             reason: "server type cx22 does not exist".into(),
+            probe: false,
         }],
         jobs: vec![],
     };
@@ -753,10 +754,21 @@ fn a_refused_spec_is_not_tried_again_and_another_pool_serves_the_job() {
     // A job whose labels ask for another type is not held by the refusal.
     let other = Snapshot {
         jobs: vec![job(2, &["linux", "type-cx43"])],
-        refused,
+        refused: refused.clone(),
         ..Snapshot::default()
     };
     assert_eq!(creates(&plan(&other, &cfg, at(0))).len(), 1);
+    // Its retry is due: one create probes the provider, however many jobs wait.
+    let mut probing = refused;
+    probing.specs[0].probe = true;
+    let many = Snapshot {
+        jobs: vec![job(3, &["linux"]), job(4, &["linux"]), job(5, &["linux"])],
+        refused: probing,
+        ..Snapshot::default()
+    };
+    let p = plan(&many, &cfg, at(0));
+    assert_eq!(creates(&p).len(), 1, "one probe: {p:?}");
+    assert_eq!(p.waiting.len(), 2);
 }
 
 #[test]

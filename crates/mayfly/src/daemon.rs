@@ -49,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let wake = Arc::new(mayfly::demand::Wake::default());
     reconciler.report_evidence_to(wake.clone());
+    reconciler.check_pools().await;
     // A pass reads the world at least every `resync`: two missed in a row is not ready.
     let ready_within = config.intervals.resync.0 * 2;
     let api = http::Api::new(

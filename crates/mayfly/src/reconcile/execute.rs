@@ -61,6 +61,8 @@ pub struct Executed {
     pub stale_jobs: u32,
     /// What this pass learned will be refused again (see `refusals`).
     pub refused: mayfly_core::Refused,
+    /// Pool specs a create succeeded with this pass: any refusal of them is over.
+    pub accepted: Vec<(String, MachineSpec)>,
 }
 
 impl Outcome {
@@ -111,6 +113,8 @@ struct Pass {
     stale: std::sync::atomic::AtomicU32,
     /// Refusals learned this pass.
     refused: Mutex<mayfly_core::Refused>,
+    /// Pool specs a create succeeded with this pass.
+    accepted: Mutex<Vec<(String, MachineSpec)>>,
     /// Providers at their quota: no more creates there this pass.
     quota: Mutex<HashSet<String>>,
     /// Instances a step has claimed this pass (reused, or freed for quota).
@@ -167,6 +171,21 @@ async fn stranded(ctx: &Ctx, seen: &Seen, actions: &[Action]) -> Vec<Intent> {
             Vec::new()
         }
     }
+}
+
+/// A spec in a few words, for a refusal's reason: `cx23 or cx33 in fsn1, image x86:system:…`.
+fn describe(spec: &MachineSpec) -> String {
+    let types = if spec.types.is_empty() {
+        "any type".to_string()
+    } else {
+        spec.types.join(" or ")
+    };
+    let places = if spec.locations.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", spec.locations.join(" or "))
+    };
+    format!("{types}{places}, image {}", spec.image)
 }
 
 /// Why a machine's start-up could not be prepared.
@@ -251,6 +270,7 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
     done.quota = quota.iter().cloned().collect();
     done.stale_jobs = pass.stale.load(std::sync::atomic::Ordering::Relaxed);
     done.refused = std::mem::take(&mut *pass.refused.lock().unwrap_or_else(|e| e.into_inner()));
+    done.accepted = std::mem::take(&mut *pass.accepted.lock().unwrap_or_else(|e| e.into_inner()));
     done
 }
 
@@ -301,6 +321,7 @@ impl Pass {
             news: seen.news,
             stale: std::sync::atomic::AtomicU32::new(0),
             refused: Mutex::new(mayfly_core::Refused::default()),
+            accepted: Mutex::new(Vec::new()),
             quota: Mutex::new(HashSet::new()),
             claimed: Mutex::new(claimed),
         }
@@ -535,6 +556,10 @@ impl Pass {
         };
         match provider.create(&request).await {
             Ok(inst) => {
+                self.accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((intent.pool.clone(), intent.spec.clone()));
                 self.settle(
                     &name,
                     IntentState::Created,
@@ -570,7 +595,12 @@ impl Pass {
                     .push(mayfly_core::RefusedSpec {
                         pool: intent.pool.clone(),
                         spec: intent.spec.clone(),
-                        reason: message.clone(),
+                        reason: format!(
+                            "provider {} refused {}: {message}",
+                            intent.provider,
+                            describe(&intent.spec)
+                        ),
+                        probe: false,
                     });
                 self.fail(&name, &format!("invalid request: {message}"), now)
                     .await

@@ -176,6 +176,50 @@ impl Reconciler {
         }
     }
 
+    /// Checks every pool's machine spec against its provider's catalogue (types, images,
+    /// locations) before the first pass. A problem is logged once with the pool's name; a spec
+    /// nothing of which can be ordered is marked refused at once, so no create is spent on it
+    /// and `mayfly status`, the API and `mayfly_pool_unusable` name it. A catalogue that cannot
+    /// be read is no reason not to start: the first refused create marks the pool instead.
+    pub async fn check_pools(&mut self) {
+        let now = self.ctx.clock.now();
+        let mut refused = mayfly_core::Refused::default();
+        for pool in &self.ctx.pools.pools {
+            let Some(provider) = self.ctx.providers.get(&pool.provider) else {
+                continue;
+            };
+            let problems = match provider.check(&pool.spec).await {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(pool = %pool.name, error = %e, "cannot read the catalogue to check the pool");
+                    continue;
+                }
+            };
+            for p in &problems {
+                if p.is_error() {
+                    warn!(pool = %pool.name, problem = %p, "pool spec");
+                } else {
+                    info!(pool = %pool.name, problem = %p, "pool spec");
+                }
+            }
+            if mayfly_provider::spec_unusable(&pool.spec, &problems) {
+                let reason = problems
+                    .iter()
+                    .filter(|p| p.is_error())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                refused.specs.push(mayfly_core::RefusedSpec {
+                    pool: pool.name.clone(),
+                    spec: pool.spec.clone(),
+                    reason,
+                    probe: false,
+                });
+            }
+        }
+        self.refusals.learn(refused, now);
+    }
+
     /// Sends the jobs a pass finds the store behind on to `wake`'s evidence (the demand task
     /// confirms them with the forge and polls their repository closely).
     pub fn report_evidence_to(&mut self, wake: Arc<crate::demand::Wake>) {
@@ -317,6 +361,9 @@ impl Reconciler {
             let now = self.ctx.clock.now();
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
+            }
+            for (pool, spec) in std::mem::take(&mut report.executed.accepted) {
+                self.refusals.accepted(&pool, &spec);
             }
             let refused = std::mem::take(&mut report.executed.refused);
             self.refusals.learn(refused, now);

@@ -23,16 +23,29 @@ impl Refusals {
         }
     }
 
-    /// The refusals in force at `now`; those older than the retry are dropped, so the next
-    /// plan tries once more.
+    /// The refusals in force at `now`. A spec whose retry is due stays refused but may be
+    /// probed by one create (the plan makes no more of it until the provider has answered: a
+    /// refusal extends it, an accepted create ends it); a job whose retry is due is tried again.
     pub fn current(&mut self, now: Time) -> Refused {
         let retry = self.retry;
-        self.specs.retain(|(_, at)| now.since(*at) < retry);
         self.jobs.retain(|(_, at)| now.since(*at) < retry);
         Refused {
-            specs: self.specs.iter().map(|(s, _)| s.clone()).collect(),
+            specs: self
+                .specs
+                .iter()
+                .map(|(s, at)| RefusedSpec {
+                    probe: now.since(*at) >= retry,
+                    ..s.clone()
+                })
+                .collect(),
             jobs: self.jobs.iter().map(|(j, _)| j.clone()).collect(),
         }
+    }
+
+    /// The provider accepted a create of `pool` with `spec`: a refusal of it is over.
+    pub fn accepted(&mut self, pool: &str, spec: &mayfly_core::MachineSpec) {
+        self.specs
+            .retain(|(s, _)| !(s.pool == pool && &s.spec == spec));
     }
 
     /// Takes in what a pass learned; each new refusal is logged once, as an error with its
@@ -87,6 +100,7 @@ mod tests {
                 image: "x86:system:ubuntu-24.04".parse().expect("image"),
             },
             reason: "unknown server type cx22".into(),
+            probe: false,
         }
     }
 
@@ -117,7 +131,19 @@ mod tests {
         );
         let now = r.current(t(750));
         assert_eq!(now.specs.len(), 1, "learned again at 200: held until 800");
+        assert!(!now.specs[0].probe);
         assert!(now.jobs.is_empty(), "the job's retry was due at 700");
-        assert!(r.current(t(800)).is_empty());
+        let due = r.current(t(800));
+        assert!(due.specs[0].probe, "its retry is due: one create may probe");
+        r.learn(
+            Refused {
+                specs: vec![spec("linux")],
+                jobs: vec![],
+            },
+            t(801),
+        );
+        assert!(!r.current(t(900)).specs[0].probe, "refused again: held");
+        r.accepted("linux", &spec("linux").spec);
+        assert!(r.current(t(900)).is_empty(), "accepted: over");
     }
 }

@@ -182,7 +182,7 @@ mod tests {
         let pool = crate::local::pool(
             "p",
             &["self-hosted", "linux"],
-            &["cx22"],
+            &["cx23"],
             &["fsn1"],
             mayfly_core::Arch::X86,
         );

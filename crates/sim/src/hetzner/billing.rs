@@ -13,6 +13,8 @@ pub struct LedgerRow {
     pub location: &'static Location,
     pub created_ms: i64,
     pub deleted_ms: Option<i64>,
+    /// When it was rebuilt (a reuse for another job), in order.
+    pub rebuilt_ms: Vec<i64>,
 }
 
 /// What a run cost, in EUR gross.
@@ -34,6 +36,8 @@ pub struct BillingRow {
     pub created_ms: i64,
     /// None while the server exists (billed up to now).
     pub deleted_ms: Option<i64>,
+    /// When it was rebuilt for another job, in order.
+    pub rebuilt_ms: Vec<i64>,
     /// Started hours of its life, at least one.
     pub hours_billed: u64,
     pub price_hourly_gross: f64,
@@ -52,6 +56,7 @@ impl LedgerRow {
             location: self.location.name.to_string(),
             created_ms: self.created_ms,
             deleted_ms: self.deleted_ms,
+            rebuilt_ms: self.rebuilt_ms.clone(),
             hours_billed: hours,
             price_hourly_gross: gross,
             cost: hours as f64 * gross,
@@ -84,6 +89,7 @@ mod tests {
             panic!("catalogue lacks cx23 in fsn1")
         };
         let row = |created_ms, deleted_ms| LedgerRow {
+            rebuilt_ms: Vec::new(),
             id: 1,
             name: "a".into(),
             server_type: t,

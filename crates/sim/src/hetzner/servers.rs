@@ -185,6 +185,7 @@ pub async fn create(State(h): Hz, body: Bytes) -> Result<(StatusCode, Json<Value
             location,
             created_ms: now,
             deleted_ms: None,
+            rebuilt_ms: Vec::new(),
         },
     );
     let create = st.action("create_server", id, now, boot);
@@ -403,6 +404,10 @@ pub async fn rebuild(h: Hz, Path(id): Path<String>, body: Bytes) -> Answer {
             .ok_or_else(|| ApiError::invalid_field("image", "image not found"))?;
         if let Some(u) = req.user_data {
             s.user_data = u;
+        }
+        let now = h.clock.now_ms();
+        if let Some(row) = st.ledger.get_mut(&server_id) {
+            row.rebuilt_ms.push(now);
         }
         Ok(Some((Status::Rebuilding, Status::Running, delay)))
     })?;
