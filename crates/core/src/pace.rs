@@ -49,8 +49,11 @@ pub struct Ended {
 #[derive(Clone, Debug)]
 pub struct Pacer {
     pace: Pace,
-    /// When the next pass is wanted; `None` before the first (wanted at once).
-    next: Option<Time>,
+    /// When an event (a queued job, a finished one) wants a pass; `None`: none does.
+    wanted: Option<Time>,
+    /// When the last plan (or a re-check of it) wants the next pass: its next deadline within
+    /// the caps; `None` before the first pass (wanted at once).
+    deadline: Option<Time>,
     /// When the last pass started, for `coalesce`.
     last_start: Option<Time>,
     /// Whether the last pass left jobs waiting.
@@ -62,7 +65,8 @@ impl Pacer {
     pub fn new(pace: Pace) -> Pacer {
         Pacer {
             pace,
-            next: None,
+            wanted: None,
+            deadline: None,
             last_start: None,
             waiting: false,
         }
@@ -74,7 +78,13 @@ impl Pacer {
 
     /// When the next pass may start: when it is wanted, but not within `coalesce` of the last.
     pub fn due(&self) -> Time {
-        let wanted = self.next.unwrap_or(Time(i64::MIN));
+        let wanted = match (self.wanted, self.deadline) {
+            (Some(w), Some(d)) => w.min(d),
+            (Some(t), None) | (None, Some(t)) => t,
+            // Before the first pass: at once.
+            (None, None) if self.last_start.is_none() => Time(i64::MIN),
+            (None, None) => Time(i64::MAX),
+        };
         match self.last_start {
             Some(s) => wanted.max(s.plus(self.pace.coalesce)),
             None => wanted,
@@ -108,19 +118,24 @@ impl Pacer {
 
     /// Something else calls for a look at `at` (an operator's delete, say).
     pub fn want(&mut self, at: Time) {
-        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+        self.wanted = Some(self.wanted.map_or(at, |n| n.min(at)));
     }
 
     /// A pass starts at `now`: what was wanted until now is served by it.
     pub fn started(&mut self, now: Time) {
         self.last_start = Some(now);
-        if self.next.is_some_and(|n| n <= now) {
-            self.next = None;
+        if self.wanted.is_some_and(|n| n <= now) {
+            self.wanted = None;
+        }
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.deadline = None;
         }
     }
 
-    /// The pass that started last ended at `now`: the next is wanted at the plan's next
-    /// deadline, within `unsettled` or `resync`, unless an event wants it sooner.
+    /// The pass that started last ended at `now` (or its plan was checked again on newer news
+    /// without reading the world: then this replaces what the pass said): the next is wanted
+    /// at the plan's next deadline, within `unsettled` or `resync`, unless an event wants it
+    /// sooner.
     pub fn ended(&mut self, now: Time, ended: Ended) {
         self.waiting = ended.waiting;
         let cap = now.plus(if ended.unsettled {
@@ -134,7 +149,7 @@ impl Pacer {
             Some(_) => now,
             None => cap,
         };
-        self.want(at);
+        self.deadline = Some(at);
     }
 }
 
@@ -232,6 +247,36 @@ mod tests {
         p.started(t(10_000));
         p.queued(t(10_100));
         assert_eq!(p.due(), t(10_500), "the one pending pass, after the gap");
+    }
+
+    #[test]
+    fn a_check_on_newer_news_replaces_the_deadline_but_not_an_event() {
+        let mut p = Pacer::new(PACE);
+        pass(
+            &mut p,
+            t(0),
+            Ended {
+                next_check: Some(t(180_000)),
+                ..Ended::default()
+            },
+        );
+        assert_eq!(
+            p.due(),
+            t(180_000),
+            "a booting machine's registration deadline"
+        );
+        // Its job started on it (a webhook said so): that deadline is gone, the next is later.
+        p.ended(
+            t(30_000),
+            Ended {
+                next_check: Some(t(3_000_000)),
+                ..Ended::default()
+            },
+        );
+        assert_eq!(p.due(), t(330_000), "the safety net, no earlier");
+        p.queued(t(40_000));
+        p.ended(t(41_000), Ended::default());
+        assert_eq!(p.due(), t(40_000), "a queued job still wants its pass");
     }
 
     #[test]

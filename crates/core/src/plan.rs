@@ -628,51 +628,62 @@ impl<'a> Planner<'a> {
         let ours: Vec<usize> = (0..self.snap.instances.len())
             .filter(|&i| self.inst(i).controller.as_deref() == Some(self.cfg.controller.as_str()))
             .collect();
+        // Machines the forge named as running a job (its news may be newer than the runner list
+        // this pass read): busy, whatever the list says.
+        let named: HashSet<&str> = self
+            .snap
+            .jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::InProgress)
+            .filter_map(|j| j.runner.as_deref())
+            .collect();
         for i in ours {
             let inst = self.inst(i);
             let runner = self.runners.get(inst.name.as_str()).copied();
             self.runner_at[i] = runner;
             let age = self.now.since(inst.created_at);
             let in_state = self.now.since(inst.state_since);
-            let class = if runner.is_some_and(|r| r.busy) {
-                Class::Busy
-            } else {
-                match inst.state {
-                    InstanceState::Pending if age > d.registration => {
-                        self.plan_drop_intent(inst, age);
-                        continue;
-                    }
-                    InstanceState::Pending => Class::Supply { idle_since: None },
-                    InstanceState::Deleting | InstanceState::Unknown => Class::Other,
-                    _ if age > d.max_lifetime => {
-                        self.doom(
-                            inst,
-                            runner,
-                            Reason::MaxLifetime {
-                                age,
-                                limit: d.max_lifetime,
-                            },
-                        );
-                        Class::Doomed
-                    }
-                    InstanceState::Starting | InstanceState::Running => match runner {
-                        Some(r) if r.is_idle() => Class::Supply {
-                            idle_since: Some(r.since),
-                        },
-                        _ if in_state > d.registration => {
-                            let reason = Reason::RegistrationDeadline {
-                                since: in_state,
-                                deadline: d.registration,
-                            };
-                            self.doom(inst, runner, reason);
+            let up = matches!(inst.state, InstanceState::Starting | InstanceState::Running);
+            let class =
+                if runner.is_some_and(|r| r.busy) || (up && named.contains(inst.name.as_str())) {
+                    Class::Busy
+                } else {
+                    match inst.state {
+                        InstanceState::Pending if age > d.registration => {
+                            self.plan_drop_intent(inst, age);
+                            continue;
+                        }
+                        InstanceState::Pending => Class::Supply { idle_since: None },
+                        InstanceState::Deleting | InstanceState::Unknown => Class::Other,
+                        _ if age > d.max_lifetime => {
+                            self.doom(
+                                inst,
+                                runner,
+                                Reason::MaxLifetime {
+                                    age,
+                                    limit: d.max_lifetime,
+                                },
+                            );
                             Class::Doomed
                         }
-                        _ => Class::Supply { idle_since: None },
-                    },
-                    InstanceState::Off => self.classify_off(inst, runner, in_state),
-                    InstanceState::Stopping => self.classify_stopping(inst, runner, in_state),
-                }
-            };
+                        InstanceState::Starting | InstanceState::Running => match runner {
+                            Some(r) if r.is_idle() => Class::Supply {
+                                idle_since: Some(r.since),
+                            },
+                            _ if in_state > d.registration => {
+                                let reason = Reason::RegistrationDeadline {
+                                    since: in_state,
+                                    deadline: d.registration,
+                                };
+                                self.doom(inst, runner, reason);
+                                Class::Doomed
+                            }
+                            _ => Class::Supply { idle_since: None },
+                        },
+                        InstanceState::Off => self.classify_off(inst, runner, in_state),
+                        InstanceState::Stopping => self.classify_stopping(inst, runner, in_state),
+                    }
+                };
             self.note_deadlines(inst, class);
             self.counts.add(&inst.pool);
             let active = !matches!(

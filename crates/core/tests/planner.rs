@@ -792,3 +792,24 @@ fn a_refused_job_waits_with_its_reason_and_nothing_is_made_for_it() {
     assert_eq!(p.waiting[0].job, j.key);
     assert_eq!(p.waiting[0].why.kind(), "refused");
 }
+
+#[test]
+fn a_machine_the_forge_named_as_running_a_job_is_busy_before_the_runner_list_says_so() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let mut booting = instance("mayfly-linux-1-1", "linux", InstanceState::Running, LINUX);
+    booting.state_since = at(0);
+    let mut running = job(1, &["linux"]);
+    running.status = JobStatus::InProgress;
+    running.runner = Some("mayfly-linux-1-1".into());
+    let snap = Snapshot {
+        jobs: vec![running],
+        instances: vec![booting],
+        ..Snapshot::default()
+    };
+    // No runner listed yet (the list was read before it registered), far past the
+    // registration deadline: kept, and no pass is due for its registration.
+    let p = plan(&snap, &cfg, at(400));
+    assert!(p.actions.is_empty(), "{p:?}");
+    let registration = at(180).plus(std::time::Duration::from_millis(1));
+    assert_ne!(p.next_check, Some(registration));
+}

@@ -62,7 +62,7 @@ async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> Local {
             webhook_secret: Some("bench-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
-            poll_skip: 4,
+            poll_backstop: Duration::from_secs(300),
         },
     )
     .await

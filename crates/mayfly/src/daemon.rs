@@ -115,18 +115,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mayfly_core::Pacer::new(pace),
         clock.as_ref(),
         shutdown,
-        async |trigger| match reconciler.pass().await {
-            Ok(report) => {
-                debug!(trigger, ?report, "reconcile pass done");
-                report.ended()
-            }
-            Err(e) => {
-                warn!(trigger, error = %e, "reconcile pass failed; trying again soon");
-                mayfly_core::Ended {
-                    unsettled: true,
-                    ..mayfly_core::Ended::default()
+        async |step| match step {
+            Step::Pass(trigger) => Some(match reconciler.pass().await {
+                Ok(report) => {
+                    debug!(trigger, ?report, "reconcile pass done");
+                    report.ended()
                 }
-            }
+                Err(e) => {
+                    warn!(trigger, error = %e, "reconcile pass failed; trying again soon");
+                    mayfly_core::Ended {
+                        unsettled: true,
+                        ..mayfly_core::Ended::default()
+                    }
+                }
+            }),
+            Step::Recheck => reconciler.recheck().await,
         },
     )
     .await;
@@ -184,10 +187,6 @@ fn demand_task(
         Vec::new()
     };
     let every = config.intervals.poll.0;
-    // Polls a repository whose webhooks flow may skip: backstop ÷ poll, minus the one it makes.
-    let (poll, backstop) = (config.intervals.poll.0, config.intervals.poll_backstop.0);
-    let skip = backstop.as_secs_f64() / poll.as_secs_f64().max(0.001);
-    let skip = (skip.ceil() as u32).saturating_sub(1);
     let mut demand = Demand::new(
         store,
         client,
@@ -195,7 +194,7 @@ fn demand_task(
         wake.clone(),
         config.intervals.confirm_queued.0,
     )
-    .backstop(skip)
+    .backstop(config.intervals.poll_backstop.0)
     .timing(
         config.intervals.confirm_running.0,
         config.intervals.confirm_stale.0,
@@ -335,7 +334,7 @@ async fn reconcile_loop(
     mut pacer: mayfly_core::Pacer,
     clock: &dyn mayfly_core::Clock,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
-    mut pass: impl AsyncFnMut(&'static str) -> mayfly_core::Ended,
+    mut step: impl AsyncFnMut(Step) -> Option<mayfly_core::Ended>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let mut trigger = "start";
@@ -344,8 +343,9 @@ async fn reconcile_loop(
         if pacer.is_due(now) {
             debug!(trigger, "reconcile pass");
             pacer.started(now);
-            let ended = pass(trigger).await;
-            pacer.ended(clock.now(), ended);
+            if let Some(ended) = step(Step::Pass(trigger)).await {
+                pacer.ended(clock.now(), ended);
+            }
             trigger = "timer";
             continue;
         }
@@ -359,6 +359,11 @@ async fn reconcile_loop(
                 pacer.finished(clock.now());
                 trigger = "finished";
             }
+            () = wake.started.notified() => {
+                if let Some(ended) = step(Step::Recheck).await {
+                    pacer.ended(clock.now(), ended);
+                }
+            }
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;
@@ -367,6 +372,12 @@ async fn reconcile_loop(
             }
         }
     }
+}
+
+/// What the loop asks of the reconciler: a pass, or a check of the last plan on newer news.
+enum Step {
+    Pass(&'static str),
+    Recheck,
 }
 
 /// The name of the first shutdown signal received. The handlers are installed when this is
@@ -416,7 +427,7 @@ mod tests {
             mayfly_core::Pacer::new(PACE),
             &SystemClock,
             async { Ok("test") },
-            async |_| mayfly_core::Ended::default(),
+            async |_| Some(mayfly_core::Ended::default()),
         );
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
@@ -431,7 +442,7 @@ mod tests {
             mayfly_core::Pacer::new(PACE),
             &SystemClock,
             async { Err(anyhow::anyhow!("no signals")) },
-            async |_| mayfly_core::Ended::default(),
+            async |_| Some(mayfly_core::Ended::default()),
         )
         .await;
         assert!(r.is_err());

@@ -68,6 +68,8 @@ pub struct DemandReport {
     pub urgent: usize,
     /// Jobs that finished: they wake the loop a little later (see [`Wake`]).
     pub finished: usize,
+    /// Jobs that started: the loop checks its plan again (see [`Wake`]).
+    pub started: usize,
     pub failed: usize,
     /// Repositories found losing webhooks in this pass (polled closely from now on).
     pub lossy: usize,
@@ -89,25 +91,14 @@ pub struct Wake {
     pub soon: Notify,
     /// A pass found jobs whose state in the store the forge's runners contradict.
     pub evidence: Notify,
-    /// Repositories a job webhook came from since the poller last asked.
-    heard: std::sync::Mutex<HashSet<String>>,
+    /// A job started: a machine's registration deadline may be moot (see
+    /// `Reconciler::recheck`).
+    pub started: Notify,
     /// The jobs behind `evidence`, to confirm with the forge.
     suspects: std::sync::Mutex<Vec<JobKey>>,
 }
 
 impl Wake {
-    /// A job webhook arrived from `repo`: its webhooks flow.
-    pub fn heard(&self, repo: &str) {
-        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
-        if !heard.contains(repo) {
-            heard.insert(repo.to_string());
-        }
-    }
-
-    fn take_heard(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.heard.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// A pass found the store behind the forge on these jobs (see `reconcile::evidence`).
     pub fn suspect(&self, jobs: Vec<JobKey>) {
         if jobs.is_empty() {
@@ -132,7 +123,7 @@ impl Wake {
         match status {
             JobStatus::Queued => self.now.notify_one(),
             JobStatus::Completed => self.soon.notify_one(),
-            JobStatus::InProgress => {}
+            JobStatus::InProgress => self.started.notify_one(),
         }
     }
 }
@@ -155,8 +146,8 @@ pub struct Demand {
     confirmed_at: HashMap<JobKey, Time>,
     /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
     pub confirm_per_pass: usize,
-    /// Polls a repository whose webhooks are trusted may skip in a row (see [`Demand::backstop`]).
-    backstop: u32,
+    /// How often a repository whose webhooks are trusted is polled (see [`Demand::backstop`]).
+    backstop: Duration,
     /// What the poller knows of each polled repository's webhooks.
     trust: HashMap<String, Trust>,
     /// The poll cursors were read from the store (once, at the first pass).
@@ -171,17 +162,35 @@ struct Trust {
     /// Polls in a row that found activity the webhooks had all brought already.
     clean: u32,
     trusted: bool,
-    /// Polls skipped in a row while trusted.
-    skipped: u32,
+    /// When it was last polled.
+    polled: Option<Time>,
 }
 
-/// Clean polls with activity before a repository's webhooks are trusted.
-const TRUST_AFTER: u32 = 2;
+/// What one poll of a repository saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activity {
+    /// Nothing to judge the webhooks by: no run changed (the lists answered 304), or the
+    /// poll brought news first while it was still fresh.
+    Quiet,
+    /// Runs changed, and the webhooks had brought every change already.
+    Heard,
+    /// The poll found news no webhook had brought yet, still fresh: not a loss, not a proof.
+    Unproven,
+    /// The poll found news no webhook had brought in time.
+    Missed,
+}
+
+/// Polls in a row that found runs changed and every change already brought by webhooks before a
+/// repository's webhooks are trusted. With a share `p` of deliveries lost, twenty such polls
+/// happen in a row with probability about `(1 - p)^20` (under 0.1 % at 30 % lost): webhooks
+/// that lose a noticeable share do not earn the backstop, and lose it at the first loss found.
+const TRUST_AFTER: u32 = 20;
 
 impl Trust {
     fn lost(&mut self) -> bool {
         let was = self.trusted || self.clean > 0;
-        *self = Trust::default();
+        self.trusted = false;
+        self.clean = 0;
         was
     }
 }
@@ -207,21 +216,20 @@ impl Demand {
             confirm_running: confirm_queued.max(Duration::from_secs(600)),
             grace: Duration::from_secs(10),
             confirmed_at: HashMap::new(),
-            backstop: 0,
+            backstop: Duration::ZERO,
             trust,
             restored: false,
             confirm_per_pass: 50,
         }
     }
 
-    /// A repository whose webhooks are trusted and arrived since the last poll is polled only
-    /// every `skip + 1`-th pass: the poll is the fallback for lost webhooks, and while webhooks
-    /// flow it would mostly read what they said already, at full price (runs that changed cost
-    /// their run and job lists; only unchanged lists are free). Every other repository is polled
-    /// every pass: that costs nothing when it is quiet (304s), and finds its jobs when its
-    /// webhooks are lost or not configured. 0 (the default) polls every pass.
-    pub fn backstop(mut self, skip: u32) -> Demand {
-        self.backstop = skip;
+    /// A repository whose webhooks are trusted is polled only every `every`: the poll is the
+    /// fallback for lost webhooks, and while webhooks flow it would mostly find what they said
+    /// already. Every other repository is polled every pass: that costs nothing when it is quiet
+    /// (304s), and finds its jobs when its webhooks are lost or not configured. Zero (the
+    /// default) polls every repository every pass.
+    pub fn backstop(mut self, every: Duration) -> Demand {
+        self.backstop = every;
         self
     }
 
@@ -233,19 +241,18 @@ impl Demand {
         self
     }
 
-    /// The repositories this pass polls.
-    fn due(&mut self) -> HashSet<String> {
-        let heard = self.wake.take_heard();
+    /// The repositories this pass polls: all of them, except a repository whose webhooks are
+    /// trusted, which is polled once per backstop.
+    fn due(&mut self, now: Time) -> HashSet<String> {
         let mut due = HashSet::new();
         for repo in self.poller.repos() {
             let key = repo.to_string();
             let trust = self.trust.entry(key.clone()).or_default();
-            if trust.trusted && heard.contains(&key) && trust.skipped < self.backstop {
-                trust.skipped += 1;
-            } else {
-                trust.skipped = 0;
-                due.insert(key);
+            if trust.trusted && trust.polled.is_some_and(|t| now.since(t) < self.backstop) {
+                continue;
             }
+            trust.polled = Some(now);
+            due.insert(key);
         }
         due
     }
@@ -269,43 +276,17 @@ impl Demand {
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
         self.restore().await;
-        let due = self.due();
-        let found = self
-            .poller
-            .poll_where(|repo| due.contains(&repo.to_string()))
-            .await;
-        report.failed += found.failed.len();
-        report.polled = found.jobs.len();
-        // Per polled repository: whether it had activity, and news the webhooks had not brought.
-        let mut activity: HashMap<String, bool> = HashMap::new();
-        for update in found.jobs {
-            let before = report.changed;
-            let scope = update.key.scope.to_string();
-            let started = update.started_at.unwrap_or(now);
-            let overdue = self.overdue(&update, now);
-            let run = update.run_id;
-            if !self
-                .store_record(record(&update, now), started, &mut report)
-                .await
-            {
-                // Not kept: read that run again next poll, whatever the lists say.
-                self.poller.refetch(&scope, run);
+        let due = self.due(now);
+        for repo in self.poller.repos().to_vec() {
+            if !due.contains(&repo.to_string()) {
+                continue;
             }
-            let missed = report.changed > before && overdue;
-            *activity.entry(scope).or_default() |= missed;
-        }
-        for repo in &due {
-            match activity.get(repo) {
-                Some(true) => self.lost(repo, &mut report),
-                Some(false) => {
-                    let trust = self.trust.entry(repo.clone()).or_default();
-                    trust.clean += 1;
-                    if !trust.trusted && trust.clean >= TRUST_AFTER {
-                        trust.trusted = true;
-                        info!(repo = %crate::escape::Text(repo), "webhooks arrive: polling at the backstop");
-                    }
+            match self.poll(&repo, now, &mut report).await {
+                Ok(activity) => self.learn(&repo.to_string(), activity, now, &mut report),
+                Err(e) => {
+                    debug!(repo = %repo, error = %e, "poll failed");
+                    report.failed += 1;
                 }
-                None => {}
             }
         }
         self.persist(now).await;
@@ -313,6 +294,107 @@ impl Demand {
         self.confirm(now, suspects, &mut report).await;
         self.finish(&report);
         report
+    }
+
+    /// Polls one repository: its changed runs, of which only those the store has no news of
+    /// are read (a run a webhook told of since it changed costs nothing more), their jobs
+    /// stored. What the poll saw of the repository's webhooks.
+    async fn poll(
+        &mut self,
+        repo: &Repo,
+        now: Time,
+        report: &mut DemandReport,
+    ) -> Result<Activity, Error> {
+        let runs = self.poller.changed_runs(repo).await?;
+        if runs.is_empty() {
+            return Ok(Activity::Quiet);
+        }
+        let scope = repo.to_string();
+        let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+        let known = match self
+            .store
+            .run_news(mayfly_core::ForgeKind::Github, &scope, &ids)
+            .await
+        {
+            Ok(news) => news,
+            Err(e) => {
+                debug!(error = %e, "cannot read what the store knows of the runs: reading them all");
+                HashMap::new()
+            }
+        };
+        // A listed run the store heard of since it last changed, or a run gone from the lists
+        // whose jobs the store holds all finished: nothing to read.
+        let unknown: Vec<u64> = runs
+            .iter()
+            .filter(|r| {
+                known.get(&r.id).is_none_or(|n| match r.updated_at {
+                    Some(changed) => n.latest < changed,
+                    None => n.open > 0,
+                })
+            })
+            .map(|r| r.id)
+            .collect();
+        // Proof of delivery is new runs whose jobs had all reached the store before the poll
+        // saw them: their `queued` webhooks arrived. (A changed run the store knows of proves
+        // less: a later webhook may have brought what an earlier lost one should have.)
+        let heard_new = runs.iter().any(|r| r.new && !unknown.contains(&r.id));
+        if unknown.is_empty() {
+            return Ok(if heard_new {
+                Activity::Heard
+            } else {
+                Activity::Quiet
+            });
+        }
+        let found = self.poller.read(repo, &unknown).await?;
+        report.polled += found.len();
+        let changed_before = report.changed;
+        let mut missed = false;
+        for update in found {
+            let before = report.changed;
+            let started = update.started_at.unwrap_or(now);
+            let overdue = self.overdue(&update, now);
+            let run = update.run_id;
+            if !self
+                .store_record(record(&update, now), started, report)
+                .await
+            {
+                // Not kept: read that run again next poll, whatever the lists say.
+                self.poller.refetch(&scope, run);
+            }
+            missed |= report.changed > before && overdue;
+        }
+        // News the poll brought first, but fresh: the webhooks may have been about to. No
+        // loss proven, but no proof of delivery either.
+        Ok(if missed {
+            Activity::Missed
+        } else if report.changed > changed_before {
+            Activity::Unproven
+        } else {
+            Activity::Heard
+        })
+    }
+
+    /// What a poll says of a repository's webhooks: activity they had all brought counts for
+    /// them, news they had not brought against.
+    fn learn(&mut self, repo: &str, activity: Activity, now: Time, report: &mut DemandReport) {
+        match activity {
+            Activity::Missed => self.lost(repo, report),
+            Activity::Heard => {
+                let trust = self.trust.entry(repo.to_string()).or_default();
+                trust.clean += 1;
+                if !trust.trusted && trust.clean >= TRUST_AFTER {
+                    trust.trusted = true;
+                    trust.polled = Some(now);
+                    info!(repo = %crate::escape::Text(repo), "webhooks arrive: polling at the backstop");
+                }
+            }
+            Activity::Unproven => {
+                if let Some(trust) = self.trust.get_mut(repo) {
+                    trust.clean = 0;
+                }
+            }
+            Activity::Quiet => {}
+        }
     }
 
     /// Confirms the jobs a reconcile pass found contradicted, at once (between polls).
@@ -332,6 +414,9 @@ impl Demand {
         }
         if report.finished > 0 {
             self.wake.soon.notify_one();
+        }
+        if report.started > 0 {
+            self.wake.started.notify_one();
         }
         if report.changed > 0 || report.failed > 0 || report.lossy > 0 {
             info!(
@@ -410,6 +495,7 @@ impl Demand {
                     report.changed += 1;
                     report.urgent += usize::from(wakes(status));
                     report.finished += usize::from(status == JobStatus::Completed);
+                    report.started += usize::from(status == JobStatus::InProgress);
                 }
                 true
             }
@@ -474,6 +560,7 @@ impl Demand {
                     report.changed += 1;
                     report.urgent += usize::from(wakes(status));
                     report.finished += usize::from(status == JobStatus::Completed);
+                    report.started += usize::from(status == JobStatus::InProgress);
                     let repo = job.key.scope.to_string();
                     self.lost(&repo, report);
                 }

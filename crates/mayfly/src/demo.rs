@@ -83,7 +83,7 @@ async fn run(
             webhook_secret: Some("demo-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
-            poll_skip: 4,
+            poll_backstop: Duration::from_secs(300),
         },
     )
     .await?;

@@ -33,8 +33,8 @@ pub struct Setup {
     pub webhook_secret: Option<String>,
     pub workers: usize,
     pub confirm_after: Duration,
-    /// Polls a repository whose webhooks flow may skip in a row (`Demand::backstop`).
-    pub poll_skip: u32,
+    /// How often a repository whose webhooks are trusted is polled (`Demand::backstop`).
+    pub poll_backstop: Duration,
 }
 
 /// A controller wired to a running simulator.
@@ -162,13 +162,14 @@ impl Controller {
             wake.clone(),
             setup.confirm_after,
         )
-        .backstop(setup.poll_skip);
+        .backstop(setup.poll_backstop);
         if let Some(secret) = &setup.webhook_secret {
             let hooks = Webhooks::new(
                 store.clone(),
                 Some(Secret::new(secret.clone())),
                 wake.clone(),
-            );
+            )
+            .with_clock(shared.clone());
             let addr = mayfly_sim::serve_local(router(hooks)).await?;
             sim.github.set_config(|c| {
                 c.webhooks.push(mayfly_sim::github::WebhookTarget {
@@ -227,6 +228,11 @@ impl Controller {
                 if report.finished > 0 {
                     pacer.finished(self.clock.now());
                 }
+                if report.started > 0
+                    && let Some(ended) = self.reconciler.recheck().await
+                {
+                    pacer.ended(self.clock.now(), ended);
+                }
                 polled = Some(report);
             }
             let now = self.clock.now();
@@ -254,6 +260,12 @@ impl Controller {
                 // A webhook, or a poll that found a queued job.
                 () = self.wake.now.notified() => pacer.queued(self.clock.now()),
                 () = self.wake.soon.notified() => pacer.finished(self.clock.now()),
+                // A job started: its machine's registration deadline may be moot.
+                () = self.wake.started.notified() => {
+                    if let Some(ended) = self.reconciler.recheck().await {
+                        pacer.ended(self.clock.now(), ended);
+                    }
+                }
                 // A pass found the store behind GitHub: confirm those jobs now.
                 () = self.wake.evidence.notified() => {
                     let report = self.demand.evidence(self.clock.now()).await;

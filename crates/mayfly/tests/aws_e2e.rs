@@ -158,7 +158,7 @@ async fn world(name: &str, provider: Arc<dyn Provider>, pool: Pool) -> Local {
             webhook_secret: None,
             workers: 4,
             confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
+            poll_backstop: Duration::ZERO,
         },
         more,
     )
@@ -434,7 +434,7 @@ async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
             webhook_secret: None,
             workers: 4,
             confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
+            poll_backstop: Duration::ZERO,
         },
         BTreeMap::new(),
     )

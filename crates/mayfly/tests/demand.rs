@@ -116,11 +116,11 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     assert_eq!(report.confirmed, 0, "{report:?}");
 }
 
-/// A repository is polled every pass until its webhooks prove they arrive: two polls that found
-/// activity the webhooks had all brought already. Then, while webhooks keep coming, every third
-/// pass only (backstop 2). A poll that finds a job no webhook announced puts it back on every
-/// pass. Silence proves nothing: a repository that sent nothing stays on every pass (free while
-/// it is quiet: 304s).
+/// A repository is polled every pass until its webhooks prove they arrive: twenty polls in a row
+/// that found runs changed whose news the webhooks had all brought already (such runs are not
+/// read: the store knows them). Then it is polled only once per backstop (30 s here, passes every 10 s).
+/// A poll that finds a job no webhook announced puts it back on every pass. Silence proves
+/// nothing: a repository that sent nothing stays on every pass (free while it is quiet: 304s).
 #[tokio::test]
 async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     let (gh, stats, client) = fake().await;
@@ -138,33 +138,38 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
         wake.clone(),
         Duration::from_secs(600),
     )
-    .backstop(2)
+    .backstop(Duration::from_secs(30))
     // Any news a poll finds first counts as lost (the fake's jobs are seconds old).
     .timing(Duration::from_secs(600), Duration::ZERO);
-    // Run lists asked so far (two per repository polled: queued and in progress).
-    let run_lists = || -> u64 {
+    // Run lists asked so far (two per repository polled: queued and in progress), and run job
+    // lists.
+    let calls = |route: &str| -> u64 {
         stats
             .rows()
             .iter()
-            .filter(|r| r.key.route.ends_with("/actions/runs"))
+            .filter(|r| r.key.route.ends_with(route))
             .map(|r| r.count.calls)
             .sum()
     };
-    let passes = async |demand: &mut Demand, n: usize| {
+    let t0 = mayfly::demand::now();
+    let mut at = 0;
+    let mut passes = async |demand: &mut Demand, n: usize| {
         let mut polled = Vec::new();
         for _ in 0..n {
-            wake.heard("acme/hooked");
-            let before = run_lists();
-            demand.pass(mayfly::demand::now()).await;
-            polled.push((run_lists() - before) / 2);
+            let before = calls("/actions/runs");
+            demand.pass(Time(t0.0 + at * 1000)).await;
+            at += 10;
+            polled.push((calls("/actions/runs") - before) / 2);
         }
         polled
     };
-    // Webhooks "arrive" but nothing happens: no proof, every pass polls both.
+    // Nothing happens: no proof, every pass polls both.
     assert_eq!(passes(&mut demand, 3).await, [2, 2, 2]);
     // Jobs whose webhooks did arrive (stored as the receiver stores them) before the poll saw
-    // them: two such polls and the repository is trusted.
-    for _ in 0..2 {
+    // them: their runs are not even read, and after twenty such polls the repository is trusted.
+    let reads = calls("/jobs");
+    for n in 0..20 {
+        assert!(!demand.trusted("acme/hooked"), "not after {n}");
         let ids = gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
         for id in ids {
             let found = client.job(&hooked, id).await.unwrap();
@@ -177,12 +182,16 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
         }
         assert_eq!(passes(&mut demand, 1).await, [2]);
     }
+    assert_eq!(
+        calls("/jobs") - reads,
+        0,
+        "no run was read: the store knew them"
+    );
     assert!(demand.trusted("acme/hooked"));
     assert_eq!(passes(&mut demand, 6).await, [1, 1, 2, 1, 1, 2]);
     // A job its webhooks never told of: the poll that finds it puts the repository back on
     // every pass, until it proves itself again.
     gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
-    // (Trusted, it is skipped twice before the poll that finds the job.)
     let found = passes(&mut demand, 5).await;
     assert!(!demand.trusted("acme/hooked"));
     assert_eq!(found, [1, 1, 2, 2, 2]);

@@ -685,7 +685,12 @@ fn kill_9_during_a_burst_loses_nothing_and_doubles_nothing() {
         w.start_daemon();
     }
     w.settle(n, Duration::from_secs(120));
-    assert_each_job_served_by_one_server(&w.sim, n, &["linux"]);
+    // While mayfly is down, GitHub hands queued jobs to any runner that fits: the machine made
+    // for one job may run another whose own machine was not made yet. The job it was made for
+    // then gets a machine under its next name (`-1-1`) once GitHub confirms it still waits, so
+    // names do not pair machines with jobs one for one after a kill; the count must: every job
+    // served, every server made for one of them, never more servers than jobs.
+    assert_as_many_servers_as_jobs(&w.sim, n, &["linux"]);
     let log = w.mayfly_log();
     println!(
         "chaos: creates resumed after a kill: {}",

@@ -4,10 +4,11 @@
 use crate::Store;
 use crate::columns;
 use crate::error::{During, Result};
-use mayfly_core::{Job, JobKey, JobStatus, Labels, Time};
+use mayfly_core::{ForgeKind, Job, JobKey, JobStatus, Labels, Time};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, FromRow};
+use std::collections::HashMap;
 
 /// A job as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,15 @@ impl JobRecord {
             runner: self.runner_name.clone(),
         }
     }
+}
+
+/// What the store knows of one workflow run (see [`Store::run_news`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunNews {
+    /// When the store last learned something of any of its jobs.
+    pub latest: Time,
+    /// Its jobs the store does not hold as completed.
+    pub open: u32,
 }
 
 /// What an upsert did.
@@ -295,6 +305,47 @@ impl Store {
             .await
             .during(|| "list jobs by status".into())?;
         rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
+    /// What the store knows of workflow runs `runs` of `scope`: per run with jobs here, when it
+    /// last learned something of any of them and how many are not completed. A poll skips a
+    /// run it has news of already (its webhooks brought it) and reads only the others.
+    pub async fn run_news(
+        &self,
+        forge: ForgeKind,
+        scope: &str,
+        runs: &[u64],
+    ) -> Result<HashMap<u64, RunNews>> {
+        let mut out = HashMap::with_capacity(runs.len());
+        // In chunks: a poll can return many runs, and databases cap the parameters of a query.
+        for chunk in runs.chunks(500) {
+            let sql = format!(
+                "SELECT run_id, MAX(updated_at), SUM(CASE WHEN status = 'completed' THEN 0 ELSE 1 END)
+                 FROM jobs WHERE forge = $1 AND scope = $2 AND run_id IN ({})
+                 GROUP BY run_id",
+                columns::placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql))
+                .bind(forge.as_str())
+                .bind(scope);
+            for run in chunk {
+                query = query.bind(columns::id(*run, "run id")?);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .during(|| format!("read the news of {} runs of {scope}", chunk.len()))?;
+            for (run, latest, open) in rows {
+                out.insert(
+                    columns::stored_u64(run, "run id")?,
+                    RunNews {
+                        latest: Time(latest),
+                        open: u32::try_from(open).unwrap_or(u32::MAX),
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Retention: deletes completed jobs last updated before `before`, with their deliveries

@@ -29,7 +29,7 @@ use error::During;
 pub use error::{Result, StoreError};
 pub use events::{Event, NewEvent};
 pub use intents::{Intent, IntentState};
-pub use jobs::{JobRecord, Upsert};
+pub use jobs::{JobRecord, RunNews, Upsert};
 pub use url::redact_url;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -22,6 +22,6 @@ pub use error::Error;
 pub use history::History;
 pub use jobs::{WorkflowJob, WorkflowRun};
 pub use poll::{Polled, RunStatus};
-pub use poller::{PollReport, Poller};
+pub use poller::{PollReport, Poller, RunToRead};
 pub use ratelimit::{Budget, Priority};
 pub use runners::{JitConfig, RegisteredRunner, RegistrationToken, Repo, RunnerGroup, Scope};

@@ -9,7 +9,9 @@ use super::jobs::WorkflowRun;
 use super::poll::{Polled, RunStatus};
 use super::runners::Repo;
 use super::sync::{RunCursor, RunSeen};
+use super::time;
 use super::webhook::JobUpdate;
+use mayfly_core::Time;
 use std::collections::HashMap;
 
 /// What one pass over the repositories found.
@@ -83,15 +85,31 @@ impl Poller {
     pub async fn poll_where(&mut self, due: impl Fn(&Repo) -> bool) -> PollReport {
         let mut report = PollReport::default();
         for repo in self.repos.clone().iter().filter(|r| due(r)) {
-            if let Err(e) = self.poll_repo(repo, &mut report.jobs).await {
-                tracing::debug!(repo = %repo, error = %e, "poll failed");
-                report.failed.push((repo.to_string(), e));
+            let read = match self.changed_runs(repo).await {
+                Ok(runs) => {
+                    let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+                    self.read(repo, &ids).await
+                }
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(jobs) => report.jobs.extend(jobs),
+                Err(e) => {
+                    tracing::debug!(repo = %repo, error = %e, "poll failed");
+                    report.failed.push((repo.to_string(), e));
+                }
             }
         }
         report
     }
 
-    async fn poll_repo(&mut self, repo: &Repo, found: &mut Vec<JobUpdate>) -> Result<()> {
+    /// The first half of a poll: `repo`'s runs whose jobs may hold news — runs new or changed
+    /// since the last poll (with GitHub's `updated_at`), runs that left both lists (finished
+    /// or cancelled) and runs marked to read again (without). Two conditional requests: a
+    /// quiet repository answers 304 twice and returns nothing. The cursor moves on: a run
+    /// returned here that the caller chooses not to read (the store has its news already) is
+    /// not returned again until it changes.
+    pub async fn changed_runs(&mut self, repo: &Repo) -> Result<Vec<RunToRead>> {
         let mut changed = false;
         let mut lists = Vec::new();
         for status in [RunStatus::Queued, RunStatus::InProgress] {
@@ -105,8 +123,21 @@ impl Poller {
                 changed = true;
             }
         }
-        let mut runs: Vec<u64> = std::mem::take(&mut state.refetch);
+        let mut runs: Vec<RunToRead> = std::mem::take(&mut state.refetch)
+            .into_iter()
+            .map(|id| RunToRead {
+                id,
+                updated_at: None,
+                new: false,
+            })
+            .collect();
         if changed {
+            let listed: HashMap<u64, Option<Time>> = state
+                .lists
+                .values()
+                .flatten()
+                .map(|r| (r.id, r.updated_at.as_deref().and_then(time::parse)))
+                .collect();
             let now: Vec<RunSeen> = state
                 .lists
                 .values()
@@ -119,25 +150,45 @@ impl Poller {
                 .collect();
             let changes = state.cursor.update(&now);
             state.dirty = true;
-            for run in changes.fetch.iter().chain(&changes.gone) {
-                if !runs.contains(run) {
-                    runs.push(*run);
+            for id in changes.fetch.iter().chain(&changes.gone) {
+                if !runs.iter().any(|r| r.id == *id) {
+                    runs.push(RunToRead {
+                        id: *id,
+                        updated_at: listed.get(id).copied().flatten(),
+                        new: changes.new.contains(id),
+                    });
                 }
             }
         }
+        Ok(runs)
+    }
+
+    /// The second half of a poll: the jobs of `runs` of `repo`, one request per run. A run
+    /// that could not be read, and every one after it, is read again on the next poll.
+    pub async fn read(&mut self, repo: &Repo, runs: &[u64]) -> Result<Vec<JobUpdate>> {
+        let mut found = Vec::new();
         for (n, run) in runs.iter().enumerate() {
             match self.client.run_jobs(repo, *run).await {
                 Ok(jobs) => found.extend(jobs.iter().filter_map(|j| j.update(repo))),
                 Err(e) => {
-                    // Ask again next poll for this run and every one not read yet: they must not
-                    // be lost because the lists look unchanged then.
-                    if let Some(state) = self.state.get_mut(&repo.to_string()) {
-                        state.refetch.extend(&runs[n..]);
-                    }
+                    // They must not be lost because the lists look unchanged then.
+                    let state = self.state.entry(repo.to_string()).or_default();
+                    state.refetch.extend(&runs[n..]);
                     return Err(e);
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
+}
+
+/// A run whose jobs a poll may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunToRead {
+    pub id: u64,
+    /// GitHub's `updated_at` for a listed run; `None` for a run that left the lists (its end
+    /// time is unknown) or is read again.
+    pub updated_at: Option<Time>,
+    /// Not listed by the last poll: new work (its `queued` webhook should have arrived).
+    pub new: bool,
 }

@@ -22,6 +22,8 @@ pub struct RunChanges {
     pub fetch: Vec<u64>,
     /// Runs listed last time and not now: finished or cancelled.
     pub gone: Vec<u64>,
+    /// Of `fetch`, the runs not listed before: new work.
+    pub new: Vec<u64>,
 }
 
 /// One repository's runs as last seen. Serializable, so a restarted poller does not fetch the
@@ -40,6 +42,9 @@ impl RunCursor {
             let state = (run.status.clone(), run.updated_at.clone());
             if self.seen.get(&run.id) != Some(&state) && !next.contains_key(&run.id) {
                 changes.fetch.push(run.id);
+                if !self.seen.contains_key(&run.id) {
+                    changes.new.push(run.id);
+                }
             }
             next.insert(run.id, state);
         }
@@ -52,6 +57,8 @@ impl RunCursor {
         changes.fetch.sort_unstable();
         changes.fetch.dedup();
         changes.gone.sort_unstable();
+        changes.new.sort_unstable();
+        changes.new.dedup();
         self.seen = next;
         changes
     }
@@ -82,7 +89,8 @@ mod tests {
             first,
             RunChanges {
                 fetch: vec![1, 2],
-                gone: vec![]
+                gone: vec![],
+                new: vec![1, 2],
             }
         );
         // Nothing moved: nothing to fetch (the cost of an idle poll is the run lists alone).
@@ -96,7 +104,8 @@ mod tests {
             next,
             RunChanges {
                 fetch: vec![1, 3],
-                gone: vec![2]
+                gone: vec![2],
+                new: vec![3],
             }
         );
         let mut active: Vec<u64> = c.active().collect();

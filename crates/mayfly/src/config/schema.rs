@@ -433,7 +433,7 @@ impl Default for Intervals {
             resync: HumanDuration::secs(300),
             settle: HumanDuration::secs(20),
             coalesce: HumanDuration(std::time::Duration::from_millis(500)),
-            poll: HumanDuration::secs(60),
+            poll: HumanDuration::secs(10),
             poll_backstop: HumanDuration::secs(300),
             confirm_queued: HumanDuration::secs(60),
             confirm_running: HumanDuration::secs(600),

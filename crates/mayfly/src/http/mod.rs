@@ -29,6 +29,9 @@ pub struct Webhooks {
     pub wake: Arc<crate::demand::Wake>,
     /// Bounds the store write, so GitHub gets an answer well within its 10 s.
     pub store_timeout: Duration,
+    /// When news arrives, as the rest of the controller tells time (the simulator's clock
+    /// in-process): a job's news is compared with it.
+    pub clock: Arc<dyn mayfly_core::Clock>,
 }
 
 impl Webhooks {
@@ -38,7 +41,14 @@ impl Webhooks {
             secret,
             wake,
             store_timeout: STORE_TIMEOUT,
+            clock: Arc::new(mayfly_forge::github::SystemClock),
         }
+    }
+
+    /// Stamps news with `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: Arc<dyn mayfly_core::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 

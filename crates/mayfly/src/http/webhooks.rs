@@ -60,10 +60,7 @@ pub async fn github(
             record::webhook("ignored");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Delivery::Job(update)) => {
-            hooks.wake.heard(&update.key.scope);
-            store(&hooks, delivery, &update).await
-        }
+        Ok(Delivery::Job(update)) => store(&hooks, delivery, &update).await,
         Err(e) => {
             info!(delivery, reason = %e, "webhook rejected");
             record::webhook("bad_request");
@@ -74,7 +71,7 @@ pub async fn github(
 
 /// Records the update under its delivery id, then wakes the reconciler if anything changed.
 async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response {
-    let rec = crate::demand::record(update, crate::demand::now());
+    let rec = crate::demand::record(update, hooks.clock.now());
     let started = update.started_at.unwrap_or(rec.updated_at);
     let upsert = crate::demand::store_job(&hooks.store, rec, started, Some(delivery));
     let outcome = match tokio::time::timeout(hooks.store_timeout, upsert).await {

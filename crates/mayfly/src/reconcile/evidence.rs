@@ -9,11 +9,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Jobs whose state in the store the pass found contradicted for longer than `grace` (news
-/// takes a moment to arrive: a webhook a second behind the runner is no evidence).
+/// takes a moment to arrive: a webhook a second behind the runner is no evidence). `gone`
+/// remembers since when each runner a running job names has been missing from the forge's
+/// list: it is updated here.
 pub fn suspects(
     snapshot: &Snapshot,
     plan: &Plan,
     news: &HashMap<JobKey, Time>,
+    gone: &mut HashMap<String, Time>,
     controller: &str,
     now: Time,
     grace: Duration,
@@ -35,18 +38,24 @@ pub fn suspects(
             out.push(a.job.clone());
         }
     }
-    // The store holds the job as running on one of our runners, and that runner is gone: a
-    // single-use runner leaves when its job is over.
+    // The store holds the job as running on one of our runners, and that runner has been gone
+    // for the grace: a single-use runner leaves when its job is over (and the completion's
+    // news, on its way, usually lands first).
+    let mut missing: HashMap<String, Time> = HashMap::new();
     for j in &snapshot.jobs {
         if j.status == JobStatus::InProgress
             && let Some(runner) = j.runner.as_deref()
             && naming::is_ours(controller, runner)
             && !runners.contains_key(runner)
-            && news.get(&j.key).is_none_or(|t| old(*t))
         {
-            out.push(j.key.clone());
+            let since = gone.get(runner).copied().unwrap_or(now);
+            missing.insert(runner.to_string(), since);
+            if old(since) && news.get(&j.key).is_none_or(|t| old(*t)) {
+                out.push(j.key.clone());
+            }
         }
     }
+    *gone = missing;
     out.sort();
     out.dedup();
     out
@@ -130,9 +139,37 @@ mod tests {
         };
         let news: HashMap<JobKey, Time> = (1..=4).map(|n| (key(n), Time::from_secs(100))).collect();
         let grace = Duration::from_secs(10);
-        let early = suspects(&snapshot, &plan, &news, "mf", Time::from_secs(105), grace);
+        let mut gone = HashMap::new();
+        let early = suspects(
+            &snapshot,
+            &plan,
+            &news,
+            &mut gone,
+            "mf",
+            Time::from_secs(105),
+            grace,
+        );
         assert!(early.is_empty(), "news may still be on its way: {early:?}");
-        let later = suspects(&snapshot, &plan, &news, "mf", Time::from_secs(200), grace);
+        assert_eq!(gone.len(), 2, "the missing runners are remembered from now");
+        let soon = suspects(
+            &snapshot,
+            &plan,
+            &news,
+            &mut gone,
+            "mf",
+            Time::from_secs(111),
+            grace,
+        );
+        assert_eq!(soon, [key(1)], "the runners have been missing for 6 s only");
+        let later = suspects(
+            &snapshot,
+            &plan,
+            &news,
+            &mut gone,
+            "mf",
+            Time::from_secs(200),
+            grace,
+        );
         // 1: queued while its runner is busy; 2 and 3: running on a runner that is gone (3's
         // machine is still up, powering off). Not 4: not our runner.
         assert_eq!(later, [key(1), key(2), key(3)]);

@@ -35,6 +35,11 @@ pub struct Reconciler {
     refusals: refusals::Refusals,
     /// Where evidence that the store is behind goes (the demand task confirms those jobs).
     wake: Option<Arc<crate::demand::Wake>>,
+    /// Since when each runner a running job names has been missing (see `evidence`).
+    gone: std::collections::HashMap<String, Time>,
+    /// The world as the last pass's plan left it (without jobs), and whether that pass left
+    /// anything unsettled: what [`Reconciler::recheck`] plans on.
+    left: Option<(mayfly_core::Snapshot, bool)>,
     /// The last pass's view of the world, for the API, `mayfly status` and `/metrics`.
     view: tokio::sync::watch::Sender<Option<Arc<View>>>,
     /// The gauges each view sets.
@@ -44,6 +49,14 @@ pub struct Reconciler {
     /// Held by a pass from its read to its last step, and by an operator's delete: the two
     /// never act on the same world at once (a pass may be about to reuse that machine).
     turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a plan says of when to look again.
+struct Outlook {
+    waiting_for_capacity: usize,
+    assumed: usize,
+    finishing: usize,
+    next_check: Option<Time>,
 }
 
 /// How the last pass ended.
@@ -169,6 +182,8 @@ impl Reconciler {
             finishing: tuning.finishing,
             refusals: refusals::Refusals::new(tuning.refused_retry),
             wake: None,
+            gone: std::collections::HashMap::new(),
+            left: None,
             view: tokio::sync::watch::Sender::new(None),
             world: crate::metrics::World::default(),
             last: tokio::sync::watch::Sender::new(None),
@@ -283,6 +298,61 @@ impl Reconciler {
         result
     }
 
+    /// What a plan says of when to look again: the parts of a pass report the pacer reads.
+    fn outlook(&self, snapshot: &mayfly_core::Snapshot, plan: &Plan) -> Outlook {
+        let finishing = snapshot
+            .instances
+            .iter()
+            .filter(|i| self.memory.finishing(&i.name))
+            .count();
+        let waiting_for_capacity = plan
+            .waiting
+            .iter()
+            .filter(|w| w.why.changes_by_itself())
+            .count();
+        let mut next_check = plan.next_check;
+        if finishing > 0 && waiting_for_capacity > 0 {
+            // A finishing machine can serve a waiting job (reused once it stops) or make room
+            // (deleted once off): look again as soon as it has stopped.
+            let soon = self.ctx.clock.now().plus(self.finishing);
+            next_check = Some(next_check.map_or(soon, |t| t.min(soon)));
+        }
+        Outlook {
+            waiting_for_capacity,
+            assumed: plan
+                .assignments
+                .iter()
+                .filter(|a| a.how == mayfly_core::How::Assumed)
+                .count(),
+            finishing,
+            next_check,
+        }
+    }
+
+    /// Plans again on the world as the last pass left it, with the store's newer news of jobs,
+    /// calling no provider and no forge: when the next pass is due now. A job that started on a
+    /// booting machine (a webhook said so) takes that machine's registration deadline away, so
+    /// the pass it called for is not needed. `None` before the first pass, or when the store
+    /// cannot be read (the pass's own schedule stands).
+    pub async fn recheck(&mut self) -> Option<Ended> {
+        let (world, unsettled) = self.left.as_ref()?;
+        let now = self.ctx.clock.now();
+        let (jobs, _) = snapshot::jobs(&self.ctx.store).await.ok()?;
+        let snapshot = mayfly_core::Snapshot {
+            jobs,
+            refused: self.refusals.current(now),
+            ..world.clone()
+        };
+        let plan = mayfly_core::plan(&snapshot, &self.ctx.pools, now);
+        let o = self.outlook(&snapshot, &plan);
+        Some(Ended {
+            unsettled: *unsettled || o.waiting_for_capacity > 0 || o.assumed > 0,
+            waiting: o.waiting_for_capacity > 0,
+            next_check: o.next_check,
+            again: false,
+        })
+    }
+
     /// Reads the world and plans, acting on nothing: what `mayfly status` sees when no daemon
     /// runs. Intent updates the read implies are still written (they are facts, and idempotent).
     pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
@@ -294,6 +364,7 @@ impl Reconciler {
 
     async fn pass_in_turn(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
         let (seen, plan, _) = self.plan().await?;
+        let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
                 .snapshot
@@ -304,32 +375,13 @@ impl Reconciler {
             instances: seen.snapshot.instances.len(),
             runners: seen.snapshot.runners.len(),
             waiting: plan.waiting.len(),
-            waiting_for_capacity: plan
-                .waiting
-                .iter()
-                .filter(|w| w.why.changes_by_itself())
-                .count(),
-            assumed: plan
-                .assignments
-                .iter()
-                .filter(|a| a.how == mayfly_core::How::Assumed)
-                .count(),
-            finishing: seen
-                .snapshot
-                .instances
-                .iter()
-                .filter(|i| self.memory.finishing(&i.name))
-                .count(),
+            waiting_for_capacity: outlook.waiting_for_capacity,
+            assumed: outlook.assumed,
+            finishing: outlook.finishing,
             runners_unknown: seen.runners_error.is_some(),
-            next_check: plan.next_check,
+            next_check: outlook.next_check,
             ..PassReport::default()
         };
-        if report.finishing > 0 && report.waiting_for_capacity > 0 {
-            // A finishing machine can serve a waiting job (reused once it stops) or make room
-            // (deleted once off): look again as soon as it has stopped.
-            let soon = self.ctx.clock.now().plus(self.finishing);
-            report.next_check = Some(report.next_check.map_or(soon, |t| t.min(soon)));
-        }
         for w in &plan.waiting {
             debug!(
                 job = %crate::escape::Text(&w.job.to_string()),
@@ -343,11 +395,17 @@ impl Reconciler {
                 &seen.snapshot,
                 &plan,
                 &seen.news,
+                &mut self.gone,
                 &ctx.pools.controller,
                 ctx.clock.now(),
                 ctx.confirm_stale,
             ));
         }
+        let seen_for_recheck = mayfly_core::Snapshot {
+            jobs: Vec::new(),
+            ..seen.snapshot.clone()
+        };
+        let plan_for_recheck = plan.clone();
         let mut plan = plan;
         if seen.runners_error.is_some() {
             plan.actions.retain(|a| matches!(a, Action::Create { .. }));
@@ -371,6 +429,18 @@ impl Reconciler {
                 self.publish(Arc::new(view));
             }
         }
+        let mut world = mayfly_core::apply::apply(
+            &seen_for_recheck,
+            &plan_for_recheck,
+            &self.ctx.pools.controller,
+            self.ctx.clock.now(),
+        );
+        world.jobs.clear();
+        let e = &report.executed;
+        self.left = Some((
+            world,
+            report.runners_unknown || e.failed > 0 || e.skipped > 0,
+        ));
         report.took = started.elapsed();
         Ok(report)
     }

@@ -47,7 +47,7 @@ pub async fn start(
             webhook_secret: webhook_secret.map(str::to_string),
             workers: 4,
             confirm_after: Duration::from_secs(600),
-            poll_skip: 0,
+            poll_backstop: Duration::ZERO,
         },
     )
     .await

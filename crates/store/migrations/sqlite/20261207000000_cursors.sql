@@ -5,3 +5,6 @@ CREATE TABLE cursors (
     value      TEXT   NOT NULL,
     updated_at INTEGER NOT NULL
 );
+
+-- A poll asks what the store knows of the runs whose lists changed.
+CREATE INDEX jobs_by_run ON jobs (forge, scope, run_id);
