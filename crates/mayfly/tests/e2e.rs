@@ -436,7 +436,8 @@ fn repos(n: usize) -> Vec<String> {
 }
 
 /// 500 jobs queued at once in 100 runs over 10 repositories: all served, one server each, none
-/// left.
+/// left, within the API call targets: at most 2 GitHub and 3 Hetzner calls per job (webhooks
+/// and the daemon's poll; the `burst` benchmark prints the same figures).
 #[test]
 fn burst_of_500_jobs() {
     let repos = repos(10);
@@ -453,6 +454,18 @@ fn burst_of_500_jobs() {
     w.settle(n, Duration::from_secs(150));
     assert_each_job_served_by_one_server(&w.sim, n, &["linux"]);
     w.report(n);
+    let calls = &w.sim.stats()["api_calls"];
+    let per_job = |service: &str| calls[service].as_f64().unwrap_or(f64::MAX) / n as f64;
+    assert!(
+        per_job("github") <= 2.0,
+        "{:.2} GitHub calls per job (target <= 2)",
+        per_job("github")
+    );
+    assert!(
+        per_job("hetzner") <= 3.0,
+        "{:.2} Hetzner calls per job (target <= 3)",
+        per_job("hetzner")
+    );
 }
 
 /// Two pools, jobs that pick types and locations by label with fallbacks, and stock-outs at the
