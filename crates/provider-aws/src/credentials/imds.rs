@@ -1,6 +1,6 @@
 //! The EC2 instance metadata service, IMDSv2 only: a session token from a PUT, then the role's
-//! credentials (and the instance's region) with that token. Every request is bounded to about
-//! a second, so a machine that is not on EC2 finds out quickly.
+//! credentials (and the instance's region) with that token. Every request is bounded to two
+//! seconds, so a machine that is not on EC2 finds out quickly.
 
 use super::{Credentials, CredentialsError, Env, Fetch};
 use async_trait::async_trait;

@@ -203,8 +203,8 @@ pub fn region(env: &Env) -> Option<String> {
         })
 }
 
-/// The region of the instance this runs on, from its metadata service (bounded: about a
-/// second when there is none).
+/// The region of the instance this runs on, from its metadata service (bounded: two seconds
+/// when there is none).
 pub async fn instance_region(env: &Env, http: &reqwest::Client) -> Option<String> {
     imds::Imds::from_env(env, http)?.region().await
 }

@@ -318,9 +318,10 @@ impl Context<'_> {
         if value(p, "sso_session").is_some() || value(p, "sso_start_url").is_some() {
             return Err(self.bad(
                 name,
-                "AWS IAM Identity Center (SSO) profiles are not supported by mayfly; \
-                 run `aws configure export-credentials --profile <name> --format env` \
-                 or use `credential_process = aws configure export-credentials --profile <name>`",
+                "AWS IAM Identity Center (SSO) profiles are not read by mayfly; give another \
+                 profile `credential_process = aws configure export-credentials --profile <this \
+                 profile> --format process` (AWS CLI v2 refreshes the SSO session), or export \
+                 the keys with `--format env`",
             ));
         }
         if let Some(command) = value(p, "credential_process") {

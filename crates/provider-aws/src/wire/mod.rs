@@ -139,9 +139,10 @@ impl Aws {
                 key: "endpoint_url",
                 message: format!("cannot set up HTTPS: {e}"),
             })?;
-        // Credential endpoints are local (metadata, container) or STS: short connects.
+        // Credential endpoints: the metadata service and the container agent (their requests
+        // are bounded to 2 s and 5 s in all, so a machine off EC2 finds out fast) and STS.
         let credentials_http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| http.clone());
