@@ -239,7 +239,7 @@ fn main() {
         "calls/job  burst-500         recycling off  GitHub {:.2}, budget (non-304) {:.2} (target <= 2: {})  \
          Hetzner {:.2} (target <= 3: {})  — {n} jobs in 100 runs over 10 repositories, {job_secs} s each, \
          webhooks + a poll every 60 s, `mayfly run` + `mayfly sim serve` at speed 1; settled in {:.1} s \
-         (tests/e2e.rs asserts both on the same burst)",
+         (tests/e2e.rs asserts both targets on a 500-job burst in webhook mode)",
         per(gh),
         per(gh - gh_304),
         verdict(per(gh) <= 2.0),
