@@ -1,4 +1,4 @@
-//! mayfly-core: the words of DESIGN.md as types, label routing, the billing model and the planner.
+//! mayfly-core: the words of docs/ARCHITECTURE.md as types, label routing, the billing model and the planner.
 //! Everything here is pure: no I/O, no clock, no async, so it can be property-tested and simulated.
 
 pub mod apply;

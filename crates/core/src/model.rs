@@ -1,4 +1,4 @@
-//! The nouns of DESIGN.md: job, pool, machine spec, instance, runner, snapshot, and the
+//! The nouns of docs/ARCHITECTURE.md ("Words"): job, pool, machine spec, instance, runner, snapshot, and the
 //! planning configuration (`Pools`: pools plus limits, deadlines, label rules and recycling).
 
 use crate::billing::Billing;

@@ -1,4 +1,4 @@
-//! Property tests for the planner's invariants (DESIGN.md), 1,000 generated worlds each:
+//! Property tests for the planner's invariants (docs/ARCHITECTURE.md), 1,000 generated worlds each:
 //! limits hold, busy runners and foreign instances are untouched, servable jobs get capacity,
 //! planning again on the plan's own result creates nothing, and input order does not matter.
 
@@ -250,7 +250,7 @@ fn ours<'a>(snap: &'a Snapshot, cfg: &Pools) -> impl Iterator<Item = &'a Instanc
         .filter(move |i| i.controller.as_deref() == Some(ctrl.as_str()))
 }
 
-/// Instance counts per limit key as DESIGN.md defines them: global and pool count every
+/// Instance counts per limit key as docs/ARCHITECTURE.md defines them: global and pool count every
 /// instance; label set and workflow run count those that can run a job.
 fn counts(snap: &Snapshot, cfg: &Pools) -> HashMap<String, u32> {
     let mut c = HashMap::new();

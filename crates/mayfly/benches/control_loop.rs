@@ -1,6 +1,7 @@
 //! The whole control loop in-process against the simulator (`mayfly::local`): decision latency,
 //! API calls per job and billed cost against the cost of the job-seconds. Prints one line per
-//! number, with its unit, how it was measured and the DESIGN.md target; asserts only
+//! number, with its unit, how it was measured and its target (docs/ARCHITECTURE.md), marked
+//! met or NOT MET; asserts only
 //! correctness (every job served, every job its own server where that is the point).
 //! Run with `cargo bench -p mayfly --bench control_loop` (add `--profile dev` to reuse the
 //! test build; the latency depends on the profile, the counts and the cost do not).
@@ -67,6 +68,11 @@ async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> Local {
     )
     .await
     .expect("start the simulator and the controller")
+}
+
+/// How a printed figure stands against its target.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
 }
 
 /// The value at rank `p` (0..=1) of sorted samples.
@@ -273,13 +279,14 @@ async fn latency(n: usize) {
     ms.sort_by(f64::total_cmp);
     let mean = ms.iter().sum::<f64>() / ms.len() as f64;
     println!(
-        "decision latency     p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  mean {:.1} ms  (target p99 < 50 ms) \
+        "decision latency     p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  mean {:.1} ms  (target p99 < 50 ms: {}) \
          — job queued at the fake GitHub → create received by the fake Hetzner, {} single jobs \
          0.3-1.0 s apart, webhook mode, sim speed 1, in-process, {} profile; {} passes in {:.1} s",
         percentile(&ms, 0.50),
         percentile(&ms, 0.99),
         ms[ms.len() - 1],
         mean,
+        verdict(percentile(&ms, 0.99) < 50.0),
         ms.len(),
         if cfg!(debug_assertions) {
             "dev"
@@ -551,9 +558,12 @@ fn print_cost(case: &Case, r: &CostRun, speed: f64) {
             r.job_hours,
             r.job_cost,
             if case.recycling {
-                " (target <= 1.5)"
+                format!(
+                    " (target <= 1.5 for a day of steady jobs: {})",
+                    verdict(r.billed / r.job_cost <= 1.5)
+                )
             } else {
-                ""
+                String::new()
             },
         );
         println!(
@@ -567,12 +577,14 @@ fn print_cost(case: &Case, r: &CostRun, speed: f64) {
         );
     }
     println!(
-        "calls/job  {name:<17} recycling {on}  GitHub {:.2}, budget (non-304) {:.2} (target <= 2)  \
-         Hetzner {:.2} (target <= 3)  — {} jobs, {mode}, in-process; \
+        "calls/job  {name:<17} recycling {on}  GitHub {:.2}, budget (non-304) {:.2} (target <= 2: {})  \
+         Hetzner {:.2} (target <= 3: {})  — {} jobs, {mode}, in-process; \
          {:.1} simulated h in {:.1} s at speed {speed}",
         per(r.github),
         per(r.github_budget),
+        verdict(per(r.github) <= 2.0),
         per(r.hetzner),
+        verdict(per(r.hetzner) <= 3.0),
         r.jobs,
         r.simulated_h,
         r.wall.as_secs_f64(),

@@ -31,16 +31,59 @@ pub struct DemoArgs {
     /// Also print the API calls by route
     #[arg(long)]
     pub calls: bool,
+    // The global flags of the commands that read a configuration. The demo reads none: these
+    // keep them out of its help (clap does not add a global flag a command defines itself)
+    // and refuse them, rather than accept and ignore them.
+    #[arg(
+        short = 'c',
+        long = "config",
+        id = "config",
+        hide = true,
+        value_name = "FILE"
+    )]
+    pub unused_config: Option<PathBuf>,
+    #[arg(long = "state", id = "state", hide = true, value_name = "URL")]
+    pub unused_state: Option<String>,
+    #[arg(long = "listen", id = "listen", hide = true, value_name = "ADDR")]
+    pub unused_listen: Option<String>,
+}
+
+/// What the demo says about servers and reuse: only what happened.
+fn reuse(created: usize, served: usize, recycling: bool) -> String {
+    let per_job = created as f64 / served.max(1) as f64;
+    if created < served {
+        format!(
+            "{per_job:.2} per job: {} jobs ran on a server an earlier job had paid for",
+            served - created
+        )
+    } else if recycling {
+        format!("{per_job:.2} per job: no server was reused")
+    } else {
+        format!("{per_job:.2} per job: recycling is off, so none was reused")
+    }
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<bool> {
+    if let Some(flag) = [
+        args.unused_config.as_ref().map(|_| "--config"),
+        args.unused_state.as_ref().map(|_| "--state"),
+        args.unused_listen.as_ref().map(|_| "--listen"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        anyhow::bail!(
+            "{flag} does not apply to the demo: it reads no configuration and keeps its state in memory"
+        );
+    }
     let (origin, text) = match &args.trace {
         Some(path) => (
             path.display().to_string(),
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the trace {}", path.display()))?,
         ),
-        None => ("built-in trace".to_string(), TRACE.to_string()),
+        None => ("the built-in trace".to_string(), TRACE.to_string()),
     };
     let trace = mayfly_sim::trace::parse(&origin, &text)?;
     anyhow::ensure!(!trace.is_empty(), "{origin}: no jobs");
@@ -92,7 +135,7 @@ async fn run(
 
     let jobs = trace.len();
     println!(
-        "mayfly demo: {jobs} jobs from the {origin}, simulated at {}x (a minute takes {:.1} s); \
+        "mayfly demo: {jobs} jobs from {origin}, simulated at {}x (a minute takes {:.1} s); \
          fake GitHub on {}, fake Hetzner on {}",
         args.speed,
         60.0 / args.speed,
@@ -166,7 +209,7 @@ async fn run(
             );
         }
     }
-    Ok(report(&sim, jobs, start, failed_passes))
+    Ok(report(&sim, jobs, start, failed_passes, args.recycling))
 }
 
 fn pools(recycling: bool) -> Pools {
@@ -190,7 +233,7 @@ fn pools(recycling: bool) -> Pools {
 }
 
 /// Prints the report; true when every job was served and no server is left.
-fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> bool {
+fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32, recycling: bool) -> bool {
     let gh = sim.github.jobs();
     let served = gh
         .iter()
@@ -240,9 +283,9 @@ fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> bool {
         per_job(calls("hetzner"))
     );
     println!(
-        "  servers created      {} ({:.2} per job: the rest reused paid-for time)",
+        "  servers created      {} ({})",
         bill.servers.len(),
-        bill.servers.len() as f64 / served.max(1) as f64
+        reuse(bill.servers.len(), served, recycling)
     );
     println!(
         "  billed cost          {:.4} {} for {} server-hours; the job-seconds alone would cost {:.4} ({:.1}x)",
@@ -295,4 +338,22 @@ fn secs(s: Option<f64>) -> String {
 fn clock(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_says_reuse_only_when_there_was_some() {
+        assert_eq!(
+            reuse(30, 40, true),
+            "0.75 per job: 10 jobs ran on a server an earlier job had paid for"
+        );
+        assert_eq!(reuse(40, 40, true), "1.00 per job: no server was reused");
+        assert_eq!(
+            reuse(40, 40, false),
+            "1.00 per job: recycling is off, so none was reused"
+        );
+    }
 }

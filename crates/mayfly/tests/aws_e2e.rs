@@ -12,6 +12,7 @@ use mayfly_provider::Provider;
 use mayfly_provider_aws::AwsSettings;
 use mayfly_provider_aws::ec2::{Ec2, Ec2Config};
 use mayfly_provider_aws::ecs::{Ecs, EcsConfig};
+use mayfly_provider_aws::wire::{self, Aws, Element, Params};
 use mayfly_sim::github::NewJob;
 use mayfly_sim::moto::{Moto, MotoMachines};
 use mayfly_sim::runners::{Delay, RunnerConfig};
@@ -99,21 +100,54 @@ const REPO: &str = "acme/app";
 const REGION: &str = "us-east-1";
 const JOBS: usize = 3;
 
-async fn moto() -> Option<Moto> {
+/// A fresh moto; without `MAYFLY_PYTHON` the test fails (it is ignored by a plain `cargo
+/// test`, and scripts/test runs it).
+async fn moto() -> Moto {
     let python = match std::env::var("MAYFLY_PYTHON") {
         Ok(p) if !p.is_empty() => p,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "run scripts/py-env and set MAYFLY_PYTHON"
-            );
-            println!("skipped: MAYFLY_PYTHON not set");
-            return None;
-        }
+        _ => panic!("MAYFLY_PYTHON is not set: run `export MAYFLY_PYTHON=$(scripts/py-env)` first"),
     };
     let moto = Moto::start(python.as_ref()).await.expect("moto starts");
     moto.reset().await.expect("moto resets");
-    Some(moto)
+    moto
+}
+
+/// One EC2 action against moto, through the providers' own signed client.
+async fn ec2(aws: &Aws, action: &str, params: &[(&str, &str)]) -> Element {
+    let mut p = Params::new();
+    for (k, v) in params {
+        p.set(*k, v);
+    }
+    aws.query(wire::EC2, mayfly_provider_aws::ec2::VERSION, action, &p)
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"))
+}
+
+/// The instances of a DescribeInstances answer.
+fn instances(out: &Element) -> Vec<&Element> {
+    out.items("reservationSet")
+        .flat_map(|r| r.items("instancesSet"))
+        .collect()
+}
+
+/// An image moto knows.
+async fn some_ami(aws: &Aws) -> String {
+    let images = ec2(aws, "DescribeImages", &[("Owner.1", "amazon")]).await;
+    images
+        .items("imagesSet")
+        .find(|i| i.value("rootDeviceName").is_some())
+        .and_then(|i| i.value("imageId"))
+        .unwrap()
+}
+
+/// The first subnet of the default VPC.
+async fn subnet(aws: &Aws) -> String {
+    ec2(aws, "DescribeSubnets", &[])
+        .await
+        .items("subnetSet")
+        .next()
+        .and_then(|s| s.value("subnetId"))
+        .unwrap()
 }
 
 fn pool(provider: &str, types: &[&str], locations: &[&str]) -> Pool {
@@ -224,20 +258,12 @@ async fn serve(w: &mut Local, provider: &dyn Provider) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn ec2_instances_serve_jobs_and_terminate() {
-    let Some(moto) = moto().await else {
-        return;
-    };
+    let moto = moto().await;
     let settings = AwsSettings::emulator(moto.url(), REGION);
-    let ec2 = aws_sdk_ec2::Client::new(&settings.load().await.unwrap());
-    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
-    let ami = images
-        .images()
-        .iter()
-        .find(|i| i.root_device_name().is_some())
-        .and_then(|i| i.image_id())
-        .unwrap()
-        .to_string();
+    let aws = settings.connect().await.unwrap();
+    let ami = some_ami(&aws).await;
     let mut c = Ec2Config::new(settings);
     c.ami = Some(ami);
     c.prices.insert("t3.micro".into(), 0.0104);
@@ -255,26 +281,20 @@ async fn ec2_instances_serve_jobs_and_terminate() {
 
     let stats = runners.stats();
     assert_eq!(stats.jobs_completed, JOBS as u64, "{stats:?}");
-    let all = ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:mayfly-controller")
-                .values("mf")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let made: Vec<_> = all
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .collect();
+    let all = ec2(
+        &aws,
+        "DescribeInstances",
+        &[
+            ("Filter.1.Name", "tag:mayfly-controller"),
+            ("Filter.1.Value.1", "mf"),
+        ],
+    )
+    .await;
+    let made = instances(&all);
     assert_eq!(made.len(), JOBS, "one instance per job");
     assert!(
         made.iter()
-            .all(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("terminated")),
+            .all(|i| i.text_at("instanceState/name") == Some("terminated")),
         "every instance terminated"
     );
     let calls = provider.calls();
@@ -289,55 +309,49 @@ async fn ec2_instances_serve_jobs_and_terminate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn ecs_tasks_serve_jobs_and_stop() {
-    let Some(moto) = moto().await else {
-        return;
-    };
+    let moto = moto().await;
     moto.manual_ecs_tasks().await.unwrap();
     let settings = AwsSettings::emulator(moto.url(), REGION);
-    let sdk = settings.load().await.unwrap();
-    let ecs = aws_sdk_ecs::Client::new(&sdk);
-    ecs.create_cluster()
-        .cluster_name("ci")
-        .send()
+    let aws = settings.connect().await.unwrap();
+    let ecs = |operation: &'static str, body: serde_json::Value| {
+        let aws = aws.clone();
+        async move {
+            aws.json(
+                wire::ECS,
+                &format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+                &body,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{operation}: {e}"))
+        }
+    };
+    ecs("CreateCluster", serde_json::json!({"clusterName": "ci"})).await;
+    ecs(
+        "RegisterTaskDefinition",
+        serde_json::json!({
+            "family": "runner-linux",
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": "1024",
+            "memory": "2048",
+            "containerDefinitions": [{
+                "name": "runner",
+                "image": "ghcr.io/actions/actions-runner:latest",
+                "memory": 2048,
+            }],
+            "tags": [{"key": "mayfly-labels", "value": "self-hosted,linux"}],
+        }),
+    )
+    .await;
+    let subnet = subnet(&aws).await;
+    let sg = ec2(&aws, "DescribeSecurityGroups", &[])
         .await
+        .items("securityGroupInfo")
+        .next()
+        .and_then(|g| g.value("groupId"))
         .unwrap();
-    ecs.register_task_definition()
-        .family("runner-linux")
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .cpu("1024")
-        .memory("2048")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("runner")
-                .image("ghcr.io/actions/actions-runner:latest")
-                .memory(2048)
-                .build(),
-        )
-        .tags(
-            aws_sdk_ecs::types::Tag::builder()
-                .key("mayfly-labels")
-                .value("self-hosted,linux")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
-        .subnet_id()
-        .unwrap()
-        .to_string();
-    let sg = ec2
-        .describe_security_groups()
-        .send()
-        .await
-        .unwrap()
-        .security_groups()[0]
-        .group_id()
-        .unwrap()
-        .to_string();
     let mut c = EcsConfig::new(settings, "ci");
     c.subnets = vec![subnet];
     c.security_groups = vec![sg];
@@ -360,49 +374,32 @@ async fn ecs_tasks_serve_jobs_and_stop() {
     );
 }
 
-/// An image moto knows, for a launch template.
-async fn some_ami(ec2: &aws_sdk_ec2::Client) -> String {
-    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
-    images
-        .images()
-        .iter()
-        .find(|i| i.root_device_name().is_some())
-        .and_then(|i| i.image_id())
-        .unwrap()
-        .to_string()
-}
-
 const ASG_JOBS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
     use mayfly::asg::AsgPool;
     use mayfly_core::Clock as _;
     use mayfly_provider_aws::asg::{AsgConfig, CreateGroup, Policy, Scaler};
     use mayfly_sim::moto::{GroupRegistration, MotoGroup};
 
-    let Some(moto) = moto().await else {
-        return;
-    };
+    let moto = moto().await;
     let started = tokio::time::Instant::now();
     let settings = AwsSettings::emulator(moto.url(), REGION);
-    let ec2 = aws_sdk_ec2::Client::new(&settings.load().await.unwrap());
-    let ami = some_ami(&ec2).await;
-    ec2.create_launch_template()
-        .launch_template_name("runners")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id(&ami)
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
-        .subnet_id()
-        .unwrap()
-        .to_string();
+    let aws = settings.connect().await.unwrap();
+    let ami = some_ami(&aws).await;
+    ec2(
+        &aws,
+        "CreateLaunchTemplate",
+        &[
+            ("LaunchTemplateName", "runners"),
+            ("LaunchTemplateData.ImageId", &ami),
+            ("LaunchTemplateData.InstanceType", "t3.micro"),
+        ],
+    )
+    .await;
+    let subnet = subnet(&aws).await;
     let mut c = AsgConfig::new(settings, "ci-runners");
     c.create = Some(CreateGroup {
         launch_template: "runners".into(),
@@ -522,22 +519,16 @@ async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
     let peak = desired_seen.iter().copied().max().unwrap_or(0);
     assert!(peak > 0, "the group scaled out: {desired_seen:?}");
     assert!(peak <= 4, "never above max: {desired_seen:?}");
-    let running = ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let left: usize = running
-        .reservations()
-        .iter()
-        .map(|r| r.instances().len())
-        .sum();
+    let running = ec2(
+        &aws,
+        "DescribeInstances",
+        &[
+            ("Filter.1.Name", "instance-state-name"),
+            ("Filter.1.Value.1", "running"),
+        ],
+    )
+    .await;
+    let left = instances(&running).len();
     assert_eq!(left, 0, "no instance of the group left running beyond min");
     let stats = runners.stats();
     assert_eq!(stats.jobs_completed, ASG_JOBS as u64, "{stats:?}");

@@ -241,6 +241,22 @@ fn run_never_logs_the_database_password() {
 }
 
 #[test]
+fn demo_help_lists_only_what_the_demo_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, _) = output(mayfly(dir.path(), &[]).args(["demo", "--help"]));
+    assert_eq!(code, 0);
+    for absent in ["--config", "-c,", "--state", "--listen", "MAYFLY_STATE"] {
+        assert!(!out.contains(absent), "demo --help lists {absent}:\n{out}");
+    }
+    for present in ["--speed", "--trace", "--recycling", "--log-level"] {
+        assert!(out.contains(present), "demo --help lacks {present}:\n{out}");
+    }
+    let (code, _, err) = output(mayfly(dir.path(), &[]).args(["demo", "--state", "x.db"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("--state does not apply to the demo"), "{err}");
+}
+
+#[test]
 fn demo_serves_every_job_leaves_no_server_and_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");
     let trace = write(
@@ -266,6 +282,15 @@ fn demo_serves_every_job_leaves_no_server_and_says_so() {
     }
     assert!(
         out.contains("GitHub API calls") && out.contains("per job"),
+        "{out}"
+    );
+    // What the run did, in its own words: the file it read, and no reuse with recycling off.
+    assert!(
+        out.contains(&format!("3 jobs from {}", trace.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("recycling is off, so none was reused") && !out.contains("reused paid-for"),
         "{out}"
     );
 

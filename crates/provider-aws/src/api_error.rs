@@ -2,8 +2,7 @@
 //! transport failure), so each provider maps codes to the typed errors the executor acts on.
 //! The message is the service's own and never holds request data such as user data.
 
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use crate::credentials::CredentialsError;
 use std::fmt;
 
 /// An AWS call that failed.
@@ -30,51 +29,48 @@ impl ApiError {
         }
     }
 
-    pub fn from_sdk<E, R>(e: &SdkError<E, R>) -> ApiError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug + HasStatus,
-    {
-        match e {
-            SdkError::ServiceError(s) => ApiError {
-                code: s.err().code().unwrap_or("Unknown").to_string(),
-                message: s.err().message().unwrap_or_default().to_string(),
-                status: Some(s.raw().status()),
-                transport: false,
-            },
-            SdkError::TimeoutError(_) => ApiError::no_answer("the call timed out"),
-            SdkError::DispatchFailure(d) => ApiError::no_answer(&format!(
-                "no answer: {}",
-                if d.is_timeout() {
-                    "timeout".to_string()
-                } else if d.is_io() {
-                    "connection failed".to_string()
-                } else {
-                    "dispatch failure".to_string()
-                }
-            )),
-            SdkError::ResponseError(r) => ApiError {
-                code: "UnreadableResponse".into(),
-                message: "the answer could not be read".into(),
-                status: Some(r.raw().status()),
-                transport: false,
-            },
-            SdkError::ConstructionFailure(_) => ApiError {
-                code: "ConstructionFailure".into(),
-                message: "the request could not be built (region, endpoint or credentials)".into(),
-                status: None,
-                transport: false,
-            },
-            _ => ApiError::no_answer("unknown SDK failure"),
-        }
-    }
-
-    fn no_answer(message: &str) -> ApiError {
+    /// No answer: a timeout, a refused connection, an answer cut off.
+    pub fn no_answer(message: &str) -> ApiError {
         ApiError {
             code: String::new(),
             message: message.to_string(),
             status: None,
             transport: true,
+        }
+    }
+
+    /// An answer that says the call worked but cannot be read.
+    pub fn unreadable(status: u16, message: &str) -> ApiError {
+        ApiError {
+            code: "UnreadableResponse".into(),
+            message: format!("the answer could not be read: {message}"),
+            status: Some(status),
+            transport: false,
+        }
+    }
+
+    /// The request could not be built (a bad endpoint).
+    pub fn construction(message: &str) -> ApiError {
+        ApiError {
+            code: "ConstructionFailure".into(),
+            message: message.to_string(),
+            status: None,
+            transport: false,
+        }
+    }
+
+    /// No credentials to sign with: an endpoint that did not answer is worth trying again,
+    /// a source that cannot work is not.
+    pub fn credentials(e: &CredentialsError) -> ApiError {
+        ApiError {
+            code: if matches!(e, CredentialsError::Unreachable { .. }) {
+                String::new()
+            } else {
+                "CredentialsNotLoaded".into()
+            },
+            message: e.to_string(),
+            status: None,
+            transport: matches!(e, CredentialsError::Unreachable { .. }),
         }
     }
 
@@ -114,7 +110,10 @@ impl ApiError {
                 status: self.status.unwrap_or(403),
             });
         }
-        if self.status.is_some_and(|s| s >= 500) || c == "ConstructionFailure" {
+        if self.status.is_some_and(|s| s >= 500)
+            || c == "ConstructionFailure"
+            || c == "CredentialsNotLoaded"
+        {
             return Some(self.api());
         }
         None
@@ -143,17 +142,6 @@ impl fmt::Display for ApiError {
         } else {
             write!(f, "{}: {}", self.code, self.message)
         }
-    }
-}
-
-/// The HTTP status of a raw answer, whatever its type.
-pub trait HasStatus {
-    fn status(&self) -> u16;
-}
-
-impl HasStatus for aws_smithy_runtime_api::http::Response {
-    fn status(&self) -> u16 {
-        aws_smithy_runtime_api::http::Response::status(self).as_u16()
     }
 }
 

@@ -1,17 +1,10 @@
 //! Every AWS call reported under the metric contract (`mayfly_core::metrics`), as the Hetzner
-//! and GitHub clients report theirs: one SDK interceptor on each service client, so no call site
-//! can forget it. The `api` label is the AWS service (`aws-ec2`, `aws-ecs`, …): each has its
-//! own request limits. AWS sends no budget headers, so there is no remaining-budget gauge.
+//! and GitHub clients report theirs: the one HTTP client (`wire`) records each attempt, so no
+//! call site can forget it. The `api` label is the AWS service (`aws-ec2`, `aws-ecs`, …): each
+//! has its own request limits. AWS sends no budget headers, so there is no remaining-budget gauge.
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use mayfly_core::metrics::{API_CALLS, API_REQUEST_DURATION, ApiOutcome};
-use std::time::Instant;
+use std::time::Duration;
 
 pub const EC2: &str = "aws-ec2";
 pub const ECS: &str = "aws-ecs";
@@ -30,89 +23,25 @@ const THROTTLED: &[&str] = &[
     "SlowDown",
 ];
 
-/// Counts each attempt of every call of one service client, by outcome, with its duration.
-#[derive(Debug)]
-pub struct CallMetrics {
-    api: &'static str,
+/// One attempt of one call, counted by outcome and timed.
+pub fn record(api: &'static str, outcome: ApiOutcome, took: Duration) {
+    metrics::counter!(API_CALLS, "api" => api, "outcome" => outcome.as_str()).increment(1);
+    metrics::histogram!(API_REQUEST_DURATION, "api" => api).record(took);
 }
 
-impl CallMetrics {
-    pub fn new(api: &'static str) -> CallMetrics {
-        CallMetrics { api }
-    }
-}
-
-/// When the attempt under way was sent.
-#[derive(Clone, Debug)]
-struct Sent(Instant);
-
-impl Storable for Sent {
-    type Storer = StoreReplace<Self>;
-}
-
-impl Intercept for CallMetrics {
-    fn name(&self) -> &'static str {
-        "mayfly-call-metrics"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        cfg.interceptor_state().store_put(Sent(Instant::now()));
-        Ok(())
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // An attempt that never reached the wire (signing failed) is not a call.
-        let Some(Sent(sent)) = cfg.load::<Sent>().cloned() else {
-            return Ok(());
-        };
-        let outcome = match context.response() {
-            None => ApiOutcome::Transport,
-            Some(response) => outcome(
-                response.status().as_u16(),
-                response.headers().get("x-amzn-errortype"),
-                response.body().bytes(),
-            ),
-        };
-        metrics::counter!(API_CALLS, "api" => self.api, "outcome" => outcome.as_str()).increment(1);
-        metrics::histogram!(API_REQUEST_DURATION, "api" => self.api).record(sent.elapsed());
-        Ok(())
-    }
+/// An attempt that got no answer.
+pub fn transport() -> ApiOutcome {
+    ApiOutcome::Transport
 }
 
 /// The outcome of an answer: its status, except that a throttling error is `RateLimited`
-/// whatever its status (EC2 says so with 503, the JSON APIs with 400). JSON protocols name the
-/// error in `x-amzn-ErrorType`; the query protocols (EC2, Auto Scaling) in the body's `<Code>`.
-fn outcome(status: u16, error_type: Option<&str>, body: Option<&[u8]>) -> ApiOutcome {
+/// whatever its status (EC2 says so with 503, the JSON APIs with 400). `code` is the error
+/// code the protocol read from the answer (the XML `<Code>` or the JSON `__type`).
+pub fn outcome(status: u16, code: Option<&str>) -> ApiOutcome {
     if status < 300 {
         return ApiOutcome::of_status(status);
     }
-    let named = |code: &str| {
-        let code = code.rsplit('#').next().unwrap_or(code);
-        THROTTLED.contains(&code)
-    };
-    let by_header = error_type
-        .map(|t| t.split(':').next().unwrap_or(t))
-        .is_some_and(named);
-    let by_body = body
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .is_some_and(|text| {
-            THROTTLED.iter().any(|c| {
-                text.contains(&format!("<Code>{c}</Code>"))
-                    || text.contains(&format!("\"__type\":\"{c}\""))
-                    || text.contains(&format!("\"code\":\"{c}\""))
-            })
-        });
-    if status == 429 || by_header || by_body {
+    if status == 429 || code.is_some_and(|c| THROTTLED.contains(&c)) {
         ApiOutcome::RateLimited
     } else {
         ApiOutcome::of_status(status)
@@ -122,32 +51,28 @@ fn outcome(status: u16, error_type: Option<&str>, body: Option<&[u8]>) -> ApiOut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
 
+    /// The codes each protocol reads from real answers feed the outcome.
     #[test]
     fn throttling_is_told_apart_in_every_protocol() {
-        assert_eq!(outcome(200, None, None), ApiOutcome::Ok);
+        assert_eq!(outcome(200, None), ApiOutcome::Ok);
         let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
-        assert_eq!(outcome(503, None, Some(ec2)), ApiOutcome::RateLimited);
-        assert_eq!(
-            outcome(
-                400,
-                Some("ThrottlingException:http://internal.amazon.com/"),
-                None
-            ),
-            ApiOutcome::RateLimited
+        let (code, _) = wire::query_error(503, ec2);
+        assert_eq!(outcome(503, Some(&code)), ApiOutcome::RateLimited);
+        let (code, _) = wire::json_error(
+            400,
+            Some("ThrottlingException:http://internal.amazon.com/"),
+            b"",
         );
+        assert_eq!(outcome(400, Some(&code)), ApiOutcome::RateLimited);
         let json = br#"{"__type":"com.amazonaws.ecs#ThrottlingException","message":"slow"}"#;
-        assert_eq!(
-            outcome(
-                400,
-                Some("com.amazonaws.ecs#ThrottlingException"),
-                Some(json)
-            ),
-            ApiOutcome::RateLimited
-        );
+        let (code, _) = wire::json_error(400, None, json);
+        assert_eq!(outcome(400, Some(&code)), ApiOutcome::RateLimited);
         let missing = b"<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code></Error></Errors></Response>";
-        assert_eq!(outcome(400, None, Some(missing)), ApiOutcome::ClientError);
-        assert_eq!(outcome(500, None, None), ApiOutcome::ServerError);
-        assert_eq!(outcome(429, None, None), ApiOutcome::RateLimited);
+        let (code, _) = wire::query_error(400, missing);
+        assert_eq!(outcome(400, Some(&code)), ApiOutcome::ClientError);
+        assert_eq!(outcome(500, Some("Unknown")), ApiOutcome::ServerError);
+        assert_eq!(outcome(429, None), ApiOutcome::RateLimited);
     }
 }

@@ -30,10 +30,9 @@ async fn provider(moto: &mayfly_sim::moto::Moto, ami: &str) -> Ec2 {
 /// The suite passes, and every EC2 call the provider made is reported under the metric
 /// contract, as the Hetzner and GitHub clients report theirs.
 #[tokio::test]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn the_conformance_suite_passes_against_moto() {
-    let Some(moto) = support::moto().await else {
-        return;
-    };
+    let moto = support::moto().await;
     // A current-thread runtime: every call is recorded on this thread, into this recorder.
     let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
     for m in metrics::CONTRACT.iter().filter(|m| !m.buckets.is_empty()) {
@@ -46,8 +45,8 @@ async fn the_conformance_suite_passes_against_moto() {
     }
     let recorder = builder.build_recorder();
     let _local = ::metrics::set_default_local_recorder(&recorder);
-    let ec2 = support::ec2(&moto).await;
-    let p = provider(&moto, &support::some_ami(&ec2).await).await;
+    let aws = support::aws(&moto).await;
+    let p = provider(&moto, &support::some_ami(&aws).await).await;
     let f = Fixture::new(spec()).with_settle(Duration::from_secs(10), Duration::from_millis(50));
     conformance::run(&p, &f).await;
     assert!(p.list(&f.controller).await.unwrap().is_empty());
@@ -67,12 +66,11 @@ async fn the_conformance_suite_passes_against_moto() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn an_instance_is_spot_imdsv2_encrypted_tagged_and_carries_the_user_data() {
-    let Some(moto) = support::moto().await else {
-        return;
-    };
-    let ec2 = support::ec2(&moto).await;
-    let p = provider(&moto, &support::some_ami(&ec2).await).await;
+    let moto = support::moto().await;
+    let aws = support::aws(&moto).await;
+    let p = provider(&moto, &support::some_ami(&aws).await).await;
     let user_data = "#!/bin/bash\necho runner-secret-123\n";
     let req = CreateRequest {
         name: "mayfly-x64-7-1".into(),
@@ -91,66 +89,48 @@ async fn an_instance_is_spot_imdsv2_encrypted_tagged_and_carries_the_user_data()
         Some(0.0104)
     );
 
-    let out = ec2
-        .describe_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    let i = &out.reservations()[0].instances()[0];
-    let tag = |k: &str| {
-        i.tags()
-            .iter()
-            .find(|t| t.key() == Some(k))
-            .and_then(|t| t.value())
-            .map(str::to_string)
-    };
+    let out = support::ec2(&aws, "DescribeInstances", &[("InstanceId.1", &id)]).await;
+    let i = support::first_instance(&out);
+    let tag = |k: &str| support::tag(i, k);
     assert_eq!(tag("Name").as_deref(), Some("mayfly-x64-7-1"));
     assert_eq!(tag(tags::CONTROLLER).as_deref(), Some("ctl"));
     assert_eq!(tag(tags::POOL).as_deref(), Some("x64"));
     assert_eq!(
-        i.instance_lifecycle().map(|l| l.as_str()),
+        i.text_at("instanceLifecycle"),
         Some("spot"),
         "spot by default"
     );
     assert_eq!(
-        i.metadata_options()
-            .and_then(|m| m.http_tokens())
-            .map(|t| t.as_str()),
+        i.text_at("metadataOptions/httpTokens"),
         Some("required"),
         "IMDSv2 only"
     );
-    let attr = ec2
-        .describe_instance_attribute()
-        .instance_id(&id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let encoded = attr.user_data().and_then(|v| v.value()).unwrap();
+    let attr = support::ec2(
+        &aws,
+        "DescribeInstanceAttribute",
+        &[("InstanceId", &id), ("Attribute", "userData")],
+    )
+    .await;
+    let encoded = attr.value("userData/value").unwrap();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .unwrap();
     assert_eq!(String::from_utf8(decoded).unwrap(), user_data);
 
-    let root = i.root_device_name().unwrap().to_string();
+    let root = i.value("rootDeviceName").unwrap();
     let volume_id = i
-        .block_device_mappings()
-        .iter()
-        .find(|m| m.device_name() == Some(root.as_str()))
-        .and_then(|m| m.ebs())
-        .and_then(|e| e.volume_id())
-        .expect("a root volume")
-        .to_string();
-    let vols = ec2
-        .describe_volumes()
-        .volume_ids(&volume_id)
-        .send()
-        .await
-        .unwrap();
-    let v = &vols.volumes()[0];
-    assert_eq!(v.encrypted(), Some(true), "the root volume is encrypted");
-    assert_eq!(v.size(), Some(16));
+        .items("blockDeviceMapping")
+        .find(|m| m.text_at("deviceName") == Some(root.as_str()))
+        .and_then(|m| m.value("ebs/volumeId"))
+        .expect("a root volume");
+    let vols = support::ec2(&aws, "DescribeVolumes", &[("VolumeId.1", &volume_id)]).await;
+    let v = vols.items("volumeSet").next().expect("the volume");
+    assert_eq!(
+        v.text_at("encrypted"),
+        Some("true"),
+        "the root volume is encrypted"
+    );
+    assert_eq!(v.text_at("size"), Some("16"));
 
     // The name is the idempotency key: a second create finds the first.
     assert_eq!(p.create(&req).await.unwrap_err(), Error::AlreadyExists);
@@ -169,45 +149,35 @@ async fn an_instance_is_spot_imdsv2_encrypted_tagged_and_carries_the_user_data()
 }
 
 #[tokio::test]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn an_instance_without_the_controller_tag_is_never_listed() {
-    let Some(moto) = support::moto().await else {
-        return;
-    };
-    let ec2 = support::ec2(&moto).await;
-    let ami = support::some_ami(&ec2).await;
-    ec2.run_instances()
-        .image_id(&ami)
-        .min_count(1)
-        .max_count(1)
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .tag_specifications(
-            aws_sdk_ec2::types::TagSpecification::builder()
-                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key("Name")
-                        .value("by-hand")
-                        .build(),
-                )
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key(tags::CONTROLLER)
-                        .value("ctl-other")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let moto = support::moto().await;
+    let aws = support::aws(&moto).await;
+    let ami = support::some_ami(&aws).await;
+    support::ec2(
+        &aws,
+        "RunInstances",
+        &[
+            ("ImageId", &ami),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+            ("InstanceType", "t3.micro"),
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.1.Tag.1.Key", "Name"),
+            ("TagSpecification.1.Tag.1.Value", "by-hand"),
+            ("TagSpecification.1.Tag.2.Key", tags::CONTROLLER),
+            ("TagSpecification.1.Tag.2.Value", "ctl-other"),
+        ],
+    )
+    .await;
     let p = provider(&moto, &ami).await;
     assert!(p.list("ctl").await.unwrap().is_empty());
     assert_eq!(p.list("ctl-other").await.unwrap().len(), 1);
 }
 
-/// Counts the EC2 calls of each kind, passing them on to the SDK.
+/// Counts the EC2 calls of each kind, passing them on to the real client.
 struct Counting {
-    inner: mayfly_provider_aws::ec2::Sdk,
+    inner: mayfly_provider_aws::ec2::Client,
     calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
 }
 
@@ -272,14 +242,13 @@ impl mayfly_provider_aws::ec2::Ec2Api for Counting {
 /// device once; every later job costs a DescribeInstances (the idempotency check), a
 /// RunInstances and a TerminateInstances (none when the runner powers the machine off).
 #[tokio::test]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
 async fn a_job_costs_three_ec2_calls() {
-    let Some(moto) = support::moto().await else {
-        return;
-    };
-    let ec2 = support::ec2(&moto).await;
-    let ami = support::some_ami(&ec2).await;
+    let moto = support::moto().await;
+    let aws = support::aws(&moto).await;
+    let ami = support::some_ami(&aws).await;
     let counting = std::sync::Arc::new(Counting {
-        inner: mayfly_provider_aws::ec2::Sdk(ec2.clone()),
+        inner: mayfly_provider_aws::ec2::Client(aws.clone()),
         calls: Default::default(),
     });
     let mut c = Ec2Config::new(support::settings(&moto));

@@ -144,7 +144,19 @@ impl Config {
 
     /// The effective configuration as TOML, every secret shown as `<redacted>`.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string_pretty(self)
+        let mut value = toml::Value::try_from(self)?;
+        if let Some(providers) = value.get_mut("providers").and_then(|p| p.as_table_mut()) {
+            for (name, table) in providers.iter_mut() {
+                let (Some(p), Some(table)) = (self.providers.get(name), table.as_table_mut())
+                else {
+                    continue;
+                };
+                table.retain(|key, _| {
+                    schema::Provider::key_kinds(key).is_none_or(|kinds| kinds.contains(&p.kind))
+                });
+            }
+        }
+        toml::to_string_pretty(&value)
     }
 
     /// What the GitHub forge needs from this configuration. An App, when set, wins over a token.

@@ -185,6 +185,34 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Hetzner,
+        ProviderKind::AwsEc2,
+        ProviderKind::AwsEcs,
+        ProviderKind::AwsAsg,
+        ProviderKind::Local,
+    ];
+
+    /// Whether this version of mayfly makes machines of this kind.
+    pub fn available(self) -> bool {
+        !matches!(self, ProviderKind::Local)
+    }
+
+    /// The kinds this version makes machines of, for hints: `"hetzner", "aws-ec2", … or "…"`.
+    pub fn available_list() -> String {
+        let names: Vec<String> = ProviderKind::ALL
+            .iter()
+            .filter(|k| k.available())
+            .map(|k| format!("\"{}\"", k.as_str()))
+            .collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Hetzner => "hetzner",
@@ -318,6 +346,34 @@ impl Default for AsgScaling {
 }
 
 impl Provider {
+    /// The kinds a key of `[providers.<name>]` means something to; `None`: every kind (and
+    /// keys this list does not know). `config check` prints a provider's keys of its own kind
+    /// only: a Hetzner provider has no `spot`.
+    pub fn key_kinds(key: &str) -> Option<&'static [ProviderKind]> {
+        use ProviderKind::{AwsAsg, AwsEc2, AwsEcs, Hetzner};
+        Some(match key {
+            "token" | "ipv4" | "ipv6" | "ssh_keys" => &[Hetzner],
+            "region" | "subnets" => &[AwsEc2, AwsEcs, AwsAsg],
+            "launch_template" => &[AwsEc2, AwsAsg],
+            "security_groups" | "prices" => &[AwsEc2, AwsEcs],
+            "launch_template_version"
+            | "ami"
+            | "spot"
+            | "on_demand_fallback"
+            | "root_volume_gb"
+            | "instance_profile" => &[AwsEc2],
+            "cluster"
+            | "launch_type"
+            | "fallback_to_fargate"
+            | "assign_public_ip"
+            | "labels_tag"
+            | "container"
+            | "ssm_prefix" => &[AwsEcs],
+            "group" | "scaling" => &[AwsAsg],
+            _ => return None,
+        })
+    }
+
     /// A provider of this kind with every other key at its default.
     pub fn of_kind(kind: ProviderKind) -> Provider {
         Provider {

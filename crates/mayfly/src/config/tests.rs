@@ -129,11 +129,12 @@ fn unknown_provider_kind_suggests_the_nearest() {
 
 #[test]
 fn bad_duration_names_the_key() {
+    let form = "expected a duration like \"90s\", \"3m\", \"1h30m\" or \"500ms\" (units h, m, s, ms; no spaces)";
     let msg = error(&format!("[deadlines]\nidle = \"soon\"\n{MINIMAL}"));
-    assert_eq!(
-        msg,
-        "mayfly.toml:2:8: deadlines.idle: expected a duration like \"90s\", \"3m\" or \"1h30m\""
-    );
+    assert_eq!(msg, format!("mayfly.toml:2:8: deadlines.idle: {form}"));
+    // A form other tools read is refused, not read as something else.
+    let words = error(&format!("[deadlines]\nidle = \"3 minutes\"\n{MINIMAL}"));
+    assert_eq!(words, format!("mayfly.toml:2:8: deadlines.idle: {form}"));
     let zero = error(&format!("[intervals]\nreconcile = \"0s\"\n{MINIMAL}"));
     assert_eq!(
         zero,
@@ -836,6 +837,58 @@ fn an_aws_asg_pool_is_scaled_by_its_group_not_the_planner() {
     ));
     assert!(
         msg.contains("an aws-asg provider backs exactly one pool, and 0 name it"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_check_shows_each_provider_only_the_keys_of_its_kind() {
+    let hetzner = load(MINIMAL).expect("valid").to_redacted_toml().unwrap();
+    let table = hetzner
+        .split("[providers.hetzner]")
+        .nth(1)
+        .and_then(|t| t.split("\n[").next())
+        .expect("the provider's table");
+    assert!(table.contains("ipv4 = true"), "{table}");
+    for aws_only in ["spot", "fallback_to_fargate", "assign_public_ip", "region"] {
+        assert!(
+            !table.contains(aws_only),
+            "{aws_only} under Hetzner:\n{table}"
+        );
+    }
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn config_check_shows_aws_providers_their_own_keys_only() {
+    let text = load(AWS).expect("valid").to_redacted_toml().unwrap();
+    let table = |name: &str| {
+        text.split(&format!("[providers.{name}]\n"))
+            .nth(1)
+            .and_then(|t| t.split("\n[").next())
+            .unwrap_or_else(|| panic!("no [providers.{name}] in:\n{text}"))
+            .to_string()
+    };
+    let ecs = table("fargate");
+    assert!(ecs.contains("fallback_to_fargate = true"), "{ecs}");
+    for other in ["ipv4", "spot =", "ami", "root_volume_gb"] {
+        assert!(!ecs.contains(other), "{other} under aws-ecs:\n{ecs}");
+    }
+    let ec2 = table("ec2");
+    assert!(
+        ec2.contains("spot = true") && ec2.contains("ami = \"ami-0abc\""),
+        "{ec2}"
+    );
+    for other in ["ipv4", "fallback_to_fargate", "assign_public_ip", "cluster"] {
+        assert!(!ec2.contains(other), "{other} under aws-ec2:\n{ec2}");
+    }
+}
+
+#[test]
+fn an_unavailable_kind_names_every_kind_that_is() {
+    let msg = error(&MINIMAL.replace("kind = \"hetzner\"", "kind = \"local\""));
+    assert!(
+        msg.contains("use kind = \"hetzner\", \"aws-ec2\", \"aws-ecs\" or \"aws-asg\""),
         "{msg}"
     );
 }

@@ -149,7 +149,7 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
             ProviderKind::Local => problem(
                 format!("providers.{name}.kind"),
                 format!("{} is not available in this version yet", p.kind.as_str()),
-                Some("use kind = \"hetzner\" or \"aws-ec2\"".into()),
+                Some(format!("use kind = {}", ProviderKind::available_list())),
             ),
         }
         if calls && p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty())

@@ -9,11 +9,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A positive duration written for humans: `90s`, `3m`, `1h30m`.
+/// A positive duration in the one syntax mayfly reads: whole numbers, each followed by its
+/// unit, largest unit first, no spaces: `90s`, `3m`, `1h30m`, `500ms`, `2h`. Units: `h`, `m`,
+/// `s`, `ms`. Anything else (`3 minutes`, `1.5h`, `PT3M`, `30`) is an error naming the key:
+/// one form to read and to write, so a typo is never taken for a different length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
-const DURATION_FORM: &str = "a duration like \"90s\", \"3m\" or \"1h30m\"";
+const DURATION_FORM: &str =
+    "a duration like \"90s\", \"3m\", \"1h30m\" or \"500ms\" (units h, m, s, ms; no spaces)";
 
 impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
@@ -21,26 +25,62 @@ impl HumanDuration {
     }
 }
 
+/// The units in the order they must come, with their length in milliseconds.
+const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d = jiff::fmt::friendly::SpanParser::new()
-            .parse_unsigned_duration(s.trim())
-            .map_err(|_| format!("expected {DURATION_FORM}"))?;
-        if d.is_zero() {
+        let bad = || format!("expected {DURATION_FORM}");
+        let mut rest = s;
+        let mut total: u64 = 0;
+        // Index into UNITS of the next unit allowed: each at most once, largest first.
+        let mut next_unit = 0;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..letters];
+            rest = &rest[letters..];
+            let at = UNITS[next_unit..]
+                .iter()
+                .position(|(u, _)| *u == unit)
+                .ok_or_else(bad)?;
+            next_unit += at + 1;
+            total = number
+                .checked_mul(UNITS[next_unit - 1].1)
+                .and_then(|ms| total.checked_add(ms))
+                .ok_or_else(|| "is too long".to_string())?;
+        }
+        if total == 0 {
             return Err("must be longer than zero".into());
         }
-        Ok(HumanDuration(d))
+        Ok(HumanDuration(Duration::from_millis(total)))
     }
 }
 
 impl fmt::Display for HumanDuration {
+    /// The same syntax back: `1h30m`, `90s` as `1m30s`, `1500ms` as `1s500ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
-        let printer = SpanPrinter::new()
-            .designator(Designator::Compact)
-            .spacing(Spacing::None);
-        f.write_str(&printer.unsigned_duration_to_string(&self.0))
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, len) in UNITS {
+            let len = u128::from(len);
+            if ms >= len {
+                write!(f, "{}{unit}", ms / len)?;
+                ms %= len;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -238,18 +278,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_and_print_friendly() {
-        let d: HumanDuration = "1h30m".parse().unwrap();
-        assert_eq!(d.0, Duration::from_secs(5400));
-        assert_eq!(d.to_string(), "1h30m");
-        assert_eq!("90s".parse::<HumanDuration>().unwrap().to_string(), "1m30s");
+    fn durations_have_one_syntax_and_print_in_it() {
+        let ok = |s: &str| s.parse::<HumanDuration>().unwrap();
+        assert_eq!(ok("1h30m").0, Duration::from_secs(5400));
+        assert_eq!(ok("1h30m").to_string(), "1h30m");
+        assert_eq!(ok("90s").0, Duration::from_secs(90));
+        assert_eq!(ok("90s").to_string(), "1m30s");
+        assert_eq!(ok("500ms").0, Duration::from_millis(500));
+        assert_eq!(ok("1s500ms").to_string(), "1s500ms");
+        assert_eq!(ok("2h").to_string(), "2h");
+        assert_eq!(ok("3m").0, Duration::from_secs(180));
+        for wrong in [
+            "3 minutes",
+            "3 m",
+            " 3m",
+            "3m ",
+            "1.5h",
+            "PT3M",
+            "30",
+            "m",
+            "",
+            "3M",
+            "30s1m",
+            "1m1m",
+            "1d",
+            "-5m",
+            "soon",
+            "1h 30m",
+        ] {
+            let e = wrong.parse::<HumanDuration>().unwrap_err();
+            assert!(e.contains("like \"90s\""), "{wrong:?}: {e}");
+        }
         assert!(
             "0s".parse::<HumanDuration>()
                 .unwrap_err()
                 .contains("longer than zero")
         );
-        assert!("-5m".parse::<HumanDuration>().is_err());
-        assert!("soon".parse::<HumanDuration>().is_err());
+        assert!("99999999999999999h".parse::<HumanDuration>().is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Outcome {
     pub cost: f64,
     /// The job-seconds alone, each at the hourly price of the machine that ran it.
     pub job_cost: f64,
-    /// `cost / job_cost`: DESIGN.md's cost target (≤ 1.5 for steady 5-minute jobs, hourly
+    /// `cost / job_cost`: the cost target of docs/ARCHITECTURE.md (≤ 1.5 for steady 5-minute jobs, hourly
     /// billing, recycling on). `None` when no job ran.
     pub cost_ratio: Option<f64>,
     pub job_seconds: f64,

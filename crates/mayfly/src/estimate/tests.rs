@@ -78,7 +78,7 @@ fn a_queued_job_takes_an_idle_runner_at_once() {
 
 #[test]
 fn recycling_reuses_powered_off_machines_and_costs_less_on_a_steady_trace() {
-    // Four hours of 5-minute jobs, one every 90 s: the target trace of DESIGN.md, shortened.
+    // Four hours of 5-minute jobs, one every 90 s: the target trace of docs/ARCHITECTURE.md, shortened.
     let t = steady(160, 90.0, 300.0);
     let on = estimate(&t, &pools(true));
     let off = estimate(&t, &pools(false));
@@ -94,7 +94,10 @@ fn recycling_reuses_powered_off_machines_and_costs_less_on_a_steady_trace() {
         off.cost
     );
     let ratio = on.cost_ratio.unwrap();
-    assert!(ratio <= 1.5, "DESIGN.md's target: {ratio}");
+    assert!(
+        ratio <= 1.5,
+        "the cost target (docs/ARCHITECTURE.md): {ratio}"
+    );
 }
 
 #[test]

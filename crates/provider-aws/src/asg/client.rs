@@ -1,9 +1,10 @@
 //! The Auto Scaling (and EC2 tag) calls the scaler makes, behind a small trait so the scaler's
-//! order of steps is tested without AWS; the real one is the SDK.
+//! order of steps is tested without AWS; the real one speaks their Query protocol through `wire`.
 
 use crate::ApiError;
+use crate::wire::{self, Aws, Element, Params};
 use async_trait::async_trait;
-use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use std::sync::Arc;
 
 /// The group as DescribeAutoScalingGroups reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,41 +40,98 @@ pub trait AsgApi: Send + Sync {
     async fn untag(&self, ids: &[String], key: &str) -> Result<(), ApiError>;
 }
 
+/// Auto Scaling's API version of the Query protocol.
+pub const VERSION: &str = "2011-01-01";
+
+/// The real client: Auto Scaling, and EC2 for the draining tags.
 #[derive(Clone, Debug)]
-pub struct Sdk {
-    pub asg: aws_sdk_autoscaling::Client,
-    pub ec2: aws_sdk_ec2::Client,
+pub struct Client(pub Arc<Aws>);
+
+impl Client {
+    /// One Auto Scaling action; its answer.
+    pub async fn autoscaling(&self, action: &str, params: &Params) -> Result<Element, ApiError> {
+        self.0
+            .query(wire::AUTOSCALING, VERSION, action, params)
+            .await
+    }
+
+    async fn ec2(&self, action: &str, params: &Params) -> Result<Element, ApiError> {
+        self.0
+            .query(wire::EC2, crate::ec2::VERSION, action, params)
+            .await
+    }
+}
+
+fn number(e: &Element, path: &str) -> u32 {
+    e.text_at(path)
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or_default()
+        .max(0) as u32
+}
+
+/// The first group of a DescribeAutoScalingGroups answer.
+pub fn group_of(root: &Element) -> Option<Group> {
+    let g = root.find("AutoScalingGroups")?.items("").next()?;
+    Some(Group {
+        desired: number(g, "DesiredCapacity"),
+        min: number(g, "MinSize"),
+        max: number(g, "MaxSize"),
+        instances: g
+            .items("Instances")
+            .filter(|i| {
+                let s = i.text_at("LifecycleState").unwrap_or_default();
+                s == "InService" || s.starts_with("Pending")
+            })
+            .filter_map(|i| {
+                Some((
+                    i.value("InstanceId")?,
+                    i.text_at("ProtectedFromScaleIn") == Some("true"),
+                ))
+            })
+            .collect(),
+    })
+}
+
+/// The CreateAutoScalingGroup parameters.
+pub fn create_params(
+    name: &str,
+    launch_template: &str,
+    subnets: &[String],
+    min: u32,
+    max: u32,
+    tags: &[(String, String)],
+) -> Params {
+    let mut p = Params::new();
+    p.set("AutoScalingGroupName", name);
+    if launch_template.starts_with("lt-") {
+        p.set("LaunchTemplate.LaunchTemplateId", launch_template);
+    } else {
+        p.set("LaunchTemplate.LaunchTemplateName", launch_template);
+    }
+    p.set("MinSize", min)
+        .set("MaxSize", max)
+        .set("DesiredCapacity", min)
+        .set("NewInstancesProtectedFromScaleIn", true)
+        .set("VPCZoneIdentifier", subnets.join(","));
+    for (i, (k, v)) in tags.iter().enumerate() {
+        let m = format!("Tags.member.{}", i + 1);
+        p.set(format!("{m}.Key"), k)
+            .set(format!("{m}.Value"), v)
+            .set(format!("{m}.PropagateAtLaunch"), true)
+            .set(format!("{m}.ResourceId"), name)
+            .set(format!("{m}.ResourceType"), "auto-scaling-group");
+    }
+    p
 }
 
 #[async_trait]
-impl AsgApi for Sdk {
+impl AsgApi for Client {
     async fn group(&self, name: &str) -> Result<Option<Group>, ApiError> {
-        let out = self
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk(&e))?;
-        Ok(out.auto_scaling_groups().first().map(|g| Group {
-            desired: g.desired_capacity().unwrap_or_default().max(0) as u32,
-            min: g.min_size().unwrap_or_default().max(0) as u32,
-            max: g.max_size().unwrap_or_default().max(0) as u32,
-            instances: g
-                .instances()
-                .iter()
-                .filter(|i| {
-                    let s = i.lifecycle_state().map(|s| s.as_str()).unwrap_or_default();
-                    s == "InService" || s.starts_with("Pending")
-                })
-                .filter_map(|i| {
-                    Some((
-                        i.instance_id()?.to_string(),
-                        i.protected_from_scale_in().unwrap_or(false),
-                    ))
-                })
-                .collect(),
-        }))
+        let mut p = Params::new();
+        p.list("AutoScalingGroupNames.member", [name]);
+        Ok(group_of(
+            &self.autoscaling("DescribeAutoScalingGroups", &p).await?,
+        ))
     }
 
     async fn create(
@@ -85,121 +143,116 @@ impl AsgApi for Sdk {
         max: u32,
         tags: &[(String, String)],
     ) -> Result<(), ApiError> {
-        let lt = LaunchTemplateSpecification::builder();
-        let lt = if launch_template.starts_with("lt-") {
-            lt.launch_template_id(launch_template)
-        } else {
-            lt.launch_template_name(launch_template)
-        };
-        let mut call = self
-            .asg
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(name)
-            .launch_template(lt.build())
-            .min_size(min as i32)
-            .max_size(max as i32)
-            .desired_capacity(min as i32)
-            .new_instances_protected_from_scale_in(true)
-            .vpc_zone_identifier(subnets.join(","));
-        for (k, v) in tags {
-            call = call.tags(
-                aws_sdk_autoscaling::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .propagate_at_launch(true)
-                    .resource_id(name)
-                    .resource_type("auto-scaling-group")
-                    .build(),
-            );
-        }
-        call.send()
+        let p = create_params(name, launch_template, subnets, min, max, tags);
+        self.autoscaling("CreateAutoScalingGroup", &p)
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
     }
 
     async fn set_desired(&self, name: &str, desired: u32) -> Result<(), ApiError> {
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(name)
-            .desired_capacity(desired as i32)
-            .honor_cooldown(false)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
+        let mut p = Params::new();
+        p.set("AutoScalingGroupName", name)
+            .set("DesiredCapacity", desired)
+            .set("HonorCooldown", false);
+        self.autoscaling("SetDesiredCapacity", &p).await.map(|_| ())
     }
 
     async fn protect(&self, name: &str, ids: &[String], protect: bool) -> Result<(), ApiError> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.asg
-            .set_instance_protection()
-            .auto_scaling_group_name(name)
-            .set_instance_ids(Some(ids.to_vec()))
-            .protected_from_scale_in(protect)
-            .send()
+        let mut p = Params::new();
+        p.set("AutoScalingGroupName", name)
+            .list("InstanceIds.member", ids)
+            .set("ProtectedFromScaleIn", protect);
+        self.autoscaling("SetInstanceProtection", &p)
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
     }
 
     async fn terminate_decrement(&self, id: &str) -> Result<(), ApiError> {
-        self.asg
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(id)
-            .should_decrement_desired_capacity(true)
-            .send()
+        let mut p = Params::new();
+        p.set("InstanceId", id)
+            .set("ShouldDecrementDesiredCapacity", true);
+        self.autoscaling("TerminateInstanceInAutoScalingGroup", &p)
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
     }
 
     async fn tagged(&self, ids: &[String], key: &str) -> Result<Vec<String>, ApiError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self
-            .ec2
-            .describe_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk(&e))?;
-        Ok(out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter(|i| i.tags().iter().any(|t| t.key() == Some(key)))
-            .filter_map(|i| i.instance_id().map(str::to_string))
+        let mut p = Params::new();
+        p.list("InstanceId", ids);
+        let out = self.ec2("DescribeInstances", &p).await?;
+        Ok(crate::ec2::client::instances(&out)
+            .into_iter()
+            .filter(|i| i.tags.contains_key(key))
+            .map(|i| i.id)
             .collect())
     }
 
     async fn tag(&self, ids: &[String], key: &str) -> Result<(), ApiError> {
-        self.ec2
-            .create_tags()
-            .set_resources(Some(ids.to_vec()))
-            .tags(
-                aws_sdk_ec2::types::Tag::builder()
-                    .key(key)
-                    .value("true")
-                    .build(),
-            )
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
+        let mut p = Params::new();
+        p.list("ResourceId", ids)
+            .set("Tag.1.Key", key)
+            .set("Tag.1.Value", "true");
+        self.ec2("CreateTags", &p).await.map(|_| ())
     }
 
     async fn untag(&self, ids: &[String], key: &str) -> Result<(), ApiError> {
-        self.ec2
-            .delete_tags()
-            .set_resources(Some(ids.to_vec()))
-            .tags(aws_sdk_ec2::types::Tag::builder().key(key).build())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
+        let mut p = Params::new();
+        p.list("ResourceId", ids).set("Tag.1.Key", key);
+        self.ec2("DeleteTags", &p).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_reads_with_its_live_instances_and_their_protection() {
+        let doc = r#"<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">
+  <DescribeAutoScalingGroupsResult><AutoScalingGroups><member>
+    <AutoScalingGroupName>runners</AutoScalingGroupName>
+    <MinSize>0</MinSize><MaxSize>4</MaxSize><DesiredCapacity>2</DesiredCapacity>
+    <Instances>
+      <member><InstanceId>i-1</InstanceId><LifecycleState>InService</LifecycleState><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-2</InstanceId><LifecycleState>Pending</LifecycleState><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-3</InstanceId><LifecycleState>Terminating</LifecycleState><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>
+    </Instances>
+  </member></AutoScalingGroups></DescribeAutoScalingGroupsResult>
+</DescribeAutoScalingGroupsResponse>"#;
+        let g = group_of(&wire::xml::parse(doc).unwrap()).unwrap();
+        assert_eq!((g.desired, g.min, g.max), (2, 0, 4));
+        assert_eq!(
+            g.instances,
+            [("i-1".to_string(), true), ("i-2".to_string(), false)]
+        );
+        let none = "<DescribeAutoScalingGroupsResponse><DescribeAutoScalingGroupsResult><AutoScalingGroups/></DescribeAutoScalingGroupsResult></DescribeAutoScalingGroupsResponse>";
+        assert_eq!(group_of(&wire::xml::parse(none).unwrap()), None);
+    }
+
+    #[test]
+    fn a_group_is_created_protected_with_tags_that_propagate() {
+        let p = create_params(
+            "runners",
+            "lt-0abc",
+            &["subnet-1".into(), "subnet-2".into()],
+            0,
+            4,
+            &[("mayfly-controller".into(), "ctl".into())],
+        );
+        assert_eq!(p.get("LaunchTemplate.LaunchTemplateId"), Some("lt-0abc"));
+        assert_eq!(p.get("VPCZoneIdentifier"), Some("subnet-1,subnet-2"));
+        assert_eq!(p.get("NewInstancesProtectedFromScaleIn"), Some("true"));
+        assert_eq!(p.get("Tags.member.1.Key"), Some("mayfly-controller"));
+        assert_eq!(p.get("Tags.member.1.PropagateAtLaunch"), Some("true"));
+        assert_eq!(
+            p.get("Tags.member.1.ResourceType"),
+            Some("auto-scaling-group")
+        );
     }
 }

@@ -11,7 +11,7 @@
 mod client;
 pub mod policy;
 
-pub use client::{AsgApi, Group, Sdk};
+pub use client::{AsgApi, Client, Group};
 pub use policy::{Decision, Member, Policy, View};
 
 use crate::ConfigError;
@@ -135,19 +135,7 @@ fn err(e: crate::ApiError) -> Error {
 impl Scaler {
     pub async fn new(config: AsgConfig) -> Result<Scaler, ConfigError> {
         config.check()?;
-        let sdk = config.aws.load().await?;
-        let api = Sdk {
-            asg: aws_sdk_autoscaling::Client::from_conf(
-                aws_sdk_autoscaling::config::Builder::from(&sdk)
-                    .interceptor(crate::calls::CallMetrics::new(crate::calls::AUTOSCALING))
-                    .build(),
-            ),
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&sdk)
-                    .interceptor(crate::calls::CallMetrics::new(crate::calls::EC2))
-                    .build(),
-            ),
-        };
+        let api = Client(config.aws.connect().await?);
         Ok(Scaler::with_api(Arc::new(api), config))
     }
 

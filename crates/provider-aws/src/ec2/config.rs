@@ -1,7 +1,7 @@
 //! What an operator sets for `kind = "aws-ec2"`: where instances are launched (launch template
 //! or AMI, subnets, security groups), spot with its on-demand fallback, disks and prices.
 
-use crate::sdk::{AwsSettings, ConfigError};
+use crate::{AwsSettings, ConfigError};
 use std::collections::BTreeMap;
 
 /// Error codes after which a spot request is retried as on-demand: the spot market has no

@@ -7,12 +7,12 @@
 //! per 1,000 instances. Stopped instances are not billed, so they are never worth recycling, and
 //! EC2 has no rebuild: `rebuild` answers `Unsupported`.
 
-mod client;
+pub(crate) mod client;
 mod config;
 mod launch;
 mod mapping;
 
-pub use client::{Ec2Api, Ec2Instance, LIVE_STATES, Launch, Query, RootDevice, Sdk};
+pub use client::{Client, Ec2Api, Ec2Instance, LIVE_STATES, Launch, Query, RootDevice, VERSION};
 pub use config::{DEFAULT_ON_DEMAND_FALLBACK, Ec2Config, LaunchTemplate};
 pub use mapping::IMAGE_TAG;
 
@@ -46,18 +46,11 @@ impl std::fmt::Debug for Ec2 {
 }
 
 impl Ec2 {
-    /// Checks the configuration and sets up the SDK client; makes no call.
+    /// Checks the configuration and sets up the client; makes no EC2 call.
     pub async fn new(config: Ec2Config) -> std::result::Result<Ec2, ConfigError> {
         config.check()?;
-        let sdk = config.aws.load().await?;
-        Ok(Ec2::with_api(
-            Arc::new(Sdk(aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&sdk)
-                    .interceptor(crate::calls::CallMetrics::new(crate::calls::EC2))
-                    .build(),
-            ))),
-            config,
-        ))
+        let aws = config.aws.connect().await?;
+        Ok(Ec2::with_api(Arc::new(Client(aws)), config))
     }
 
     /// A provider over any implementation of the calls: for tests that inject errors.

@@ -1,17 +1,16 @@
 //! The ECS (and SSM Parameter Store) calls the provider makes, behind a small trait: the real
-//! one is the SDK, and unit tests script one to inject RunTask failures moto never reports.
+//! one speaks their JSON 1.1 protocol through `wire`, and unit tests script one to inject
+//! RunTask failures moto never reports.
 
 use super::catalogue::{self, Family};
 use super::config::Capacity;
 use crate::ApiError;
+use crate::wire::{self, Aws};
 use async_trait::async_trait;
-use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    DesiredStatus, KeyValuePair, LaunchType, NetworkConfiguration, TaskDefinitionFamilyStatus,
-    TaskDefinitionField, TaskField, TaskOverride,
-};
 use mayfly_core::Secret;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One task as DescribeTasks and RunTask report it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,59 +101,132 @@ pub trait EcsApi: Send + Sync {
     async fn parameters(&self, path: &str) -> Result<Vec<(String, i64)>, ApiError>;
 }
 
-/// The SDK clients.
+/// The real client: ECS and SSM through the signed HTTP client.
 #[derive(Clone, Debug)]
-pub struct Sdk {
-    pub ecs: aws_sdk_ecs::Client,
-    pub ssm: aws_sdk_ssm::Client,
+pub struct Client(pub Arc<Aws>);
+
+const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
+const SSM_TARGET: &str = "AmazonSSM";
+
+impl Client {
+    /// One ECS operation (`RunTask`, …); its answer.
+    pub async fn ecs(&self, operation: &str, body: Value) -> Result<Value, ApiError> {
+        self.0
+            .json(wire::ECS, &format!("{ECS_TARGET}.{operation}"), &body)
+            .await
+    }
+
+    /// One SSM operation (`PutParameter`, …); its answer.
+    pub async fn ssm(&self, operation: &str, body: Value) -> Result<Value, ApiError> {
+        self.0
+            .json(wire::SSM, &format!("{SSM_TARGET}.{operation}"), &body)
+            .await
+    }
 }
 
-fn task(t: &aws_sdk_ecs::types::Task) -> EcsTask {
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The JSON protocols write times as seconds since the epoch, with a fraction.
+fn millis_of(v: &Value, key: &str) -> Option<i64> {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .map(|s| (s * 1000.0).round() as i64)
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> + 'a {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+fn next_token(v: &Value, key: &str) -> Option<String> {
+    str_of(v, key).filter(|t| !t.is_empty())
+}
+
+/// `[{"key": …, "value": …}]`, as ECS writes tags.
+fn tags_of(v: &Value) -> BTreeMap<String, String> {
+    array(v, "tags")
+        .filter_map(|t| Some((str_of(t, "key")?, str_of(t, "value").unwrap_or_default())))
+        .collect()
+}
+
+pub fn task(t: &Value) -> EcsTask {
     EcsTask {
-        arn: t.task_arn().unwrap_or_default().to_string(),
-        last_status: t.last_status().unwrap_or_default().to_string(),
-        desired_status: t.desired_status().unwrap_or_default().to_string(),
-        task_definition_arn: t.task_definition_arn().unwrap_or_default().to_string(),
-        group: t.group().unwrap_or_default().to_string(),
-        created_at: t.created_at().and_then(|d| d.to_millis().ok()),
-        zone: t.availability_zone().map(str::to_string),
-        tags: t
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect(),
+        arn: str_of(t, "taskArn").unwrap_or_default(),
+        last_status: str_of(t, "lastStatus").unwrap_or_default(),
+        desired_status: str_of(t, "desiredStatus").unwrap_or_default(),
+        task_definition_arn: str_of(t, "taskDefinitionArn").unwrap_or_default(),
+        group: str_of(t, "group").unwrap_or_default(),
+        created_at: millis_of(t, "createdAt"),
+        zone: str_of(t, "availabilityZone"),
+        tags: tags_of(t),
     }
 }
 
-fn failure(f: &aws_sdk_ecs::types::Failure) -> Failure {
+fn failure(f: &Value) -> Failure {
     Failure {
-        arn: f.arn().map(str::to_string),
-        reason: f.reason().unwrap_or_default().to_string(),
-        detail: f.detail().map(str::to_string),
+        arn: str_of(f, "arn"),
+        reason: str_of(f, "reason").unwrap_or_default(),
+        detail: str_of(f, "detail"),
     }
 }
 
-fn build_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::service("InvalidParameterException", &e.to_string())
+/// The RunTask request of one run.
+pub fn run_body(r: &RunTask) -> Value {
+    let environment: Vec<Value> = r
+        .environment
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v.expose()}))
+        .collect();
+    let tags: Vec<Value> = r
+        .tags
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let mut body = json!({
+        "cluster": r.cluster,
+        "taskDefinition": r.task_definition,
+        "count": 1,
+        "startedBy": r.started_by,
+        "clientToken": r.client_token,
+        "overrides": {"containerOverrides": [{"name": r.container, "environment": environment}]},
+        "tags": tags,
+    });
+    if !r.subnets.is_empty() {
+        let mut vpc = json!({
+            "subnets": r.subnets,
+            "assignPublicIp": if r.assign_public_ip { "ENABLED" } else { "DISABLED" },
+        });
+        if !r.security_groups.is_empty() {
+            vpc["securityGroups"] = json!(r.security_groups);
+        }
+        body["networkConfiguration"] = json!({"awsvpcConfiguration": vpc});
+    }
+    match r.capacity {
+        Capacity::Fargate => body["launchType"] = json!("FARGATE"),
+        Capacity::Ec2 => body["launchType"] = json!("EC2"),
+        Capacity::FargateSpot => {
+            body["capacityProviderStrategy"] =
+                json!([{"capacityProvider": "FARGATE_SPOT", "weight": 1}]);
+        }
+    }
+    body
 }
 
 #[async_trait]
-impl EcsApi for Sdk {
+impl EcsApi for Client {
     async fn families(&self, labels_tag: &str) -> Result<Vec<Family>, ApiError> {
         let mut names = Vec::new();
-        let mut next = None;
+        let mut next: Option<String> = None;
         // 100 pages of 100: far beyond any account's runner images.
         for _ in 0..100 {
-            let out = self
-                .ecs
-                .list_task_definition_families()
-                .status(TaskDefinitionFamilyStatus::Active)
-                .set_next_token(next)
-                .send()
-                .await
-                .map_err(|e| ApiError::from_sdk(&e))?;
-            names.extend(out.families().iter().cloned());
-            next = out.next_token().map(str::to_string);
+            let mut body = json!({"status": "ACTIVE"});
+            if let Some(t) = &next {
+                body["nextToken"] = json!(t);
+            }
+            let out = self.ecs("ListTaskDefinitionFamilies", body).await?;
+            names.extend(array(&out, "families").filter_map(|f| f.as_str().map(str::to_string)));
+            next = next_token(&out, "nextToken");
             if next.is_none() {
                 break;
             }
@@ -162,27 +234,24 @@ impl EcsApi for Sdk {
         let mut families = Vec::new();
         for name in names {
             let out = self
-                .ecs
-                .describe_task_definition()
-                .task_definition(&name)
-                .include(TaskDefinitionField::Tags)
-                .send()
-                .await
-                .map_err(|e| ApiError::from_sdk(&e))?;
-            let Some(tag) = out.tags().iter().find(|t| t.key() == Some(labels_tag)) else {
+                .ecs(
+                    "DescribeTaskDefinition",
+                    json!({"taskDefinition": name, "include": ["TAGS"]}),
+                )
+                .await?;
+            let tags = tags_of(&out);
+            let Some(labels) = tags.get(labels_tag) else {
                 continue;
             };
-            let Some(def) = out.task_definition() else {
+            let Some(def) = out.get("taskDefinition") else {
                 continue;
             };
             families.push(Family {
-                family: def.family().unwrap_or(&name).to_string(),
-                arn: def.task_definition_arn().unwrap_or(&name).to_string(),
-                labels: catalogue::labels(tag.value().unwrap_or_default()),
-                containers: def
-                    .container_definitions()
-                    .iter()
-                    .filter_map(|c| c.name().map(str::to_string))
+                family: str_of(def, "family").unwrap_or_else(|| name.clone()),
+                arn: str_of(def, "taskDefinitionArn").unwrap_or_else(|| name.clone()),
+                labels: catalogue::labels(labels),
+                containers: array(def, "containerDefinitions")
+                    .filter_map(|c| str_of(c, "name"))
                     .collect(),
             });
         }
@@ -190,61 +259,10 @@ impl EcsApi for Sdk {
     }
 
     async fn run(&self, r: &RunTask) -> Result<RunOutcome, ApiError> {
-        let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(r.subnets.clone()))
-            .set_security_groups((!r.security_groups.is_empty()).then(|| r.security_groups.clone()))
-            .assign_public_ip(if r.assign_public_ip {
-                AssignPublicIp::Enabled
-            } else {
-                AssignPublicIp::Disabled
-            })
-            .build()
-            .map_err(build_error)?;
-        let mut over = ContainerOverride::builder().name(&r.container);
-        for (k, v) in &r.environment {
-            over = over.environment(KeyValuePair::builder().name(k).value(v.expose()).build());
-        }
-        let mut call = self
-            .ecs
-            .run_task()
-            .cluster(&r.cluster)
-            .task_definition(&r.task_definition)
-            .count(1)
-            .started_by(&r.started_by)
-            .client_token(&r.client_token)
-            .overrides(
-                TaskOverride::builder()
-                    .container_overrides(over.build())
-                    .build(),
-            )
-            .set_tags(Some(
-                r.tags
-                    .iter()
-                    .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ));
-        if !r.subnets.is_empty() {
-            call = call.network_configuration(
-                NetworkConfiguration::builder()
-                    .awsvpc_configuration(vpc)
-                    .build(),
-            );
-        }
-        call = match r.capacity {
-            Capacity::Fargate => call.launch_type(LaunchType::Fargate),
-            Capacity::Ec2 => call.launch_type(LaunchType::Ec2),
-            Capacity::FargateSpot => call.capacity_provider_strategy(
-                CapacityProviderStrategyItem::builder()
-                    .capacity_provider("FARGATE_SPOT")
-                    .weight(1)
-                    .build()
-                    .map_err(build_error)?,
-            ),
-        };
-        let out = call.send().await.map_err(|e| ApiError::from_sdk(&e))?;
+        let out = self.ecs("RunTask", run_body(r)).await?;
         Ok(RunOutcome {
-            tasks: out.tasks().iter().map(task).collect(),
-            failures: out.failures().iter().map(failure).collect(),
+            tasks: array(&out, "tasks").map(task).collect(),
+            failures: array(&out, "failures").map(failure).collect(),
         })
     }
 
@@ -254,22 +272,21 @@ impl EcsApi for Sdk {
         started_by: &str,
         next: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), ApiError> {
-        let out = self
-            .ecs
-            .list_tasks()
-            .cluster(cluster)
-            .started_by(started_by)
-            .desired_status(DesiredStatus::Running)
-            .max_results(100)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk(&e))?;
+        let mut body = json!({
+            "cluster": cluster,
+            "startedBy": started_by,
+            "desiredStatus": "RUNNING",
+            "maxResults": 100,
+        });
+        if let Some(t) = next {
+            body["nextToken"] = json!(t);
+        }
+        let out = self.ecs("ListTasks", body).await?;
         Ok((
-            out.task_arns().to_vec(),
-            out.next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string),
+            array(&out, "taskArns")
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+            next_token(&out, "nextToken"),
         ))
     }
 
@@ -279,86 +296,125 @@ impl EcsApi for Sdk {
         arns: &[String],
     ) -> Result<(Vec<EcsTask>, Vec<Failure>), ApiError> {
         let out = self
-            .ecs
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(arns.to_vec()))
-            .include(TaskField::Tags)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk(&e))?;
+            .ecs(
+                "DescribeTasks",
+                json!({"cluster": cluster, "tasks": arns, "include": ["TAGS"]}),
+            )
+            .await?;
         Ok((
-            out.tasks().iter().map(task).collect(),
-            out.failures().iter().map(failure).collect(),
+            array(&out, "tasks").map(task).collect(),
+            array(&out, "failures").map(failure).collect(),
         ))
     }
 
     async fn stop(&self, cluster: &str, arn: &str, reason: &str) -> Result<(), ApiError> {
-        self.ecs
-            .stop_task()
-            .cluster(cluster)
-            .task(arn)
-            .reason(reason)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
+        self.ecs(
+            "StopTask",
+            json!({"cluster": cluster, "task": arn, "reason": reason}),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn put_parameter(&self, name: &str, value: &Secret) -> Result<(), ApiError> {
-        self.ssm
-            .put_parameter()
-            .name(name)
-            .value(value.expose())
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::from_sdk(&e))
+        self.ssm(
+            "PutParameter",
+            json!({"Name": name, "Value": value.expose(), "Type": "SecureString", "Overwrite": true}),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete_parameter(&self, name: &str) -> Result<(), ApiError> {
-        match self.ssm.delete_parameter().name(name).send().await {
+        match self.ssm("DeleteParameter", json!({"Name": name})).await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let e = ApiError::from_sdk(&e);
-                if e.code == "ParameterNotFound" {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.code == "ParameterNotFound" => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
     async fn parameters(&self, path: &str) -> Result<Vec<(String, i64)>, ApiError> {
         let mut found = Vec::new();
-        let mut next = None;
+        let mut next: Option<String> = None;
         for _ in 0..100 {
-            let out = self
-                .ssm
-                .get_parameters_by_path()
-                .path(path)
-                .recursive(false)
-                .with_decryption(false)
-                .set_next_token(next)
-                .send()
-                .await
-                .map_err(|e| ApiError::from_sdk(&e))?;
-            found.extend(out.parameters().iter().filter_map(|p| {
+            let mut body = json!({"Path": path, "Recursive": false, "WithDecryption": false});
+            if let Some(t) = &next {
+                body["NextToken"] = json!(t);
+            }
+            let out = self.ssm("GetParametersByPath", body).await?;
+            found.extend(array(&out, "Parameters").filter_map(|p| {
                 Some((
-                    p.name()?.to_string(),
-                    p.last_modified_date()
-                        .and_then(|d| d.to_millis().ok())
-                        .unwrap_or_default(),
+                    str_of(p, "Name")?,
+                    millis_of(p, "LastModifiedDate").unwrap_or_default(),
                 ))
             }));
-            next = out.next_token().map(str::to_string);
+            next = next_token(&out, "NextToken");
             if next.is_none() {
                 break;
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> RunTask {
+        RunTask {
+            cluster: "ci".into(),
+            task_definition: "arn:td/runner:3".into(),
+            capacity: Capacity::FargateSpot,
+            subnets: vec!["subnet-1".into()],
+            security_groups: Vec::new(),
+            assign_public_ip: true,
+            container: "runner".into(),
+            environment: vec![("MAYFLY_RUNNER_NAME".into(), Secret::new("r-1"))],
+            tags: vec![("Name".into(), "r-1".into())],
+            started_by: "ctl".into(),
+            client_token: "tok".into(),
+        }
+    }
+
+    /// The request ECS gets for one task, as its API reference names the fields.
+    #[test]
+    fn a_run_becomes_a_run_task_request() {
+        let body = run_body(&run());
+        assert_eq!(
+            body,
+            json!({
+                "cluster": "ci",
+                "taskDefinition": "arn:td/runner:3",
+                "count": 1,
+                "startedBy": "ctl",
+                "clientToken": "tok",
+                "overrides": {"containerOverrides": [{"name": "runner", "environment": [{"name": "MAYFLY_RUNNER_NAME", "value": "r-1"}]}]},
+                "tags": [{"key": "Name", "value": "r-1"}],
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}},
+                "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+            })
+        );
+        let mut ec2 = run();
+        ec2.capacity = Capacity::Ec2;
+        ec2.subnets.clear();
+        let body = run_body(&ec2);
+        assert_eq!(body["launchType"], "EC2");
+        assert!(body.get("networkConfiguration").is_none());
+    }
+
+    #[test]
+    fn a_task_reads_with_its_seconds_as_milliseconds() {
+        let t = task(&json!({
+            "taskArn": "arn:aws:ecs:r:1:task/ci/abc",
+            "lastStatus": "RUNNING",
+            "desiredStatus": "RUNNING",
+            "group": "family:runner-linux",
+            "createdAt": 1714564800.123,
+            "tags": [{"key": "Name", "value": "r-1"}],
+        }));
+        assert_eq!(t.created_at, Some(1_714_564_800_123));
+        assert_eq!(t.family(), "runner-linux");
+        assert_eq!(t.tags.get("Name").map(String::as_str), Some("r-1"));
     }
 }

@@ -2,7 +2,7 @@
 //! Spot or EC2), the task network, the tag that gives task definitions their labels, and how
 //! the runner credential reaches the container (environment, or SSM Parameter Store).
 
-use crate::sdk::{AwsSettings, ConfigError};
+use crate::{AwsSettings, ConfigError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

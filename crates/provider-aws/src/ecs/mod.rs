@@ -14,7 +14,7 @@ mod mapping;
 mod run;
 
 pub use catalogue::{Family, choose, labels};
-pub use client::{EcsApi, EcsTask, Failure, RunOutcome, RunTask, Sdk};
+pub use client::{Client, EcsApi, EcsTask, Failure, RunOutcome, RunTask};
 pub use config::{Capacity, DEFAULT_LABELS_TAG, EcsConfig, env};
 
 use crate::ConfigError;
@@ -56,19 +56,7 @@ impl std::fmt::Debug for Ecs {
 impl Ecs {
     pub async fn new(config: EcsConfig) -> std::result::Result<Ecs, ConfigError> {
         config.check()?;
-        let sdk = config.aws.load().await?;
-        let api = Sdk {
-            ecs: aws_sdk_ecs::Client::from_conf(
-                aws_sdk_ecs::config::Builder::from(&sdk)
-                    .interceptor(crate::calls::CallMetrics::new(crate::calls::ECS))
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&sdk)
-                    .interceptor(crate::calls::CallMetrics::new(crate::calls::SSM))
-                    .build(),
-            ),
-        };
+        let api = Client(config.aws.connect().await?);
         Ok(Ecs::with_api(Arc::new(api), config))
     }
 

@@ -1,55 +1,130 @@
-//! What the AWS providers' tests share: moto on a free port (skipped without `MAYFLY_PYTHON`,
-//! a failure under CI), SDK settings pointing at it, and a look at what moto holds.
+//! What the AWS providers' tests share: moto on a free port, settings pointing at it, and a
+//! look at what moto holds through the crate's own signed client (no AWS SDK).
+//!
+//! moto needs the Python of `MAYFLY_PYTHON` (scripts/py-env installs `moto[server]`): the tests
+//! that use it are `#[ignore]`d with that reason, `scripts/test` runs them, and run without it
+//! they fail rather than pass.
 #![allow(dead_code)]
 
 use mayfly_provider_aws::AwsSettings;
+use mayfly_provider_aws::wire::{self, Aws, Element, Params};
 use mayfly_sim::moto::Moto;
+use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub const REGION: &str = "us-east-1";
+/// Why the tests that need moto are ignored by a plain `cargo test`.
+pub const NEEDS_MOTO: &str = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)";
 
-/// A fresh moto, or `None` when the test should be skipped.
-pub async fn moto() -> Option<Moto> {
+/// A fresh moto; a test that needs it fails without `MAYFLY_PYTHON`.
+pub async fn moto() -> Moto {
     let python = match std::env::var("MAYFLY_PYTHON") {
         Ok(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "run scripts/py-env and set MAYFLY_PYTHON"
-            );
-            println!("skipped: MAYFLY_PYTHON not set");
-            return None;
-        }
+        _ => panic!("MAYFLY_PYTHON is not set: run `export MAYFLY_PYTHON=$(scripts/py-env)` first"),
     };
     let moto = Moto::start(&python).await.expect("moto starts");
     moto.reset().await.expect("moto resets");
-    Some(moto)
+    moto
 }
 
 pub fn settings(moto: &Moto) -> AwsSettings {
     AwsSettings::emulator(moto.url(), REGION)
 }
 
-/// An EC2 client for looking at what moto holds, apart from the provider under test.
-pub async fn ec2(moto: &Moto) -> aws_sdk_ec2::Client {
-    aws_sdk_ec2::Client::new(&settings(moto).load().await.unwrap())
+/// A client for looking at (and setting up) what moto holds, apart from the providers.
+pub async fn aws(moto: &Moto) -> Arc<Aws> {
+    settings(moto).connect().await.expect("settings for moto")
+}
+
+/// One EC2 action against moto; its answer.
+pub async fn ec2(aws: &Aws, action: &str, params: &[(&str, &str)]) -> Element {
+    let mut p = Params::new();
+    for (k, v) in params {
+        p.set(*k, v);
+    }
+    aws.query(wire::EC2, "2016-11-15", action, &p)
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"))
+}
+
+/// One ECS operation against moto; its answer.
+pub async fn ecs(aws: &Aws, operation: &str, body: Value) -> Value {
+    aws.json(
+        wire::ECS,
+        &format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+        &body,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{operation}: {e}"))
+}
+
+/// One SSM operation against moto.
+pub async fn ssm(
+    aws: &Aws,
+    operation: &str,
+    body: Value,
+) -> Result<Value, mayfly_provider_aws::ApiError> {
+    aws.json(wire::SSM, &format!("AmazonSSM.{operation}"), &body)
+        .await
+}
+
+/// The first instance of a DescribeInstances answer.
+pub fn first_instance(out: &Element) -> &Element {
+    out.items("reservationSet")
+        .flat_map(|r| r.items("instancesSet"))
+        .next()
+        .expect("an instance")
+}
+
+/// An instance's tag.
+pub fn tag(instance: &Element, key: &str) -> Option<String> {
+    instance
+        .items("tagSet")
+        .find(|t| t.text_at("key") == Some(key))
+        .and_then(|t| t.text_at("value").map(str::to_string))
 }
 
 /// An AMI moto knows (it ships a catalogue of public ones).
-pub async fn some_ami(ec2: &aws_sdk_ec2::Client) -> String {
-    let images = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("describe images");
+pub async fn some_ami(aws: &Aws) -> String {
+    let images = ec2(aws, "DescribeImages", &[("Owner.1", "amazon")]).await;
     images
-        .images()
-        .iter()
-        .find(|i| i.root_device_name().is_some())
-        .and_then(|i| i.image_id())
+        .items("imagesSet")
+        .find(|i| i.value("rootDeviceName").is_some())
+        .and_then(|i| i.value("imageId"))
         .expect("moto has an AMI with a root device")
-        .to_string()
+}
+
+/// A launch template `name` of an AMI moto knows, on t3.micro.
+pub async fn launch_template(aws: &Aws, name: &str) {
+    let ami = some_ami(aws).await;
+    ec2(
+        aws,
+        "CreateLaunchTemplate",
+        &[
+            ("LaunchTemplateName", name),
+            ("LaunchTemplateData.ImageId", &ami),
+            ("LaunchTemplateData.InstanceType", "t3.micro"),
+        ],
+    )
+    .await;
+}
+
+/// The first subnet and security group of the default VPC.
+pub async fn network(aws: &Aws) -> (String, String) {
+    let subnets = ec2(aws, "DescribeSubnets", &[]).await;
+    let subnet = subnets
+        .items("subnetSet")
+        .next()
+        .and_then(|s| s.value("subnetId"))
+        .expect("a subnet");
+    let groups = ec2(aws, "DescribeSecurityGroups", &[]).await;
+    let group = groups
+        .items("securityGroupInfo")
+        .next()
+        .and_then(|g| g.value("groupId"))
+        .expect("a security group");
+    (subnet, group)
 }
 
 /// An ECS cluster `ci` with task definition families tagged with their runner labels (each
@@ -63,42 +138,29 @@ pub struct EcsWorld {
 
 pub async fn ecs_world(moto: &Moto, families: &[(&str, &str)]) -> EcsWorld {
     moto.manual_ecs_tasks().await.expect("manual ECS tasks");
-    let sdk = settings(moto).load().await.unwrap();
-    let ecs = aws_sdk_ecs::Client::new(&sdk);
-    ecs.create_cluster()
-        .cluster_name("ci")
-        .send()
-        .await
-        .unwrap();
+    let aws = aws(moto).await;
+    ecs(&aws, "CreateCluster", json!({"clusterName": "ci"})).await;
     for (family, labels) in families {
-        ecs.register_task_definition()
-            .family(*family)
-            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-            .cpu("1024")
-            .memory("2048")
-            .container_definitions(
-                aws_sdk_ecs::types::ContainerDefinition::builder()
-                    .name("runner")
-                    .image("ghcr.io/actions/actions-runner:latest")
-                    .memory(2048)
-                    .build(),
-            )
-            .tags(
-                aws_sdk_ecs::types::Tag::builder()
-                    .key("mayfly-labels")
-                    .value(*labels)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        ecs(
+            &aws,
+            "RegisterTaskDefinition",
+            json!({
+                "family": family,
+                "requiresCompatibilities": ["FARGATE"],
+                "networkMode": "awsvpc",
+                "cpu": "1024",
+                "memory": "2048",
+                "containerDefinitions": [{
+                    "name": "runner",
+                    "image": "ghcr.io/actions/actions-runner:latest",
+                    "memory": 2048,
+                }],
+                "tags": [{"key": "mayfly-labels", "value": labels}],
+            }),
+        )
+        .await;
     }
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let subnets = ec2.describe_subnets().send().await.unwrap();
-    let subnet = subnets.subnets()[0].subnet_id().unwrap().to_string();
-    let groups = ec2.describe_security_groups().send().await.unwrap();
-    let security_group = groups.security_groups()[0].group_id().unwrap().to_string();
+    let (subnet, security_group) = network(&aws).await;
     EcsWorld {
         cluster: "ci".into(),
         subnet,
