@@ -527,7 +527,7 @@ async fn events_page_in_id_order_and_prune(db: Db) {
             format!("created mayfly-{i}"),
         );
         let e = if i == 2 {
-            e.with_details(json!({"pool": "default", "type": "cx22"}))
+            e.with_details(json!({"pool": "default", "type": "cx23"}))
         } else {
             e
         };
@@ -541,7 +541,7 @@ async fn events_page_in_id_order_and_prune(db: Db) {
     assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
     assert_eq!(
         next[0].details,
-        Some(json!({"pool": "default", "type": "cx22"}))
+        Some(json!({"pool": "default", "type": "cx23"}))
     );
     assert_eq!(
         (next[0].kind.as_str(), next[0].subject.as_str(), next[0].at),

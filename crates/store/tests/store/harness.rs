@@ -158,7 +158,7 @@ pub fn intent(name: &str, job: Option<u64>, attempt: u32, at: i64) -> Intent {
         run_id: job.map(|id| 7000 + id),
         labels: Labels::new(["self-hosted", "linux"]),
         spec: MachineSpec {
-            types: vec!["cx22".into(), "cpx21".into()],
+            types: vec!["cx23".into(), "cpx22".into()],
             locations: vec!["fsn1".into()],
             image: Image {
                 arch: Arch::X86,
