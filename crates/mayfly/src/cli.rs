@@ -107,6 +107,14 @@ pub enum SimCommand {
     /// Serve both fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
     /// The first line of output is JSON with the addresses, for scripts
     Serve(Box<crate::sim_cmd::ServeArgs>),
+    /// A stand-in for the GitHub Actions runner's listener (`Runner.Listener run`), for the
+    /// simulator: run from a runner directory's run.sh (see install-runner), it takes
+    /// `--jitconfig`, writes .runner, .credentials and .credentials_rsaparams into the working
+    /// directory, takes one job from the fake GitHub and exits with the listener's codes
+    Runner(crate::sim_cmd::RunnerArgs),
+    /// Write a runner directory (DIR/run.sh) whose listener is `mayfly sim runner`: a runner_dir
+    /// for the local provider and `mayfly node` against the simulator
+    InstallRunner(crate::sim_cmd::InstallRunnerArgs),
 }
 
 #[derive(Debug, Subcommand)]

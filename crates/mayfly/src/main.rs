@@ -34,6 +34,8 @@ fn main() -> ExitCode {
     match cli.command {
         // The simulator needs no mayfly configuration: it stands in for GitHub and the cloud.
         Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
+        Command::Sim(SimCommand::Runner(args)) => sim_cmd::runner(args),
+        Command::Sim(SimCommand::InstallRunner(args)) => finish(sim_cmd::install_runner(args)),
         Command::Demo(args) => {
             // Warnings only: the demo's own output is the progress table and the report.
             if let Err(e) = logging::init(

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod conformance;
 mod error;
 pub mod hetzner;
+pub mod local;
 mod metrics;
 
 pub use error::{Error, Result};
