@@ -5,6 +5,7 @@ mod aws;
 mod error;
 mod interpolate;
 mod layers;
+mod local;
 mod schema;
 mod source;
 mod validate;
@@ -215,7 +216,13 @@ impl Config {
                 .pools
                 .iter()
                 .filter(|p| !self.scaled_by_asg(p))
-                .map(PoolConfig::to_pool)
+                .map(|p| {
+                    let mut pool = p.to_pool();
+                    if let Some(slots) = self.slots_of(p) {
+                        pool.max = Some(pool.max.map_or(slots, |m| m.min(slots)));
+                    }
+                    pool
+                })
                 .collect(),
             limits: mayfly_core::Limits {
                 max_instances: self.limits.max_instances,
@@ -233,7 +240,9 @@ impl Config {
                 meta: self.labels.meta.clone(),
             },
             recycling: mayfly_core::Recycling {
-                enabled: self.recycling.enabled,
+                // Nothing to recycle when every pool is local (free, never kept): the loop then
+                // settles after finished jobs, so their runners are removed promptly.
+                enabled: self.recycling.enabled && !self.all_pools_local(),
                 margin: self.recycling.margin.0,
             },
             runner_scope: if self.github.organization.is_some() || self.github.enterprise.is_some()
@@ -249,6 +258,11 @@ impl Config {
 }
 
 impl Config {
+    /// Whether every pool runs on a local provider.
+    fn all_pools_local(&self) -> bool {
+        !self.pools.is_empty() && self.pools.iter().all(|p| self.slots_of(p).is_some())
+    }
+
     /// Whether the pool's provider is an aws-asg group.
     pub fn scaled_by_asg(&self, pool: &PoolConfig) -> bool {
         self.providers

@@ -276,6 +276,31 @@ pub struct Provider {
     /// aws-asg: the queue-depth policy (docs/aws.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<AsgScaling>,
+    /// local: how many runners run at once on this host (default 1); the pools on it never
+    /// plan more machines than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// local: the installed actions/runner, the directory holding run.sh (relative paths are
+    /// taken from the config file's directory); with `docker`, its directory inside the image
+    /// (default /home/runner, as in GitHub's runner image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_dir: Option<PathBuf>,
+    /// local: where each runner gets a root of its own (default: local/<provider> in state_dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+    /// local: run each runner in a Docker container of `docker_image` instead of a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<bool>,
+    /// local: the image with the runner installed, for `docker = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    /// local: variables every runner gets (a proxy, say); mayfly's own environment, which
+    /// holds its tokens, never reaches a runner.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runner_env: BTreeMap<String, String>,
+    /// local: how long a runner being removed gets between SIGTERM and SIGKILL (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<HumanDuration>,
 }
 
 /// `[providers.<name>.scaling]` of an aws-asg provider.
@@ -343,6 +368,13 @@ impl Provider {
             ssm_prefix: None,
             group: None,
             scaling: None,
+            slots: None,
+            runner_dir: None,
+            work_dir: None,
+            docker: None,
+            docker_image: None,
+            runner_env: BTreeMap::new(),
+            stop_timeout: None,
         }
     }
 }

@@ -146,11 +146,13 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
                     problem(key, message, hint);
                 }
             }
-            ProviderKind::Local => problem(
-                format!("providers.{name}.kind"),
-                format!("{} is not available in this version yet", p.kind.as_str()),
-                Some("use kind = \"hetzner\" or \"aws-ec2\"".into()),
-            ),
+            ProviderKind::Local => {}
+        }
+        let pools: Vec<_> = (config.pools.iter().enumerate())
+            .filter(|(_, pool)| pool.provider == *name)
+            .collect();
+        for (key, message, hint) in super::local::problems(name, p, &pools, config, calls) {
+            problem(key, message, hint);
         }
         if calls && p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty())
         {

@@ -40,6 +40,10 @@ pub const WORK_DIR_LABEL: &str = "mayfly-local";
 const CONSOLE_LOG: &str = "runner.log";
 const STAGING: &str = ".staging-";
 const DELETING: &str = ".deleting-";
+/// Creates and deletes hold it shared while a root is half made or half removed; the sweep of
+/// leftovers runs only when it gets it exclusively, so it never takes a root in the making of
+/// another process on the same work directory (a second controller, `mayfly status`).
+const LOCK: &str = ".lock";
 
 /// Local runners cost nothing by the hour, and a stopped one is worth nothing: the planner
 /// never keeps one for recycling.
@@ -164,9 +168,45 @@ impl Local {
         self.config.work_dir.join(name)
     }
 
+    /// The work directory's lock file, held shared for as long as the handle lives; waits (a
+    /// bounded while) for a sweep to finish.
+    async fn shared_lock(&self) -> Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.config.work_dir.join(LOCK))
+            .map_err(|e| io_error("cannot open the work_dir lock", e))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_error("cannot lock the work_dir", e));
+                }
+            }
+        }
+    }
+
     /// Removes roots a crash left half made or half removed, and containers of this work
-    /// directory whose root is gone.
+    /// directory whose root is gone. Only when no other process is making or removing a root.
     async fn sweep(&self) {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.config.work_dir.join(LOCK));
+        let Ok(lock) = lock else { return };
+        if lock.try_lock().is_err() {
+            info!("local: another process works in work_dir; leftovers are left to it");
+            return;
+        }
         if let Ok(entries) = std::fs::read_dir(&self.config.work_dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -401,6 +441,7 @@ impl Provider for Local {
             }
         };
         let _one_at_a_time = self.creating.lock().await;
+        let _shared = self.shared_lock().await?;
         let root = self.root(&req.name);
         if std::fs::symlink_metadata(&root).is_ok() {
             return Err(Error::AlreadyExists);
@@ -513,6 +554,7 @@ impl Provider for Local {
             }
         }
         // Out of the listing first, in one step; then the files, however long that takes.
+        let _shared = self.shared_lock().await?;
         let doomed = self
             .config
             .work_dir
