@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
-const DURATION_FORM: &str = "a duration like \"90s\", \"3m\" or \"1h30m\"";
+const DURATION_FORM: &str = "a duration like \"90s\", \"3m\", \"1h30m\" or \"10d\"";
 
 impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
@@ -21,12 +21,46 @@ impl HumanDuration {
     }
 }
 
+/// Leading whole days (`10d`, `1d12h`) as 24 hours each: jiff's duration parser refuses
+/// calendar units, and an age to prune by is naturally written in days.
+fn split_days(s: &str) -> Option<(u64, &str)> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = s[digits..].trim_start();
+    let rest = rest
+        .strip_prefix("days")
+        .or_else(|| rest.strip_prefix("day"))
+        .or_else(|| rest.strip_prefix('d'))?;
+    if digits == 0 || rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some((s[..digits].parse().ok()?, rest.trim_start()))
+}
+
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d = jiff::fmt::friendly::SpanParser::new()
-            .parse_unsigned_duration(s.trim())
-            .map_err(|_| format!("expected {DURATION_FORM}"))?;
+        let s = s.trim();
+        let parse = |s: &str| {
+            jiff::fmt::friendly::SpanParser::new()
+                .parse_unsigned_duration(s)
+                .map_err(|_| format!("expected {DURATION_FORM}"))
+        };
+        let d = match split_days(s) {
+            Some((days, rest)) => {
+                let day = Duration::from_secs(86_400);
+                let more = if rest.is_empty() {
+                    Duration::ZERO
+                } else {
+                    parse(rest)?
+                };
+                u32::try_from(days)
+                    .ok()
+                    .and_then(|n| day.checked_mul(n))
+                    .and_then(|d| d.checked_add(more))
+                    .ok_or_else(|| format!("expected {DURATION_FORM}"))?
+            }
+            None => parse(s)?,
+        };
         if d.is_zero() {
             return Err("must be longer than zero".into());
         }
@@ -250,6 +284,17 @@ mod tests {
         );
         assert!("-5m".parse::<HumanDuration>().is_err());
         assert!("soon".parse::<HumanDuration>().is_err());
+        let days = |s: &str| s.parse::<HumanDuration>().map(|d| d.0.as_secs());
+        assert_eq!(days("10d"), Ok(864_000));
+        assert_eq!(days("1d12h"), Ok(129_600));
+        assert_eq!(days("2 days"), Ok(172_800));
+        assert!(days("d").is_err() && days("10dx").is_err() && days("0d").is_err());
+        let ten: HumanDuration = "10d".parse().unwrap();
+        assert_eq!(
+            ten.to_string().parse::<HumanDuration>(),
+            Ok(ten),
+            "prints back"
+        );
     }
 
     #[test]
