@@ -97,6 +97,8 @@ pub enum Command {
     Service(crate::service::ServiceArgs),
     /// Run the controller on a Hetzner server of its own: deploy, status, logs, upgrade, delete
     Cloud(crate::cloud::CloudArgs),
+    /// Make this host a runner node for GitHub Actions: register, deregister, doctor, prune
+    Node(crate::node::NodeArgs),
     /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),

@@ -9,6 +9,7 @@ mod demo;
 mod estimate_cmd;
 mod exit;
 mod logging;
+mod node;
 mod ops;
 mod service;
 mod sim_cmd;
@@ -63,6 +64,13 @@ fn main() -> ExitCode {
         },
         Command::Service(args) => service::run(args, cli.config.as_deref(), &overrides),
         Command::Cloud(args) => cloud::run(args, cli.config.as_deref(), &overrides),
+        Command::Node(args) => node::run(
+            args,
+            cli.config.as_deref(),
+            &overrides,
+            cli.log_format,
+            cli.log_level.as_deref(),
+        ),
         Command::Run => match load() {
             Ok((config, _)) => finish(run(config)),
             Err(code) => code,

@@ -16,7 +16,7 @@ mod tests;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
-pub use schema::{Config, PoolConfig, Provider as ProviderConfig, ProviderKind};
+pub use schema::{Config, NodeConfig, PoolConfig, Provider as ProviderConfig, ProviderKind};
 pub use source::referenced_variables;
 pub use values::{HumanDuration, LogFormat};
 
@@ -114,6 +114,16 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let env = Env(env.0.clone(), true);
         Self::load_for(file, overrides, &env, validate::Needs::Planning)
+    }
+
+    /// As `load`, for `mayfly node`: GitHub and `[node]` are checked, pools and providers
+    /// (which the node does not use) are not.
+    pub fn load_for_node(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        Self::load_for(file, overrides, env, validate::Needs::Node)
     }
 
     fn load_for(

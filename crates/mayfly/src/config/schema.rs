@@ -40,6 +40,8 @@ pub struct Config {
     /// What a new machine runs: the runner version, a setup script.
     pub bootstrap: mayfly_provider::bootstrap::BootstrapConfig,
     pub pools: Vec<PoolConfig>,
+    /// This host as a runner node (`mayfly node register`); `mayfly run` ignores it.
+    pub node: NodeConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,75 @@ impl Default for Config {
             workers: 10,
             bootstrap: Default::default(),
             pools: Vec::new(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+/// `[node]`: this host's runner slots, each a loop of single-use (JIT) runners supervised by
+/// systemd. Flags of `mayfly node register` override every key.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The prefix of this host's runner names, `<name>-<slot>-<n>` (default: the host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many runners this host runs at once.
+    pub slots: u32,
+    /// The labels the runners register with (default: self-hosted, linux and the architecture).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Runner group of organization runners, by name or id (default: github.runner_group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner_group: Option<RunnerGroup>,
+    /// Register repository runners here (default: the first of github.repositories).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Register organization runners here (default: github.organization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The installed actions/runner; installed there (the pinned release of [bootstrap],
+    /// SHA-256 checked) when it holds none.
+    pub runner_dir: PathBuf,
+    /// Where each slot's runner root lives (default: slots/ in the node directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+    /// The user the slots (and so the jobs) run as (default: the user who registers, the one
+    /// behind sudo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run each slot's runner in a Docker container of `docker_image`.
+    pub docker: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    /// How long a stopping slot waits for its runner's job to finish before it is killed.
+    pub stop_timeout: HumanDuration,
+    /// Docker data and work directories older than this are pruned.
+    pub prune_older_than: HumanDuration,
+    /// `register` installs a daily timer that runs `mayfly node prune`.
+    pub prune_timer: bool,
+    /// How long the timer's prune waits for the jobs running on the host to finish.
+    pub prune_wait: HumanDuration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: None,
+            slots: 1,
+            labels: Vec::new(),
+            runner_group: None,
+            repository: None,
+            organization: None,
+            runner_dir: PathBuf::from("/opt/mayfly/actions-runner"),
+            work_dir: None,
+            user: None,
+            docker: false,
+            docker_image: None,
+            stop_timeout: HumanDuration::secs(6 * 3600),
+            prune_older_than: HumanDuration::secs(10 * 86_400),
+            prune_timer: false,
+            prune_wait: HumanDuration::secs(3600),
         }
     }
 }
