@@ -334,6 +334,25 @@ fn register_doctor_a_killed_slot_repair_and_deregister_leave_nothing() {
     let (code, out, _) = node.mayfly(&["doctor"]);
     assert_eq!(code, 0, "{out}");
 
+    // GitHub forgets a runner: the slot (or register, whichever notices first) replaces it.
+    let forgotten = node.runners()[0].clone();
+    let id = forgotten["id"].as_u64().expect("id");
+    let (status, _) = support::sim::request_with(
+        node.sim().github.trim_start_matches("http://"),
+        "DELETE",
+        &format!("/repos/acme/app/actions/runners/{id}"),
+        None,
+        &format!("Authorization: Bearer {GITHUB_TOKEN}\r\n"),
+    );
+    assert_eq!(status, 204);
+    let (code, out, err) = node.mayfly(&["register"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    node.wait(
+        "the forgotten runner replaced",
+        Duration::from_secs(30),
+        |n| n.online(2) && !n.runners().iter().any(|r| r["id"] == id),
+    );
+
     // deregister: nothing left on GitHub or the host (but the diagnostic state).
     let (code, out, err) = node.mayfly(&["deregister"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -420,11 +439,25 @@ fn deregister_force_cleans_the_host_when_github_is_gone_and_names_what_is_left()
 #[test]
 fn prune_waits_for_or_refuses_a_running_job_and_removes_old_leftovers() {
     let node = Node::new(1, true);
-    let (code, out, err) = node.mayfly(&["register"]);
+    let (code, out, err) = node.mayfly(&["register", "--prune-timer"]);
     assert_eq!(code, 0, "{out}\n{err}");
     node.wait("the runner online", Duration::from_secs(30), |n| {
         n.online(1)
     });
+    // The daily timer, running prune with a wait for jobs.
+    let service = std::fs::read_to_string(node.p("units/mayfly-node-prune.service")).unwrap();
+    assert!(service.contains(" prune --wait 3600s"), "{service}");
+    assert!(node.p("units/mayfly-node-prune.timer").exists());
+    assert!(
+        node.calls()
+            .contains(&"systemctl enable --now mayfly-node-prune.timer".to_string())
+    );
+    let (_, out, _) = node.mayfly(&["doctor"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("prune timer")),
+        "{out}"
+    );
 
     // A job of 8 s runs: prune refuses, or waits for it with --wait.
     let job = node.sim().enqueue("acme/app", X64, 8.0, 1, 1)[0];

@@ -60,7 +60,7 @@ impl Slot {
     }
 
     fn container_name(&self) -> String {
-        format!("mayfly-node-{}-{}", self.settings.name, self.n)
+        container_name(&self.settings, self.n)
     }
 
     fn save(&mut self, phase: &str) {
@@ -270,14 +270,7 @@ impl Slot {
                 let command = self
                     .forge
                     .runner_command(&self.settings.runner_dir.join("run.sh"), jit);
-                let slot = self.n.to_string();
-                let labels = [
-                    (NODE_LABEL, self.settings.name.as_str()),
-                    ("mayfly-slot", slot.as_str()),
-                ];
-                let env = vec![("MAYFLY_NODE_SLOT".to_string(), slot.clone())];
-                let image = self.settings.docker_image.clone().unwrap_or_default();
-                let args = docker::run_args(&name, &labels, &env, &image, &command);
+                let args = container_args(&self.settings, self.n, &command);
                 let secret_at = args.len() - 1;
                 d.exec(&args, &[secret_at]).await?;
                 run.container = Some(name);
@@ -421,6 +414,23 @@ impl Slot {
 /// The label every container of a node carries (`mayfly-node=<name>`).
 pub const NODE_LABEL: &str = "mayfly-node";
 
+fn container_name(settings: &Settings, n: u32) -> String {
+    format!("mayfly-node-{}-{n}", settings.name)
+}
+
+/// `docker run` of slot `n`'s runner container: labelled with the node and the slot, the
+/// runner's `command` (its JIT config last) in the node's image.
+pub fn container_args(settings: &Settings, n: u32, command: &[String]) -> Vec<String> {
+    let slot = n.to_string();
+    let labels = [
+        (NODE_LABEL, settings.name.as_str()),
+        ("mayfly-slot", slot.as_str()),
+    ];
+    let env = vec![("MAYFLY_NODE_SLOT".to_string(), slot.clone())];
+    let image = settings.docker_image.clone().unwrap_or_default();
+    docker::run_args(&container_name(settings, n), &labels, &env, &image, command)
+}
+
 /// What the runner said last about why it ended: run.sh's line for the listener's exit code.
 pub fn last_words(root: &Path) -> String {
     let text = std::fs::read_to_string(root.join(CONSOLE)).unwrap_or_default();
@@ -439,6 +449,39 @@ pub fn last_words(root: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_docker_slot_runs_the_documented_command_in_a_labelled_container() {
+        let settings = Settings {
+            forge: "github".into(),
+            name: "ci".into(),
+            scope: super::super::settings::Scope::Organization("acme".into()),
+            labels: vec!["self-hosted".into()],
+            runner_group: None,
+            slots: 2,
+            runner_dir: "/home/runner".into(),
+            work_dir: "/var/lib/mayfly/node/slots".into(),
+            user: "runner".into(),
+            docker: true,
+            docker_image: Some("ghcr.io/actions/actions-runner:2.338.0".into()),
+            stop_timeout_secs: 60,
+            prune_older_than_secs: 60,
+            prune_timer: false,
+            prune_wait_secs: 60,
+            config_file: None,
+            mayfly: "/usr/local/bin/mayfly".into(),
+        };
+        let command = mayfly_provider::local::Local::runner_command(
+            Path::new("/home/runner/run.sh"),
+            &Secret::new("JIT"),
+        );
+        assert_eq!(
+            container_args(&settings, 2, &command).join(" "),
+            "run --detach --name mayfly-node-ci-2 --label mayfly-node=ci --label mayfly-slot=2 \
+             --env MAYFLY_NODE_SLOT=2 ghcr.io/actions/actions-runner:2.338.0 \
+             /home/runner/run.sh --jitconfig JIT"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
