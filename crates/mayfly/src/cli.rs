@@ -12,9 +12,9 @@ const LONG_ABOUT: &str = "\
 Autoscales single-use (ephemeral) self-hosted CI runners.
 
 mayfly watches GitHub Actions for queued jobs, creates one machine per job on a provider \
-(Hetzner Cloud, or AWS: EC2 instances, ECS/Fargate tasks, an Auto Scaling group), lets the \
-job's runner register, run that one job \
-and power off, then deletes the machine. Pools in the config file say which job labels go \
+(Hetzner Cloud; AWS: EC2 instances, ECS/Fargate tasks, an Auto Scaling group; or this host: \
+runner processes or containers), lets the job's runner register, run that one job \
+and power off, then deletes the machine. `mayfly node` makes a host a runner node of its own. Pools in the config file say which job labels go \
 where, on which machine types, images and locations, with what limits and standby.
 
 Configuration comes from, highest precedence first: command-line flags, environment variables \
