@@ -578,6 +578,54 @@ fn prune_waits_for_or_refuses_a_running_job_and_removes_old_leftovers() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// The slots run as root and hold the credential; the runners and their jobs run as the node's
+/// user (here nobody), who cannot read the slots' environment. The job hooks, run by the
+/// runner as that user, still note the job.
+#[test]
+fn a_node_s_runners_and_jobs_run_as_its_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let node = Node::new(1, false);
+    std::fs::set_permissions(node.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = mayfly_provider::local::process::account("nobody").expect("a nobody account");
+    let (code, out, err) = node.mayfly(&["register", "--user", "nobody"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("as nobody"), "{out}");
+    node.wait("the runner online", Duration::from_secs(30), |n| {
+        n.online(1)
+    });
+    let job = node.sim().enqueue("acme/app", X64, 1.0, 1, 1)[0];
+    node.wait("the job done", Duration::from_secs(30), |n| {
+        n.sim()
+            .jobs()
+            .iter()
+            .any(|j| j["id"] == job && j["conclusion"] == "success")
+    });
+    let last = node.node_dir().join("jobs/slot-1.last.json");
+    node.wait("the hook's note", Duration::from_secs(10), |_| {
+        last.exists()
+    });
+    assert_eq!(
+        std::fs::metadata(&last).unwrap().uid(),
+        nobody.uid,
+        "written by the hook as nobody"
+    );
+    let diag = node.node_dir().join("slots/slot-1/_diag");
+    let logs: Vec<_> = std::fs::read_dir(&diag).unwrap().flatten().collect();
+    assert!(!logs.is_empty());
+    for l in logs {
+        assert_eq!(
+            l.metadata().unwrap().uid(),
+            nobody.uid,
+            "{:?} written by the runner as nobody",
+            l.path()
+        );
+    }
+    let (code, _, err) = node.mayfly(&["deregister"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(node.runners().is_empty());
+    assert_eq!(node.runner_processes(), 0);
+}
+
 #[test]
 fn bad_input_is_named() {
     let node = Node::new(1, false);

@@ -97,11 +97,13 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// What is in a work directory but its lock file, which stays.
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|e| {
             e.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".lock")
                 .collect()
         })
         .unwrap_or_default();
@@ -171,6 +173,41 @@ async fn the_runner_gets_the_documented_command_line_and_a_minimal_environment()
         );
     }
     p.delete("mf-cmd-1").await.unwrap();
+}
+
+/// As root, with `runner_user`: the runner (and so its jobs) runs as that user, in a root it
+/// owns, so it cannot read mayfly's environment. As another user, `runner_user` is refused.
+#[tokio::test]
+async fn runners_run_as_the_runner_user() {
+    use std::os::unix::fs::MetadataExt;
+    let host = Host::new(SLEEPER);
+    let nobody = process::account("nobody").expect("a nobody account");
+    let config = LocalConfig {
+        runner_user: Some("nobody".into()),
+        ..host.config(1)
+    };
+    if !rustix::process::geteuid().is_root() {
+        let e = Local::new(config).await.unwrap_err();
+        assert!(e.to_string().contains("needs mayfly to run as root"), "{e}");
+        return;
+    }
+    // The way to the roots must be open to the user.
+    std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = Local::new(config).await.unwrap();
+    p.create(&request("mf-user", "mf")).await.unwrap();
+    let root = host.work_dir().join("mf-user");
+    until("the runner", || {
+        std::fs::read_to_string(root.join("env")).is_ok_and(|e| e.contains(process::MARKER))
+    })
+    .await;
+    let meta = std::fs::metadata(root.join("args")).unwrap();
+    assert_eq!(meta.uid(), nobody.uid, "written by the runner as nobody");
+    let env = std::fs::read_to_string(root.join("env")).unwrap();
+    assert!(env.lines().any(|l| l == "USER=nobody"), "{env}");
+    assert!(!env.contains("RUNNER_ALLOW_RUNASROOT"), "{env}");
+    p.delete("mf-user").await.unwrap();
+    let left = entries(&host.work_dir());
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test]

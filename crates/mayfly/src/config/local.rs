@@ -35,6 +35,7 @@ pub fn problems(
             ("docker_image", p.docker_image.is_some()),
             ("runner_env", !p.runner_env.is_empty()),
             ("stop_timeout", p.stop_timeout.is_some()),
+            ("runner_user", p.runner_user.is_some()),
         ];
         for (k, _) in set.iter().filter(|(_, on)| *on) {
             problem(
@@ -79,6 +80,17 @@ pub fn problems(
         }
     }
     let docker = p.docker == Some(true);
+    if let Some(u) = &p.runner_user {
+        if docker {
+            problem(
+                key("runner_user"),
+                "a container runs as its image's user",
+                Some("leave runner_user out with docker = true"),
+            );
+        } else if u.is_empty() || u.contains(['/', ':', ' ']) {
+            problem(key("runner_user"), "not a user name", None);
+        }
+    }
     if docker {
         match &p.docker_image {
             None => problem(
@@ -196,6 +208,7 @@ impl Config {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        c.runner_user = p.runner_user.clone();
         if let Some(t) = p.stop_timeout {
             c.stop_timeout_ms = u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX);
         }

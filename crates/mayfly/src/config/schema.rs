@@ -372,6 +372,10 @@ pub struct Provider {
     /// local: how long a runner being removed gets between SIGTERM and SIGKILL (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<HumanDuration>,
+    /// local: run the runners (and so the jobs) as this user, so that no job can read mayfly's
+    /// environment or memory; mayfly must then run as root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_user: Option<String>,
 }
 
 /// `[providers.<name>.scaling]` of an aws-asg provider.
@@ -446,6 +450,7 @@ impl Provider {
             docker_image: None,
             runner_env: BTreeMap::new(),
             stop_timeout: None,
+            runner_user: None,
         }
     }
 }

@@ -133,7 +133,7 @@ fn bad_duration_names_the_key() {
     let msg = error(&format!("[deadlines]\nidle = \"soon\"\n{MINIMAL}"));
     assert_eq!(
         msg,
-        "mayfly.toml:2:8: deadlines.idle: expected a duration like \"90s\", \"3m\" or \"1h30m\""
+        "mayfly.toml:2:8: deadlines.idle: expected a duration like \"90s\", \"3m\", \"1h30m\" or \"10d\""
     );
     let zero = error(&format!("[intervals]\nreconcile = \"0s\"\n{MINIMAL}"));
     assert_eq!(

@@ -27,12 +27,18 @@ pub fn exclusive(dir: &NodeDir, within: Duration) -> anyhow::Result<Option<std::
     if let Some(parent) = dir.lock().parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.lock())
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.lock().display()))?;
+    // Read-only when it exists: a lock needs no write access, and the file belongs to the
+    // node's user while prune may run as root.
+    let file = match std::fs::File::open(dir.lock()) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.lock())
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.lock().display()))?,
+        Err(e) => return Err(anyhow::anyhow!("cannot open {}: {e}", dir.lock().display())),
+    };
     let deadline = Instant::now() + within;
     let mut said = false;
     loop {

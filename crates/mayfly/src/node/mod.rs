@@ -289,6 +289,26 @@ async fn command(
                 );
                 return Ok(ExitCode::from(crate::exit::EXIT_CONFIG));
             }
+            // As root, the runners run as the node's user; otherwise the slot must be that user.
+            let run_as = if identity::effective_uid()? == 0 {
+                (settings.user != "root")
+                    .then(|| mayfly_provider::local::process::account(&settings.user))
+                    .transpose()
+                    .with_context(|| format!("the node's user {}", settings.user))?
+            } else {
+                let me = identity::lookup(&identity::effective_uid()?.to_string()).await?;
+                if me.name != settings.user && !settings.docker {
+                    anyhow::bail!(
+                        "slot {}: runs as {}, but the node's runners run as {}: run it as root \
+                         (its unit does) or as {}",
+                        s.n,
+                        me.name,
+                        settings.user,
+                        settings.user
+                    );
+                }
+                None
+            };
             let forge = github(&config, &settings)?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
@@ -301,6 +321,7 @@ async fn command(
                 .flatten()
                 .unwrap_or_default();
             let slot = slot::Slot {
+                run_as: if settings.docker { None } else { run_as },
                 dir,
                 n: s.n,
                 docker: settings.docker.then(docker),

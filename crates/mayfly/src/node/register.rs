@@ -108,6 +108,10 @@ impl Register<'_> {
             owned_dir(&self.dir.path().join(sub), self.owner)?;
         }
         std::fs::create_dir_all(self.dir.path().join("hooks"))?;
+        if !self.dir.lock().exists() {
+            std::fs::write(self.dir.lock(), b"")?;
+        }
+        own(&self.dir.lock(), self.owner)?;
         owned_dir(&s.work_dir, self.owner)?;
         for n in 1..=s.slots {
             let root = s.root(n);

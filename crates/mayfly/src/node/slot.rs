@@ -29,6 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const CONSOLE: &str = "console.log";
 
 pub struct Slot {
+    /// The user the runners run as, when the slot runs as root and they are not to.
+    pub run_as: Option<process::RunAs>,
     pub dir: NodeDir,
     pub n: u32,
     pub settings: Settings,
@@ -117,6 +119,9 @@ impl Slot {
                     self.settings.runner_dir.display()
                 )
             })?;
+            if let Some(user) = &self.run_as {
+                process::give(&root, user)?;
+            }
         }
         Ok(())
     }
@@ -287,6 +292,7 @@ impl Slot {
                     cwd: root.clone(),
                     env: process::environment(&self.env(), &process::marker_of(&root)),
                     log: console,
+                    run_as: self.run_as.clone(),
                 };
                 let (mut child, proc) = process::spawn(&cmd)?;
                 tokio::spawn(async move {

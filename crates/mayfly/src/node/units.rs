@@ -70,8 +70,8 @@ pub fn slot_template(
          \n\
          [Service]\n\
          Type=exec\n\
-         User={user}\n\
-         Group={group}\n\
+         # The slot runs as root, holding the credential; its runners and their jobs run as\n\
+         # {user}:{group}, who cannot read the slot's environment or memory.\n\
          EnvironmentFile=-{env_file}\n\
          ExecStart={exec}\n\
          Restart=always\n\
@@ -207,7 +207,6 @@ mod tests {
         .unwrap();
         for line in [
             "ExecStart=/usr/local/bin/mayfly -c /etc/mayfly/mayfly.toml node --dir /var/lib/mayfly/node slot %i",
-            "User=runner",
             "EnvironmentFile=-/etc/mayfly/mayfly-node.env",
             "Restart=always",
             "KillMode=mixed",

@@ -29,6 +29,9 @@ pub struct LocalConfig {
     /// Variables every runner gets besides a minimal environment (PATH, HOME, USER, LANG):
     /// runners never inherit mayfly's own environment, which holds its tokens.
     pub env: Vec<(String, String)>,
+    /// Run runners (and so jobs) as this user, not as mayfly's: a job of the same user could
+    /// read mayfly's environment and memory. Needs mayfly to run as root.
+    pub runner_user: Option<String>,
 }
 
 impl LocalConfig {
@@ -43,6 +46,7 @@ impl LocalConfig {
             docker_binary: "docker".into(),
             stop_timeout_ms: 10_000,
             env: Vec::new(),
+            runner_user: None,
         }
     }
 
@@ -92,6 +96,12 @@ impl LocalConfig {
                 Some(_) => {}
             }
         }
+        if self.docker && self.runner_user.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "runner_user",
+                reason: "a container runs as its image's user; leave runner_user out".into(),
+            });
+        }
         for (name, _) in &self.env {
             let ok = name
                 .chars()
@@ -121,6 +131,8 @@ pub enum ConfigError {
     WorkDir(String),
     #[error("local: docker = true, but the Docker daemon does not answer: {0}")]
     NoDocker(String),
+    #[error("local: runner_user: {0}")]
+    RunnerUser(String),
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub fn billing() -> Billing {
 pub struct Local {
     config: LocalConfig,
     docker: Option<Docker>,
+    /// The user runners run as, when not mayfly's own.
+    run_as: Option<process::RunAs>,
     /// Creates one at a time: the slot count and the name check must not race.
     creating: tokio::sync::Mutex<()>,
 }
@@ -143,17 +145,38 @@ impl Local {
                 .map_err(|e| ConfigError::NoDocker(e.to_string()))?;
             Some(d)
         } else {
-            if rustix::process::geteuid().is_root() {
-                warn!(
-                    "local provider: mayfly runs as root, so its runners and their jobs do too; \
-                     run mayfly as an unprivileged user"
-                );
-            }
             None
         };
+        let root = rustix::process::geteuid().is_root();
+        let run_as = match &config.runner_user {
+            Some(_) if !root => {
+                return Err(ConfigError::RunnerUser(
+                    "starting runners as another user needs mayfly to run as root".into(),
+                ));
+            }
+            Some(name) => {
+                Some(process::account(name).map_err(|e| ConfigError::RunnerUser(e.to_string()))?)
+            }
+            None => None,
+        };
+        if docker.is_none() && run_as.is_none() {
+            if root {
+                warn!(
+                    "local provider: runners and their jobs run as root; set runner_user to run \
+                     them as an unprivileged user"
+                );
+            } else {
+                warn!(
+                    "local provider: runners run as mayfly's own user, so their jobs could read \
+                     mayfly's environment and files (its tokens); for jobs you do not trust, run \
+                     mayfly as root with runner_user"
+                );
+            }
+        }
         let local = Local {
             config,
             docker,
+            run_as,
             creating: tokio::sync::Mutex::new(()),
         };
         local.sweep().await;
@@ -406,6 +429,7 @@ impl Local {
                     cwd: root.to_path_buf(),
                     env: process::environment(&self.config.env, &process::marker_of(root)),
                     log: root.join(CONSOLE_LOG),
+                    run_as: self.run_as.clone(),
                 };
                 let (mut child, proc) = process::spawn(&cmd).map_err(|e| Error::Invalid {
                     message: format!("cannot start {}: {e}", cmd.program.display()),
@@ -468,7 +492,10 @@ impl Provider for Local {
         let made = if self.docker.is_some() {
             std::fs::create_dir(&staging)
         } else {
-            layout::prepare(&self.config.runner_dir, &staging)
+            layout::prepare(&self.config.runner_dir, &staging).and_then(|()| match &self.run_as {
+                Some(user) => process::give(&staging, user),
+                None => Ok(()),
+            })
         }
         .and_then(|()| record::write(&staging, &rec))
         .and_then(|()| std::fs::rename(&staging, &root));

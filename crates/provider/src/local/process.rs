@@ -125,6 +125,52 @@ pub fn environment(extra: &[(String, String)], marker: &str) -> Vec<(String, Str
     env
 }
 
+/// Another user a runner runs as, so that its jobs cannot read the environment or memory of
+/// the mayfly process that holds the tokens (a process of the same user could).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// The account `name`, from `getent passwd` (local files or a directory service).
+pub fn account(name: &str) -> std::io::Result<RunAs> {
+    let out = std::process::Command::new("getent")
+        .args(["passwd", name])
+        .output()?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = line.trim_end().split(':').collect();
+    let parsed = (f.len() >= 7 && out.status.success())
+        .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .flatten();
+    match parsed {
+        Some((uid, gid)) => Ok(RunAs {
+            name: f[0].to_string(),
+            uid,
+            gid,
+            home: PathBuf::from(f[5]),
+        }),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no user {name:?} on this host"),
+        )),
+    }
+}
+
+/// Gives `path` to `user`: a runner root and its top-level files (the scripts the runner
+/// rewrites), not the hard-linked binaries below, which stay as installed.
+pub fn give(path: &Path, user: &RunAs) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
+    for e in std::fs::read_dir(path)?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            std::os::unix::fs::chown(e.path(), Some(user.uid), Some(user.gid))?;
+        }
+    }
+    Ok(())
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct Command {
@@ -134,6 +180,49 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     /// Where the process's stdout and stderr go (appended).
     pub log: PathBuf,
+    /// Started as this user (through `setpriv`, which needs root); `None`: as mayfly's.
+    pub run_as: Option<RunAs>,
+}
+
+impl Command {
+    /// The program and arguments as executed: behind `setpriv` when run as another user
+    /// (`--init-groups` gives the user's groups, such as docker's).
+    pub fn argv(&self) -> (PathBuf, Vec<String>) {
+        match &self.run_as {
+            None => (self.program.clone(), self.args.clone()),
+            Some(u) => {
+                let mut args = vec![
+                    format!("--reuid={}", u.uid),
+                    format!("--regid={}", u.gid),
+                    "--init-groups".to_string(),
+                    "--".to_string(),
+                    self.program.display().to_string(),
+                ];
+                args.extend(self.args.iter().cloned());
+                (PathBuf::from("setpriv"), args)
+            }
+        }
+    }
+
+    /// The environment as started: the user's HOME, USER and LOGNAME when run as another.
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if let Some(u) = &self.run_as {
+            env.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "HOME" | "USER" | "LOGNAME" | "RUNNER_ALLOW_RUNASROOT"
+                )
+            });
+            env.push(("HOME".into(), u.home.display().to_string()));
+            env.push(("USER".into(), u.name.clone()));
+            env.push(("LOGNAME".into(), u.name.clone()));
+            if u.uid == 0 {
+                env.push(("RUNNER_ALLOW_RUNASROOT".into(), "1".into()));
+            }
+        }
+        env
+    }
 }
 
 /// Starts `cmd` as the leader of a new process group; the child handle (to reap it) and the
@@ -143,11 +232,13 @@ pub fn spawn(cmd: &Command) -> std::io::Result<(tokio::process::Child, Proc)> {
         .create(true)
         .append(true)
         .open(&cmd.log)?;
-    let child = tokio::process::Command::new(&cmd.program)
-        .args(&cmd.args)
+    let (program, args) = cmd.argv();
+    let env = cmd.environment();
+    let child = tokio::process::Command::new(&program)
+        .args(&args)
         .current_dir(&cmd.cwd)
         .env_clear()
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -242,6 +333,39 @@ mod tests {
     }
 
     #[test]
+    fn another_user_s_runner_starts_behind_setpriv_with_that_user_s_home() {
+        let mut cmd = Command {
+            program: "/srv/root/run.sh".into(),
+            args: vec!["--jitconfig".into(), "J".into()],
+            cwd: "/srv/root".into(),
+            env: vec![
+                ("HOME".into(), "/root".into()),
+                ("PATH".into(), "/usr/bin".into()),
+            ],
+            log: "/srv/root/runner.log".into(),
+            run_as: None,
+        };
+        assert_eq!(cmd.argv().0, PathBuf::from("/srv/root/run.sh"));
+        cmd.run_as = Some(RunAs {
+            name: "ci".into(),
+            uid: 1001,
+            gid: 1002,
+            home: "/home/ci".into(),
+        });
+        let (program, args) = cmd.argv();
+        assert_eq!(program, PathBuf::from("setpriv"));
+        assert_eq!(
+            args.join(" "),
+            "--reuid=1001 --regid=1002 --init-groups -- /srv/root/run.sh --jitconfig J"
+        );
+        let env = cmd.environment();
+        assert!(env.contains(&("HOME".into(), "/home/ci".into())));
+        assert!(!env.contains(&("HOME".into(), "/root".into())));
+        assert_eq!(account("root").unwrap().uid, 0);
+        assert!(account("no-such-user-mayfly").is_err());
+    }
+
+    #[test]
     fn this_process_is_alive_and_a_different_start_time_is_not() {
         let me = recorded(std::process::id()).unwrap();
         assert!(alive(&me));
@@ -261,6 +385,7 @@ mod tests {
             cwd: dir.path().into(),
             env: environment(&[], &marker),
             log: dir.path().join("log"),
+            run_as: None,
         };
         let (mut child, leader) = spawn(&cmd).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
