@@ -215,6 +215,19 @@ impl Config {
         Ok(c)
     }
 
+    /// The machine type of a local pool's instances: a process, or a container.
+    pub(super) fn local_type(&self, pool: &PoolConfig) -> &'static str {
+        let docker = self
+            .providers
+            .get(&pool.provider)
+            .is_some_and(|p| p.docker == Some(true));
+        if docker {
+            mayfly_provider::local::CONTAINER
+        } else {
+            mayfly_provider::local::PROCESS
+        }
+    }
+
     /// A pool on a local provider never plans more machines than the host has slots.
     pub(super) fn slots_of(&self, pool: &PoolConfig) -> Option<u32> {
         self.providers

@@ -230,6 +230,14 @@ impl Config {
                     let mut pool = p.to_pool();
                     if let Some(slots) = self.slots_of(p) {
                         pool.max = Some(pool.max.map_or(slots, |m| m.min(slots)));
+                        // What the local provider places such a pool on, named for `estimate`
+                        // and the `type-`/`in-` labels: a process (or container) here.
+                        if pool.spec.types.is_empty() {
+                            pool.spec.types = vec![self.local_type(p).into()];
+                        }
+                        if pool.spec.locations.is_empty() {
+                            pool.spec.locations = vec![mayfly_provider::local::LOCATION.into()];
+                        }
                     }
                     pool
                 })
