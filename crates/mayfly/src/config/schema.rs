@@ -113,6 +113,12 @@ pub struct NodeConfig {
     pub prune_timer: bool,
     /// How long the timer's prune waits for the jobs running on the host to finish.
     pub prune_wait: HumanDuration,
+    /// Doctor warns when the work directory's file system has less free than this (GiB, and
+    /// percent of blocks or inodes), and fails below the `fail` values.
+    pub disk_warn_gib: f64,
+    pub disk_fail_gib: f64,
+    pub disk_warn_percent: f64,
+    pub disk_fail_percent: f64,
 }
 
 impl Default for NodeConfig {
@@ -133,6 +139,10 @@ impl Default for NodeConfig {
             prune_older_than: HumanDuration::secs(10 * 86_400),
             prune_timer: false,
             prune_wait: HumanDuration::secs(3600),
+            disk_warn_gib: 10.0,
+            disk_fail_gib: 1.0,
+            disk_warn_percent: 10.0,
+            disk_fail_percent: 2.0,
         }
     }
 }

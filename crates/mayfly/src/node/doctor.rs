@@ -16,11 +16,27 @@ use std::path::Path;
 /// The runner refuses a token exchange past five minutes of skew: fail there, warn well before.
 pub const SKEW_FAIL_MS: i64 = 5 * 60 * 1000;
 pub const SKEW_WARN_MS: i64 = 60 * 1000;
-/// Disk and inode thresholds of the work directory.
-const DISK_FAIL_BYTES: u64 = 1 << 30;
-const DISK_WARN_BYTES: u64 = 10 << 30;
-const FREE_FAIL: f64 = 0.02;
-const FREE_WARN: f64 = 0.10;
+/// The free space below which doctor warns and fails (`[node] disk_*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiskLimits {
+    pub warn_bytes: u64,
+    pub fail_bytes: u64,
+    /// Shares of blocks and of inodes, 0 to 1.
+    pub warn_share: f64,
+    pub fail_share: f64,
+}
+
+impl DiskLimits {
+    pub fn of(n: &crate::config::NodeConfig) -> DiskLimits {
+        let gib = |g: f64| (g.max(0.0) * (1u64 << 30) as f64) as u64;
+        DiskLimits {
+            warn_bytes: gib(n.disk_warn_gib),
+            fail_bytes: gib(n.disk_fail_gib),
+            warn_share: n.disk_warn_percent / 100.0,
+            fail_share: n.disk_fail_percent / 100.0,
+        }
+    }
+}
 /// A credential that ends within this is worth a warning.
 const EXPIRY_WARN_MS: i64 = 7 * 86_400_000;
 
@@ -85,10 +101,10 @@ pub fn skew_status(skew_ms: i64) -> Status {
 }
 
 /// The disk check for free bytes and shares of free blocks and inodes.
-pub fn disk_status(free_bytes: u64, free_share: f64, inode_share: f64) -> Status {
-    if free_bytes < DISK_FAIL_BYTES || free_share < FREE_FAIL || inode_share < FREE_FAIL {
+pub fn disk_status(l: &DiskLimits, free_bytes: u64, free_share: f64, inode_share: f64) -> Status {
+    if free_bytes < l.fail_bytes || free_share < l.fail_share || inode_share < l.fail_share {
         Status::Fail
-    } else if free_bytes < DISK_WARN_BYTES || free_share < FREE_WARN || inode_share < FREE_WARN {
+    } else if free_bytes < l.warn_bytes || free_share < l.warn_share || inode_share < l.warn_share {
         Status::Warn
     } else {
         Status::Ok
@@ -111,7 +127,7 @@ fn existing(p: &Path) -> &Path {
     at
 }
 
-fn disk(checks: &mut Checks, dir: &Path) {
+fn disk(checks: &mut Checks, dir: &Path, limits: &DiskLimits) {
     let at = existing(dir);
     match rustix::fs::statvfs(at) {
         Ok(v) => {
@@ -125,7 +141,7 @@ fn disk(checks: &mut Checks, dir: &Path) {
             };
             let blocks = share(v.f_bavail, v.f_blocks);
             let inodes = share(v.f_favail, v.f_files);
-            let status = disk_status(free, blocks, inodes);
+            let status = disk_status(limits, free, blocks, inodes);
             checks.add(
                 status,
                 "disk",
@@ -165,6 +181,7 @@ pub async fn checks(
     forge: Result<&dyn NodeForge, String>,
     systemd: &Systemd,
     docker: &Docker,
+    limits: &DiskLimits,
 ) -> Checks {
     let mut c = Checks::default();
     let Some(s) = settings else {
@@ -174,7 +191,7 @@ pub async fn checks(
             format!("not registered: no {}", dir.settings().display()),
             Some("mayfly node register"),
         );
-        disk(&mut c, dir.path());
+        disk(&mut c, dir.path(), limits);
         return c;
     };
     c.add(
@@ -460,7 +477,7 @@ pub async fn checks(
             (!active).then_some("mayfly node register --prune-timer"),
         );
     }
-    disk(&mut c, &s.work_dir);
+    disk(&mut c, &s.work_dir, limits);
     c
 }
 
@@ -477,10 +494,11 @@ mod tests {
 
     #[test]
     fn disk_thresholds() {
-        assert_eq!(disk_status(100 << 30, 0.5, 0.5), Status::Ok);
-        assert_eq!(disk_status(5 << 30, 0.5, 0.5), Status::Warn);
-        assert_eq!(disk_status(100 << 30, 0.5, 0.05), Status::Warn);
-        assert_eq!(disk_status(100 << 20, 0.5, 0.5), Status::Fail);
-        assert_eq!(disk_status(100 << 30, 0.01, 0.5), Status::Fail);
+        let l = DiskLimits::of(&crate::config::NodeConfig::default());
+        assert_eq!(disk_status(&l, 100 << 30, 0.5, 0.5), Status::Ok);
+        assert_eq!(disk_status(&l, 5 << 30, 0.5, 0.5), Status::Warn);
+        assert_eq!(disk_status(&l, 100 << 30, 0.5, 0.05), Status::Warn);
+        assert_eq!(disk_status(&l, 100 << 20, 0.5, 0.5), Status::Fail);
+        assert_eq!(disk_status(&l, 100 << 30, 0.01, 0.5), Status::Fail);
     }
 }

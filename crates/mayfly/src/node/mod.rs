@@ -518,7 +518,17 @@ async fn doctor(
         .as_ref()
         .map(|f| f as &dyn NodeForge)
         .map_err(Clone::clone);
-    let checks = doctor::checks(&dir, settings.as_ref(), forge_ref, systemd, &docker()).await;
+    let limits =
+        doctor::DiskLimits::of(&config.as_ref().map(|c| c.node.clone()).unwrap_or_default());
+    let checks = doctor::checks(
+        &dir,
+        settings.as_ref(),
+        forge_ref,
+        systemd,
+        &docker(),
+        &limits,
+    )
+    .await;
     let worst = checks.worst();
     let state_file = dir.diagnostic();
     let mut run = Run::new("doctor", args.debug);

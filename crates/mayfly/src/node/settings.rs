@@ -182,6 +182,20 @@ pub fn problems(n: &NodeConfig) -> Vec<(String, String, Option<String>)> {
     {
         problem("user", "not a user name".into(), None);
     }
+    for (k, v) in [
+        ("disk_warn_gib", n.disk_warn_gib),
+        ("disk_fail_gib", n.disk_fail_gib),
+        ("disk_warn_percent", n.disk_warn_percent),
+        ("disk_fail_percent", n.disk_fail_percent),
+    ] {
+        if !(v.is_finite() && v >= 0.0) || (k.ends_with("percent") && v > 100.0) {
+            problem(
+                k,
+                "must be a number from 0 (100 at most for a percent)".into(),
+                None,
+            );
+        }
+    }
     out
 }
 
