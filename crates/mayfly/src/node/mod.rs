@@ -217,7 +217,13 @@ async fn command(
             let dir = node_dir(&args, config.as_ref())?;
             let settings = registered(&dir)?;
             let mut run = Run::new("prune", args.debug);
-            let outcome = prune::prune(&dir, &settings, p, &docker(), &mut run).await;
+            // Only Docker-backed slots need GitHub here (is a slot's runner busy?).
+            let forge = match (&config, settings.docker) {
+                (Some(c), true) => github(c, &settings).ok(),
+                _ => None,
+            };
+            let forge_ref = forge.as_ref().map(|f| f as &dyn NodeForge);
+            let outcome = prune::prune(&dir, &settings, p, &docker(), forge_ref, &mut run).await;
             let verb = if p.dry_run { "would remove" } else { "removed" };
             match outcome {
                 Ok(done) => {
@@ -278,9 +284,13 @@ async fn command(
                 Err(e) => return Ok(crate::exit::invalid_config(&e)),
             };
             let dir = node_dir(&args, Some(&config))?;
-            let Ok(settings) = registered(&dir) else {
-                eprintln!("mayfly: {}", registered(&dir).unwrap_err());
-                return Ok(ExitCode::from(crate::exit::EXIT_CONFIG));
+            let settings = match registered(&dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Not registered: restarting cannot help (the unit stops on exit code 2).
+                    eprintln!("mayfly: {e:#}");
+                    return Ok(ExitCode::from(crate::exit::EXIT_CONFIG));
+                }
             };
             if s.n == 0 || s.n > settings.slots {
                 eprintln!(

@@ -10,6 +10,7 @@
 
 use super::diagnostic::Run;
 use super::files::{self, JobMarker, NodeDir, SlotState, now_ms};
+use super::forge::NodeForge;
 use super::hook;
 use super::settings::Settings;
 use super::slot::NODE_LABEL;
@@ -190,6 +191,48 @@ fn leftover(
             .any(|k| is_runner_key(k) && !live.contains(&k.to_ascii_lowercase()))
 }
 
+/// The jobs running in the slots' containers: their hooks run inside the container and
+/// cannot reach the node directory, so the forge is asked whether each slot's runner is busy.
+/// Without an answer, a job is assumed: prune never guesses in the jobs' favour of removal.
+pub async fn busy_containers(
+    dir: &NodeDir,
+    settings: &Settings,
+    forge: Option<&dyn NodeForge>,
+) -> Vec<Running> {
+    let mut running = Vec::new();
+    for n in 1..=settings.slots {
+        let Some(r) = files::read::<SlotState>(&dir.slot_state(n))
+            .ok()
+            .flatten()
+            .and_then(|s| s.runner)
+        else {
+            continue;
+        };
+        let busy = match forge {
+            Some(f) => !matches!(
+                f.runner(r.id).await,
+                Ok(None) | Ok(Some(super::forge::Runner { busy: false, .. }))
+            ),
+            None => true,
+        };
+        if busy {
+            running.push(Running {
+                slot: n,
+                job: JobMarker {
+                    slot: n,
+                    repository: "?".into(),
+                    run_id: "?".into(),
+                    job: format!("a job (runner {} is busy, or GitHub cannot tell)", r.name),
+                    runner: r.name.clone(),
+                    started_ms: r.started_ms,
+                    finished_ms: None,
+                },
+            });
+        }
+    }
+    running
+}
+
 /// The jobs running on the host, from the hooks' markers whose runner still runs; stale
 /// markers (their runner is gone) are removed.
 pub fn running_jobs(dir: &NodeDir, settings: &Settings, run: &mut Run) -> Vec<Running> {
@@ -272,6 +315,7 @@ pub async fn prune(
     settings: &Settings,
     args: &PruneArgs,
     docker: &Docker,
+    forge: Option<&dyn NodeForge>,
     run: &mut Run,
 ) -> anyhow::Result<Reclaimed> {
     let older_than = args
@@ -290,7 +334,10 @@ pub async fn prune(
         let Some(lock) = hook::exclusive(dir, left)? else {
             anyhow::bail!("a job is starting on this host (the node's lock is held): not pruning");
         };
-        let running = running_jobs(dir, settings, run);
+        let mut running = running_jobs(dir, settings, run);
+        if settings.docker {
+            running.extend(busy_containers(dir, settings, forge).await);
+        }
         if running.is_empty() {
             break lock;
         }
@@ -499,6 +546,97 @@ mod tests {
         assert_eq!(reclaimed_bytes("Total reclaimed space: 0B"), 0);
         assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
         assert!(is_runner_key("3fa2c1") && !is_runner_key("mayfly") && !is_runner_key("3fa2c"));
+    }
+
+    /// A forge whose only runner (7) is busy or not.
+    struct OneRunner(bool);
+
+    #[async_trait::async_trait]
+    impl NodeForge for OneRunner {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn scope(&self) -> String {
+            "test".into()
+        }
+        async fn register(
+            &self,
+            _: &str,
+            _: &[String],
+        ) -> Result<(u64, mayfly_core::Secret), super::super::forge::ForgeError> {
+            unreachable!()
+        }
+        async fn runner(
+            &self,
+            id: u64,
+        ) -> Result<Option<super::super::forge::Runner>, super::super::forge::ForgeError> {
+            Ok((id == 7).then(|| super::super::forge::Runner {
+                id,
+                name: "ci-1-1".into(),
+                online: true,
+                busy: self.0,
+            }))
+        }
+        async fn runners_named(
+            &self,
+            _: &str,
+        ) -> Result<Vec<super::super::forge::Runner>, super::super::forge::ForgeError> {
+            Ok(Vec::new())
+        }
+        async fn remove(&self, _: u64) -> Result<(), super::super::forge::ForgeError> {
+            Ok(())
+        }
+        async fn probe(
+            &self,
+        ) -> Result<mayfly_forge::github::Probe, super::super::forge::ForgeError> {
+            unreachable!()
+        }
+        fn runner_command(&self, _: &Path, _: &mayfly_core::Secret) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_container_slot_stops_prune_and_so_does_not_knowing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = NodeDir(tmp.path().to_path_buf());
+        let settings: Settings = serde_json::from_value(serde_json::json!({
+            "forge": "github", "name": "ci", "scope": {"kind": "organization", "name": "acme"},
+            "labels": ["self-hosted"], "runner_group": null, "slots": 1,
+            "runner_dir": "/home/runner", "work_dir": tmp.path().join("slots"), "user": "root",
+            "docker": true, "docker_image": "img", "stop_timeout_secs": 60,
+            "prune_older_than_secs": 60, "prune_timer": false, "prune_wait_secs": 60,
+            "config_file": null, "mayfly": "/usr/bin/mayfly"
+        }))
+        .unwrap();
+        let state = SlotState {
+            slot: 1,
+            runner: Some(files::RunnerRun {
+                id: 7,
+                name: "ci-1-1".into(),
+                process: None,
+                container: Some("mayfly-node-ci-1".into()),
+                started_ms: 1,
+            }),
+            ..SlotState::default()
+        };
+        files::write(&dir.slot_state(1), &state).unwrap();
+        assert_eq!(
+            busy_containers(&dir, &settings, Some(&OneRunner(true)))
+                .await
+                .len(),
+            1
+        );
+        assert!(
+            busy_containers(&dir, &settings, Some(&OneRunner(false)))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            busy_containers(&dir, &settings, None).await.len(),
+            1,
+            "unknown: assumed busy"
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// How often a running runner is looked at.
+/// How often a running runner is looked at: its process in /proc, or (less often, a CLI call
+/// each time) its container.
 const TICK: Duration = Duration::from_millis(500);
+const CONTAINER_TICK: Duration = Duration::from_secs(5);
 /// Grace between SIGTERM and SIGKILL for an idle runner.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A runner that exits sooner than this without a job counts as a quick exit: the slot backs
@@ -202,7 +204,12 @@ impl Slot {
                 }
             }
             let mut stop = self.stop.clone();
-            pause(&mut stop, TICK).await;
+            let tick = if self.docker.is_some() {
+                CONTAINER_TICK
+            } else {
+                TICK
+            };
+            pause(&mut stop, tick).await;
         }
         self.finish(&run, stopped).await;
     }
