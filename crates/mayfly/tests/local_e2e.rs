@@ -185,6 +185,22 @@ labels = ["self-hosted", "linux", "x64"]
         );
     }
 
+    /// The numbers of a run, printed for the report (`--no-capture` shows them).
+    fn report(&self, jobs: usize, started: Instant) {
+        let stats = self.sim.stats();
+        let github = stats["api_calls"]["github"].as_f64().unwrap_or(0.0);
+        let w = &stats["jobs"]["wait_secs"];
+        println!(
+            "{}: {jobs} jobs in {:.1}s; GitHub calls {github} ({:.2}/job); queue wait p50 {}s p95 {}s max {}s",
+            self.name,
+            started.elapsed().as_secs_f64(),
+            github / jobs.max(1) as f64,
+            w["p50"],
+            w["p95"],
+            w["max"],
+        );
+    }
+
     /// Each job completed with success on a runner of its own: every instance root ever seen
     /// was made for one job, no job had two, none went without.
     fn assert_one_runner_per_job(&self, n: usize) {
@@ -292,19 +308,18 @@ fn steady_trace(n: usize, every: u64) -> String {
 
 #[test]
 fn a_steady_trace_runs_one_process_per_job_and_leaves_nothing() {
+    let started = Instant::now();
     let mut w = World::new("local-steady", 3);
     let n = 8;
     w.sim.post("trace", &json!({ "text": steady_trace(n, 2) }));
     w.settle(n, Duration::from_secs(120));
     w.assert_one_runner_per_job(n);
-    println!(
-        "local-steady: {n} jobs, {} roots",
-        w.seen.lock().unwrap().len()
-    );
+    w.report(n, started);
 }
 
 #[test]
 fn a_burst_on_four_slots_is_served_and_nothing_is_left() {
+    let started = Instant::now();
     let mut w = World::new("local-burst", 4);
     let n = w.sim.enqueue("acme/app", X64, 2.0, 4, 4).len();
     assert_eq!(n, 16);
@@ -320,11 +335,13 @@ fn a_burst_on_four_slots_is_served_and_nothing_is_left() {
     w.assert_one_runner_per_job(n);
     let peak = *peak.lock().unwrap();
     assert!(peak <= 4, "{peak} runner roots at once on 4 slots");
-    println!("local-burst: {n} jobs, peak {peak} roots");
+    println!("local-burst: peak {peak} runner roots at once");
+    w.report(n, started);
 }
 
 #[test]
 fn kill_9_mid_burst_and_a_restart_serve_every_job_once_and_leave_nothing() {
+    let started = Instant::now();
     let mut w = World::new("local-chaos", 4);
     let n = w.sim.enqueue("acme/app", X64, 3.0, 4, 4).len();
     for at in [2, 9] {
@@ -340,4 +357,5 @@ fn kill_9_mid_burst_and_a_restart_serve_every_job_once_and_leave_nothing() {
     }
     w.settle(n, Duration::from_secs(180));
     w.assert_one_runner_per_job(n);
+    w.report(n, started);
 }
