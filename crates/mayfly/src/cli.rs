@@ -12,9 +12,9 @@ const LONG_ABOUT: &str = "\
 Autoscales single-use (ephemeral) self-hosted CI runners.
 
 mayfly watches GitHub Actions for queued jobs, creates one machine per job on a provider \
-(Hetzner Cloud, or AWS: EC2 instances, ECS/Fargate tasks, an Auto Scaling group), lets the \
-job's runner register, run that one job \
-and power off, then deletes the machine. Pools in the config file say which job labels go \
+(Hetzner Cloud; AWS: EC2 instances, ECS/Fargate tasks, an Auto Scaling group; or this host: \
+runner processes or containers), lets the job's runner register, run that one job \
+and power off, then deletes the machine. `mayfly node` makes a host a runner node of its own. Pools in the config file say which job labels go \
 where, on which machine types, images and locations, with what limits and standby.
 
 Configuration comes from, highest precedence first: command-line flags, environment variables \
@@ -97,6 +97,8 @@ pub enum Command {
     Service(crate::service::ServiceArgs),
     /// Run the controller on a Hetzner server of its own: deploy, status, logs, upgrade, delete
     Cloud(crate::cloud::CloudArgs),
+    /// Make this host a runner node for GitHub Actions: register, deregister, doctor, prune
+    Node(crate::node::NodeArgs),
     /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),
@@ -107,6 +109,14 @@ pub enum SimCommand {
     /// Serve both fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
     /// The first line of output is JSON with the addresses, for scripts
     Serve(Box<crate::sim_cmd::ServeArgs>),
+    /// A stand-in for the GitHub Actions runner's listener (`Runner.Listener run`), for the
+    /// simulator: run from a runner directory's run.sh (see install-runner), it takes
+    /// `--jitconfig`, writes .runner, .credentials and .credentials_rsaparams into the working
+    /// directory, takes one job from the fake GitHub and exits with the listener's codes
+    Runner(crate::sim_cmd::RunnerArgs),
+    /// Write a runner directory (DIR/run.sh) whose listener is `mayfly sim runner`: a runner_dir
+    /// for the local provider and `mayfly node` against the simulator
+    InstallRunner(crate::sim_cmd::InstallRunnerArgs),
 }
 
 #[derive(Debug, Subcommand)]

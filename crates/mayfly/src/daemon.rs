@@ -316,6 +316,12 @@ async fn build_provider(
             let ecs = mayfly_provider_aws::ecs::Ecs::new(config.aws_ecs(p)).await?;
             Ok(Arc::new(ecs))
         }
+        crate::config::ProviderKind::Local => {
+            let local = mayfly_provider::local::Local::new(config.local(name, p)?)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Arc::new(local))
+        }
         _ => {
             let c = config.hetzner(name, p)?;
             let hetzner = mayfly_provider::hetzner::Hetzner::new(&c, clock.clone())

@@ -9,6 +9,7 @@ mod demo;
 mod estimate_cmd;
 mod exit;
 mod logging;
+mod node;
 mod ops;
 mod service;
 mod sim_cmd;
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
     match cli.command {
         // The simulator needs no mayfly configuration: it stands in for GitHub and the cloud.
         Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
+        Command::Sim(SimCommand::Runner(args)) => sim_cmd::runner(args),
+        Command::Sim(SimCommand::InstallRunner(args)) => finish(sim_cmd::install_runner(args)),
         Command::Demo(args) => {
             // Warnings only: the demo's own output is the progress table and the report.
             if let Err(e) = logging::init(
@@ -61,6 +64,13 @@ fn main() -> ExitCode {
         },
         Command::Service(args) => service::run(args, cli.config.as_deref(), &overrides),
         Command::Cloud(args) => cloud::run(args, cli.config.as_deref(), &overrides),
+        Command::Node(args) => node::run(
+            args,
+            cli.config.as_deref(),
+            &overrides,
+            cli.log_format,
+            cli.log_level.as_deref(),
+        ),
         Command::Run => match load() {
             Ok((config, _)) => finish(run(config)),
             Err(code) => code,

@@ -63,6 +63,63 @@ pub struct ServeArgs {
     pub trace: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
+    /// What `run.sh` passes to the listener: `run`, then `--jitconfig ENCODED` (also read from
+    /// ACTIONS_RUNNER_INPUT_JITCONFIG), `--once`, `--startuptype TYPE`
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
+/// Runs the listener stand-in in the working directory (the runner root); its exit code is the
+/// listener's.
+pub fn runner(args: RunnerArgs) -> std::process::ExitCode {
+    let root = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("An error occurred: cannot read the working directory: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("An error occurred: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(mayfly_sim::program::run(&root, &args.args));
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[derive(Debug, Args)]
+pub struct InstallRunnerArgs {
+    /// The runner directory to write (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+pub fn install_runner(args: InstallRunnerArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the path of the mayfly binary")?;
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("cannot make {} absolute", args.dir.display()))?;
+    let run = mayfly_sim::program::install(&dir, &exe)
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    println!(
+        "{}: a runner whose listener is `mayfly sim runner`; use runner_dir = {:?}",
+        run.display(),
+        dir.display().to_string()
+    );
+    Ok(())
+}
+
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         anyhow::bail!("--speed: expected a positive factor, got {}", args.speed);

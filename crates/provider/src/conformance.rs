@@ -7,7 +7,7 @@
 
 use crate::bootstrap::Credential;
 use crate::{CreateRequest, Error, Provider};
-use mayfly_core::{Instance, InstanceState, Labels, MachineSpec, Placement, Secret};
+use mayfly_core::{Billing, Instance, InstanceState, Labels, MachineSpec, Placement, Secret};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,6 +34,9 @@ pub struct Fixture {
     pub settle: Duration,
     /// How often `get` is polled while waiting for a state.
     pub poll: Duration,
+    /// The provider costs nothing (the local host): its price is 0 and a stopped instance is
+    /// never billed, so the planner never keeps one. Otherwise every price must be positive.
+    pub free: bool,
     /// Unique per fixture: names and controller ids of two runs never collide.
     run: String,
 }
@@ -53,6 +56,7 @@ impl Fixture {
             credential: Credential::Jit(Secret::new("Y29uZm9ybWFuY2U=")),
             settle: Duration::from_secs(30),
             poll: Duration::from_millis(250),
+            free: false,
             run,
         }
     }
@@ -66,6 +70,22 @@ impl Fixture {
         self.settle = settle;
         self.poll = poll;
         self
+    }
+
+    /// For a provider that bills nothing: prices must be 0, never billed while stopped.
+    pub fn free(mut self) -> Fixture {
+        self.free = true;
+        self
+    }
+
+    /// Whether a billing is what the provider must report: positive, or nothing at all for a
+    /// free provider.
+    pub fn price_ok(&self, b: &Billing) -> bool {
+        if self.free {
+            b.price_per_hour == 0.0 && !b.billed_while_stopped
+        } else {
+            b.price_per_hour > 0.0 && b.price_per_hour.is_finite()
+        }
     }
 
     /// A valid hostname, unique to this run and case.
@@ -208,7 +228,8 @@ where
     }
 }
 
-/// The price the provider reports for the spec's first placement is a positive number.
+/// The price the provider reports for the spec's first placement is a positive number (zero,
+/// never billed while stopped, for a free provider).
 pub async fn billing_is_positive(provider: &dyn Provider, f: &Fixture) {
     let placement = f
         .first_placement()
@@ -218,10 +239,11 @@ pub async fn billing_is_positive(provider: &dyn Provider, f: &Fixture) {
         .await
         .unwrap_or_else(|e| panic!("conformance billing ({}): {e}", provider.kind()));
     assert!(
-        b.price_per_hour > 0.0 && b.price_per_hour.is_finite(),
-        "conformance billing ({}): price {} for {placement:?}",
+        f.price_ok(&b),
+        "conformance billing ({}): price {} (billed while stopped: {}) for {placement:?}",
         provider.kind(),
-        b.price_per_hour
+        b.price_per_hour,
+        b.billed_while_stopped
     );
 }
 
@@ -252,9 +274,7 @@ pub async fn create_returns_a_placed_instance(provider: &dyn Provider, f: &Fixtu
         )?;
         ensure(p.image == f.spec.image, || format!("image {:?}", p.image))?;
         let b = i.billing.as_ref().ok_or("no billing")?;
-        ensure(b.price_per_hour > 0.0, || {
-            format!("price {}", b.price_per_hour)
-        })
+        ensure(f.price_ok(b), || format!("price {}", b.price_per_hour))
     }
     .await;
     finish(provider, "create", &made, outcome).await;
@@ -364,10 +384,9 @@ pub async fn list_carries_the_pool(provider: &dyn Provider, f: &Fixture) {
                 l.placement, i.placement
             )
         })?;
-        ensure(
-            l.billing.as_ref().is_some_and(|b| b.price_per_hour > 0.0),
-            || format!("billing {:?}", l.billing),
-        )?;
+        ensure(l.billing.as_ref().is_some_and(|b| f.price_ok(b)), || {
+            format!("billing {:?}", l.billing)
+        })?;
         ensure(l.job.is_none() && l.run_id.is_none(), || {
             "job or run set".into()
         })

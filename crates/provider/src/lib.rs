@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod conformance;
 mod error;
 pub mod hetzner;
+pub mod local;
 mod metrics;
 mod spec_check;
 

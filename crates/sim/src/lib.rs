@@ -10,6 +10,7 @@ pub mod control;
 pub mod github;
 pub mod hetzner;
 pub mod moto;
+pub mod program;
 pub mod runners;
 pub mod sim;
 pub mod stats;

@@ -170,6 +170,7 @@ pub fn relative_files(config: &mut Config, file: Option<&Path>) {
         }
         None => config.api.token_file = config.state_dir.as_ref().map(|d| d.join("api.token")),
     }
+    super::local::settle_paths(config, base);
 }
 
 /// Settles `state_dir` (made absolute, relative to the config file) and `state` (default:

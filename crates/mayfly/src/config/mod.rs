@@ -5,6 +5,7 @@ mod aws;
 mod error;
 mod interpolate;
 mod layers;
+mod local;
 mod schema;
 mod source;
 mod validate;
@@ -15,7 +16,7 @@ mod tests;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::Overrides;
-pub use schema::{Config, PoolConfig, Provider as ProviderConfig, ProviderKind};
+pub use schema::{Config, NodeConfig, PoolConfig, Provider as ProviderConfig, ProviderKind};
 pub use source::referenced_variables;
 pub use values::{HumanDuration, LogFormat};
 
@@ -113,6 +114,16 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let env = Env(env.0.clone(), true);
         Self::load_for(file, overrides, &env, validate::Needs::Planning)
+    }
+
+    /// As `load`, for `mayfly node`: GitHub and `[node]` are checked, pools and providers
+    /// (which the node does not use) are not.
+    pub fn load_for_node(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        Self::load_for(file, overrides, env, validate::Needs::Node)
     }
 
     fn load_for(
@@ -228,7 +239,21 @@ impl Config {
                 .pools
                 .iter()
                 .filter(|p| !self.scaled_by_asg(p))
-                .map(PoolConfig::to_pool)
+                .map(|p| {
+                    let mut pool = p.to_pool();
+                    if let Some(slots) = self.slots_of(p) {
+                        pool.max = Some(pool.max.map_or(slots, |m| m.min(slots)));
+                        // What the local provider places such a pool on, named for `estimate`
+                        // and the `type-`/`in-` labels: a process (or container) here.
+                        if pool.spec.types.is_empty() {
+                            pool.spec.types = vec![self.local_type(p).into()];
+                        }
+                        if pool.spec.locations.is_empty() {
+                            pool.spec.locations = vec![mayfly_provider::local::LOCATION.into()];
+                        }
+                    }
+                    pool
+                })
                 .collect(),
             limits: mayfly_core::Limits {
                 max_instances: self.limits.max_instances,
@@ -246,7 +271,9 @@ impl Config {
                 meta: self.labels.meta.clone(),
             },
             recycling: mayfly_core::Recycling {
-                enabled: self.recycling.enabled,
+                // Nothing to recycle when every pool is local (free, never kept): the loop then
+                // settles after finished jobs, so their runners are removed promptly.
+                enabled: self.recycling.enabled && !self.all_pools_local(),
                 margin: self.recycling.margin.0,
             },
             runner_scope: if self.github.organization.is_some() || self.github.enterprise.is_some()
@@ -262,6 +289,11 @@ impl Config {
 }
 
 impl Config {
+    /// Whether every pool runs on a local provider.
+    fn all_pools_local(&self) -> bool {
+        !self.pools.is_empty() && self.pools.iter().all(|p| self.slots_of(p).is_some())
+    }
+
     /// Whether the pool's provider is an aws-asg group.
     pub fn scaled_by_asg(&self, pool: &PoolConfig) -> bool {
         self.providers

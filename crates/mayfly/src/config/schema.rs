@@ -40,6 +40,8 @@ pub struct Config {
     /// What a new machine runs: the runner version, a setup script.
     pub bootstrap: mayfly_provider::bootstrap::BootstrapConfig,
     pub pools: Vec<PoolConfig>,
+    /// This host as a runner node (`mayfly node register`); `mayfly run` ignores it.
+    pub node: NodeConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,85 @@ impl Default for Config {
             workers: 10,
             bootstrap: Default::default(),
             pools: Vec::new(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+/// `[node]`: this host's runner slots, each a loop of single-use (JIT) runners supervised by
+/// systemd. Flags of `mayfly node register` override every key.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The prefix of this host's runner names, `<name>-<slot>-<n>` (default: the host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many runners this host runs at once.
+    pub slots: u32,
+    /// The labels the runners register with (default: self-hosted, linux and the architecture).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Runner group of organization runners, by name or id (default: github.runner_group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner_group: Option<RunnerGroup>,
+    /// Register repository runners here (default: the first of github.repositories).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Register organization runners here (default: github.organization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The installed actions/runner; installed there (the pinned release of [bootstrap],
+    /// SHA-256 checked) when it holds none.
+    pub runner_dir: PathBuf,
+    /// Where each slot's runner root lives (default: slots/ in the node directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+    /// The user the slots (and so the jobs) run as (default: the user who registers, the one
+    /// behind sudo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run each slot's runner in a Docker container of `docker_image`.
+    pub docker: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    /// How long a stopping slot waits for its runner's job to finish before it is killed.
+    pub stop_timeout: HumanDuration,
+    /// Docker data and work directories older than this are pruned.
+    pub prune_older_than: HumanDuration,
+    /// `register` installs a daily timer that runs `mayfly node prune`.
+    pub prune_timer: bool,
+    /// How long the timer's prune waits for the jobs running on the host to finish.
+    pub prune_wait: HumanDuration,
+    /// Doctor warns when the work directory's file system has less free than this (GiB, and
+    /// percent of blocks or inodes), and fails below the `fail` values.
+    pub disk_warn_gib: f64,
+    pub disk_fail_gib: f64,
+    pub disk_warn_percent: f64,
+    pub disk_fail_percent: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: None,
+            slots: 1,
+            labels: Vec::new(),
+            runner_group: None,
+            repository: None,
+            organization: None,
+            runner_dir: PathBuf::from("/opt/mayfly/actions-runner"),
+            work_dir: None,
+            user: None,
+            docker: false,
+            docker_image: None,
+            stop_timeout: HumanDuration::secs(6 * 3600),
+            prune_older_than: HumanDuration::secs(10 * 86_400),
+            prune_timer: false,
+            prune_wait: HumanDuration::secs(3600),
+            disk_warn_gib: 10.0,
+            disk_fail_gib: 1.0,
+            disk_warn_percent: 10.0,
+            disk_fail_percent: 2.0,
         }
     }
 }
@@ -185,34 +266,6 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    /// Every kind, in the order the docs list them.
-    pub const ALL: [ProviderKind; 5] = [
-        ProviderKind::Hetzner,
-        ProviderKind::AwsEc2,
-        ProviderKind::AwsEcs,
-        ProviderKind::AwsAsg,
-        ProviderKind::Local,
-    ];
-
-    /// Whether this version of mayfly makes machines of this kind.
-    pub fn available(self) -> bool {
-        !matches!(self, ProviderKind::Local)
-    }
-
-    /// The kinds this version makes machines of, for hints: `"hetzner", "aws-ec2", … or "…"`.
-    pub fn available_list() -> String {
-        let names: Vec<String> = ProviderKind::ALL
-            .iter()
-            .filter(|k| k.available())
-            .map(|k| format!("\"{}\"", k.as_str()))
-            .collect();
-        match names.split_last() {
-            Some((last, [])) => last.clone(),
-            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-            None => String::new(),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Hetzner => "hetzner",
@@ -308,6 +361,35 @@ pub struct Provider {
     /// aws-asg: the queue-depth policy (docs/aws.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<AsgScaling>,
+    /// local: how many runners run at once on this host (default 1); the pools on it never
+    /// plan more machines than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// local: the installed actions/runner, the directory holding run.sh (relative paths are
+    /// taken from the config file's directory); with `docker`, its directory inside the image
+    /// (default /home/runner, as in GitHub's runner image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_dir: Option<PathBuf>,
+    /// local: where each runner gets a root of its own (default: local/<provider> in state_dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+    /// local: run each runner in a Docker container of `docker_image` instead of a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<bool>,
+    /// local: the image with the runner installed, for `docker = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    /// local: variables every runner gets (a proxy, say); mayfly's own environment, which
+    /// holds its tokens, never reaches a runner.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runner_env: BTreeMap<String, String>,
+    /// local: how long a runner being removed gets between SIGTERM and SIGKILL (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<HumanDuration>,
+    /// local: run the runners (and so the jobs) as this user, so that no job can read mayfly's
+    /// environment or memory; mayfly must then run as root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_user: Option<String>,
 }
 
 /// `[providers.<name>.scaling]` of an aws-asg provider.
@@ -403,6 +485,14 @@ impl Provider {
             ssm_prefix: None,
             group: None,
             scaling: None,
+            slots: None,
+            runner_dir: None,
+            work_dir: None,
+            docker: None,
+            docker_image: None,
+            runner_env: BTreeMap::new(),
+            stop_timeout: None,
+            runner_user: None,
         }
     }
 }

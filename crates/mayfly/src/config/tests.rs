@@ -2,6 +2,7 @@
 //! Each case gets its own environment map, so nothing here touches the process environment.
 
 use super::*;
+use std::path::Path;
 use std::time::Duration;
 use values::StateUrl;
 
@@ -129,7 +130,7 @@ fn unknown_provider_kind_suggests_the_nearest() {
 
 #[test]
 fn bad_duration_names_the_key() {
-    let form = "expected a duration like \"90s\", \"3m\", \"1h30m\" or \"500ms\" (units h, m, s, ms; no spaces)";
+    let form = "expected a duration like \"90s\", \"3m\", \"1h30m\", \"500ms\" or \"7d\" (units d, h, m, s, ms; no spaces)";
     let msg = error(&format!("[deadlines]\nidle = \"soon\"\n{MINIMAL}"));
     assert_eq!(msg, format!("mayfly.toml:2:8: deadlines.idle: {form}"));
     // A form other tools read is refused, not read as something else.
@@ -390,8 +391,8 @@ fn providers_without_pools_is_an_error() {
         "{msg}"
     );
     assert!(
-        msg.contains("providers.cloud.kind: local is not available in this version yet"),
-        "a kind that is not built yet is named: {msg}"
+        msg.contains("providers.cloud.runner_dir: not set"),
+        "what the local provider lacks is named too: {msg}"
     );
 }
 
@@ -884,11 +885,137 @@ fn config_check_shows_aws_providers_their_own_keys_only() {
     }
 }
 
-#[test]
-fn an_unavailable_kind_names_every_kind_that_is() {
-    let msg = error(&MINIMAL.replace("kind = \"hetzner\"", "kind = \"local\""));
-    assert!(
-        msg.contains("use kind = \"hetzner\", \"aws-ec2\", \"aws-ecs\" or \"aws-asg\""),
-        "{msg}"
+/// A local provider next to the Hetzner one; the runner directory is made by each test.
+const LOCAL: &str = r#"
+[github]
+repositories = ["acme/app"]
+
+[providers.here]
+kind = "local"
+slots = 3
+runner_dir = "runner"
+
+[providers.here.runner_env]
+HTTPS_PROXY = "http://proxy:3128"
+
+[[pools]]
+name = "host"
+provider = "here"
+labels = ["self-hosted", "linux"]
+max = 10
+"#;
+
+/// Loads `text` with an executable `runner/run.sh` beside the file.
+fn load_local(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("runner")).unwrap();
+    let run = dir.path().join("runner/run.sh");
+    std::fs::write(&run, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("mayfly.toml");
+    std::fs::write(&path, text).expect("write config");
+    let r = Config::load(
+        Some(&path),
+        &Overrides::default(),
+        &Env::from_pairs(BASE_ENV.iter().copied()),
     );
+    (dir, r)
+}
+
+#[test]
+fn a_local_provider_loads_converts_and_caps_its_pools_at_its_slots() {
+    let (dir, c) = load_local(LOCAL);
+    let c = c.expect("valid");
+    let p = &c.providers["here"];
+    let l = c.local("here", p).unwrap();
+    assert_eq!(l.slots, 3);
+    assert_eq!(
+        l.runner_dir,
+        dir.path().join("runner"),
+        "relative to the file"
+    );
+    assert_eq!(
+        l.work_dir,
+        Path::new("/home/u/.local/state/mayfly/local/here")
+    );
+    assert_eq!(
+        l.env,
+        [("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string())]
+    );
+    assert!(!l.docker);
+    assert_eq!(c.pools().pools[0].max, Some(3), "max 10 capped at 3 slots");
+    assert!(
+        !c.pools().recycling.enabled,
+        "nothing to recycle on local pools alone"
+    );
+    let shown = c.to_redacted_toml().unwrap();
+    assert!(
+        shown.contains("slots = 3") && shown.contains("work_dir"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn local_mistakes_are_named_by_key() {
+    let cases = [
+        (
+            LOCAL.replace("runner_dir = \"runner\"\n", ""),
+            "providers.here.runner_dir: not set",
+        ),
+        (
+            LOCAL.replace("runner_dir = \"runner\"", "runner_dir = \"nowhere\""),
+            "providers.here.runner_dir: no executable run.sh in",
+        ),
+        (
+            LOCAL.replace("slots = 3", "slots = 0"),
+            "providers.here.slots: must be at least 1",
+        ),
+        (
+            LOCAL.replace("slots = 3", "slots = 3\ndocker = true"),
+            "providers.here.docker_image: docker = true needs an image",
+        ),
+        (
+            LOCAL.replace("slots = 3", "slots = 3\ndocker_image = \"x\""),
+            "providers.here.docker_image: is used only with docker = true",
+        ),
+        (
+            LOCAL.replace("HTTPS_PROXY", "\"BAD-NAME\""),
+            "providers.here.runner_env.BAD-NAME: is not an environment variable name",
+        ),
+        (
+            LOCAL.replace(
+                "repositories = [\"acme/app\"]",
+                "repositories = [\"acme/app\"]\nregistration = \"token\"",
+            ),
+            "github.registration: provider here is local",
+        ),
+        (
+            format!("{LOCAL}\n[providers.hz]\nkind = \"hetzner\"\nslots = 2\n"),
+            "providers.hz.slots: is a key of local providers only",
+        ),
+        (
+            LOCAL.replace("slots = 3", "slots = 3\ntoken = \"tok_SECRET\""),
+            "providers.here.token: a local provider has no token",
+        ),
+    ];
+    for (text, want) in cases {
+        let (_dir, r) = load_local(&text);
+        let msg = r.expect_err(want).to_string();
+        assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+        assert!(!msg.contains("tok_SECRET"), "{msg}");
+    }
+}
+
+#[test]
+fn a_docker_local_provider_needs_no_runner_on_the_host() {
+    let text = LOCAL.replace(
+        "runner_dir = \"runner\"\n",
+        "docker = true\ndocker_image = \"ghcr.io/actions/actions-runner:2.338.0\"\n",
+    );
+    let (_dir, c) = load_local(&text);
+    let c = c.expect("valid");
+    let l = c.local("here", &c.providers["here"]).unwrap();
+    assert!(l.docker);
+    assert_eq!(l.runner_dir, Path::new("/home/runner"));
 }

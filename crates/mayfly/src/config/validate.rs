@@ -20,10 +20,13 @@ pub enum Needs {
     Everything,
     /// Planning only (`mayfly estimate`): pools, limits, deadlines; no token, no scope.
     Planning,
+    /// This host as a runner node (`mayfly node`): GitHub and `[node]`; no pools, no providers.
+    Node,
 }
 
 pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), ConfigError> {
-    let calls = needs == Needs::Everything;
+    let calls = needs != Needs::Planning;
+    let node = needs == Needs::Node;
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String, hint: Option<String>| {
         let origin = origins.of(&key);
@@ -70,7 +73,10 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         ),
         None => {}
     }
-    if calls && gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none() {
+    let node_scope = config.node.repository.is_some() || config.node.organization.is_some();
+    let no_scope =
+        gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none();
+    if calls && no_scope && !(node && node_scope) {
         problem(
             "github".into(),
             "no repository, organization or enterprise to serve".into(),
@@ -128,7 +134,8 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         );
     }
 
-    for (name, p) in &config.providers {
+    // A node uses neither providers nor pools: the defaults' Hetzner provider needs no token.
+    for (name, p) in config.providers.iter().filter(|_| !node) {
         if let Err(m) = dns_label(name, 63) {
             problem(
                 format!("providers.{name}"),
@@ -146,11 +153,13 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
                     problem(key, message, hint);
                 }
             }
-            ProviderKind::Local => problem(
-                format!("providers.{name}.kind"),
-                format!("{} is not available in this version yet", p.kind.as_str()),
-                Some(format!("use kind = {}", ProviderKind::available_list())),
-            ),
+            ProviderKind::Local => {}
+        }
+        let pools: Vec<_> = (config.pools.iter().enumerate())
+            .filter(|(_, pool)| pool.provider == *name)
+            .collect();
+        for (key, message, hint) in super::local::problems(name, p, &pools, config, calls) {
+            problem(key, message, hint);
         }
         if calls && p.kind == ProviderKind::Hetzner && p.token.as_ref().is_none_or(|t| t.is_empty())
         {
@@ -197,12 +206,15 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
     if config.workers == 0 {
         problem("workers".into(), "must be at least 1".into(), None);
     }
-    if config.pools.is_empty() {
+    if config.pools.is_empty() && !node {
         problem(
             "pools".into(),
             "no pools configured".into(),
             Some("add a [[pools]] table".into()),
         );
+    }
+    for (key, message, hint) in crate::node::settings::problems(&config.node) {
+        problem(key, message, hint);
     }
     let mut seen = BTreeSet::new();
     for (i, pool) in config.pools.iter().enumerate() {

@@ -10,14 +10,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// A positive duration in the one syntax mayfly reads: whole numbers, each followed by its
-/// unit, largest unit first, no spaces: `90s`, `3m`, `1h30m`, `500ms`, `2h`. Units: `h`, `m`,
-/// `s`, `ms`. Anything else (`3 minutes`, `1.5h`, `PT3M`, `30`) is an error naming the key:
+/// unit, largest unit first, no spaces: `90s`, `3m`, `1h30m`, `500ms`, `7d`. Units: `d` (24 h),
+/// `h`, `m`, `s`, `ms`. Anything else (`3 minutes`, `1.5h`, `PT3M`, `30`) is an error naming the key:
 /// one form to read and to write, so a typo is never taken for a different length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 const DURATION_FORM: &str =
-    "a duration like \"90s\", \"3m\", \"1h30m\" or \"500ms\" (units h, m, s, ms; no spaces)";
+    "a duration like \"90s\", \"3m\", \"1h30m\", \"500ms\" or \"7d\" (units d, h, m, s, ms; no spaces)";
 
 impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
@@ -26,7 +26,13 @@ impl HumanDuration {
 }
 
 /// The units in the order they must come, with their length in milliseconds.
-const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+const UNITS: [(&str, u64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
 
 impl FromStr for HumanDuration {
     type Err = String;
@@ -315,6 +321,16 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!("99999999999999999h".parse::<HumanDuration>().is_err());
+        assert!("-5m".parse::<HumanDuration>().is_err());
+        assert!("soon".parse::<HumanDuration>().is_err());
+        let days = |s: &str| s.parse::<HumanDuration>().map(|d| d.0.as_secs());
+        assert_eq!(days("10d"), Ok(864_000));
+        assert_eq!(days("1d12h"), Ok(129_600));
+        assert!(days("2 days").is_err(), "one syntax: no spaces, no words");
+        assert!(days("d").is_err() && days("10dx").is_err() && days("0d").is_err());
+        let ten: HumanDuration = "10d".parse().unwrap();
+        assert_eq!(ten.to_string(), "10d");
+        assert_eq!(ten.to_string().parse::<HumanDuration>(), Ok(ten), "prints back");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `mayfly service`: `mayfly run` as a systemd service on this machine, run as the user who
 //! installed it, its secrets in a root-only environment file beside the world-readable unit.
 
-mod identity;
-mod systemd;
+pub(crate) mod identity;
+pub(crate) mod systemd;
 pub mod unit;
 
 use crate::config::{self, Config, Env, HumanDuration, Overrides};
@@ -143,7 +143,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// Changing system services is root's: a clear word instead of systemctl's polkit prompt.
-fn require_root(what: &str) -> anyhow::Result<()> {
+pub(crate) fn require_root(what: &str) -> anyhow::Result<()> {
     if identity::effective_uid()? != 0 {
         anyhow::bail!(
             "{what} needs root: run it with sudo, e.g. `sudo -E mayfly service {what}` \
@@ -347,22 +347,7 @@ fn plan(
     }
     exec.push("run".into());
 
-    let referenced = match file {
-        Some(f) => config::referenced_variables(
-            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
-        ),
-        None => Default::default(),
-    };
-    for (k, v) in env.iter() {
-        let wanted = CONFIG_VARIABLES.contains(&k)
-            || referenced.contains(k)
-            || (k.starts_with("MAYFLY_")
-                && !NOT_PASSED.iter().any(|n| k.starts_with(n))
-                && !systemd::OVERRIDES.contains(&k));
-        if wanted && !v.trim().is_empty() {
-            vars.insert(k.to_string(), Secret::new(v));
-        }
-    }
+    vars.extend(service_environment(file, env)?);
 
     let unit = Unit {
         name: name.to_string(),
@@ -383,6 +368,32 @@ fn plan(
     })
 }
 
+/// What a service's environment file carries from `env`: the variables the configuration reads
+/// by name or through `${VAR}` in `file`, and mayfly's own `MAYFLY_*` settings.
+pub(crate) fn service_environment(
+    file: Option<&Path>,
+    env: &Env,
+) -> anyhow::Result<BTreeMap<String, Secret>> {
+    let referenced = match file {
+        Some(f) => config::referenced_variables(
+            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        ),
+        None => Default::default(),
+    };
+    let mut vars = BTreeMap::new();
+    for (k, v) in env.iter() {
+        let wanted = CONFIG_VARIABLES.contains(&k)
+            || referenced.contains(k)
+            || (k.starts_with("MAYFLY_")
+                && !NOT_PASSED.iter().any(|n| k.starts_with(n))
+                && !systemd::OVERRIDES.contains(&k));
+        if wanted && !v.trim().is_empty() {
+            vars.insert(k.to_string(), Secret::new(v));
+        }
+    }
+    Ok(vars)
+}
+
 /// The file of an SQLite state URL (`sqlite://PATH`, `sqlite:PATH` or a bare path); `None` for
 /// a database server.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -399,7 +410,7 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// Creates `dir` and its missing parents, each owned by the service's user, so the service can
 /// create its database there.
-fn create_owned(dir: &Path, owner: &identity::Account) -> anyhow::Result<()> {
+pub(crate) fn create_owned(dir: &Path, owner: &identity::Account) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
     while let Some(d) = at.filter(|d| !d.exists()) {

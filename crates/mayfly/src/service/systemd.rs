@@ -101,6 +101,38 @@ impl Systemd {
     }
 }
 
+impl Systemd {
+    /// Runs `call` and captures its standard output (for `is-active`, whose answer is read):
+    /// the exit status and the output. Bounded by the timeout like every call.
+    pub async fn output(&self, call: &Call) -> anyhow::Result<(ExitStatus, String)> {
+        let program = match call.tool {
+            Tool::Systemctl => &self.systemctl,
+            Tool::Journalctl => &self.journalctl,
+        };
+        let line = self.describe(call);
+        let run = tokio::process::Command::new(program)
+            .args(&call.args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(self.timeout, run)
+            .await
+            .map_err(|_| anyhow::anyhow!("`{line}` did not finish within {:?}", self.timeout))?
+            .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+        if call.check && !out.status.success() {
+            anyhow::bail!(
+                "`{line}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
     Systemctl,

@@ -152,7 +152,7 @@ fn valid_name(name: &str) -> bool {
 
 /// One word of a systemd command line or path list: as it is when plain, else double-quoted.
 /// `$` and `%` are doubled in both cases: systemd would expand them.
-fn quote(word: &str) -> Result<String, String> {
+pub(crate) fn quote(word: &str) -> Result<String, String> {
     if word.contains(['\n', '\r', '\0']) {
         return Err(format!(
             "{word:?} holds a line break, which a systemd unit cannot carry"

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod local;
+pub mod node;
 pub mod sim;
 
 use std::io::{BufRead, BufReader};

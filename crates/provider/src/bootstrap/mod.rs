@@ -33,6 +33,8 @@ pub const MAX_USER_DATA: usize = 32 * 1024;
 /// Where a downloaded runner is unpacked.
 const INSTALL_DIR: &str = "/opt/mayfly/actions-runner";
 
+pub mod install;
+
 const TEMPLATE: &str = include_str!("runner.sh");
 const START_RUNNER: &str = "# @START_RUNNER@";
 const SETUP_SCRIPT: &str = "# @SETUP_SCRIPT@";
@@ -206,6 +208,25 @@ fn arch_name(arch: Arch) -> &'static str {
     }
 }
 
+/// The release file of the configured runner for `arch`, and the SHA-256 it must have.
+pub fn release(config: &BootstrapConfig, arch: Arch) -> Result<(String, String), BootstrapError> {
+    let (field, sum, pinned) = config.sha256(arch);
+    // A new version with the old checksum can only fail at boot, on every machine.
+    if config.runner_version != RUNNER_VERSION && sum.eq_ignore_ascii_case(pinned) {
+        return Err(BootstrapError::Invalid {
+            field,
+            reason: "runner_version is not the pinned one, but the checksum is",
+        });
+    }
+    let version = &config.runner_version;
+    let url = format!(
+        "{}/v{version}/actions-runner-linux-{}-{version}.tar.gz",
+        config.download_url.trim_end_matches('/'),
+        arch_name(arch),
+    );
+    Ok((url, sum.to_ascii_lowercase()))
+}
+
 /// The user data for a machine of `arch` whose runner starts with `credential`: a `#!/bin/bash`
 /// script, which cloud-init runs once at first boot. It holds the credential, so it is a secret.
 pub fn user_data(
@@ -217,21 +238,7 @@ pub fn user_data(
     let (url, sha256) = if config.runner_dir.is_some() {
         (String::new(), String::new())
     } else {
-        let (field, sum, pinned) = config.sha256(arch);
-        // A new version with the old checksum can only fail at boot, on every machine.
-        if config.runner_version != RUNNER_VERSION && sum.eq_ignore_ascii_case(pinned) {
-            return Err(BootstrapError::Invalid {
-                field,
-                reason: "runner_version is not the pinned one, but the checksum is",
-            });
-        }
-        let version = &config.runner_version;
-        let url = format!(
-            "{}/v{version}/actions-runner-linux-{}-{version}.tar.gz",
-            config.download_url.trim_end_matches('/'),
-            arch_name(arch),
-        );
-        (url, sum.to_ascii_lowercase())
+        release(config, arch)?
     };
     let runner_dir = config.runner_dir.as_deref().unwrap_or(INSTALL_DIR);
     let start = start_runner(credential)?;

@@ -36,8 +36,17 @@ fn b64_json(v: &serde_json::Value) -> String {
     STANDARD.encode(v.to_string())
 }
 
-/// The encoded JIT config for a runner: what `./run.sh --jitconfig` takes.
-pub fn encode(runner_id: u64, name: &str, github_url: &str) -> String {
+/// One JIT config as issued: the encoded text `./run.sh --jitconfig` takes, and the OAuth
+/// client id inside it, which a runner program proves when it opens its session.
+pub struct Issued {
+    pub encoded: String,
+    pub client_id: String,
+}
+
+/// The encoded JIT config for a runner. `server_url` is the Actions service the runner's
+/// listener connects to (`ServerUrl` of `.runner`): on GitHub a pipelines host, here the fake's
+/// own `/_sim/actions`, so a runner program finds the fake that issued its config.
+pub fn encode(runner_id: u64, name: &str, github_url: &str, server_url: &str) -> Issued {
     let runner = json!({
         "AgentId": runner_id,
         "AgentName": name,
@@ -45,16 +54,17 @@ pub fn encode(runner_id: u64, name: &str, github_url: &str) -> String {
         "PoolName": "Default",
         "DisableUpdate": false,
         "Ephemeral": true,
-        "ServerUrl": "https://pipelines.actions.githubusercontent.com/sim",
+        "ServerUrl": server_url,
         "GitHubUrl": github_url,
         "WorkFolder": "_work",
     });
     let mut client_id = [0u8; 16];
     rand::rng().fill(&mut client_id);
+    let client_id = guid(client_id);
     let credentials = json!({
         "Scheme": "OAuth",
         "Data": {
-            "clientId": guid(client_id),
+            "clientId": client_id,
             "authorizationUrl": "https://vstoken.actions.githubusercontent.com/_apis/oauth2/token/sim",
             "requireFipsCryptography": "False",
         },
@@ -63,11 +73,12 @@ pub fn encode(runner_id: u64, name: &str, github_url: &str) -> String {
         "d": random_b64(256), "dp": random_b64(128), "dq": random_b64(128), "exponent": "AQAB",
         "inverseQ": random_b64(128), "modulus": random_b64(256), "p": random_b64(128), "q": random_b64(128),
     });
-    b64_json(&json!({
+    let encoded = b64_json(&json!({
         ".runner": b64_json(&runner),
         ".credentials": b64_json(&credentials),
         ".credentials_rsaparams": b64_json(&rsa),
-    }))
+    }));
+    Issued { encoded, client_id }
 }
 
 /// A GUID (8-4-4-4-12 hex) from 16 bytes, version 4 bits set.
@@ -126,17 +137,37 @@ mod tests {
 
     #[test]
     fn a_jit_config_is_base64_json_of_base64_json() {
-        let c = encode(7, "r-1", "https://github.com/acme/app");
+        let issued = encode(
+            7,
+            "r-1",
+            "https://github.com/acme/app",
+            "http://x/_sim/actions",
+        );
+        let c = issued.encoded.clone();
         let outer: serde_json::Value =
             serde_json::from_slice(&STANDARD.decode(&c).unwrap()).unwrap();
         let runner: serde_json::Value =
             serde_json::from_slice(&STANDARD.decode(outer[".runner"].as_str().unwrap()).unwrap())
                 .unwrap();
         assert_eq!(runner["AgentName"], "r-1");
+        assert_eq!(runner["ServerUrl"], "http://x/_sim/actions");
+        let credentials: serde_json::Value = serde_json::from_slice(
+            &STANDARD
+                .decode(outer[".credentials"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(credentials["Data"]["clientId"], issued.client_id.as_str());
         assert!(outer[".credentials_rsaparams"].is_string());
         assert_ne!(
             c,
-            encode(7, "r-1", "https://github.com/acme/app"),
+            encode(
+                7,
+                "r-1",
+                "https://github.com/acme/app",
+                "http://x/_sim/actions"
+            )
+            .encoded,
             "each carries a fresh secret"
         );
         assert!(looks_like_jit(&c));

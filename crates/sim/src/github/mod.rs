@@ -1,6 +1,7 @@
 //! The fake GitHub (REST v3 subset, repository and organization scope, webhooks).
 //! In-process hooks let virtual runners redeem credentials, take jobs and finish them.
 
+pub mod actions;
 mod auth;
 mod config;
 mod created;
@@ -96,16 +97,19 @@ impl Github {
         let config = Arc::new(Mutex::new(config));
         let (outbox, rx) = unbounded_channel();
         tokio::spawn(webhooks::run(rx, config.clone(), clock.clone()));
-        Arc::new(Github {
+        let gh = Arc::new(Github {
             config,
             state: Mutex::new(State::default()),
             clock,
             stats,
             outbox,
-        })
+        });
+        tokio::spawn(actions::sweep(Arc::downgrade(&gh)));
+        gh
     }
 
     /// Serves the REST API under the configured prefix; every call counted as service `github`.
+    /// Beside it, the Actions service that runner programs talk to (`/_sim/actions`).
     pub fn router(self: &Arc<Self>) -> axum::Router {
         routes::router(self.clone())
     }

@@ -115,6 +115,17 @@ pub enum Credential {
     },
 }
 
+/// A runner program's session with the Actions service (`/_sim/actions`): the listener's
+/// long-poll connection. The runner is online while its session is fresh.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub runner_id: u64,
+    /// The last request of the session (simulated ms): a session silent for longer than the
+    /// timeout is dropped, its runner offline and its job failed, as GitHub does with a runner
+    /// that stopped polling.
+    pub last_seen_ms: i64,
+}
+
 /// What happened to a job that webhooks report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobEvent {
@@ -132,6 +143,10 @@ pub struct State {
     pub jobs: BTreeMap<u64, Job>,
     pub runners: BTreeMap<u64, Runner>,
     pub credentials: HashMap<String, Credential>,
+    /// Open sessions of runner programs, by session id.
+    pub sessions: HashMap<String, Session>,
+    /// The OAuth client id of each JIT config, by runner id: what a runner program proves.
+    pub jit_clients: HashMap<u64, String>,
     /// Installation tokens and when they expire (ms).
     pub installation_tokens: HashMap<String, i64>,
     pub budgets: Budgets,

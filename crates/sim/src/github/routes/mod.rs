@@ -90,11 +90,12 @@ pub fn router(gh: Arc<Github>) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
         .with_state(gh.clone());
     let prefix = gh.config().api_prefix.trim_end_matches('/').to_string();
-    if prefix.is_empty() {
+    let api = if prefix.is_empty() {
         api
     } else {
         Router::new().nest(&prefix, api)
-    }
+    };
+    api.merge(super::actions::router(gh))
 }
 
 /// Where the caller reached the fake: `http://host` and the API prefix, for URLs in bodies and

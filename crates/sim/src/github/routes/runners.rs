@@ -124,6 +124,7 @@ fn jitconfig(
     gh: &Github,
     scope: Scope,
     github_url: String,
+    base: &Base,
     payload: Result<Json<JitRequest>, JsonRejection>,
 ) -> Response {
     let req = match payload {
@@ -156,7 +157,9 @@ fn jitconfig(
     let mut labels = vec!["self-hosted".to_string()];
     labels.extend(req.labels);
     let id = st.add_runner(name, scope, &labels, false);
-    let encoded = jit::encode(id, name, &github_url);
+    let server_url = format!("{}{}", base.origin, crate::github::actions::PATH);
+    let jit::Issued { encoded, client_id } = jit::encode(id, name, &github_url, &server_url);
+    st.jit_clients.insert(id, client_id);
     st.credentials.insert(
         encoded.clone(),
         Credential::Jit {
@@ -233,22 +236,21 @@ pub async fn org_remove_token(State(gh): Gh, Path(_org): OrgPath) -> Response {
 
 pub async fn repo_jitconfig(
     State(gh): Gh,
+    Extension(base): Extension<Base>,
     Path((o, r)): RepoPath,
     payload: Result<Json<JitRequest>, JsonRejection>,
 ) -> Response {
     let scope = repo_scope(&gh, &o, &r);
-    jitconfig(&gh, scope, format!("https://github.com/{o}/{r}"), payload)
+    let url = format!("https://github.com/{o}/{r}");
+    jitconfig(&gh, scope, url, &base, payload)
 }
 
 pub async fn org_jitconfig(
     State(gh): Gh,
+    Extension(base): Extension<Base>,
     Path(org): OrgPath,
     payload: Result<Json<JitRequest>, JsonRejection>,
 ) -> Response {
-    jitconfig(
-        &gh,
-        org_scope(&org),
-        format!("https://github.com/{org}"),
-        payload,
-    )
+    let url = format!("https://github.com/{org}");
+    jitconfig(&gh, org_scope(&org), url, &base, payload)
 }
