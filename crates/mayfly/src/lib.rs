@@ -8,6 +8,7 @@ pub mod asg;
 pub mod demand;
 pub mod estimate;
 pub mod http;
+pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod progress;
