@@ -13,5 +13,6 @@ pub mod local;
 pub mod metrics;
 pub mod progress;
 pub mod reconcile;
+pub mod retention;
 pub mod ssh;
 pub mod view;

@@ -75,88 +75,121 @@ fn before(now: Time, age: Duration) -> Time {
 const FINISHED_JOBS: &str = "SELECT forge, scope, job_id FROM jobs
      WHERE status = 'completed' AND updated_at < $1 ORDER BY updated_at LIMIT $2";
 
+/// The kinds of rows pruned, each by its own statement.
+#[derive(Clone, Copy)]
+enum Kind {
+    Jobs,
+    Deliveries,
+    Events,
+    Intents,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Jobs => "finished jobs",
+            Kind::Deliveries => "delivery ids",
+            Kind::Events => "events",
+            Kind::Intents => "finished intents",
+        }
+    }
+
+    fn age(self, policy: &Retention) -> Duration {
+        match self {
+            Kind::Jobs => policy.jobs,
+            Kind::Deliveries => policy.deliveries,
+            Kind::Events => policy.events,
+            Kind::Intents => policy.intents,
+        }
+    }
+
+    /// One batch: `$1` the cutoff, `$2` the batch size. Jobs take three statements.
+    fn sql(self) -> &'static str {
+        match self {
+            Kind::Jobs => "",
+            Kind::Deliveries => {
+                "DELETE FROM deliveries WHERE delivery_id IN
+                 (SELECT delivery_id FROM deliveries WHERE received_at < $1 LIMIT $2)"
+            }
+            Kind::Events => {
+                "DELETE FROM events WHERE id IN
+                 (SELECT id FROM events WHERE at < $1 ORDER BY at LIMIT $2)"
+            }
+            Kind::Intents => {
+                "DELETE FROM intents WHERE name IN
+                 (SELECT name FROM intents WHERE state IN ('deleted', 'failed') AND updated_at < $1
+                  LIMIT $2)"
+            }
+        }
+    }
+}
+
 impl Store {
     /// Prunes what `policy` says is old at `now`: the daemon calls it on a schedule. Safe
     /// beside webhooks and passes (each batch is its own short transaction) and on several
     /// replicas at once (a row is deleted once; a second caller finds less to do).
     pub async fn prune(&self, now: Time, policy: &Retention) -> Result<Pruned> {
-        let batch = i64::from(policy.batch.max(1));
         let mut pruned = Pruned::default();
-        let jobs_before = before(now, policy.jobs);
-        let (n, more) = self
-            .in_batches(policy, "forget finished jobs", async || {
-                self.forget_finished_batch(jobs_before, batch).await
-            })
-            .await?;
-        (pruned.jobs, pruned.more) = (n, pruned.more || more);
-        let mut counts = [0; 3];
-        for (i, (table, sql, age)) in [
-            (
-                "deliveries",
-                "DELETE FROM deliveries WHERE delivery_id IN
-                 (SELECT delivery_id FROM deliveries WHERE received_at < $1 LIMIT $2)",
-                policy.deliveries,
-            ),
-            (
-                "events",
-                "DELETE FROM events WHERE id IN
-                 (SELECT id FROM events WHERE at < $1 ORDER BY at LIMIT $2)",
-                policy.events,
-            ),
-            (
-                "intents",
-                "DELETE FROM intents WHERE name IN
-                 (SELECT name FROM intents WHERE state IN ('deleted', 'failed') AND updated_at < $1
-                  LIMIT $2)",
-                policy.intents,
-            ),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let cutoff = before(now, age);
-            let what = format!("prune {table}");
+        for kind in [Kind::Jobs, Kind::Deliveries, Kind::Events, Kind::Intents] {
             let (n, more) = self
-                .in_batches(policy, &what, async || {
-                    let mut tx = self.begin_write().await?;
-                    let done = sqlx::query(sql)
-                        .bind(cutoff.millis())
-                        .bind(batch)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected())
-                })
+                .prune_kind(kind, before(now, kind.age(policy)), policy)
                 .await?;
-            counts[i] = n;
             pruned.more |= more;
+            *match kind {
+                Kind::Jobs => &mut pruned.jobs,
+                Kind::Deliveries => &mut pruned.deliveries,
+                Kind::Events => &mut pruned.events,
+                Kind::Intents => &mut pruned.intents,
+            } = n;
         }
-        [pruned.deliveries, pruned.events, pruned.intents] = counts;
         if pruned.total() > 0 {
             tracing::debug!(?pruned, "store pruned");
         }
         Ok(pruned)
     }
 
-    /// Runs `one` (a batch: rows deleted) until a batch comes back short or `max_batches` ran;
-    /// the total, and whether the last batch was full.
-    async fn in_batches(
+    /// Batches of `kind` until one comes back short or `max_batches` ran: the total, and
+    /// whether the last batch was full.
+    async fn prune_kind(
         &self,
+        kind: Kind,
+        cutoff: Time,
         policy: &Retention,
-        what: &str,
-        mut one: impl AsyncFnMut() -> std::result::Result<u64, sqlx::Error>,
     ) -> Result<(u64, bool)> {
+        let batch = policy.batch.max(1);
         let mut total = 0;
         for _ in 0..policy.max_batches.max(1) {
-            let n = one().await.during(|| what.to_string())?;
+            let n = self
+                .prune_batch(kind, cutoff, i64::from(batch))
+                .await
+                .during(|| format!("prune {}", kind.name()))?;
             total += n;
-            if n < u64::from(policy.batch.max(1)) {
+            if n < u64::from(batch) {
                 return Ok((total, false));
             }
             // Let webhooks and passes take the write lock between batches.
             tokio::task::yield_now().await;
         }
         Ok((total, true))
+    }
+
+    async fn prune_batch(
+        &self,
+        kind: Kind,
+        cutoff: Time,
+        batch: i64,
+    ) -> std::result::Result<u64, sqlx::Error> {
+        if let Kind::Jobs = kind {
+            return self.forget_finished_batch(cutoff, batch).await;
+        }
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(kind.sql())
+            .bind(cutoff.millis())
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// One batch of completed jobs, with their deliveries and intent counts, in one

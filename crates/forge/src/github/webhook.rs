@@ -162,6 +162,10 @@ pub enum ParseError {
     UnknownAction(String),
     #[error("workflow_job.{field} is not an RFC 3339 time: {value:?}")]
     Time { field: &'static str, value: String },
+    /// GitHub's ids are 64-bit signed integers (its OpenAPI description says `int64`): a larger
+    /// one is no GitHub id, and the store could not hold it.
+    #[error("workflow_job.{field} {value} is out of range: GitHub ids are below 2^63")]
+    IdRange { field: &'static str, value: u64 },
 }
 
 /// Reads a delivery of `event` (the `X-GitHub-Event` header). Never panics, whatever the bytes.
@@ -175,6 +179,11 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
     let action = Action::parse(&action).ok_or_else(|| ParseError::UnknownAction(clip(&action)))?;
     let payload: Payload = serde_json::from_slice(body).map_err(json_error)?;
     let job = payload.workflow_job;
+    for (field, value) in [("id", job.id), ("run_id", job.run_id)] {
+        if i64::try_from(value).is_err() {
+            return Err(ParseError::IdRange { field, value });
+        }
+    }
     Ok(Delivery::Job(JobUpdate {
         action,
         key: JobKey {

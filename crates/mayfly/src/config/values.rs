@@ -9,11 +9,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A positive duration written for humans: `90s`, `3m`, `1h30m`.
+/// A positive duration written for humans: `90s`, `3m`, `1h30m`, `7d` (a day is 24 hours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
-const DURATION_FORM: &str = "a duration like \"90s\", \"3m\" or \"1h30m\"";
+const DURATION_FORM: &str = "a duration like \"90s\", \"3m\", \"1h30m\" or \"7d\"";
 
 impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
@@ -24,9 +24,19 @@ impl HumanDuration {
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d = jiff::fmt::friendly::SpanParser::new()
+        let parser = jiff::fmt::friendly::SpanParser::new();
+        let d = parser
             .parse_unsigned_duration(s.trim())
-            .map_err(|_| format!("expected {DURATION_FORM}"))?;
+            .ok()
+            .or_else(|| {
+                // Days and weeks (retention is counted in them) as 24 hours and 7 days.
+                let span = parser.parse_span(s.trim()).ok()?;
+                let d = span
+                    .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .ok()?;
+                Duration::try_from(d).ok()
+            })
+            .ok_or_else(|| format!("expected {DURATION_FORM}"))?;
         if d.is_zero() {
             return Err("must be longer than zero".into());
         }
