@@ -137,6 +137,7 @@ async fn accept(
     let cap = options.max_connections.max(1);
     let slots = Arc::new(Slots::new(cap));
     let local = listener.local_addr()?;
+    debug!(listen = %local, max_connections = cap, "accepting connections");
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
