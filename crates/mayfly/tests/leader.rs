@@ -212,10 +212,8 @@ async fn three_replicas_one_leader_failover_and_fencing() {
         "stalled leader stepped down after {stepped_down:?}; {second} led {gap:?} after the stall"
     );
     assert_ne!(second, first);
-    assert!(
-        gap <= LEASE + RENEW * 2 + Duration::from_millis(500),
-        "{gap:?}"
-    );
+    // The lease, one try of the follower's, and slack for a loaded machine.
+    assert!(gap <= LEASE + RENEW + Duration::from_secs(1), "{gap:?}");
     assert!(lead2.epoch > fence.epoch);
 
     // Back in touch, the old leader writes nothing under its old epoch, and follows.
@@ -261,8 +259,8 @@ async fn three_replicas_one_leader_failover_and_fencing() {
     let handover = stopped_at.elapsed();
     println!("planned stop: {third} led {handover:?} later");
     assert!(
-        handover < RENEW * 2 + Duration::from_millis(500),
-        "{handover:?}"
+        handover < LEASE,
+        "before the lease could have run out: {handover:?}"
     );
 
     // A killed leader (its task gone, nothing released): another leads within lease + renew.
@@ -275,7 +273,7 @@ async fn three_replicas_one_leader_failover_and_fencing() {
     println!("killed leader: {fourth} led {failover:?} later");
     assert_ne!(fourth, third);
     assert!(
-        failover <= LEASE + RENEW * 2 + Duration::from_millis(500),
+        failover <= LEASE + RENEW + Duration::from_secs(1),
         "{failover:?}"
     );
 

@@ -1004,7 +1004,8 @@ async fn a_lease_not_renewed_runs_out_and_passes_on(db: Db) {
 }
 
 async fn stale_fences_write_nothing(db: Db) {
-    let short = Duration::from_millis(300);
+    // Long enough for two writes on a loaded machine, short enough to wait out.
+    let short = Duration::from_millis(1_500);
     let a = leading(db.acquire_lease("a", short).await.unwrap());
     let fa = db.fenced(a.fence.clone());
     assert_eq!(fa.fence(), &a.fence);
@@ -1020,7 +1021,7 @@ async fn stale_fences_write_nothing(db: Db) {
     );
 
     // a pauses past its lease: its writes are refused before anyone takes over...
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
     let err = fa
         .record_intent(&intent("m-2", Some(2), 1, 2_000))
         .await
@@ -1091,7 +1092,7 @@ async fn stale_fences_write_nothing(db: Db) {
 /// Every intent write the old leader saw succeed is visible to the new leader's first read
 /// after it took over: none commits behind the takeover.
 async fn a_write_in_flight_is_ordered_before_a_takeover(db: Db) {
-    let lease = Duration::from_millis(250);
+    let lease = Duration::from_millis(1_000);
     let a = leading(db.acquire_lease("a", lease).await.unwrap());
     let fa = db.fenced(a.fence.clone());
     let writers: Vec<_> = (0..4)
@@ -1208,7 +1209,7 @@ async fn sqlite_has_one_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_takeover_waits_for_a_fenced_write_in_flight() {
     harness::on_postgres(|db: Db| async move {
-        let lease = Duration::from_millis(400);
+        let lease = Duration::from_millis(2_000);
         let a = leading(db.acquire_lease("a", lease).await.unwrap());
         let mut blocker = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
             .await
