@@ -1,5 +1,9 @@
-//! mayfly-store: jobs, instance intents and the event trail, kept in SQLite (default) or
-//! PostgreSQL through sqlx, with embedded migrations applied on open.
+//! mayfly-store: jobs, instance intents, the event trail and the leader lease, kept in SQLite
+//! (default) or PostgreSQL through sqlx, with embedded migrations applied on open.
+//!
+//! Replicas on one PostgreSQL store take turns through the leader lease (`lease.rs`), whose
+//! fence every intent write of the leader carries; a SQLite store has one writer process
+//! (`writer.rs`). What is finished is pruned by age (`retention.rs`).
 //!
 //! One code path serves both databases through sqlx's `Any` driver rather than an enum of two
 //! pools: every query is a plain function over one concrete pool type, with no generic bounds
