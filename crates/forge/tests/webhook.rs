@@ -210,6 +210,21 @@ fn unknown_actions_and_broken_payloads_are_typed_errors() {
             ..
         })
     ));
+    // Ids past 2^63 - 1 are no GitHub ids (and fit no store column): refused as such.
+    value["workflow_job"]["created_at"] = "2021-06-15T19:22:27Z".into();
+    let big: u64 = 1 << 63;
+    for field in ["id", "run_id"] {
+        let mut v = value.clone();
+        v["workflow_job"][field] = big.into();
+        let err = parse("workflow_job", v.to_string().as_bytes()).expect_err(field);
+        assert_eq!(err, ParseError::IdRange { field, value: big });
+        assert!(err.to_string().contains("below 2^63"), "{err}");
+    }
+    value["workflow_job"]["id"] = i64::MAX.into();
+    assert!(
+        parse("workflow_job", value.to_string().as_bytes()).is_ok(),
+        "the largest id is one"
+    );
     let deep = "[".repeat(100_000);
     assert!(matches!(
         parse("workflow_job", deep.as_bytes()),

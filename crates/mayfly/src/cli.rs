@@ -76,6 +76,9 @@ pub enum Command {
     /// Delete instances: deregister each runner, then delete its machine. A machine whose
     /// runner runs a job is kept. Asks first unless --yes; exit 1 if any was not deleted
     Delete(crate::ops::DeleteArgs),
+    /// Show what mayfly did and why (creates, deletes, reuses), newest last; filter by time,
+    /// instance or job, and kind. Asks the running controller, else reads the state
+    Events(crate::ops::EventsArgs),
     /// Open a shell on an instance, or run COMMAND there, with the system's ssh client
     /// (MAYFLY_SSH names another); exits with the remote command's status
     Ssh(crate::ops::SshArgs),

@@ -1,4 +1,4 @@
-//! `mayfly run`: opens the store, serves HTTP (webhooks, health, the API, metrics) on `listen`, and runs the
+//! `mayfly run`: opens the store, serves HTTP (webhooks, health, the API, metrics) on `listen` (and `api.listen`), and runs the
 //! reconcile loop on its timer or when a webhook wakes it, until Ctrl-C or SIGTERM.
 
 use crate::config::Config;
@@ -31,6 +31,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = mayfly_store::Store::open(state.expose())
         .await
         .context("cannot open the state store")?;
+    // SQLite: this process alone writes the file while it runs (PostgreSQL: a no-op).
+    let _writer = store
+        .lock_single_writer()
+        .await
+        .context("cannot run on this state")?;
+    let retention = mayfly::retention::spawn(
+        store.clone(),
+        config.retention(),
+        config.retention.every.0,
+        Arc::new(SystemClock),
+    );
     // One client for the credential: its limiter then sees every request the daemon makes.
     let client = Client::new(&config.github().client).context("cannot set up the GitHub client")?;
     let mut reconciler = build_reconciler(&config, client.clone(), store.clone()).await?;
@@ -40,6 +51,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let private = match config.api.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (api.listen)"))?,
+        ),
+        None => None,
+    };
     let secret = config.github.webhook_secret.clone();
     if secret.is_none() {
         warn!(
@@ -59,18 +78,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         token,
         ready_within,
     );
-    let router = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()))
-        .merge(http::api::router(Arc::new(api)))
-        .merge(http::metrics::router(exporter));
+    let hooks = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
+    let inside = http::api::router(Arc::new(api)).merge(http::metrics::router(exporter));
+    let serve_options = config.serve_options(http::serve::raise_fd_limit());
+    let listeners = http::serve::Listeners {
+        public: listener,
+        private,
+    };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                // A dropped sender means the daemon is gone: stop as well.
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let mut server = tokio::spawn(http::serve::serve(
+        listeners,
+        hooks,
+        inside,
+        serve_options,
+        async {
+            // A dropped sender means the daemon is gone: stop as well.
+            let _ = http_stopped.await;
+        },
+    ));
 
     let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
     let demand = match demand_task(
@@ -138,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for task in asg {
         task.abort();
     }
+    retention.abort();
     if let Some(task) = demand {
         // A pass in flight is cut short: everything it did is in the store already.
         task.abort();

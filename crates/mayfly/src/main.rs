@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         Command::Status(args) => operate(load(), logs, |c| ops::status(c, args)),
         Command::List(args) => operate(load(), logs, |c| ops::list(c, args)),
         Command::Delete(args) => operate(load(), logs, |c| ops::delete(c, args)),
+        Command::Events(args) => operate(load(), logs, |c| ops::events(c, args)),
         Command::Ssh(args) => operate(load(), logs, |c| ops::ssh(c, args)),
     }
 }

@@ -334,10 +334,19 @@ async fn every_answer() -> Vec<Answer> {
         w.local.sim.hetzner.servers().iter().any(|s| s.name == busy),
         "the busy machine is still there"
     );
-    let (status, _) = w
+    // A name in no view and no intent is not found from memory: not one call to a forge or
+    // a cloud.
+    let calls = |w: &World| {
+        let stats = &w.local.sim.stats;
+        (stats.total("github"), stats.total("hetzner"))
+    };
+    let before = calls(&w);
+    let (status, body) = w
         .api(Method::DELETE, one, "/api/v1/instances/mf-nope")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error_of(&body).contains("none being created"), "{body}");
+    assert_eq!(calls(&w), before, "an unknown name costs no API call");
 
     // Runners GitHub does not show: nothing is deleted.
     let mut tokens = Vec::new();
@@ -411,6 +420,66 @@ async fn every_answer() -> Vec<Answer> {
     ));
     let (status, _) = w.hook(&job, body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "webhooks off");
+
+    // The event trail: what the passes and the delete above recorded, filtered and paged.
+    let ev = "/api/v1/events";
+    let (status, _, _) = w.call(Method::GET, ev, ev, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, all) = w.api(Method::GET, ev, &format!("{ev}?limit=1000")).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all = all["events"].as_array().unwrap().clone();
+    assert!(all.len() >= 3, "{all:?}");
+    let ids: Vec<i64> = all.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "oldest first: {ids:?}");
+    let path = format!("{ev}?subject={idle}&kind=delete");
+    let (status, mine) = w.api(Method::GET, ev, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["events"].as_array().unwrap().len(), 1, "{mine}");
+    assert!(
+        mine["events"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted by operator")
+    );
+    assert_eq!(mine["next_after"], Value::Null, "not a full page");
+    let (_, page) = w.api(Method::GET, ev, &format!("{ev}?limit=2")).await;
+    assert_eq!(page["next_after"], json!(ids[1]));
+    let (_, next) = w
+        .api(Method::GET, ev, &format!("{ev}?limit=2&after={}", ids[1]))
+        .await;
+    assert_eq!(next["events"][0]["id"], json!(ids[2]));
+    let (_, newest) = w
+        .api(Method::GET, ev, &format!("{ev}?limit=1&newest=true"))
+        .await;
+    assert_eq!(newest["events"][0]["id"], json!(ids[ids.len() - 1]));
+    let at = all[0]["at"].as_str().unwrap().to_string();
+    let (_, since) = w
+        .api(
+            Method::GET,
+            ev,
+            &format!("{ev}?since={at}&until=2999-01-01T00:00:00Z"),
+        )
+        .await;
+    assert_eq!(
+        since["events"].as_array().unwrap().len(),
+        all.len().min(100)
+    );
+    for (query, says) in [
+        ("since=yesterday", "since: expected an RFC 3339 time"),
+        ("limit=0", "limit: expected 1 to 1000"),
+        ("limit=5000", "limit: expected 1 to 1000"),
+        ("after=x", "after"),
+        ("colour=blue", "colour"),
+    ] {
+        let (status, body) = w.api(Method::GET, ev, &format!("{ev}?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(error_of(&body).contains(says), "{query}: {body}");
+    }
+    // Last: with the store gone, the events cannot be read.
+    w.local.controller.store.close().await;
+    let (status, body) = w.api(Method::GET, ev, ev).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(error_of(&body).contains("cannot read the events"), "{body}");
     std::mem::take(&mut w.answers)
 }
 

@@ -197,7 +197,7 @@ fn run_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = format!(
         // The poller asks a local port nobody listens on: a test never calls the real GitHub.
-        "state_dir = {:?}\n[intervals]\nreconcile = \"100ms\"\n[github]\napi_url = \"http://127.0.0.1:9\"\n",
+        "state_dir = {:?}\n[intervals]\nreconcile = \"1s\"\n[github]\napi_url = \"http://127.0.0.1:9\"\n",
         dir.path().join("state").to_str().expect("utf-8 temp path")
     );
     let config = write(dir.path(), "mayfly.toml", &config);

@@ -165,6 +165,27 @@ fn bad_input_is_named() {
         "{err}"
     );
 
+    // Values that once panicked (duration 1e20) or kept estimate busy for ever (at 1e15).
+    for (row, says) in [
+        (
+            "0,acme/app,x,1e20",
+            "bad.csv:2: duration must be a number of seconds from 0 to 604800",
+        ),
+        (
+            "1e15,acme/app,x,60",
+            "bad.csv:2: at must be a number of seconds from 0 to 34560000",
+        ),
+    ] {
+        write(d, "bad.csv", &format!("at,repo,labels,duration\n{row}\n"));
+        let (code, _, err) = estimate(d, &["--trace", "bad.csv"], &[]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        let (code, _, err) =
+            support::output(support::mayfly(d, &[]).args(["demo", "--trace", "bad.csv"]));
+        assert_eq!(code, 1, "demo: {err}");
+        assert!(err.contains(says), "demo: {err}");
+    }
+
     let (code, _, err) = estimate(
         d,
         &["--from-github", "acme/app", "--since", "yesterday"],

@@ -57,7 +57,7 @@ fn an_app_on_an_enterprise_server_polls_jobs_into_the_store() {
         "state_dir = \"state\"\n\
          [github]\nrepositories = [\"acme/app\"]\napi_url = \"{api_url}\"\n\
          [github.app]\nid = 42\ninstallation_id = 7\nprivate_key_file = \"app.pem\"\n\
-         [intervals]\npoll = \"200ms\"\nreconcile = \"1h\"\n"
+         [intervals]\npoll = \"1s\"\nreconcile = \"1h\"\n"
     );
     let config_path = dir.path().join("mayfly.toml");
     std::fs::write(&config_path, config).expect("write config");

@@ -112,6 +112,8 @@ fn serve_prints_its_addresses_first_and_stops_on_sigterm() {
 #[test]
 fn bad_flags_and_traces_are_named() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let huge = dir.path().join("huge.csv");
+    std::fs::write(&huge, "at,repo,labels,duration\n0,acme/app,linux,1e20\n").expect("write");
     let trace = dir.path().join("t.csv");
     std::fs::write(&trace, "at,repo,labels,duration\n0,acme/app,linux,sixty\n").expect("write");
     for (args, needle) in [
@@ -120,6 +122,13 @@ fn bad_flags_and_traces_are_named() {
         (
             vec!["--trace", trace.to_str().expect("utf-8")],
             format!("{}:2: duration", trace.display()),
+        ),
+        (
+            vec!["--trace", huge.to_str().expect("utf-8")],
+            format!(
+                "{}:2: duration must be a number of seconds from 0 to",
+                huge.display()
+            ),
         ),
     ] {
         let out = Command::new(BIN)

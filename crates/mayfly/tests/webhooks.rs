@@ -214,6 +214,36 @@ async fn malformed_payloads_and_unknown_actions_are_400_with_a_reason() {
     h.assert_no_secret_in_answers();
 }
 
+/// A job id at or past 2^63 is the delivery's fault, not the store's: 400 (GitHub shows it as
+/// failed and does not retry), never 503 (which asks for a redelivery that fails the same way).
+#[tokio::test]
+async fn a_job_id_past_2_63_is_400() {
+    let mut h = Harness::new(Some(SECRET)).await;
+    let mut value: serde_json::Value = serde_json::from_slice(&queued()).expect("json");
+    for (n, id) in [1u64 << 63, u64::MAX].into_iter().enumerate() {
+        value["workflow_job"]["id"] = id.into();
+        let (status, text) = h
+            .signed(
+                "workflow_job",
+                &format!("d-big-{n}"),
+                value.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(
+            text.contains(&format!("workflow_job.id {id} is out of range")),
+            "{text}"
+        );
+    }
+    assert!(
+        h.store
+            .jobs_with_status(&[JobStatus::Queued])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn ping_and_other_events_are_204() {
     let mut h = Harness::new(Some(SECRET)).await;

@@ -59,13 +59,24 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
     Ok(jobs)
 }
 
+/// The latest a job may arrive, in seconds: 400 days, as far back as GitHub keeps a run's
+/// history. A replay in virtual time passes through every moment up to the last arrival, so
+/// an arrival in a million years would keep `mayfly estimate` busy for ever.
+pub const MAX_AT: f64 = 400.0 * 86_400.0;
+/// The longest a job may run, in seconds: 7 days (GitHub ends a self-hosted runner's job after
+/// 5). Longer does not fit a `Duration` for much longer, and `1e20` does not fit at all.
+pub const MAX_DURATION: f64 = 7.0 * 86_400.0;
+
 fn check(j: &TraceJob) -> Result<(), String> {
-    if !(j.at.is_finite() && j.at >= 0.0) {
-        return Err(format!("at must be a number of seconds >= 0, got {}", j.at));
-    }
-    if !(j.duration.is_finite() && j.duration >= 0.0) {
+    if !(j.at.is_finite() && (0.0..=MAX_AT).contains(&j.at)) {
         return Err(format!(
-            "duration must be a number of seconds >= 0, got {}",
+            "at must be a number of seconds from 0 to {MAX_AT} (400 days), got {}",
+            j.at
+        ));
+    }
+    if !(j.duration.is_finite() && (0.0..=MAX_DURATION).contains(&j.duration)) {
+        return Err(format!(
+            "duration must be a number of seconds from 0 to {MAX_DURATION} (7 days), got {}",
             j.duration
         ));
     }
@@ -292,6 +303,38 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("job 1: at must be"), "{e}");
         assert!(parse("t.json", r#"[{"at": 1}]"#).is_err());
+    }
+
+    /// Values that once panicked (`Duration::from_secs_f64(1e20)`) or kept a replay busy for
+    /// ever (`at = 1e15`) are errors that name the field and the range, in CSV and in JSON.
+    #[test]
+    fn times_out_of_range_are_errors() {
+        for (row, field) in [
+            (
+                "1e15,a/b,x,1",
+                "at must be a number of seconds from 0 to 34560000",
+            ),
+            (
+                "0,a/b,x,1e20",
+                "duration must be a number of seconds from 0 to 604800",
+            ),
+            ("0,a/b,x,inf", "duration must be"),
+            ("NaN,a/b,x,1", "at must be"),
+            ("34560000.5,a/b,x,1", "at must be"),
+        ] {
+            let e = parse("t.csv", &format!("at,repo,labels,duration\n{row}\n")).unwrap_err();
+            assert!(e.to_string().starts_with("t.csv:2: "), "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let e = parse(
+            "t.json",
+            r#"[{"at": 0, "repo": "a/b", "labels": ["x"], "duration": 1e20}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("job 1: duration must be"), "{e}");
+        let edge = parse("t.csv", "at,repo,labels,duration\n34560000,a/b,x,604800\n").unwrap();
+        let subs = submissions(&edge);
+        assert_eq!(subs[0].at, Duration::from_secs(34_560_000));
     }
 
     #[tokio::test]

@@ -117,6 +117,28 @@ async fn bad_requests_name_the_field_and_change_nothing() {
     );
     let (code, _) = post(&http, format!("{ctl}/trace"), json!({})).await;
     assert_eq!(code, 400);
+    // Out of range: once a panic (duration 1e20) or a replay that never ends (at 1e15).
+    for (body, says) in [
+        (
+            json!({ "text": "at,repo,labels,duration\n0,a/b,x,1e20\n" }),
+            "trace:2: duration must be",
+        ),
+        (
+            json!({ "jobs": [{ "at": 1e15, "repo": "a/b", "labels": ["x"], "duration": 1 }] }),
+            "job 1: at must be",
+        ),
+    ] {
+        let (code, answer) = post(&http, format!("{ctl}/trace"), body).await;
+        assert_eq!(code, 400, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    let (code, answer) = post(
+        &http,
+        format!("{ctl}/jobs"),
+        json!({ "repo": "a/b", "labels": ["x"], "duration_secs": 1e20 }),
+    )
+    .await;
+    assert_eq!(code, 400, "{answer}");
     let stats: Value = get_json(&http, format!("{ctl}/stats")).await;
     assert_eq!(stats["jobs"]["total"], 0);
 }

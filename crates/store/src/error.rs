@@ -40,6 +40,37 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// A write carried the fence of a lease its holder no longer holds: another replica leads,
+    /// or the lease ran out. Nothing was written; the holder must stop acting.
+    #[error("{what}: refused, {holder} no longer leads under epoch {epoch}: {reason}")]
+    Fenced {
+        what: String,
+        holder: String,
+        epoch: u64,
+        reason: String,
+    },
+
+    /// Another process holds the SQLite file: one `mayfly run` per SQLite state.
+    #[error(
+        "{} is in use by another mayfly{} (lock file {}): a SQLite state has one writer; stop \
+         the other `mayfly run`, or use PostgreSQL to run several replicas",
+        database.display(),
+        holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
+        lock.display()
+    )]
+    Held {
+        database: PathBuf,
+        lock: PathBuf,
+        holder: Option<String>,
+    },
+
+    #[error("lock file {} of the SQLite state: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A value that does not fit its column, or a stored row that does not read back.
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },

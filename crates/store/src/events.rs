@@ -1,11 +1,11 @@
-//! The audit trail: what mayfly did and why, one row per event, read by the API and dashboard
-//! in pages by id.
+//! The audit trail: what mayfly did and why, one row per event, read by `mayfly events`, the
+//! API and the dashboard, filtered by time, subject and kind, in pages by id.
 
 use crate::Store;
 use crate::columns;
 use crate::error::{During, Result};
 use mayfly_core::Time;
-use sqlx::FromRow;
+use sqlx::{AssertSqlSafe, FromRow};
 
 /// An event to record.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +40,44 @@ impl NewEvent {
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = Some(details);
         self
+    }
+}
+
+/// Which events to read. Every filter is optional; results always come oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only ids above this one: the last id of one page gives the next.
+    pub after_id: Option<i64>,
+    /// At or after this time.
+    pub since: Option<Time>,
+    /// Before this time.
+    pub until: Option<Time>,
+    /// Exactly this subject: an instance name or a job key.
+    pub subject: Option<String>,
+    /// Exactly this kind: `create`, `delete`, …
+    pub kind: Option<String>,
+    /// At most this many (capped at [`EventQuery::MAX_LIMIT`]).
+    pub limit: u32,
+    /// The newest `limit` of the matching events rather than the oldest (still returned
+    /// oldest first): what `mayfly events` shows by default.
+    pub newest: bool,
+}
+
+impl EventQuery {
+    /// Most events one read returns.
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    /// The oldest `limit` events, no filter.
+    pub fn first(limit: u32) -> EventQuery {
+        EventQuery {
+            after_id: None,
+            since: None,
+            until: None,
+            subject: None,
+            kind: None,
+            limit,
+            newest: false,
+        }
     }
 }
 
@@ -122,13 +160,69 @@ impl Store {
         rows.into_iter().map(Event::try_from).collect()
     }
 
-    /// Retention: deletes events from before `before`; returns how many.
-    pub async fn prune_events(&self, before: Time) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM events WHERE at < $1")
-            .bind(before.millis())
-            .execute(&self.pool)
+    /// The events `query` asks for, oldest first.
+    pub async fn query_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = |cond: &str| {
+            n += 1;
+            conditions.push(cond.replace('?', &format!("${n}")));
+        };
+        if query.after_id.is_some() {
+            next("id > ?");
+        }
+        if query.since.is_some() {
+            next("at >= ?");
+        }
+        if query.until.is_some() {
+            next("at < ?");
+        }
+        if query.subject.is_some() {
+            next("subject = ?");
+        }
+        if query.kind.is_some() {
+            next("kind = ?");
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let order = if query.newest { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT id, at, kind, subject, message, details FROM events {filter}
+             ORDER BY id {order} LIMIT ${}",
+            n + 1
+        );
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(id) = query.after_id {
+            q = q.bind(id);
+        }
+        if let Some(t) = query.since {
+            q = q.bind(t.millis());
+        }
+        if let Some(t) = query.until {
+            q = q.bind(t.millis());
+        }
+        if let Some(s) = &query.subject {
+            q = q.bind(s.as_str());
+        }
+        if let Some(k) = &query.kind {
+            q = q.bind(k.as_str());
+        }
+        let limit = query.limit.min(EventQuery::MAX_LIMIT);
+        let rows: Vec<EventRow> = q
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
             .await
-            .during(|| format!("prune events before {before}"))?;
-        Ok(done.rows_affected())
+            .during(|| "read events".into())?;
+        let mut events = rows
+            .into_iter()
+            .map(Event::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        if query.newest {
+            events.reverse();
+        }
+        Ok(events)
     }
 }

@@ -4,6 +4,7 @@
 use crate::Store;
 use crate::columns;
 use crate::error::{During, Result, invalid};
+use crate::lease::{Fence, Fenced};
 use mayfly_core::{JobKey, Labels, MachineSpec, Time};
 use sqlx::{AssertSqlSafe, FromRow};
 use std::collections::HashMap;
@@ -128,7 +129,17 @@ impl TryFrom<IntentRow> for Intent {
 impl Store {
     /// Inserts `intent` unless its name exists; returns whether it did. Of any number of
     /// concurrent callers with one name, exactly one gets `true`.
+    ///
+    /// Unfenced: for a store with one writer. Replicas write through [`Store::fenced`].
     pub async fn record_intent(&self, intent: &Intent) -> Result<bool> {
+        self.record_intent_with(None, intent).await
+    }
+
+    pub(crate) async fn record_intent_with(
+        &self,
+        fence: Option<&Fence>,
+        intent: &Intent,
+    ) -> Result<bool> {
         let what = || format!("record intent {}", intent.name);
         let job_id = intent
             .job
@@ -139,7 +150,7 @@ impl Store {
             .run_id
             .map(|id| columns::id(id, "intent run id"))
             .transpose()?;
-        let mut tx = self.begin_write().await.during(what)?;
+        let mut tx = self.begin_fenced(fence, &what).await?;
         let insert = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO intents ({COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -207,7 +218,7 @@ impl Store {
     }
 
     /// Moves intent `name` to `state` at `at`; a `None` provider id keeps the stored one.
-    /// Returns false when there is no such intent.
+    /// Returns false when there is no such intent. Unfenced, as [`Store::record_intent`].
     pub async fn set_intent_state(
         &self,
         name: &str,
@@ -215,6 +226,20 @@ impl Store {
         provider_id: Option<&str>,
         at: Time,
     ) -> Result<bool> {
+        self.set_intent_state_with(None, name, state, provider_id, at)
+            .await
+    }
+
+    pub(crate) async fn set_intent_state_with(
+        &self,
+        fence: Option<&Fence>,
+        name: &str,
+        state: IntentState,
+        provider_id: Option<&str>,
+        at: Time,
+    ) -> Result<bool> {
+        let what = || format!("set intent {name} to {state}");
+        let mut tx = self.begin_fenced(fence, &what).await?;
         let done = sqlx::query(
             "UPDATE intents SET state = $2, provider_id = COALESCE($3, provider_id), updated_at = $4
              WHERE name = $1",
@@ -223,15 +248,17 @@ impl Store {
         .bind(state.as_str())
         .bind(provider_id)
         .bind(at.millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .during(|| format!("set intent {name} to {state}"))?;
+        .during(what)?;
+        tx.commit().await.during(what)?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Points an existing instance at its next job (recycling): the job, run and runner labels
     /// change, the state is `Created`. Returns false when there is no such intent. The job's
-    /// count of instances created is left alone: no instance was created.
+    /// count of instances created is left alone: no instance was created. Unfenced, as
+    /// [`Store::record_intent`].
     pub async fn reassign_intent(
         &self,
         name: &str,
@@ -241,12 +268,37 @@ impl Store {
         labels: &Labels,
         at: Time,
     ) -> Result<bool> {
+        let next = Reassign {
+            job,
+            attempt,
+            run_id,
+            labels,
+            at,
+        };
+        self.reassign_intent_with(None, name, next).await
+    }
+
+    pub(crate) async fn reassign_intent_with(
+        &self,
+        fence: Option<&Fence>,
+        name: &str,
+        Reassign {
+            job,
+            attempt,
+            run_id,
+            labels,
+            at,
+        }: Reassign<'_>,
+    ) -> Result<bool> {
+        let what = || format!("reassign intent {name}");
         let job_id = job
             .map(|k| columns::id(k.id, "intent job id"))
             .transpose()?;
         let run_id = run_id
             .map(|id| columns::id(id, "intent run id"))
             .transpose()?;
+        let labels = columns::json(labels, "intent labels")?;
+        let mut tx = self.begin_fenced(fence, &what).await?;
         let done = sqlx::query(
             "UPDATE intents SET job_forge = $2, job_scope = $3, job_id = $4, attempt = $5,
                  run_id = $6, labels = $7, state = $8, updated_at = $9
@@ -258,23 +310,35 @@ impl Store {
         .bind(job_id)
         .bind(i64::from(attempt))
         .bind(run_id)
-        .bind(columns::json(labels, "intent labels")?)
+        .bind(&labels)
         .bind(IntentState::Created.as_str())
         .bind(at.millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .during(|| format!("reassign intent {name}"))?;
+        .during(what)?;
+        tx.commit().await.during(what)?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Deletes intent `name`; its job attempt's count of instances created stays.
-    /// Returns false when there is no such intent.
+    /// Returns false when there is no such intent. Unfenced, as [`Store::record_intent`].
     pub async fn remove_intent(&self, name: &str) -> Result<bool> {
+        self.remove_intent_with(None, name).await
+    }
+
+    pub(crate) async fn remove_intent_with(
+        &self,
+        fence: Option<&Fence>,
+        name: &str,
+    ) -> Result<bool> {
+        let what = || format!("remove intent {name}");
+        let mut tx = self.begin_fenced(fence, &what).await?;
         let done = sqlx::query("DELETE FROM intents WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .during(|| format!("remove intent {name}"))?;
+            .during(what)?;
+        tx.commit().await.during(what)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -331,5 +395,61 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+}
+
+/// The next job of a reused instance, for [`Store::reassign_intent`].
+pub(crate) struct Reassign<'a> {
+    job: Option<&'a JobKey>,
+    attempt: u32,
+    run_id: Option<u64>,
+    labels: &'a Labels,
+    at: Time,
+}
+
+/// The intent writes of [`Store`], each refused with [`crate::StoreError::Fenced`] (nothing
+/// written) once this holder has lost the lease. Same arguments and answers as the store's.
+impl Fenced {
+    pub async fn record_intent(&self, intent: &Intent) -> Result<bool> {
+        self.store
+            .record_intent_with(Some(&self.fence), intent)
+            .await
+    }
+
+    pub async fn set_intent_state(
+        &self,
+        name: &str,
+        state: IntentState,
+        provider_id: Option<&str>,
+        at: Time,
+    ) -> Result<bool> {
+        self.store
+            .set_intent_state_with(Some(&self.fence), name, state, provider_id, at)
+            .await
+    }
+
+    pub async fn reassign_intent(
+        &self,
+        name: &str,
+        job: Option<&JobKey>,
+        attempt: u32,
+        run_id: Option<u64>,
+        labels: &Labels,
+        at: Time,
+    ) -> Result<bool> {
+        let next = Reassign {
+            job,
+            attempt,
+            run_id,
+            labels,
+            at,
+        };
+        self.store
+            .reassign_intent_with(Some(&self.fence), name, next)
+            .await
+    }
+
+    pub async fn remove_intent(&self, name: &str) -> Result<bool> {
+        self.store.remove_intent_with(Some(&self.fence), name).await
     }
 }

@@ -1,5 +1,5 @@
 //! The job table: upserts from webhooks and polls (deduplicated by delivery id, never moving a
-//! status backwards), the reads the reconciler builds its snapshot from, and retention.
+//! status backwards), and the reads the reconciler builds its snapshot from (retention is in `retention.rs`).
 
 use crate::Store;
 use crate::columns;
@@ -346,30 +346,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Retention: deletes completed jobs last updated before `before`, with their deliveries
-    /// and intent counts. Returns how many jobs went.
-    pub async fn forget_finished_jobs(&self, before: Time) -> Result<u64> {
-        let what = || format!("forget jobs completed before {before}");
-        let finished = "SELECT 1 FROM jobs j WHERE j.forge = t.forge AND j.scope = t.scope
-                        AND j.job_id = t.job_id AND j.status = 'completed' AND j.updated_at < $1";
-        let mut tx = self.begin_write().await.during(what)?;
-        for table in ["deliveries", "intent_counts"] {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} AS t WHERE EXISTS ({finished})"
-            )))
-            .bind(before.millis())
-            .execute(&mut *tx)
-            .await
-            .during(what)?;
-        }
-        let jobs = sqlx::query("DELETE FROM jobs WHERE status = 'completed' AND updated_at < $1")
-            .bind(before.millis())
-            .execute(&mut *tx)
-            .await
-            .during(what)?;
-        tx.commit().await.during(what)?;
-        Ok(jobs.rows_affected())
     }
 }

@@ -1,5 +1,9 @@
-//! mayfly-store: jobs, instance intents and the event trail, kept in SQLite (default) or
-//! PostgreSQL through sqlx, with embedded migrations applied on open.
+//! mayfly-store: jobs, instance intents, the event trail and the leader lease, kept in SQLite
+//! (default) or PostgreSQL through sqlx, with embedded migrations applied on open.
+//!
+//! Replicas on one PostgreSQL store take turns through the leader lease (`lease.rs`), whose
+//! fence every intent write of the leader carries; a SQLite store has one writer process
+//! (`writer.rs`). What is finished is pruned by age (`retention.rs`).
 //!
 //! One code path serves both databases through sqlx's `Any` driver rather than an enum of two
 //! pools: every query is a plain function over one concrete pool type, with no generic bounds
@@ -23,19 +27,26 @@ mod error;
 mod events;
 mod intents;
 mod jobs;
+mod lease;
+mod retention;
 mod url;
+mod writer;
 
 use error::During;
 pub use error::{Result, StoreError};
-pub use events::{Event, NewEvent};
+pub use events::{Event, EventQuery, NewEvent};
 pub use intents::{Intent, IntentState};
 pub use jobs::{JobRecord, RunNews, Upsert};
+pub use lease::{Acquired, Fence, Fenced, Lease, LeaseState};
+pub use retention::{Pruned, Retention};
 pub use url::redact_url;
+pub use writer::WriterLock;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions, Connection, Transaction};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Target;
 
@@ -58,7 +69,8 @@ impl fmt::Display for Backend {
 }
 
 /// Pool limits. Every wait is bounded: for a connection by `acquire_timeout`, for a lock by
-/// `lock_timeout` (SQLite's busy timeout, PostgreSQL's `lock_timeout`).
+/// `lock_timeout` (SQLite's busy timeout, PostgreSQL's `lock_timeout`). On PostgreSQL a session
+/// idle inside a transaction for twice `lock_timeout` is ended by the server.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub max_connections: u32,
@@ -81,6 +93,19 @@ impl Default for StoreOptions {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, for its single-writer lock; `None` in memory and on PostgreSQL.
+    sqlite_path: Option<std::path::PathBuf>,
+    /// An in-memory database lives as long as one connection to it: this one, outside the
+    /// pool, so that the pool may close and reopen its own.
+    keeper: Option<Arc<Keeper>>,
+}
+
+struct Keeper(tokio::sync::Mutex<Option<sqlx::AnyConnection>>);
+
+impl fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keeper")
+    }
 }
 
 impl Store {
@@ -98,7 +123,7 @@ impl Store {
                 create_parent_dir(path)?;
                 (Backend::Sqlite, url::sqlite_url(path)?)
             }
-            Target::SqliteMemory => (Backend::Sqlite, "sqlite::memory:".to_string()),
+            Target::SqliteMemory => (Backend::Sqlite, memory_url()),
             Target::Postgres => (Backend::Postgres, url.to_string()),
         };
         let open_err = |reason: String| StoreError::Open {
@@ -109,11 +134,18 @@ impl Store {
         let connect: AnyConnectOptions = driver_url
             .parse()
             .map_err(|e: sqlx::Error| open_err(e.to_string()))?;
-        if target != Target::SqliteMemory {
+        let keeper = if target == Target::SqliteMemory {
+            let conn = tokio::time::timeout(options.acquire_timeout, connect.connect())
+                .await
+                .map_err(|_| open_err("no connection in time".into()))?
+                .map_err(|e| open_err(e.to_string()))?;
+            Some(Arc::new(Keeper(tokio::sync::Mutex::new(Some(conn)))))
+        } else {
             first_connection(&connect, backend, options.acquire_timeout)
                 .await
                 .map_err(open_err)?;
-        }
+            None
+        };
         let pool = pool_options(&target, backend, options).connect_lazy_with(connect);
 
         let migrator = match backend {
@@ -125,7 +157,16 @@ impl Store {
             return Err(StoreError::Migrate { backend, source });
         }
         tracing::info!(%backend, url = %redact_url(url), "store open");
-        Ok(Store { pool, backend })
+        let sqlite_path = match target {
+            Target::SqliteFile(path) => Some(path),
+            _ => None,
+        };
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_path,
+            keeper,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -142,9 +183,28 @@ impl Store {
             .during(|| "ping the store".into())
     }
 
+    /// Whether a write commits now: what `/readyz` asks of the store. A full disk, a read-only
+    /// file or database, a lock held past the lock timeout, or an unreachable server all fail
+    /// it, where a read (`ping`) would still answer. One small write transaction (an fsync on
+    /// SQLite): cheap every few seconds, not on every request of a busy endpoint.
+    pub async fn probe_write(&self) -> Result<()> {
+        let what = || "write to the store".to_string();
+        let mut tx = self.begin_write().await.during(what)?;
+        sqlx::query("UPDATE health SET writes = writes + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .during(what)?;
+        tx.commit().await.during(what)
+    }
+
     /// Waits for connections in use to come back and closes them all, for every clone.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(keeper) = &self.keeper
+            && let Some(conn) = keeper.0.lock().await.take()
+        {
+            let _ = conn.close().await;
+        }
     }
 
     /// A transaction for writes. SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a
@@ -179,13 +239,30 @@ async fn first_connection(
     conn.close().await.map_err(|e| e.to_string())
 }
 
+/// A private in-memory database under a name of its own: sqlx's `sqlite::memory:` would name a
+/// new database at every connect, so a connection the pool replaces would start empty.
+fn memory_url() -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "sqlite:mayfly-memory-{}-{n}?mode=memory",
+        std::process::id()
+    )
+}
+
 /// Every pooled connection gets its lock timeout (and SQLite its foreign keys) as it is made.
 /// SQLite's `synchronous` stays at FULL: an intent must survive a power cut once its create is sent.
 fn pool_options(target: &Target, backend: Backend, options: &StoreOptions) -> AnyPoolOptions {
     let ms = options.lock_timeout.as_millis();
     let setup = match backend {
         Backend::Sqlite => format!("PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON;"),
-        Backend::Postgres => format!("SET lock_timeout = {ms};"),
+        // A session left idle inside a transaction (its process paused or hung) is ended by
+        // the server: it would otherwise hold its locks, the lease row's share lock of a fenced
+        // write included, and keep another replica from taking over.
+        Backend::Postgres => format!(
+            "SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {};",
+            ms.saturating_mul(2).max(1_000)
+        ),
     };
     let pool = AnyPoolOptions::new()
         .max_connections(options.max_connections.max(1))
@@ -198,9 +275,11 @@ fn pool_options(target: &Target, backend: Backend, options: &StoreOptions) -> An
                     .await
                     .map(drop)
             })
-        });
+        })
+        .after_release(|conn, _| Box::pin(still_usable(conn)));
     match target {
-        // Each connection to `:memory:` is a database of its own: keep exactly one, forever.
+        // A shared in-memory database (see `memory_url`): one connection, so that SQLite's
+        // shared-cache table locks never meet; the store's keeper holds the database open.
         Target::SqliteMemory => pool
             .max_connections(1)
             .min_connections(1)
@@ -208,6 +287,36 @@ fn pool_options(target: &Target, backend: Backend, options: &StoreOptions) -> An
             .max_lifetime(None),
         _ => pool,
     }
+}
+
+/// Whether a connection coming back to the pool may serve again: not if it still counts an open
+/// transaction.
+///
+/// This is what a failed SQLite write used to break for good. On a full disk or an I/O error
+/// SQLite rolls the transaction back by itself; the `ROLLBACK` sqlx then sends when the
+/// transaction is dropped fails ("no transaction is active"), so sqlx's count of open transactions
+/// on that connection stays at one, and every later `BEGIN IMMEDIATE` on it is refused with
+/// "attempted to call begin_with at non-zero transaction depth". The connection goes back to the
+/// pool regardless, and once each pooled connection has seen one failure, no write succeeds
+/// until a restart. Such a connection is closed here instead; the pool makes a fresh one when
+/// it needs one. The same rule retires a connection that a cancelled future left mid-transaction.
+///
+/// On SQLite the rollback of a dropped transaction is queued to the connection's worker thread,
+/// so the count is only read after a round trip; that trip is taken only when the count is not
+/// zero, which a healthy release never sees.
+async fn still_usable(conn: &mut sqlx::AnyConnection) -> std::result::Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "a store connection was left inside a transaction by a failed write; it is closed \
+             and a new one will be opened"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn create_parent_dir(path: &std::path::Path) -> Result<()> {

@@ -6,7 +6,10 @@ mod harness;
 
 use harness::{Db, intent, job, key, upsert_at_once};
 use mayfly_core::{JobStatus, Time};
-use mayfly_store::{Backend, IntentState, NewEvent, Store, StoreError, StoreOptions, Upsert};
+use mayfly_store::{
+    Acquired, Backend, EventQuery, Fence, IntentState, Lease, NewEvent, Retention, Store,
+    StoreError, StoreOptions, Upsert,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -51,6 +54,15 @@ on_both_backends![
     ids_past_i64_are_refused,
     ping_answers_until_the_store_is_closed,
     cursors_are_saved_and_replaced,
+    probe_write_commits_until_the_store_is_closed,
+    events_filter_by_time_subject_and_kind,
+    prune_goes_in_bounded_batches_and_keeps_what_lives,
+    lease_has_one_holder_and_a_new_epoch_per_holder,
+    concurrent_acquires_have_one_winner,
+    a_lease_not_renewed_runs_out_and_passes_on,
+    stale_fences_write_nothing,
+    a_write_in_flight_is_ordered_before_a_takeover,
+    writer_elsewhere_names_the_live_leader,
 ];
 
 async fn cursors_are_saved_and_replaced(db: Db) {
@@ -341,7 +353,13 @@ async fn retention_forgets_only_old_finished_jobs(db: Db) {
             .unwrap()
     );
 
-    assert_eq!(db.forget_finished_jobs(Time(2_000)).await.unwrap(), 1);
+    assert_eq!(
+        db.prune(Time(2_000), &keep_all_but_jobs())
+            .await
+            .unwrap()
+            .jobs,
+        1
+    );
     assert_eq!(db.job(&key(1)).await.unwrap(), None);
     assert!(db.job(&key(2)).await.unwrap().is_some());
     assert!(db.job(&key(3)).await.unwrap().is_some());
@@ -362,7 +380,29 @@ async fn retention_forgets_only_old_finished_jobs(db: Db) {
         .await
         .unwrap();
     assert_eq!(dup, Upsert::DuplicateDelivery);
-    assert_eq!(db.forget_finished_jobs(Time(0)).await.unwrap(), 0);
+    assert_eq!(
+        db.prune(Time(0), &keep_all_but_jobs()).await.unwrap().jobs,
+        0
+    );
+}
+
+/// A policy that prunes nothing, whatever the time.
+fn keep_all() -> Retention {
+    let long = Duration::from_secs(1 << 40);
+    Retention {
+        jobs: long,
+        deliveries: long,
+        events: long,
+        intents: long,
+        ..Retention::default()
+    }
+}
+
+fn keep_all_but_jobs() -> Retention {
+    Retention {
+        jobs: Duration::ZERO,
+        ..keep_all()
+    }
 }
 
 async fn record_intent_inserts_only_if_absent(db: Db) {
@@ -550,7 +590,11 @@ async fn events_page_in_id_order_and_prune(db: Db) {
     assert_eq!(next[1].details, None);
     assert!(db.events(Some(ids[4]), 10).await.unwrap().is_empty());
 
-    assert_eq!(db.prune_events(Time(3_000)).await.unwrap(), 3);
+    let only_events = Retention {
+        events: Duration::ZERO,
+        ..keep_all()
+    };
+    assert_eq!(db.prune(Time(3_000), &only_events).await.unwrap().events, 3);
     let left = db.events(None, 10).await.unwrap();
     assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), ids[3..]);
     let newer = db
@@ -710,4 +754,532 @@ async fn unreachable_postgres_is_reported_without_the_password() {
         text.contains("refused") || text.contains("no connection within"),
         "says why: {text}"
     );
+}
+
+async fn probe_write_commits_until_the_store_is_closed(db: Db) {
+    for _ in 0..3 {
+        db.probe_write().await.expect("an open store takes writes");
+    }
+    db.store.close().await;
+    let err = db.probe_write().await.expect_err("a closed store does not");
+    assert!(err.to_string().contains("write to the store"), "{err}");
+}
+
+async fn events_filter_by_time_subject_and_kind(db: Db) {
+    let mut ids = Vec::new();
+    for (at, kind, subject) in [
+        (1_000, "create", "m-1"),
+        (2_000, "create", "m-2"),
+        (3_000, "delete", "m-1"),
+        (4_000, "job", "github:acme/app#1"),
+        (5_000, "delete", "m-2"),
+    ] {
+        let e = NewEvent::new(Time(at), kind, subject, format!("{kind} {subject}"));
+        ids.push(db.record_event(&e).await.unwrap());
+    }
+    let got = |q: EventQuery| {
+        let db = &db;
+        async move {
+            db.query_events(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.at.millis())
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = EventQuery::first(100);
+    assert_eq!(got(all.clone()).await, [1_000, 2_000, 3_000, 4_000, 5_000]);
+    let m1 = EventQuery {
+        subject: Some("m-1".into()),
+        ..all.clone()
+    };
+    assert_eq!(got(m1).await, [1_000, 3_000]);
+    let deletes = EventQuery {
+        kind: Some("delete".into()),
+        ..all.clone()
+    };
+    assert_eq!(got(deletes).await, [3_000, 5_000]);
+    let window = EventQuery {
+        since: Some(Time(2_000)),
+        until: Some(Time(4_000)),
+        ..all.clone()
+    };
+    assert_eq!(
+        got(window).await,
+        [2_000, 3_000],
+        "since inclusive, until not"
+    );
+    let newest = EventQuery {
+        limit: 2,
+        newest: true,
+        ..all.clone()
+    };
+    assert_eq!(
+        got(newest).await,
+        [4_000, 5_000],
+        "the newest two, oldest first"
+    );
+    let page = EventQuery {
+        after_id: Some(ids[1]),
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(got(page).await, [3_000, 4_000]);
+    let everything = EventQuery {
+        after_id: Some(ids[0]),
+        since: Some(Time(0)),
+        until: Some(Time(10_000)),
+        subject: Some("m-2".into()),
+        kind: Some("delete".into()),
+        limit: 10,
+        newest: true,
+    };
+    assert_eq!(got(everything).await, [5_000]);
+    assert!(got(EventQuery::first(0)).await.is_empty());
+}
+
+async fn prune_goes_in_bounded_batches_and_keeps_what_lives(db: Db) {
+    for i in 0..25 {
+        db.record_event(&NewEvent::new(Time(i), "job", "x", "old"))
+            .await
+            .unwrap();
+    }
+    db.record_event(&NewEvent::new(Time(10_000), "job", "x", "new"))
+        .await
+        .unwrap();
+    for (name, state) in [
+        ("gone", IntentState::Deleted),
+        ("broken", IntentState::Failed),
+        ("running", IntentState::Created),
+        ("booting", IntentState::Pending),
+    ] {
+        let mut it = intent(name, None, 0, 100);
+        it.state = state;
+        db.record_intent(&it).await.unwrap();
+    }
+    let mut recent = intent("recently-gone", None, 0, 100);
+    recent.state = IntentState::Deleted;
+    recent.updated_at = Time(9_500);
+    db.record_intent(&recent).await.unwrap();
+    db.upsert_job(&job(1, JobStatus::Queued, 100), Some("d-old"))
+        .await
+        .unwrap();
+
+    let policy = Retention {
+        events: Duration::from_secs(1),
+        intents: Duration::from_secs(1),
+        deliveries: Duration::from_secs(1),
+        batch: 10,
+        max_batches: 2,
+        ..keep_all()
+    };
+    let first = db.prune(Time(10_000), &policy).await.unwrap();
+    assert_eq!(
+        (first.events, first.more),
+        (20, true),
+        "two batches of ten, then it stops"
+    );
+    assert_eq!((first.intents, first.deliveries, first.jobs), (2, 1, 0));
+    let second = db.prune(Time(10_000), &policy).await.unwrap();
+    assert_eq!((second.events, second.more), (5, false));
+    assert_eq!(second.total(), 5);
+    let left = db.events(None, 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].message, "new");
+    let mut names: Vec<_> = db
+        .intents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["booting", "recently-gone", "running"]);
+    assert!(
+        db.job(&key(1)).await.unwrap().is_some(),
+        "a queued job stays"
+    );
+    let counts: std::collections::BTreeMap<_, _> =
+        db.row_counts().await.unwrap().into_iter().collect();
+    assert_eq!(
+        (
+            counts["events"],
+            counts["intents"],
+            counts["deliveries"],
+            counts["jobs"]
+        ),
+        (1, 3, 0, 1)
+    );
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn leading(a: Acquired) -> Lease {
+    match a {
+        Acquired::Leading(lease) => lease,
+        Acquired::Held(state) => panic!("expected to lead, but {state:?}"),
+    }
+}
+
+async fn lease_has_one_holder_and_a_new_epoch_per_holder(db: Db) {
+    let free = db.lease().await.unwrap();
+    assert_eq!((free.holder.as_deref(), free.live_holder()), (None, None));
+
+    let a = leading(db.acquire_lease("a", LEASE).await.unwrap());
+    assert_eq!(
+        a.fence,
+        Fence {
+            holder: "a".into(),
+            epoch: 1
+        }
+    );
+    assert!(
+        a.expires_at.millis() - a.acquired_at.millis() >= 29_000,
+        "{a:?}"
+    );
+    match db.acquire_lease("b", LEASE).await.unwrap() {
+        Acquired::Held(state) => {
+            assert_eq!((state.live_holder(), state.epoch), (Some("a"), 1));
+        }
+        other => panic!("b must not lead while a does: {other:?}"),
+    }
+    let renewed = db
+        .renew_lease(&a.fence, LEASE)
+        .await
+        .unwrap()
+        .expect("a holds it");
+    assert_eq!(renewed.fence, a.fence);
+    assert!(renewed.expires_at >= a.expires_at);
+
+    // Taking it again, as after a renewal whose answer was lost, is a new term.
+    let again = leading(db.acquire_lease("a", LEASE).await.unwrap());
+    assert_eq!(again.fence.epoch, 2);
+    assert_eq!(
+        db.renew_lease(&a.fence, LEASE).await.unwrap(),
+        None,
+        "epoch 1 is over"
+    );
+
+    assert!(
+        !db.release_lease(&a.fence).await.unwrap(),
+        "not the holder any more"
+    );
+    assert!(db.release_lease(&again.fence).await.unwrap());
+    assert_eq!(db.lease().await.unwrap().live_holder(), None);
+    let b = leading(db.acquire_lease("b", LEASE).await.unwrap());
+    assert_eq!(
+        b.fence,
+        Fence {
+            holder: "b".into(),
+            epoch: 3
+        }
+    );
+    assert_eq!(db.renew_lease(&again.fence, LEASE).await.unwrap(), None);
+    assert_eq!(db.lease().await.unwrap().live_holder(), Some("b"));
+}
+
+async fn concurrent_acquires_have_one_winner(db: Db) {
+    let tasks: Vec<_> = (0..15)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                store
+                    .acquire_lease(&format!("replica-{}", i % 3), LEASE)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Acquired::Leading(lease) = t.await.unwrap() {
+            winners.push(lease.fence);
+        }
+    }
+    // The holder may take it again (a new term); nobody else can while it is live.
+    let holders: std::collections::BTreeSet<_> = winners.iter().map(|f| &f.holder).collect();
+    assert_eq!(holders.len(), 1, "{winners:?}");
+    let epochs: std::collections::BTreeSet<_> = winners.iter().map(|f| f.epoch).collect();
+    assert_eq!(
+        epochs.len(),
+        winners.len(),
+        "each term its own epoch: {winners:?}"
+    );
+    let state = db.lease().await.unwrap();
+    assert_eq!(state.epoch, *epochs.last().unwrap());
+}
+
+async fn a_lease_not_renewed_runs_out_and_passes_on(db: Db) {
+    let short = Duration::from_millis(300);
+    let a = leading(db.acquire_lease("a", short).await.unwrap());
+    assert!(matches!(
+        db.acquire_lease("b", short).await.unwrap(),
+        Acquired::Held(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(db.lease().await.unwrap().live_holder(), None, "ran out");
+    assert_eq!(
+        db.renew_lease(&a.fence, short).await.unwrap(),
+        None,
+        "a lapsed lease is not revived"
+    );
+    let b = leading(db.acquire_lease("b", LEASE).await.unwrap());
+    assert_eq!(b.fence.epoch, a.fence.epoch + 1);
+    assert!(b.acquired_at.millis() >= a.expires_at.millis());
+}
+
+async fn stale_fences_write_nothing(db: Db) {
+    // Long enough for two writes on a loaded machine, short enough to wait out.
+    let short = Duration::from_millis(1_500);
+    let a = leading(db.acquire_lease("a", short).await.unwrap());
+    let fa = db.fenced(a.fence.clone());
+    assert_eq!(fa.fence(), &a.fence);
+    assert!(
+        fa.record_intent(&intent("m-1", Some(1), 1, 1_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        fa.set_intent_state("m-1", IntentState::Created, Some("srv-1"), Time(1_100))
+            .await
+            .unwrap()
+    );
+
+    // a pauses past its lease: its writes are refused before anyone takes over...
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    let err = fa
+        .record_intent(&intent("m-2", Some(2), 1, 2_000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { epoch: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("ran out"), "{err}");
+
+    // ...and after.
+    let b = leading(db.acquire_lease("b", LEASE).await.unwrap());
+    let fb = db.fenced(b.fence.clone());
+    let labels = mayfly_core::Labels::new(["self-hosted"]);
+    let refused = [
+        fa.record_intent(&intent("m-3", Some(3), 1, 3_000))
+            .await
+            .unwrap_err(),
+        fa.set_intent_state("m-1", IntentState::Deleted, None, Time(3_000))
+            .await
+            .unwrap_err(),
+        fa.reassign_intent("m-1", Some(&key(9)), 1, None, &labels, Time(3_000))
+            .await
+            .unwrap_err(),
+        fa.remove_intent("m-1").await.unwrap_err(),
+    ];
+    for err in refused {
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("b leads now, under epoch 2"),
+            "{err}"
+        );
+    }
+    let all = db.intents().await.unwrap();
+    assert_eq!(all.len(), 1, "nothing written: {all:?}");
+    assert_eq!(
+        (all[0].state, all[0].job.clone()),
+        (IntentState::Created, Some(key(1)))
+    );
+    assert_eq!(db.instances_created(&key(2), 1).await.unwrap(), 0);
+    assert_eq!(db.instances_created(&key(3), 1).await.unwrap(), 0);
+
+    // The new leader writes.
+    assert!(
+        fb.record_intent(&intent("m-4", Some(4), 1, 4_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        fb.reassign_intent("m-1", Some(&key(5)), 1, None, &labels, Time(4_100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        fb.set_intent_state("m-4", IntentState::Failed, None, Time(4_200))
+            .await
+            .unwrap()
+    );
+    assert!(fb.remove_intent("m-4").await.unwrap());
+    assert_eq!(db.intents().await.unwrap().len(), 1);
+
+    // A released lease fences too.
+    assert!(db.release_lease(&b.fence).await.unwrap());
+    let err = fb.remove_intent("m-1").await.unwrap_err();
+    assert!(err.to_string().contains("released"), "{err}");
+}
+
+/// Every intent write the old leader saw succeed is visible to the new leader's first read
+/// after it took over: none commits behind the takeover.
+async fn a_write_in_flight_is_ordered_before_a_takeover(db: Db) {
+    let lease = Duration::from_millis(1_000);
+    let a = leading(db.acquire_lease("a", lease).await.unwrap());
+    let fa = db.fenced(a.fence.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let fa = fa.clone();
+            tokio::spawn(async move {
+                let mut recorded = Vec::new();
+                for i in 0.. {
+                    let name = format!("w{w}-{i}");
+                    match fa.record_intent(&intent(&name, None, 0, i)).await {
+                        Ok(true) => recorded.push(name),
+                        Ok(false) => unreachable!("names are unique"),
+                        Err(StoreError::Fenced { .. }) => return recorded,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                recorded
+            })
+        })
+        .collect();
+    let seen = loop {
+        if let Acquired::Leading(_) = db.acquire_lease("b", LEASE).await.unwrap() {
+            break db.intents().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let seen: std::collections::BTreeSet<_> = seen.into_iter().map(|i| i.name).collect();
+    let mut total = 0;
+    for w in writers {
+        for name in w.await.unwrap() {
+            total += 1;
+            assert!(seen.contains(&name), "{name} committed behind the takeover");
+        }
+    }
+    assert!(total > 0, "the old leader wrote before losing the lease");
+}
+
+async fn writer_elsewhere_names_the_live_leader(db: Db) {
+    if db.backend() == Backend::Sqlite {
+        // SQLite answers with its file lock (see `sqlite_has_one_writer`).
+        return;
+    }
+    assert_eq!(db.writer_elsewhere().await.unwrap(), None);
+    let a = leading(db.acquire_lease("host-a:42", LEASE).await.unwrap());
+    assert_eq!(
+        db.writer_elsewhere().await.unwrap().as_deref(),
+        Some("host-a:42")
+    );
+    db.release_lease(&a.fence).await.unwrap();
+    assert_eq!(db.writer_elsewhere().await.unwrap(), None);
+    assert!(
+        db.lock_single_writer().await.unwrap().is_none(),
+        "replicas share PostgreSQL"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_has_one_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mayfly.db");
+    let url = path.display().to_string();
+    let first = Store::open(&url).await.unwrap();
+    let second = Store::open(&url).await.unwrap();
+    // A dead process's lease is cleared by the next writer.
+    leading(first.acquire_lease("gone", LEASE).await.unwrap());
+
+    assert_eq!(second.writer_elsewhere().await.unwrap(), None);
+    let lock = first
+        .lock_single_writer()
+        .await
+        .unwrap()
+        .expect("a SQLite file has a lock");
+    assert_eq!(lock.path(), dir.path().join("mayfly.db.lock"));
+    assert_eq!(first.lease().await.unwrap().live_holder(), None, "cleared");
+    let err = second.lock_single_writer().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Held { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    assert!(
+        text.contains("mayfly.db is in use by another mayfly"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PostgreSQL"),
+        "says how to run several: {text}"
+    );
+    let holder = second.writer_elsewhere().await.unwrap();
+    assert_eq!(holder, Some(format!("pid {}", std::process::id())));
+
+    drop(lock);
+    assert_eq!(
+        second.writer_elsewhere().await.unwrap(),
+        None,
+        "released on drop"
+    );
+    let lock = second.lock_single_writer().await.unwrap();
+    assert!(lock.is_some());
+
+    let memory = Store::open("sqlite::memory:").await.unwrap();
+    assert!(memory.lock_single_writer().await.unwrap().is_none());
+    assert_eq!(memory.writer_elsewhere().await.unwrap(), None);
+    for s in [first, second, memory] {
+        s.close().await;
+    }
+}
+
+/// A takeover waits for a fenced write that passed its check and has not committed (here held
+/// up by a row another transaction is inserting, as a paused process would hold it), so the new
+/// leader's first read sees that write; without the share lock on the lease row the takeover
+/// would go first and the write land behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_takeover_waits_for_a_fenced_write_in_flight() {
+    harness::on_postgres(|db: Db| async move {
+        let lease = Duration::from_millis(2_000);
+        let a = leading(db.acquire_lease("a", lease).await.unwrap());
+        let mut blocker = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "BEGIN; INSERT INTO intents (name, pool, provider, attempt, labels, spec, created_at,
+                 state, updated_at)
+             VALUES ('m-x', 'p', 'hetzner', 0, '[]', '{}', 0, 'pending', 0);",
+        )
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+        let fa = db.fenced(a.fence.clone());
+        let write = tokio::spawn(async move { fa.record_intent(&intent("m-x", None, 0, 1)).await });
+        // The write checks its fence, then waits on the uncommitted row; its lease runs out.
+        tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        assert!(!write.is_finished());
+        let store = db.store.clone();
+        let takeover = tokio::spawn(async move {
+            loop {
+                if let Acquired::Leading(_) = store.acquire_lease("b", LEASE).await.unwrap() {
+                    return store.intents().await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !takeover.is_finished(),
+            "the takeover waits for the write in flight"
+        );
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        assert!(
+            write.await.unwrap().unwrap(),
+            "the write went through, before the takeover"
+        );
+        let seen = takeover.await.unwrap();
+        assert!(
+            seen.iter().any(|i| i.name == "m-x"),
+            "the new leader's first read sees it: {seen:?}"
+        );
+    })
+    .await;
 }

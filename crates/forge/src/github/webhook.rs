@@ -165,6 +165,10 @@ pub enum ParseError {
     /// Not a name GitHub gives a repository: no runner could ever be registered for it.
     #[error("repository.full_name {0:?} is not `owner/name`")]
     Repository(String),
+    /// GitHub's ids are 64-bit signed integers (its OpenAPI description says `int64`): a larger
+    /// one is no GitHub id, and the store could not hold it.
+    #[error("workflow_job.{field} {value} is out of range: GitHub ids are below 2^63")]
+    IdRange { field: &'static str, value: u64 },
 }
 
 /// Reads a delivery of `event` (the `X-GitHub-Event` header). Never panics, whatever the bytes.
@@ -181,6 +185,11 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
     let repo =
         super::Repo::parse(&full_name).map_err(|_| ParseError::Repository(clip(&full_name)))?;
     let job = payload.workflow_job;
+    for (field, value) in [("id", job.id), ("run_id", job.run_id)] {
+        if i64::try_from(value).is_err() {
+            return Err(ParseError::IdRange { field, value });
+        }
+    }
     Ok(Delivery::Job(JobUpdate {
         action,
         key: JobKey {

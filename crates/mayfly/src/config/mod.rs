@@ -266,10 +266,7 @@ impl Config {
                 powered_off: self.deadlines.powered_off.0,
                 max_lifetime: self.deadlines.max_lifetime.0,
             },
-            labels: LabelRules {
-                prefix: self.labels.prefix.clone(),
-                meta: self.labels.meta.clone(),
-            },
+            labels: LabelRules::new(self.labels.prefix.clone(), self.labels.meta.clone()),
             recycling: mayfly_core::Recycling {
                 // Nothing to recycle when every pool is local (free, never kept): the loop then
                 // settles after finished jobs, so their runners are removed promptly.
@@ -294,6 +291,50 @@ impl Config {
         !self.pools.is_empty() && self.pools.iter().all(|p| self.slots_of(p).is_some())
     }
 
+    /// What retention keeps (`[retention]`), for `Store::prune`.
+    pub fn retention(&self) -> mayfly_store::Retention {
+        let r = &self.retention;
+        mayfly_store::Retention {
+            jobs: r.jobs.0,
+            deliveries: r.deliveries.0,
+            events: r.events.0,
+            intents: r.intents.0,
+            ..mayfly_store::Retention::default()
+        }
+    }
+
+    /// The leader election of this replica (`[leader]`), under the name `replica`.
+    #[allow(dead_code)] // for `mayfly run` once its loop runs under the election
+    pub fn leader(&self, replica: impl Into<String>) -> mayfly::leader::LeaderConfig {
+        mayfly::leader::LeaderConfig {
+            lease: self.leader.lease.0,
+            renew_every: self.leader.renew.0,
+            // A call may not outlast the time between renewals.
+            call_timeout: self.leader.renew.0,
+            ..mayfly::leader::LeaderConfig::new(replica)
+        }
+    }
+
+    /// The listeners' options (`[http]`) under a limit of `fd_limit` open files.
+    pub fn serve_options(&self, fd_limit: u64) -> mayfly::http::serve::ServeOptions {
+        use mayfly::http::serve::ServeOptions;
+        ServeOptions {
+            header_timeout: self.http.header_timeout.0,
+            body_timeout: self.http.body_timeout.0,
+            max_connections: self
+                .http
+                .max_connections
+                .unwrap_or_else(|| ServeOptions::cap_for(fd_limit)),
+        }
+    }
+
+    /// Where the operator's commands find the API: `api.listen` when set, else `listen`.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        self.api.listen.unwrap_or(self.listen)
+    }
+}
+
+impl Config {
     /// Whether the pool's provider is an aws-asg group.
     pub fn scaled_by_asg(&self, pool: &PoolConfig) -> bool {
         self.providers

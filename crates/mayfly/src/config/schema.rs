@@ -25,6 +25,12 @@ pub struct Config {
     pub state: Option<StateUrl>,
     pub listen: SocketAddr,
     pub api: Api,
+    /// The listeners' read deadlines and connection cap.
+    pub http: Http,
+    /// The leader lease, when several `mayfly run` share one PostgreSQL state.
+    pub leader: Leader,
+    /// How long finished things are kept in the state.
+    pub retention: Retention,
     pub log_format: LogFormat,
     /// A tracing filter: `info`, or `mayfly=debug,info`.
     pub log_level: String,
@@ -52,6 +58,9 @@ impl Default for Config {
             state: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api: Api::default(),
+            http: Http::default(),
+            leader: Leader::default(),
+            retention: Retention::default(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             github: Github::default(),
@@ -157,6 +166,85 @@ pub struct Api {
     /// directory. Always set once loading is done (default: `api.token` in `state_dir`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// A second, private listener for `/readyz`, `/metrics` and the API (and `/healthz`): once
+    /// set, `listen` serves only webhooks and `/healthz`, and can face the internet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The listeners' deadlines and connection cap (see `http::serve`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// From a connection's start (or its last answer) to the end of a request's headers; an
+    /// idle kept-alive connection is closed after it too.
+    pub header_timeout: HumanDuration,
+    /// From the end of a request's headers to the end of its body.
+    pub body_timeout: HumanDuration,
+    /// Open connections on `listen` at most; default: three quarters of the open files limit
+    /// left after what mayfly keeps for its own calls and files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            header_timeout: HumanDuration::secs(10),
+            body_timeout: HumanDuration::secs(10),
+            max_connections: None,
+        }
+    }
+}
+
+/// The leader lease in the state: one replica runs the passes, the others take over when it
+/// stops renewing. One replica alone leads at once.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Leader {
+    /// How long the lease lasts without a renewal: a follower leads at most `lease + renew`
+    /// after the leader died.
+    pub lease: HumanDuration,
+    /// How often the leader renews and followers try to take over.
+    pub renew: HumanDuration,
+}
+
+impl Default for Leader {
+    fn default() -> Self {
+        Leader {
+            lease: HumanDuration::secs(10),
+            renew: HumanDuration::secs(2),
+        }
+    }
+}
+
+/// What is pruned from the state and when (`mayfly_store::Retention`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Completed jobs, with their delivery ids and instance counts, after their last update.
+    pub jobs: HumanDuration,
+    /// Webhook delivery ids (GitHub redelivers for up to 3 days).
+    pub deliveries: HumanDuration,
+    /// Events (`mayfly events`).
+    pub events: HumanDuration,
+    /// Records of instances that are gone (deleted, failed).
+    pub intents: HumanDuration,
+    /// How often the leader prunes.
+    pub every: HumanDuration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let r = mayfly_store::Retention::default();
+        Retention {
+            jobs: HumanDuration(r.jobs),
+            deliveries: HumanDuration(r.deliveries),
+            events: HumanDuration(r.events),
+            intents: HumanDuration(r.intents),
+            every: HumanDuration::secs(600),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -434,7 +434,7 @@ fn the_api_token_file_defaults_to_the_state_dir_and_is_found_from_the_config_fil
     );
     assert_eq!(
         error(&format!("[api]\ntoken = \"x\"\n{MINIMAL}")),
-        "mayfly.toml:2:1: api.token: unknown key; known keys: token_file"
+        "mayfly.toml:2:1: api.token: unknown key; known keys: token_file, listen"
     );
     // With a PostgreSQL state and no home, nothing says where the token goes.
     let env = [("GITHUB_TOKEN", "g"), ("HETZNER_TOKEN", "h")];
@@ -1018,4 +1018,116 @@ fn a_docker_local_provider_needs_no_runner_on_the_host() {
     let l = c.local("here", &c.providers["here"]).unwrap();
     assert!(l.docker);
     assert_eq!(l.runner_dir, Path::new("/home/runner"));
+}
+
+/// Intervals and deadlines have floors (`poll = "1ns"` once made 32,529 GitHub calls in ten
+/// seconds) and ceilings; the error names the key, where it is, and the bound.
+#[test]
+fn durations_below_their_floor_or_above_their_ceiling_are_named() {
+    let poll = error(&format!("[intervals]\npoll = \"1ns\"\n{MINIMAL}"));
+    assert_eq!(
+        poll,
+        "mayfly.toml:2:8: intervals.poll: must be at least 1s; shorter makes mayfly call GitHub \
+         and the clouds too often"
+    );
+    for (table, key, value, bound) in [
+        ("intervals", "reconcile", "10ms", "at least 1s"),
+        ("intervals", "confirm_queued", "1s", "at least 10s"),
+        ("intervals", "resync", "400d", "at most 24h"),
+        ("deadlines", "registration", "1s", "at least 5s"),
+        ("deadlines", "max_lifetime", "10s", "at least 1m"),
+        ("github.limits", "request_timeout", "1ms", "at least 1s"),
+        ("http", "header_timeout", "10ms", "at least 1s"),
+        ("http", "body_timeout", "1h", "at most 10m"),
+        ("leader", "lease", "100ms", "at least 1s"),
+        ("retention", "events", "1m", "at least 1h"),
+        ("retention", "every", "1s", "at least 1m"),
+    ] {
+        let msg = error(&format!("[{table}]\n{key} = \"{value}\"\n{MINIMAL}"));
+        assert!(
+            msg.contains(&format!("{table}.{key}: must be {bound}")),
+            "{table}.{key} = {value}: {msg}"
+        );
+    }
+    let renew = error(&format!(
+        "[leader]\nlease = \"3s\"\nrenew = \"2s\"\n{MINIMAL}"
+    ));
+    assert!(
+        renew.contains("leader.renew: must be at most a third of leader.lease (3s)"),
+        "{renew}"
+    );
+    // What the tests and the examples use stays valid.
+    let fast = "[intervals]\nreconcile = \"1s\"\npoll = \"1s\"\nresync = \"2s\"\n\
+                [deadlines]\nregistration = \"5s\"\npowered_off = \"1s\"\n\
+                [github.limits]\nwrite_interval = \"1ms\"\n";
+    load(&format!("{fast}{MINIMAL}")).expect("the fastest settings the tests use are valid");
+}
+
+#[test]
+fn listeners_leader_and_retention_load_with_defaults() {
+    let config = load(MINIMAL).expect("valid");
+    assert_eq!(config.api.listen, None);
+    assert_eq!(config.api_addr(), config.listen);
+    let serve = config.serve_options(1_024);
+    assert_eq!(
+        (
+            serve.header_timeout,
+            serve.body_timeout,
+            serve.max_connections
+        ),
+        (Duration::from_secs(10), Duration::from_secs(10), 528)
+    );
+    let leader = config.leader("r1");
+    assert_eq!(
+        (leader.lease, leader.renew_every, leader.replica.as_str()),
+        (Duration::from_secs(10), Duration::from_secs(2), "r1")
+    );
+    assert_eq!(config.retention(), mayfly_store::Retention::default());
+
+    let text = format!(
+        "[api]\nlisten = \"127.0.0.1:9090\"\n[http]\nmax_connections = 100\n\
+         [leader]\nlease = \"15s\"\nrenew = \"3s\"\n[retention]\nevents = \"2d\"\n{MINIMAL}"
+    );
+    let config = load(&text).expect("valid");
+    assert_eq!(config.api_addr().to_string(), "127.0.0.1:9090");
+    assert_eq!(config.serve_options(1_024).max_connections, 100);
+    assert_eq!(config.leader("r").lease, Duration::from_secs(15));
+    assert_eq!(config.retention().events, Duration::from_secs(2 * 86_400));
+
+    let same = error(&format!(
+        "listen = \"127.0.0.1:9090\"\n[api]\nlisten = \"127.0.0.1:9090\"\n{MINIMAL}"
+    ));
+    assert!(
+        same.contains("api.listen: is the same address as listen"),
+        "{same}"
+    );
+    let zero = error(&format!("[http]\nmax_connections = 0\n{MINIMAL}"));
+    assert!(
+        zero.contains("http.max_connections: must be at least 1"),
+        "{zero}"
+    );
+}
+
+/// Validation is linear in the number of meta labels: 38,000 of them once took 55 s (every key's
+/// line was counted from the top of the file, every job label compared with every key).
+#[test]
+fn tens_of_thousands_of_meta_labels_validate() {
+    let mut text = format!("{MINIMAL}[labels.meta]\n");
+    for i in 0..38_000 {
+        text.push_str(&format!("m{i} = [\"type-cx{i}\", \"in-fsn1\", \"l{i}\"]\n"));
+    }
+    text.push_str("Big = [\"x\"]\nbig = [\"y\"]\n");
+    let msg = error(&text);
+    assert!(
+        msg.contains("labels.meta.big: `Big` and `big` are the same meta label"),
+        "{msg}"
+    );
+    let config = load(&text.replace("Big = [\"x\"]\n", "")).expect("valid");
+    assert_eq!(config.labels.meta.len(), 38_001);
+    let last = text.lines().count() + 1;
+    let line = error(&format!("{text}zzz = 3\n"));
+    assert!(
+        line.starts_with(&format!("mayfly.toml:{last}:7: labels.meta.zzz")),
+        "positions stay right: {line}"
+    );
 }

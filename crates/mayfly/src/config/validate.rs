@@ -5,8 +5,10 @@ use super::Config;
 use super::error::{ConfigError, Problem, did_you_mean};
 use super::layers::Origins;
 use super::schema::ProviderKind;
+use super::values::HumanDuration;
 use mayfly_core::{LabelRules, Labels};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Longest controller id: it prefixes instance names, which must stay within a DNS label.
 pub const MAX_CONTROLLER: usize = 16;
@@ -176,10 +178,18 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         }
     }
 
-    let rules = LabelRules {
-        prefix: config.labels.prefix.clone(),
-        meta: config.labels.meta.clone(),
-    };
+    let rules = LabelRules::new(config.labels.prefix.clone(), config.labels.meta.clone());
+    let mut lower: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for label in config.labels.meta.keys() {
+        // Job labels are matched without regard to case: two keys equal but for case clash.
+        if let Some(first) = lower.insert(label.to_lowercase(), label) {
+            problem(
+                format!("labels.meta.{label}"),
+                format!("`{first}` and `{label}` are the same meta label (case does not count)"),
+                Some("keep one of them".into()),
+            );
+        }
+    }
     for (label, expansion) in &config.labels.meta {
         let key = format!("labels.meta.{label}");
         if expansion.is_empty() || expansion.iter().any(|l| l.trim().is_empty()) {
@@ -191,6 +201,48 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         } else if let Err(e) = rules.requirements(&Labels::new(expansion)) {
             problem(key, e.to_string(), None);
         }
+    }
+
+    for (key, value, floor, ceiling) in durations(config) {
+        if value < floor {
+            problem(
+                key.clone(),
+                format!("must be at least {}", HumanDuration(floor)),
+                Some(format!("shorter makes mayfly {}", too_short(&key))),
+            );
+        } else if value > ceiling {
+            problem(
+                key,
+                format!("must be at most {}", HumanDuration(ceiling)),
+                None,
+            );
+        }
+    }
+    let (lease, renew) = (config.leader.lease.0, config.leader.renew.0);
+    if renew * 3 > lease {
+        problem(
+            "leader.renew".into(),
+            format!(
+                "must be at most a third of leader.lease ({}), so that a renewal or two may fail \
+                 without losing the lease",
+                config.leader.lease
+            ),
+            None,
+        );
+    }
+    if config.http.max_connections == Some(0) {
+        problem(
+            "http.max_connections".into(),
+            "must be at least 1".into(),
+            Some("leave it out to derive it from the open files limit".into()),
+        );
+    }
+    if config.api.listen == Some(config.listen) {
+        problem(
+            "api.listen".into(),
+            format!("is the same address as listen ({})", config.listen),
+            Some("give the private listener an address of its own, or leave it out".into()),
+        );
     }
 
     if config.api.token_file.is_none() {
@@ -315,6 +367,84 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         Ok(())
     } else {
         Err(ConfigError { problems })
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Every duration key with its floor and its ceiling. Floors keep a typo (`poll = "1ns"`) from
+/// hammering an API or deleting machines before they can boot; ceilings lie far past any use
+/// and keep time arithmetic finite.
+fn durations(config: &Config) -> Vec<(String, Duration, Duration, Duration)> {
+    let i = &config.intervals;
+    let d = &config.deadlines;
+    let l = &config.github.limits;
+    let r = &config.retention;
+    let mut out: Vec<(String, Duration, Duration, Duration)> = [
+        ("intervals.reconcile", i.reconcile, SEC, HOUR),
+        ("intervals.resync", i.resync, SEC, DAY),
+        ("intervals.settle", i.settle, SEC, HOUR),
+        ("intervals.poll", i.poll, SEC, DAY),
+        ("intervals.poll_backstop", i.poll_backstop, SEC, DAY),
+        ("intervals.confirm_queued", i.confirm_queued, 10 * SEC, DAY),
+        ("deadlines.registration", d.registration, 5 * SEC, DAY),
+        ("deadlines.idle", d.idle, SEC, 30 * DAY),
+        ("deadlines.powered_off", d.powered_off, SEC, 30 * DAY),
+        ("deadlines.max_lifetime", d.max_lifetime, MIN, 365 * DAY),
+        (
+            "github.limits.request_timeout",
+            l.request_timeout,
+            SEC,
+            10 * MIN,
+        ),
+        ("github.limits.write_interval", l.write_interval, MS, MIN),
+        ("github.limits.max_wait", l.max_wait, SEC, HOUR),
+        ("recycling.margin", config.recycling.margin, MS, DAY),
+        (
+            "http.header_timeout",
+            config.http.header_timeout,
+            SEC,
+            10 * MIN,
+        ),
+        ("http.body_timeout", config.http.body_timeout, SEC, 10 * MIN),
+        ("leader.lease", config.leader.lease, SEC, 10 * MIN),
+        ("leader.renew", config.leader.renew, 100 * MS, MIN),
+        ("retention.jobs", r.jobs, HOUR, 3650 * DAY),
+        ("retention.deliveries", r.deliveries, HOUR, 3650 * DAY),
+        ("retention.events", r.events, HOUR, 3650 * DAY),
+        ("retention.intents", r.intents, HOUR, 3650 * DAY),
+        ("retention.every", r.every, MIN, DAY),
+    ]
+    .into_iter()
+    .map(|(k, v, floor, ceiling)| (k.to_string(), v.0, floor, ceiling))
+    .collect();
+    for (name, p) in &config.providers {
+        if let Some(s) = &p.scaling {
+            let key = |k: &str| format!("providers.{name}.scaling.{k}");
+            out.push((key("interval"), s.interval.0, 5 * SEC, DAY));
+            out.push((key("out_cooldown"), s.out_cooldown.0, MS, DAY));
+            out.push((key("in_cooldown"), s.in_cooldown.0, MS, DAY));
+        }
+    }
+    out
+}
+
+/// What a value under its floor would do, for the hint.
+fn too_short(key: &str) -> &'static str {
+    match key {
+        k if k.starts_with("intervals.") || k.ends_with(".interval") => {
+            "call GitHub and the clouds too often"
+        }
+        k if k.starts_with("deadlines.") => "delete machines before they can boot or take a job",
+        k if k.starts_with("github.limits.") => "give up on GitHub calls before they can answer",
+        k if k.starts_with("http.") => "cut off clients before a request can arrive",
+        k if k.starts_with("leader.") => "hand leadership over at every hiccup",
+        k if k.starts_with("retention.") => "forget what `mayfly status` and the API report",
+        _ => "act on values too small to mean anything",
     }
 }
 

@@ -16,8 +16,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
-const DURATION_FORM: &str =
-    "a duration like \"90s\", \"3m\", \"1h30m\", \"500ms\" or \"7d\" (units d, h, m, s, ms; no spaces)";
+const DURATION_FORM: &str = "a duration like \"90s\", \"3m\", \"1h30m\", \"500ms\" or \"7d\" (units d, h, m, s, ms; no spaces)";
 
 impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
@@ -330,7 +329,11 @@ mod tests {
         assert!(days("d").is_err() && days("10dx").is_err() && days("0d").is_err());
         let ten: HumanDuration = "10d".parse().unwrap();
         assert_eq!(ten.to_string(), "10d");
-        assert_eq!(ten.to_string().parse::<HumanDuration>(), Ok(ten), "prints back");
+        assert_eq!(
+            ten.to_string().parse::<HumanDuration>(),
+            Ok(ten),
+            "prints back"
+        );
     }
 
     #[test]

@@ -6,13 +6,14 @@ use crate::demand::Wake;
 use crate::reconcile::{DeleteError, LastPass, Operator, Reconciler, Removed};
 use crate::view::View;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
 use mayfly_core::{Clock, Secret};
-use mayfly_store::Store;
+use mayfly_store::{IntentState, Store};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct Api {
     pub ready_within: Duration,
     /// Bounds the store check of `/readyz`.
     pub store_timeout: Duration,
+    pub(super) write_probe: readiness::WriteProbe,
 }
 
 impl Api {
@@ -57,6 +59,7 @@ impl Api {
             clock: reconciler.clock(),
             ready_within,
             store_timeout: Duration::from_secs(2),
+            write_probe: readiness::WriteProbe::default(),
         }
     }
 
@@ -78,6 +81,91 @@ pub struct Deletion {
     pub result: Removed,
 }
 
+/// One event of the trail, as `GET /api/v1/events` serves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: i64,
+    /// RFC 3339.
+    pub at: String,
+    pub kind: String,
+    pub subject: String,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl From<mayfly_store::Event> for EventView {
+    fn from(e: mayfly_store::Event) -> Self {
+        EventView {
+            id: e.id,
+            at: readiness::rfc3339(e.at),
+            kind: e.kind,
+            subject: e.subject,
+            message: e.message,
+            details: e.details,
+        }
+    }
+}
+
+/// A page of events: pass `next_after` as `after` for the next one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Events {
+    pub events: Vec<EventView>,
+    pub next_after: Option<i64>,
+}
+
+/// The query of `GET /api/v1/events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<bool>,
+}
+
+/// Most events one request returns.
+pub const EVENTS_LIMIT: u32 = 1_000;
+
+impl EventsQuery {
+    /// The store's query, or what is wrong with a parameter.
+    pub fn to_store(&self) -> Result<mayfly_store::EventQuery, String> {
+        let time = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| {
+                    t.parse::<jiff::Timestamp>()
+                        .map(|ts| mayfly_core::Time(ts.as_millisecond()))
+                        .map_err(|_| {
+                            format!("{name}: expected an RFC 3339 time like 2026-08-01T12:00:00Z")
+                        })
+                })
+                .transpose()
+        };
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=EVENTS_LIMIT).contains(&limit) {
+            return Err(format!("limit: expected 1 to {EVENTS_LIMIT}, got {limit}"));
+        }
+        Ok(mayfly_store::EventQuery {
+            after_id: self.after,
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            subject: self.subject.clone(),
+            kind: self.kind.clone(),
+            limit,
+            newest: self.newest.unwrap_or(false),
+        })
+    }
+}
+
 /// Every route under `/api/v1/` with its handlers: the router is built from this table, and a
 /// test holds it to the OpenAPI description.
 pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<Api>>)> {
@@ -91,6 +179,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<Api>>)> {
         ("/api/v1/jobs", get(jobs)),
         ("/api/v1/runners", get(runners)),
         ("/api/v1/pools", get(pools)),
+        ("/api/v1/events", get(events)),
         ("/api/v1/openapi.json", get(openapi)),
     ]
 }
@@ -156,6 +245,43 @@ async fn pools(State(api): State<Arc<Api>>) -> Response {
     serve(&api, |v| &v.pools)
 }
 
+/// `GET /api/v1/events`: from the store, not the view; bounded by the store timeout.
+async fn events(
+    State(api): State<Arc<Api>>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q.to_store(),
+        Err(e) => Err(e.body_text()),
+    };
+    let query = match query {
+        Ok(q) => q,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match tokio::time::timeout(api.store_timeout, api.store.query_events(&query)).await {
+        Ok(Ok(events)) => {
+            let full = events.len() == query.limit as usize;
+            let next_after = events
+                .last()
+                .filter(|_| full && !query.newest)
+                .map(|e| e.id);
+            axum::Json(Events {
+                events: events.into_iter().map(EventView::from).collect(),
+                next_after,
+            })
+            .into_response()
+        }
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the events: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store gave no events within {:?}", api.store_timeout),
+        ),
+    }
+}
+
 async fn instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
     let Some(view) = api.view() else {
         return no_view();
@@ -170,6 +296,9 @@ async fn instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Resp
 }
 
 async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
+    if let Some(unknown) = unknown_instance(&api, &name).await {
+        return unknown;
+    }
     // Its own task: a client that hangs up must not cut a delete off between deregistering
     // the runner and deleting the machine.
     let operator = api.operator.clone();
@@ -202,6 +331,26 @@ async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) 
             info!(instance = %name, error = %e, "operator delete refused or failed");
             error(status, e.to_string())
         }
+    }
+}
+
+/// 404 for a name neither the last pass saw nor the store records a live intent for: a typo
+/// costs no call to GitHub or a cloud. A machine made since the last pass has its intent, so
+/// it still goes to the operator, which reads the world afresh.
+async fn unknown_instance(api: &Api, name: &str) -> Option<Response> {
+    let view = api.view()?;
+    if view.instance(name).is_some() {
+        return None;
+    }
+    let live = [IntentState::Pending, IntentState::Created];
+    let intents = tokio::time::timeout(api.store_timeout, api.store.intents_in_state(&live));
+    match intents.await {
+        Ok(Ok(intents)) if !intents.iter().any(|i| i.name == name) => Some(error(
+            StatusCode::NOT_FOUND,
+            format!("no instance named {name} (as of the last pass, and none being created)"),
+        )),
+        // Recorded, or the store cannot say: the operator reads the world.
+        _ => None,
     }
 }
 

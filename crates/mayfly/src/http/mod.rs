@@ -1,10 +1,12 @@
-//! The HTTP server of `mayfly run`: GitHub webhooks, health checks and the API on `listen`.
+//! The HTTP server of `mayfly run`: GitHub webhooks and `/healthz` on `listen`; `/readyz`,
+//! `/metrics` and the API there too, or on `api.listen` when set (`serve`).
 //! Handlers only record what arrived and wake the reconciler; they never call a forge or a cloud.
 
 pub mod api;
 mod auth;
 pub mod metrics;
 mod readiness;
+pub mod serve;
 mod webhooks;
 
 pub use api::Api;
@@ -52,10 +54,15 @@ impl Webhooks {
     }
 }
 
+/// `GET /healthz`: the process answers HTTP. On every listener.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// All routes: `GET /healthz` and `POST /webhooks/github` (body capped at [`BODY_LIMIT`]).
 pub fn router(webhooks: Webhooks) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route(
             "/webhooks/github",
             post(webhooks::github).layer(DefaultBodyLimit::max(BODY_LIMIT)),

@@ -1,13 +1,15 @@
 //! `GET /readyz` (no token): ready once a pass has read the world recently and the store
-//! answers; otherwise 503 with the reason, for load balancers, systemd and people alike.
+//! takes writes; otherwise 503 with the reason, for load balancers, systemd and people alike.
 
 use super::api::Api;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mayfly_core::Time;
+use mayfly_store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The body of both answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,20 +31,45 @@ pub struct LastPassView {
     pub error: Option<String>,
 }
 
+/// The store's write probe, taken at most every [`WriteProbe::EVERY`]: `/readyz` may be asked
+/// many times a second (load balancers, a port open to the internet), and each probe is a
+/// write (an fsync on SQLite). Callers at once share one probe.
+#[derive(Default)]
+pub struct WriteProbe {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl WriteProbe {
+    pub const EVERY: Duration = Duration::from_secs(2);
+
+    /// Whether the store took a write within the last [`WriteProbe::EVERY`]; why not.
+    pub async fn check(&self, store: &Store, timeout: Duration) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, result)) = &*last
+            && at.elapsed() < Self::EVERY
+        {
+            return result.clone();
+        }
+        let result = match tokio::time::timeout(timeout, store.probe_write()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the store cannot write: {e}")),
+            Err(_) => Err(format!("the store took no write within {timeout:?}")),
+        };
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+}
+
 pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
     let now = api.clock.now();
     let view = api.views.borrow().clone();
     let last = api.last_pass.borrow().clone();
-    let store = tokio::time::timeout(api.store_timeout, api.store.ping()).await;
+    let store = api.write_probe.check(&api.store, api.store_timeout).await;
     let read_ago = view.as_ref().map(|v| now.since(v.at));
     let mut reason = match (store, read_ago) {
-        (Err(_), _) => Some(format!(
-            "the store gave no answer within {:?}",
-            api.store_timeout
-        )),
-        (Ok(Err(e)), _) => Some(format!("the store does not answer: {e}")),
-        (Ok(Ok(())), None) => Some("no reconcile pass has read the world yet".to_string()),
-        (Ok(Ok(())), Some(ago)) if ago > api.ready_within => Some(format!(
+        (Err(e), _) => Some(e),
+        (Ok(()), None) => Some("no reconcile pass has read the world yet".to_string()),
+        (Ok(()), Some(ago)) if ago > api.ready_within => Some(format!(
             "no reconcile pass has read the world for {}s (at most {}s expected)",
             ago.as_secs(),
             api.ready_within.as_secs()
@@ -71,7 +98,7 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn rfc3339(t: Time) -> String {
+pub(super) fn rfc3339(t: Time) -> String {
     jiff::Timestamp::from_millisecond(t.millis())
         .map(|ts| ts.to_string())
         .unwrap_or_default()

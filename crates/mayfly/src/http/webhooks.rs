@@ -76,6 +76,13 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
     let upsert = crate::demand::store_job(&hooks.store, rec, started, Some(delivery));
     let outcome = match tokio::time::timeout(hooks.store_timeout, upsert).await {
         Ok(Ok(outcome)) => outcome,
+        // A value the store refuses (an id past 2^63, say) is the delivery's fault: a retry
+        // cannot help. The parser refuses the ones known; this is the backstop.
+        Ok(Err(e @ mayfly_store::StoreError::Invalid { .. })) => {
+            info!(delivery, job = %update.key, error = %e, "webhook rejected by the store");
+            record::webhook("bad_request");
+            return reply(StatusCode::BAD_REQUEST, e.to_string());
+        }
         Ok(Err(e)) => {
             warn!(delivery, job = %update.key, error = %e, "webhook not stored");
             record::webhook("store_failed");

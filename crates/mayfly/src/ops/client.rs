@@ -3,7 +3,7 @@
 
 use super::token;
 use anyhow::{Context, anyhow};
-use mayfly::http::api::{ApiError, Deletion};
+use mayfly::http::api::{ApiError, Deletion, Events, EventsQuery};
 use mayfly::view::View;
 use mayfly_core::Secret;
 use reqwest::StatusCode;
@@ -95,6 +95,43 @@ impl Client {
             .with_context(|| format!("the daemon at {} broke off its answer", self.addr))?;
         serde_json::from_slice(&body)
             .with_context(|| format!("the daemon at {} answered with an unknown view", self.addr))
+            .map_err(Failure::Other)
+    }
+
+    /// A page of the daemon's events (`GET /api/v1/events`).
+    pub async fn events(&self, query: &EventsQuery) -> Result<Events, Failure> {
+        let mut params = Vec::new();
+        let mut add = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                params.push(format!("{name}={}", segment(&v)));
+            }
+        };
+        add("since", query.since.clone());
+        add("until", query.until.clone());
+        add("subject", query.subject.clone());
+        add("kind", query.kind.clone());
+        add("after", query.after.map(|a| a.to_string()));
+        add("limit", query.limit.map(|l| l.to_string()));
+        add("newest", query.newest.map(|n| n.to_string()));
+        let path = if params.is_empty() {
+            "events".to_string()
+        } else {
+            format!("events?{}", params.join("&"))
+        };
+        let response = self
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if response.status() != StatusCode::OK {
+            return Err(Failure::Other(self.refusal(response).await));
+        }
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("the daemon at {} broke off its answer", self.addr))?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("the daemon at {} answered with unknown events", self.addr))
             .map_err(Failure::Other)
     }
 
@@ -197,7 +234,8 @@ fn loopback(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// `name` as one URL path segment: instance names are DNS labels, anything else is escaped.
+/// `name` as one URL path segment (or query value): instance names are DNS labels, anything
+/// else is escaped.
 fn segment(name: &str) -> String {
     name.bytes()
         .map(|b| match b {

@@ -19,7 +19,11 @@ struct Outcome {
 }
 
 pub async fn delete(config: &Config, args: DeleteArgs) -> anyhow::Result<ExitCode> {
-    let (source, view) = Source::open(config).await?;
+    let (mut source, view) = Source::open(config).await?;
+    if let Err(e) = source.hold(config).await {
+        source.close().await;
+        return Err(e);
+    }
     let targets: Vec<String> = if args.all {
         view.instances.iter().map(|i| i.name.clone()).collect()
     } else {
@@ -31,13 +35,13 @@ pub async fn delete(config: &Config, args: DeleteArgs) -> anyhow::Result<ExitCod
         }
         names
     };
-    let result = delete_each(&source, &targets, args.yes, args.output).await;
+    let result = delete_each(&mut source, &targets, args.yes, args.output).await;
     source.close().await;
     result
 }
 
 async fn delete_each(
-    source: &Source,
+    source: &mut Source,
     targets: &[String],
     yes: bool,
     output: Output,

@@ -1,14 +1,18 @@
-//! The operator's commands: `status`, `list`, `delete`, `ssh`. They ask the running daemon's API
-//! on `listen`, or read the providers and GitHub themselves when no daemon listens there.
+//! The operator's commands: `status`, `list`, `delete`, `events`, `ssh`. They ask the running
+//! daemon's API (on `api.listen`, else `listen`), or read the providers, GitHub and the store
+//! themselves when no daemon listens there.
 
 mod client;
 mod delete;
 mod direct;
+mod events;
 mod show;
 mod source;
 mod ssh;
 mod table;
 pub mod token;
+
+pub use events::EventsArgs;
 
 use crate::config::Config;
 use crate::exit::block_on;
@@ -108,6 +112,14 @@ pub fn list(config: Config, args: ListArgs) -> ExitCode {
 
 pub fn delete(config: Config, args: DeleteArgs) -> ExitCode {
     block_on(async move { delete::delete(&config, args).await })
+}
+
+pub fn events(config: Config, args: EventsArgs) -> ExitCode {
+    block_on(async move {
+        events::events(&config, args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+    })
 }
 
 pub fn ssh(config: Config, args: SshArgs) -> ExitCode {

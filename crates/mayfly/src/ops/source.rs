@@ -22,7 +22,7 @@ impl Source {
             .token_file
             .as_ref()
             .context("no api.token_file")?;
-        let client = Client::new(config.listen, token_file)?;
+        let client = Client::new(config.api_addr(), token_file)?;
         match client.status().await {
             Ok(view) => Ok((Source::Daemon(client), Arc::new(view))),
             Err(Failure::NoDaemon) => {
@@ -43,8 +43,17 @@ impl Source {
         }
     }
 
+    /// Before deleting on its own: makes this command the state's one writer, or refuses when
+    /// a daemon holds the state (whose API did not answer). Nothing to do through a daemon.
+    pub async fn hold(&mut self, config: &Config) -> anyhow::Result<()> {
+        match self {
+            Source::Daemon(_) => Ok(()),
+            Source::Direct(direct) => direct.hold(config.api_addr()).await,
+        }
+    }
+
     /// Deletes instance `name`: `Ok(Err(why))` when that one was refused or failed.
-    pub async fn delete(&self, name: &str) -> anyhow::Result<Result<Removed, String>> {
+    pub async fn delete(&mut self, name: &str) -> anyhow::Result<Result<Removed, String>> {
         match self {
             Source::Daemon(client) => Ok(client.delete(name).await?.map(|d| d.result)),
             Source::Direct(direct) => Ok(direct.delete(name).await.map_err(|e| e.to_string())),

@@ -1,5 +1,6 @@
 //! The API token file: `mayfly run` creates it with a random token, readable by its owner only,
-//! and the commands that talk to the daemon read it. Neither accepts a file others can read.
+//! and the commands that talk to the daemon read it. Neither accepts a file others can read, or
+//! one another user owns.
 
 use anyhow::{Context, bail};
 use mayfly_core::Secret;
@@ -70,9 +71,21 @@ pub fn read(path: &Path) -> anyhow::Result<Option<Secret>> {
     Ok(Some(Secret::new(token)))
 }
 
+/// The file must be this user's, and readable by nobody else. The owner matters as much as
+/// the mode: a file another user owns (with mode 0600) can be rewritten by that user, who then
+/// chooses the token this daemon accepts, or reads the one it holds.
 #[cfg(unix)]
 fn owner_only(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "api.token_file {} belongs to user id {}, not to this user (id {me}): run mayfly as \
+             the file's owner, or `chown` the file to this user",
+            path.display(),
+            meta.uid()
+        );
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -136,6 +149,32 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read(&path).unwrap().unwrap().expose(), "t0k3n-DUMMY");
         assert_eq!(read(&dir.path().join("absent")).unwrap(), None);
+    }
+
+    /// A file owned by another user is refused, whatever its mode. Changing a file's owner
+    /// needs root: as another user the test only checks that the owner's own file passes.
+    #[test]
+    fn a_file_another_user_owns_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.token");
+        std::fs::write(&path, "t0k3n-DUMMY\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read(&path).is_ok(), "our own file");
+        if rustix::process::geteuid().as_raw() != 0 {
+            println!("skipped the foreign owner: changing a file's owner needs root");
+            return;
+        }
+        std::os::unix::fs::chown(&path, Some(65_534), None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), 65_534);
+        for err in [read(&path).unwrap_err(), load_or_create(&path).unwrap_err()] {
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("belongs to user id 65534, not to this user (id 0)"),
+                "{msg}"
+            );
+            assert!(!msg.contains("t0k3n"), "{msg}");
+        }
     }
 
     #[test]

@@ -72,10 +72,43 @@ impl Daemon {
 
     /// [`Daemon::start`] at another log level (`info`, as an operator runs it, for measuring).
     pub fn start_at(level: &str, dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut child = mayfly(dir, env)
-            // Port 0: any free port, so a test never collides with a server on 8080.
-            .args(["--log-level", level, "--listen", "127.0.0.1:0", "run", "-c"])
-            .arg(config)
+        let mut cmd = mayfly(dir, env);
+        // Port 0: any free port, so a test never collides with a server on 8080.
+        cmd.args(["--log-level", level, "--listen", "127.0.0.1:0", "run", "-c"])
+            .arg(config);
+        Daemon::spawn(cmd)
+    }
+
+    /// [`Daemon::start`] under a limit of `files` open files (soft and hard, as `ulimit -n`
+    /// sets them), through `/bin/sh`.
+    pub fn start_with_file_limit(
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, &str)],
+        files: u64,
+    ) -> Daemon {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.env_clear()
+            .current_dir(dir)
+            .env("HOME", dir)
+            .envs(env.iter().copied())
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args([
+                "--log-level",
+                "debug",
+                "--listen",
+                "127.0.0.1:0",
+                "run",
+                "-c",
+            ])
+            .arg(config);
+        Daemon::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
