@@ -657,7 +657,7 @@ fn bad_input_is_named() {
 /// Docker-backed slots against a real daemon.
 #[test]
 #[ignore = "needs a Docker daemon and a runner image (none can run where these tests were written)"]
-fn docker_backed_slots_run_their_runners_in_containers() {
+fn docker_daemon_backed_slots_run_their_runners_in_containers() {
     let node = Node::new(1, false);
     let text = std::fs::read_to_string(&node.config).unwrap().replace(
         "stop_timeout = \"1m\"",

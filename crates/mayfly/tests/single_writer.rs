@@ -107,8 +107,8 @@ fn a_sqlite_state_has_one_writer() {
 
     // With the daemon stopped: the trail is read from the state itself.
     let wait = Instant::now() + Duration::from_secs(60);
-    while !first.seen.iter().any(|l| l.contains("created")) && Instant::now() < wait {
-        let _ = first.wait_for(&["created"]);
+    while !first.seen.iter().any(|l| l.contains("done action=create")) && Instant::now() < wait {
+        let _ = first.wait_for(&["done action=create"]);
     }
     assert!(first.stop().is_some_and(|s| s.success()), "{}", first.log());
     let (code, out, err) = run(

@@ -1024,7 +1024,7 @@ fn a_docker_local_provider_needs_no_runner_on_the_host() {
 /// seconds) and ceilings; the error names the key, where it is, and the bound.
 #[test]
 fn durations_below_their_floor_or_above_their_ceiling_are_named() {
-    let poll = error(&format!("[intervals]\npoll = \"1ns\"\n{MINIMAL}"));
+    let poll = error(&format!("[intervals]\npoll = \"1ms\"\n{MINIMAL}"));
     assert_eq!(
         poll,
         "mayfly.toml:2:8: intervals.poll: must be at least 1s; shorter makes mayfly call GitHub \
@@ -1033,7 +1033,7 @@ fn durations_below_their_floor_or_above_their_ceiling_are_named() {
     for (table, key, value, bound) in [
         ("intervals", "reconcile", "10ms", "at least 1s"),
         ("intervals", "confirm_queued", "1s", "at least 10s"),
-        ("intervals", "resync", "400d", "at most 24h"),
+        ("intervals", "resync", "400d", "at most 1d"),
         ("deadlines", "registration", "1s", "at least 5s"),
         ("deadlines", "max_lifetime", "10s", "at least 1m"),
         ("github.limits", "request_timeout", "1ms", "at least 1s"),
