@@ -97,14 +97,14 @@ pub enum Command {
     Service(crate::service::ServiceArgs),
     /// Run the controller on a Hetzner server of its own: deploy, status, logs, upgrade, delete
     Cloud(crate::cloud::CloudArgs),
-    /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
+    /// Run the simulator: a fake GitHub, GitLab and Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
-    /// Serve both fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
+    /// Serve the fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
     /// The first line of output is JSON with the addresses, for scripts
     Serve(Box<crate::sim_cmd::ServeArgs>),
 }

@@ -1,5 +1,6 @@
-//! The control API under `/_sim/` on both fakes: enqueue jobs, replay traces, read statistics,
-//! set fault knobs, reset. JSON in, JSON out; a bad request says which field is wrong.
+//! The control API under `/_sim/` on every fake: enqueue jobs (GitHub runs, GitLab pipelines),
+//! replay traces, read statistics, set fault knobs, reset. JSON in, JSON out; a bad request
+//! says which field is wrong. GitLab's own calls live under `/_sim/gitlab/` (control_gitlab.rs).
 
 use crate::github::WebhookFaults;
 use crate::runners::{Delay, RunnerConfig, RunnerStats};
@@ -26,11 +27,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/_sim/faults", post(faults))
         .route("/_sim/webhooks", post(add_webhook))
         .route("/_sim/reset", post(reset))
+        .merge(crate::control_gitlab::routes())
         .with_state(sim)
 }
 
 /// A request the control API refuses: 400 with `{"error": "…"}` naming the field.
-struct BadRequest(String);
+pub(crate) struct BadRequest(pub(crate) String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -38,9 +40,9 @@ impl IntoResponse for BadRequest {
     }
 }
 
-type Answer = Result<Response, BadRequest>;
+pub(crate) type Answer = Result<Response, BadRequest>;
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, BadRequest> {
+pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, BadRequest> {
     payload
         .map(|Json(v)| v)
         .map_err(|e| BadRequest(e.body_text()))
@@ -77,6 +79,7 @@ async fn enqueue(
         labels: req.labels.clone(),
         duration: req.duration_secs,
         run: None,
+        forge: crate::trace::TraceForge::Github,
     }])?;
     let duration = Duration::from_secs_f64(req.duration_secs);
     let mut ids = Vec::new();
@@ -135,10 +138,10 @@ async fn servers(State(sim): State<Arc<Sim>>) -> Response {
 }
 
 #[derive(Serialize)]
-struct Waits {
-    p50: f64,
-    p95: f64,
-    max: f64,
+pub(crate) struct Waits {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) max: f64,
 }
 
 #[derive(Serialize)]
@@ -164,6 +167,7 @@ struct JobWait {
 #[derive(Serialize)]
 struct ApiCalls {
     github: u64,
+    gitlab: u64,
     hetzner: u64,
     by_endpoint: Vec<CallRow>,
 }
@@ -181,9 +185,10 @@ struct Report {
     billing: serde_json::Value,
     runners: usize,
     virtual_runners: RunnerStats,
+    gitlab: crate::control_gitlab::GitlabSummary,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -216,6 +221,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         replaying: sim.replaying(),
         api_calls: ApiCalls {
             github: sim.stats.total("github"),
+            gitlab: sim.stats.total("gitlab"),
             hetzner: sim.stats.total("hetzner"),
             by_endpoint: sim.stats.rows(),
         },
@@ -240,6 +246,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         billing: serde_json::to_value(sim.hetzner.billing()).unwrap_or_default(),
         runners: sim.github.runners().len(),
         virtual_runners: sim.runners.stats(),
+        gitlab: crate::control_gitlab::summary(&sim),
     };
     Json(report).into_response()
 }
@@ -255,6 +262,8 @@ struct Faults {
     hetzner: Option<HetznerFaults>,
     #[serde(default)]
     github: Option<GithubLimits>,
+    #[serde(default)]
+    gitlab: Option<crate::control_gitlab::GitlabFaults>,
 }
 
 #[derive(Deserialize)]
@@ -305,7 +314,7 @@ struct GithubLimits {
     writes_per_minute: Option<u32>,
 }
 
-fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
+pub(crate) fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
@@ -334,6 +343,9 @@ async fn faults(
         Some(h) => h.delays()?,
         None => [None; 3],
     };
+    if let Some(g) = &f.gitlab {
+        g.check()?;
+    }
     if let Some(w) = f.webhooks {
         sim.github.set_config(|c| c.webhook_faults = w);
     }
@@ -375,6 +387,9 @@ async fn faults(
                 c.action_delay = d;
             }
         });
+    }
+    if let Some(g) = f.gitlab {
+        g.apply(&sim.gitlab);
     }
     if let Some(g) = f.github {
         sim.github.set_config(|c| {
