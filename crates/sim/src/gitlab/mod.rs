@@ -327,6 +327,8 @@ impl Gitlab {
                 reason: Some("script_failure".into()),
             }
         };
+        // A runner confirms its job before running it: a confirmation still due goes first.
+        self.update(job, &token, Update::Running);
         self.update(job, &token, update);
         self.end_session(session);
     }
