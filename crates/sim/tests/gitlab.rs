@@ -1189,3 +1189,114 @@ async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
         "the three runner records; runners' own calls are in-process"
     );
 }
+
+/// The fake at the scale of the forge's burst tests: 200 pending jobs in 10 projects, 200 runner
+/// records, 200 machines; every job runs once, on its own machine, and every machine powers off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_jobs_on_200_machines() {
+    const HZ: &str = "hz-token";
+    let sim = Sim::start(SimConfig {
+        speed: 100.0,
+        gitlab: config(),
+        hetzner: HetznerConfig {
+            token: HZ.into(),
+            rate_limit_per_hour: 100_000,
+            server_quota: 1000,
+            ..HetznerConfig::default()
+        },
+        runners: RunnerConfig {
+            boot_delay: Delay::Uniform {
+                min_secs: 20.0,
+                max_secs: 40.0,
+            },
+            ..RunnerConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let at = sim
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let gl = format!("http://{}", at.gitlab);
+    let hz = format!("http://{}/v1", at.hetzner);
+    let http = Client::new();
+    let started = std::time::Instant::now();
+    for p in 0..10 {
+        let path = format!("acme/project{p}");
+        sim.gitlab.project(&path).unwrap();
+        let r = http
+            .post(format!("{gl}/_sim/gitlab/pipelines"))
+            .json(&json!({ "project": path, "tags": ["linux"], "duration_secs": 60, "jobs": 20 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    for i in 0..200 {
+        let project = sim
+            .gitlab
+            .project(&format!("acme/project{}", i % 10))
+            .unwrap();
+        let created: Value = http
+            .post(format!("{gl}/api/v4/user/runners"))
+            .header("PRIVATE-TOKEN", TOKEN)
+            .json(&json!({ "runner_type": "project_type", "project_id": project, "tag_list": ["linux"],
+                           "run_untagged": false, "description": format!("m-{i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user_data = format!(
+            "#!/bin/bash\nas_runner gitlab-runner run-single --url '{gl}' --token '{}' --executor shell --max-builds 1 --wait-timeout 900\n",
+            created["token"].as_str().unwrap()
+        );
+        let r = http
+            .post(format!("{hz}/servers"))
+            .bearer_auth(HZ)
+            .json(
+                &json!({ "name": format!("m-{i}"), "server_type": "cx22", "image": "ubuntu-24.04",
+                           "location": "fsn1", "labels": {}, "user_data": user_data }),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sim
+            .gitlab
+            .jobs()
+            .iter()
+            .filter(|j| j.status == "success")
+            .count();
+        let off = sim
+            .hetzner
+            .servers()
+            .iter()
+            .filter(|s| s.status == "off")
+            .count();
+        if s == 200 && off == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{s} jobs done, {off} machines off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs = sim.gitlab.jobs();
+    let mut on: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| j.runner_description.clone())
+        .collect();
+    on.sort_unstable();
+    on.dedup();
+    assert_eq!(on.len(), 200, "one machine per job");
+    println!("200 jobs on 200 machines in {:?} real", started.elapsed());
+}

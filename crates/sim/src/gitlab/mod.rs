@@ -28,6 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+/// How often (simulated) the time-driven transitions are looked at.
+const SWEEP_EVERY_MS: i64 = 500;
+
 /// A job handed to a virtual runner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AssignedJob {
@@ -90,6 +93,9 @@ struct Session {
     system_id: String,
     wait_timeout: Option<Duration>,
     job: Option<(u64, String)>,
+    /// The queue version of the last empty answer, sent back as gitlab-runner sends
+    /// `X-GitLab-Last-Update`: nothing new to look at answers at once.
+    last_update: Option<String>,
 }
 
 /// One fake GitLab: its state behind one lock, so every API call and runner step is atomic.
@@ -148,7 +154,13 @@ impl Gitlab {
             (c.ack_timeout, c.stuck_timeout)
         };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.sweep(ack, stuck, self.clock.now_ms());
+        // Their deadlines are minutes long: looking twice a simulated second is soon enough,
+        // and spares the scan to the hundreds of runners asking for jobs every second.
+        let now = self.clock.now_ms();
+        if now >= st.next_sweep_ms {
+            st.sweep(ack, stuck, now);
+            st.next_sweep_ms = now + SWEEP_EVERY_MS;
+        }
         if !st.events.is_empty() {
             self.flush(&mut st);
         }
@@ -243,6 +255,7 @@ impl Gitlab {
                     system_id,
                     wait_timeout: run.wait_timeout,
                     job: None,
+                    last_update: None,
                 },
             );
         Ok(*next)
@@ -268,9 +281,28 @@ impl Gitlab {
         let now = self.clock.now_ms();
         let (job, token, duration) = {
             let mut st = self.lock();
-            let Request::Job(job) = st.request_job(&s.token, Some(&s.system_id), None, true, now)
-            else {
-                return None;
+            let outcome = st.request_job(
+                &s.token,
+                Some(&s.system_id),
+                s.last_update.as_deref(),
+                true,
+                now,
+            );
+            let job = match outcome {
+                Request::Job(job) => job,
+                Request::Nothing(version) => {
+                    drop(st);
+                    if let Some(s) = self
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&session)
+                    {
+                        s.last_update = Some(version.to_string());
+                    }
+                    return None;
+                }
+                Request::Forbidden => return None,
             };
             let j = st.jobs.get(&job)?;
             (job, j.token.clone(), j.duration)

@@ -181,24 +181,39 @@ impl State {
 
     /// The runner (and, with a system id, its manager) contacted GitLab now.
     pub fn contact(&mut self, runner_id: u64, system_id: Option<&str>, now_ms: i64) {
-        let manager_id = system_id.map(|_| self.id());
+        let known = |st: &State| {
+            system_id.is_none_or(|s| {
+                st.runners
+                    .get(&runner_id)
+                    .is_some_and(|r| r.managers.contains_key(s))
+            })
+        };
+        // An id only for a new manager: runners ask every few seconds.
+        let new_id = (!known(self)).then(|| self.id());
         let Some(r) = self.runners.get_mut(&runner_id) else {
             return;
         };
         r.contacted_ms = Some(now_ms);
-        if let (Some(system_id), Some(id)) = (system_id, manager_id) {
-            r.managers
-                .entry(system_id.to_string())
-                .and_modify(|m| m.contacted_ms = now_ms)
-                .or_insert_with(|| Manager {
-                    id,
-                    system_id: system_id.to_string(),
-                    created_ms: now_ms,
-                    contacted_ms: now_ms,
-                    version: "18.6.0".to_string(),
-                    platform: "linux".to_string(),
-                    architecture: "amd64".to_string(),
-                });
+        let Some(system_id) = system_id else {
+            return;
+        };
+        match (r.managers.get_mut(system_id), new_id) {
+            (Some(m), _) => m.contacted_ms = now_ms,
+            (None, Some(id)) => {
+                r.managers.insert(
+                    system_id.to_string(),
+                    Manager {
+                        id,
+                        system_id: system_id.to_string(),
+                        created_ms: now_ms,
+                        contacted_ms: now_ms,
+                        version: "18.10.1".to_string(),
+                        platform: "linux".to_string(),
+                        architecture: "amd64".to_string(),
+                    },
+                );
+            }
+            (None, None) => {}
         }
     }
 

@@ -192,6 +192,8 @@ pub struct State {
     pub events: Vec<(u64, Status)>,
     /// `scheme://host` of the last API request, for URLs in webhook payloads.
     pub origin: Option<String>,
+    /// When the time-driven transitions are next looked at (see `Gitlab::lock`).
+    pub next_sweep_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
