@@ -1,4 +1,6 @@
-//! mayfly-forge: the CI services that have jobs needing runners. GitHub Actions first: its REST
-//! client (tokens, GitHub App auth, rate limits), webhook verification and parsing, polling.
+//! mayfly-forge: the CI services that have jobs needing runners. GitHub Actions (REST client,
+//! tokens and GitHub App auth, rate limits, webhooks, polling) and GitLab CI (REST client, runner
+//! records, Job Hooks, polling).
 
 pub mod github;
+pub mod gitlab;

@@ -67,6 +67,7 @@ fn day(jobs: usize, seed: u64) -> Vec<TraceJob> {
                 labels: vec!["self-hosted".into(), "linux".into(), arch.into()],
                 duration: duration.round(),
                 run: Some(format!("r{run}")),
+                forge: Default::default(),
             });
         }
     }

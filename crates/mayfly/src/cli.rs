@@ -102,14 +102,14 @@ pub enum Command {
     Cloud(crate::cloud::CloudArgs),
     /// Make this host a runner node for GitHub Actions: register, deregister, doctor, prune
     Node(crate::node::NodeArgs),
-    /// Run the simulator: a fake GitHub and a fake Hetzner Cloud with virtual runners
+    /// Run the simulator: a fake GitHub, GitLab and Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
-    /// Serve both fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
+    /// Serve the fakes and their control API (under /_sim/) until Ctrl-C or SIGTERM.
     /// The first line of output is JSON with the addresses, for scripts
     Serve(Box<crate::sim_cmd::ServeArgs>),
     /// A stand-in for the GitHub Actions runner's listener (`Runner.Listener run`), for the

@@ -1,11 +1,13 @@
-//! `mayfly sim serve`: runs the fake GitHub and the fake Hetzner Cloud with virtual runners, for
-//! trying mayfly without a cloud account. Prints the addresses as JSON on its first line.
+//! `mayfly sim serve`: runs the fake GitHub, the fake GitLab and the fake Hetzner Cloud with
+//! virtual runners, for trying mayfly without a cloud account. Prints the addresses as JSON on
+//! its first line.
 
 use anyhow::Context;
 use clap::Args;
 use mayfly_sim::github::{GithubConfig, WebhookTarget};
+use mayfly_sim::gitlab::{AccessToken, GitlabConfig, HookTarget};
 use mayfly_sim::hetzner::HetznerConfig;
-use mayfly_sim::{Sim, SimConfig};
+use mayfly_sim::{Addresses, Sim, SimConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,6 +21,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub hetzner_addr: SocketAddr,
 
+    /// Address of the fake GitLab (its API under /api/v4; port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub gitlab_addr: SocketAddr,
+
     /// Simulated seconds per real second: 60 makes a one-hour trace take a minute
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
     pub speed: f64,
@@ -31,6 +37,28 @@ pub struct ServeArgs {
         default_value = "sim-github-token"
     )]
     pub github_token: String,
+
+    /// Personal access token the fake GitLab accepts (user root, every scope)
+    #[arg(
+        long,
+        env = "MAYFLY_SIM_GITLAB_TOKEN",
+        hide_env_values = true,
+        default_value = "sim-gitlab-token"
+    )]
+    pub gitlab_token: String,
+
+    /// Where the fake GitLab delivers Job Hooks of every project (repeatable)
+    #[arg(long = "gitlab-webhook", value_name = "URL")]
+    pub gitlab_webhooks: Vec<String>,
+
+    /// Secret the fake GitLab sends with its hooks (X-Gitlab-Token)
+    #[arg(
+        long,
+        env = "MAYFLY_SIM_GITLAB_WEBHOOK_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub gitlab_webhook_token: String,
 
     /// Token the fake Hetzner Cloud accepts
     #[arg(
@@ -135,6 +163,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("--webhook: expected an http(s):// URL, got {url:?}");
         }
     }
+    for url in &args.gitlab_webhooks {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--gitlab-webhook: expected an http(s):// URL, got {url:?}");
+        }
+    }
     let trace = match &args.trace {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -161,6 +194,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .collect(),
             ..GithubConfig::default()
         },
+        gitlab: GitlabConfig {
+            tokens: vec![AccessToken::full(&args.gitlab_token)],
+            webhooks: args
+                .gitlab_webhooks
+                .iter()
+                .map(|url| HookTarget {
+                    url: url.clone(),
+                    token: args.gitlab_webhook_token.clone(),
+                })
+                .collect(),
+            ..GitlabConfig::default()
+        },
         hetzner: HetznerConfig {
             token: args.hetzner_token.clone(),
             ..HetznerConfig::default()
@@ -171,7 +216,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let sim = Sim::start(config);
         let at = sim
-            .listen(args.github_addr, args.hetzner_addr)
+            .listen_on(Addresses {
+                github: args.github_addr,
+                hetzner: args.hetzner_addr,
+                gitlab: args.gitlab_addr,
+            })
             .await
             .context("cannot listen")?;
         let github = format!(
@@ -182,6 +231,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let line = serde_json::json!({
             "github": github,
             "hetzner": format!("http://{}/v1", at.hetzner),
+            "gitlab": format!("http://{}", at.gitlab),
             "control": format!("http://{}/_sim", at.github),
         });
         println!("{line}");

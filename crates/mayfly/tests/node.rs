@@ -588,6 +588,12 @@ fn a_node_s_runners_and_jobs_run_as_its_user() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let node = Node::new(1, false);
     std::fs::set_permissions(node.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The runner stand-in must be something nobody can execute: the build's binary may sit
+    // under a home only root can enter (CI keeps its target dir in $HOME/.cache).
+    let bin = node.p("mayfly-bin");
+    std::fs::copy(support::BIN, &bin).expect("copy the binary");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mayfly_sim::program::install(&node.p("runner"), &bin).expect("the runner");
     let nobody = mayfly_provider::local::process::account("nobody").expect("a nobody account");
     let (code, out, err) = node.mayfly(&["register", "--user", "nobody"]);
     assert_eq!(code, 0, "{out}\n{err}");

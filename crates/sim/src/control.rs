@@ -1,5 +1,6 @@
-//! The control API under `/_sim/` on both fakes: enqueue jobs, replay traces, read statistics,
-//! set fault knobs, reset. JSON in, JSON out; a bad request says which field is wrong.
+//! The control API under `/_sim/` on every fake: enqueue jobs (GitHub runs, GitLab pipelines),
+//! replay traces, read statistics, set fault knobs, reset. JSON in, JSON out; a bad request
+//! says which field is wrong. GitLab's own calls live under `/_sim/gitlab/` (control_gitlab.rs).
 
 use crate::github::WebhookFaults;
 use crate::hetzner::DeprecationFault;
@@ -29,11 +30,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/_sim/faults", post(faults))
         .route("/_sim/webhooks", post(add_webhook))
         .route("/_sim/reset", post(reset))
+        .merge(crate::control_gitlab::routes())
         .with_state(sim)
 }
 
 /// A request the control API refuses: 400 with `{"error": "…"}` naming the field.
-struct BadRequest(String);
+pub(crate) struct BadRequest(pub(crate) String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -41,9 +43,9 @@ impl IntoResponse for BadRequest {
     }
 }
 
-type Answer = Result<Response, BadRequest>;
+pub(crate) type Answer = Result<Response, BadRequest>;
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, BadRequest> {
+pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, BadRequest> {
     payload
         .map(|Json(v)| v)
         .map_err(|e| BadRequest(e.body_text()))
@@ -80,6 +82,7 @@ async fn enqueue(
         labels: req.labels.clone(),
         duration: req.duration_secs,
         run: None,
+        forge: crate::trace::TraceForge::Github,
     }])?;
     let duration = Duration::from_secs_f64(req.duration_secs);
     let mut ids = Vec::new();
@@ -163,10 +166,10 @@ async fn servers(State(sim): State<Arc<Sim>>) -> Response {
 }
 
 #[derive(Serialize)]
-struct Waits {
-    p50: f64,
-    p95: f64,
-    max: f64,
+pub(crate) struct Waits {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) max: f64,
 }
 
 #[derive(Serialize)]
@@ -192,6 +195,7 @@ struct JobWait {
 #[derive(Serialize)]
 struct ApiCalls {
     github: u64,
+    gitlab: u64,
     hetzner: u64,
     by_endpoint: Vec<CallRow>,
 }
@@ -209,9 +213,10 @@ struct Report {
     billing: serde_json::Value,
     runners: usize,
     virtual_runners: RunnerStats,
+    gitlab: crate::control_gitlab::GitlabSummary,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -244,6 +249,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         replaying: sim.replaying(),
         api_calls: ApiCalls {
             github: sim.stats.total("github"),
+            gitlab: sim.stats.total("gitlab"),
             hetzner: sim.stats.total("hetzner"),
             by_endpoint: sim.stats.rows(),
         },
@@ -268,6 +274,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         billing: serde_json::to_value(sim.hetzner.billing()).unwrap_or_default(),
         runners: sim.github.runners().len(),
         virtual_runners: sim.runners.stats(),
+        gitlab: crate::control_gitlab::summary(&sim),
     };
     Json(report).into_response()
 }
@@ -283,6 +290,8 @@ struct Faults {
     hetzner: Option<HetznerFaults>,
     #[serde(default)]
     github: Option<GithubLimits>,
+    #[serde(default)]
+    gitlab: Option<crate::control_gitlab::GitlabFaults>,
 }
 
 #[derive(Deserialize)]
@@ -375,7 +384,7 @@ struct GithubLimits {
     writes_per_minute: Option<u32>,
 }
 
-fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
+pub(crate) fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
@@ -404,6 +413,9 @@ async fn faults(
         Some(h) => h.delays()?,
         None => [None; 3],
     };
+    if let Some(g) = &f.gitlab {
+        g.check()?;
+    }
     let deprecations = match &f.hetzner {
         Some(h) => h.deprecations(sim.clock.now_ms())?,
         None => None,
@@ -455,6 +467,9 @@ async fn faults(
                 c.action_delay = d;
             }
         });
+    }
+    if let Some(g) = f.gitlab {
+        g.apply(&sim.gitlab);
     }
     if let Some(g) = f.github {
         sim.github.set_config(|c| {

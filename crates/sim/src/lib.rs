@@ -1,13 +1,16 @@
-//! mayfly-sim: a fake GitHub and a fake Hetzner Cloud that speak the real wire formats over HTTP,
-//! virtual runners that take jobs on the fake servers, a control API, and trace replay.
+//! mayfly-sim: a fake GitHub, a fake GitLab and a fake Hetzner Cloud that speak the real wire
+//! formats over HTTP, virtual runners that take jobs on the fake servers, a control API, and
+//! trace replay.
 //!
 //! It never imports mayfly's own clients (forge, provider): the fakes are kept honest by
-//! third-party clients (the official `hcloud` Python library, PyGithub) and by GitHub's
-//! published OpenAPI description.
+//! third-party clients (the official `hcloud` Python library, PyGithub, python-gitlab) and by
+//! GitHub's published OpenAPI description.
 
 pub mod clock;
 pub mod control;
+mod control_gitlab;
 pub mod github;
+pub mod gitlab;
 pub mod hetzner;
 pub mod moto;
 pub mod program;
@@ -16,7 +19,7 @@ pub mod sim;
 pub mod stats;
 pub mod trace;
 
-pub use sim::{Listening, Sim, SimConfig};
+pub use sim::{Addresses, Listening, Sim, SimConfig};
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,6 @@
 //! Virtual runners: when a fake machine is running, a runner finds its single-use credential in
-//! the machine's user data, registers with the fake GitHub, takes one job, runs it, powers off.
+//! the machine's user data, registers with the fake forge (GitHub's JIT config, or GitLab's
+//! `gitlab-runner run-single` command line), takes one job, runs it, powers off.
 //!
 //! Machines are seen through [`MachineSource`], so the same runners can later watch instances
 //! in another cloud emulator (moto) the same way.
@@ -57,6 +58,11 @@ pub trait JobSource: Send + Sync {
     fn finish_job(&self, runner: u64, job: u64, conclusion: &str);
     /// The runner vanished (crash, or its machine was deleted under it).
     fn runner_lost(&self, runner: u64);
+    /// How long the runner waits for its job before it gives up, exits and its machine powers
+    /// off (`gitlab-runner run-single --wait-timeout`); `None`: until the machine goes away.
+    fn wait_timeout(&self, _runner: u64) -> Option<Duration> {
+        None
+    }
 }
 
 /// A delay drawn per runner, in simulated time.
@@ -136,6 +142,8 @@ pub struct RunnerStats {
     pub lost: u64,
     /// Long-lived runners whose machine went away while they were idle (scaled in).
     pub retired: u64,
+    /// Runners that got no job within their wait timeout and exited (the machine powers off).
+    pub timed_out: u64,
 }
 
 /// The runners living on a cloud's machines. Dropping it stops them.
@@ -287,9 +295,19 @@ async fn run_one(shared: Arc<Shared>, m: Machine) {
         serve_jobs(&shared, &m, runner, poll).await;
         return;
     }
+    let give_up = shared
+        .jobs
+        .wait_timeout(runner)
+        .map(|t| tokio::time::Instant::now() + shared.clock.real(t));
     let (job, duration) = loop {
         if let Some(assigned) = shared.jobs.next_job(runner) {
             break assigned;
+        }
+        if give_up.is_some_and(|g| tokio::time::Instant::now() >= g) {
+            shared.jobs.runner_lost(runner);
+            lock(&shared.stats).timed_out += 1;
+            shared.machines.power_off(&m.id);
+            return;
         }
         if !live_for(&shared, &m, poll).await {
             shared.jobs.runner_lost(runner);
@@ -551,6 +569,44 @@ mod tests {
             Some("lost 7")
         );
         assert_eq!(runners.stats().lost, 0);
+    }
+
+    /// A forge whose runner waits 60 s for a job that never comes.
+    #[derive(Default)]
+    struct Idle {
+        events: Mutex<Vec<String>>,
+    }
+
+    impl JobSource for Idle {
+        fn redeem(&self, _user_data: &str, _hostname: &str) -> Result<u64, String> {
+            Ok(9)
+        }
+        fn next_job(&self, _runner: u64) -> Option<(u64, Duration)> {
+            None
+        }
+        fn finish_job(&self, _runner: u64, _job: u64, _conclusion: &str) {}
+        fn runner_lost(&self, runner: u64) {
+            lock(&self.events).push(format!("lost {runner}"));
+        }
+        fn wait_timeout(&self, _runner: u64) -> Option<Duration> {
+            Some(Duration::from_secs(60))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_runner_without_a_job_gives_up_at_its_wait_timeout() {
+        let cloud = Arc::new(Cloud::default());
+        lock(&cloud.machines).push(machine("run-single"));
+        let forge = Arc::new(Idle::default());
+        let config = RunnerConfig {
+            boot_delay: Delay::Fixed { secs: 1.0 },
+            ..RunnerConfig::default()
+        };
+        let runners =
+            VirtualRunners::start(cloud.clone(), forge.clone(), Clock::new(1000.0), config);
+        until("power off", || !lock(&cloud.powered_off).is_empty()).await;
+        assert_eq!(runners.stats().timed_out, 1);
+        assert_eq!(*lock(&forge.events), ["lost 9"]);
     }
 
     #[tokio::test]

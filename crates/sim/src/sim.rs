@@ -1,12 +1,13 @@
-//! The whole simulator: one clock, one call counter, the two fakes, the virtual runners, and the
-//! listeners that serve the fakes with the control API beside them.
+//! The whole simulator: one clock, one call counter, the fakes (GitHub, GitLab, Hetzner Cloud),
+//! the virtual runners, and the listeners that serve the fakes with the control API beside them.
 
 use crate::clock::Clock;
 use crate::github::{Github, GithubConfig, NewJob};
+use crate::gitlab::{self, Gitlab, GitlabConfig};
 use crate::hetzner::{Hetzner, HetznerConfig};
 use crate::runners::{JobSource, RunnerConfig, VirtualRunners};
 use crate::stats::Stats;
-use crate::trace::{self, TraceJob};
+use crate::trace::{self, TraceForge, TraceJob};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub struct SimConfig {
     /// Simulated seconds per real second.
     pub speed: f64,
     pub github: GithubConfig,
+    pub gitlab: GitlabConfig,
     pub hetzner: HetznerConfig,
     pub runners: RunnerConfig,
 }
@@ -25,6 +27,7 @@ pub struct Sim {
     pub clock: Clock,
     pub stats: Arc<Stats>,
     pub github: Arc<Github>,
+    pub gitlab: Arc<Gitlab>,
     pub hetzner: Arc<Hetzner>,
     pub runners: VirtualRunners,
     replays: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -35,25 +38,68 @@ pub struct Sim {
 pub struct Listening {
     pub github: SocketAddr,
     pub hetzner: SocketAddr,
+    pub gitlab: SocketAddr,
 }
 
-/// The fake GitHub as the runners' job source.
-struct GithubJobs(Arc<Github>);
+/// Where `listen_on` binds each fake (port 0 picks a free port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addresses {
+    pub github: SocketAddr,
+    pub hetzner: SocketAddr,
+    pub gitlab: SocketAddr,
+}
 
-impl JobSource for GithubJobs {
+/// Runner ids of GitLab sessions carry this bit, so one runner population serves both forges:
+/// a machine whose user data starts gitlab-runner goes to the fake GitLab, any other to GitHub.
+const GITLAB_RUNNER: u64 = 1 << 62;
+
+/// Both forges as the runners' job source.
+struct Forges {
+    github: Arc<Github>,
+    gitlab: Arc<Gitlab>,
+}
+
+impl JobSource for Forges {
     fn redeem(&self, user_data: &str, hostname: &str) -> Result<u64, String> {
-        self.0
+        if gitlab::single::looks_like(user_data) {
+            return self
+                .gitlab
+                .redeem(user_data)
+                .map(|s| s | GITLAB_RUNNER)
+                .map_err(|e| e.to_string());
+        }
+        self.github
             .redeem(user_data, hostname)
             .map_err(|e| e.to_string())
     }
     fn next_job(&self, runner: u64) -> Option<(u64, Duration)> {
-        self.0.next_job(runner).map(|a| (a.job_id, a.duration))
+        if runner & GITLAB_RUNNER != 0 {
+            return self
+                .gitlab
+                .next_job(runner & !GITLAB_RUNNER)
+                .map(|a| (a.job_id, a.duration));
+        }
+        self.github.next_job(runner).map(|a| (a.job_id, a.duration))
     }
     fn finish_job(&self, runner: u64, job: u64, conclusion: &str) {
-        self.0.finish_job(runner, job, conclusion);
+        if runner & GITLAB_RUNNER != 0 {
+            self.gitlab
+                .finish_job(runner & !GITLAB_RUNNER, job, conclusion);
+        } else {
+            self.github.finish_job(runner, job, conclusion);
+        }
     }
     fn runner_lost(&self, runner: u64) {
-        self.0.runner_lost(runner);
+        if runner & GITLAB_RUNNER != 0 {
+            self.gitlab.runner_lost(runner & !GITLAB_RUNNER);
+        } else {
+            self.github.runner_lost(runner);
+        }
+    }
+    fn wait_timeout(&self, runner: u64) -> Option<Duration> {
+        (runner & GITLAB_RUNNER != 0)
+            .then(|| self.gitlab.wait_timeout(runner & !GITLAB_RUNNER))
+            .flatten()
     }
 }
 
@@ -68,10 +114,14 @@ impl Sim {
         let clock = Clock::new(speed);
         let stats = Arc::new(Stats::default());
         let github = Github::new(config.github, clock.clone(), stats.clone());
+        let gitlab = Gitlab::new(config.gitlab, clock.clone(), stats.clone());
         let hetzner = Hetzner::new(config.hetzner, clock.clone(), stats.clone());
         let runners = VirtualRunners::start(
             hetzner.clone(),
-            Arc::new(GithubJobs(github.clone())),
+            Arc::new(Forges {
+                github: github.clone(),
+                gitlab: gitlab.clone(),
+            }),
             clock.clone(),
             config.runners,
         );
@@ -79,6 +129,7 @@ impl Sim {
             clock,
             stats,
             github,
+            gitlab,
             hetzner,
             runners,
             replays: Mutex::new(Vec::new()),
@@ -86,7 +137,8 @@ impl Sim {
     }
 
     /// Virtual runners on another cloud's machines (moto's instances or tasks), taking the
-    /// fake GitHub's jobs on this simulator's clock. Dropping them stops them.
+    /// fake GitHub's and the fake GitLab's jobs on this simulator's clock. Dropping them stops
+    /// them.
     pub fn runners_on(
         &self,
         machines: Arc<dyn crate::runners::MachineSource>,
@@ -94,25 +146,50 @@ impl Sim {
     ) -> VirtualRunners {
         VirtualRunners::start(
             machines,
-            Arc::new(GithubJobs(self.github.clone())),
+            Arc::new(Forges {
+                github: self.github.clone(),
+                gitlab: self.gitlab.clone(),
+            }),
             self.clock.clone(),
             config,
         )
     }
 
-    /// Binds both fakes (port 0 picks a free port) and serves them, each with the control API
-    /// under `/_sim/`, until the runtime shuts down.
+    /// Binds the fakes (port 0 picks a free port; GitLab on a free port of GitHub's address)
+    /// and serves them, each with the control API under `/_sim/`, until the runtime shuts down.
     pub async fn listen(
         self: &Arc<Self>,
         github: SocketAddr,
         hetzner: SocketAddr,
     ) -> std::io::Result<Listening> {
-        let gh = TcpListener::bind(github).await?;
-        let hz = TcpListener::bind(hetzner).await?;
+        let gitlab = SocketAddr::new(github.ip(), 0);
+        self.listen_on(Addresses {
+            github,
+            hetzner,
+            gitlab,
+        })
+        .await
+    }
+
+    /// [`Sim::listen`] with GitLab's address too.
+    pub async fn listen_on(self: &Arc<Self>, at: Addresses) -> std::io::Result<Listening> {
+        let gh = TcpListener::bind(at.github).await?;
+        let hz = TcpListener::bind(at.hetzner).await?;
+        let gl = TcpListener::bind(at.gitlab).await?;
         let addrs = Listening {
             github: gh.local_addr()?,
             hetzner: hz.local_addr()?,
+            gitlab: gl.local_addr()?,
         };
+        let gl_app = self
+            .gitlab
+            .router()
+            .merge(crate::control::router(self.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(gl, gl_app).await {
+                tracing::error!(error = %e, "fake GitLab stopped");
+            }
+        });
         let gh_app = self
             .github
             .router()
@@ -155,16 +232,35 @@ impl Sim {
     pub fn replay(self: &Arc<Self>, jobs: Vec<TraceJob>) {
         let sim = self.clone();
         let task = tokio::spawn(async move {
-            trace::replay(&jobs, &sim.clock, |s| {
-                let jobs = s
-                    .jobs
-                    .iter()
-                    .map(|(labels, duration)| NewJob {
-                        labels: labels.clone(),
-                        duration: *duration,
-                    })
-                    .collect();
-                sim.github.enqueue(&s.repo, jobs);
+            trace::replay(&jobs, &sim.clock, |s| match s.forge {
+                TraceForge::Github => {
+                    let jobs = s
+                        .jobs
+                        .iter()
+                        .map(|(labels, duration)| NewJob {
+                            labels: labels.clone(),
+                            duration: *duration,
+                        })
+                        .collect();
+                    sim.github.enqueue(&s.repo, jobs);
+                }
+                TraceForge::Gitlab => {
+                    let jobs = s
+                        .jobs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (tags, duration))| gitlab::NewJob {
+                            name: format!("job-{}", i + 1),
+                            stage: 0,
+                            tags: tags.clone(),
+                            duration: *duration,
+                            protected: false,
+                        })
+                        .collect();
+                    if sim.gitlab.enqueue(&s.repo, jobs).is_none() {
+                        tracing::warn!(project = %s.repo, "trace: not a GitLab project path");
+                    }
+                }
             })
             .await;
         });
@@ -182,7 +278,7 @@ impl Sim {
             .any(|t| !t.is_finished())
     }
 
-    /// Forgets every job, runner, server, bill and count; stops replays.
+    /// Forgets every job, runner, server, bill and count of every fake; stops replays.
     pub fn reset(&self) {
         for t in self
             .replays
@@ -193,6 +289,7 @@ impl Sim {
             t.abort();
         }
         self.github.reset();
+        self.gitlab.reset();
         self.hetzner.reset();
         self.stats.reset();
         self.runners.reset_stats();

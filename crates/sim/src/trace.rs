@@ -1,15 +1,42 @@
 //! Traces: files that drive load (when each job is submitted, to which repository, with which
 //! labels, for how long), in CSV or JSON, and their replay in simulated time.
 //!
-//! CSV: a header `at,repo,labels,duration` (plus an optional `run` column), one job a line,
-//! labels separated by `;`, times in seconds, `#` starts a comment. Jobs with the same `run`
-//! value, repository and submit time form one workflow run. The CSV is parsed by hand: the format
+//! CSV: a header `at,repo,labels,duration` (plus optional `run` and `forge` columns), one job a
+//! line, labels separated by `;`, times in seconds, `#` starts a comment. Jobs with the same `run`
+//! value, repository and submit time form one workflow run. A job's forge is GitHub unless it
+//! says `gitlab`: then `repo` is the project's full path (`group[/subgroup…]/project`), `labels`
+//! are the job's tags (none is allowed: an untagged job) and a run is one pipeline. The CSV is parsed by hand: the format
 //! is ours and has no quoting, so a CSV crate would add nothing but a dependency.
 
 use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Which fake a trace job goes to.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceForge {
+    #[default]
+    Github,
+    Gitlab,
+}
+
+impl TraceForge {
+    pub fn is_github(&self) -> bool {
+        *self == TraceForge::Github
+    }
+
+    fn parse(s: &str) -> Option<TraceForge> {
+        match s {
+            "" | "github" => Some(TraceForge::Github),
+            "gitlab" => Some(TraceForge::Gitlab),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +51,9 @@ pub struct TraceJob {
     /// Jobs sharing a run (with the same repo and `at`) form one workflow run.
     #[serde(default)]
     pub run: Option<String>,
+    /// GitHub (the default) or GitLab.
+    #[serde(default, skip_serializing_if = "TraceForge::is_github")]
+    pub forge: TraceForge,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -80,6 +110,16 @@ fn check(j: &TraceJob) -> Result<(), String> {
             j.duration
         ));
     }
+    if j.forge == TraceForge::Gitlab {
+        let parts: Vec<&str> = j.repo.split('/').collect();
+        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err(format!(
+                "a GitLab job's repo must be group/project (subgroups allowed), got {:?}",
+                j.repo
+            ));
+        }
+        return Ok(());
+    }
     match j.repo.split_once('/') {
         Some((o, r)) if !o.is_empty() && !r.is_empty() && !r.contains('/') => {}
         _ => return Err(format!("repo must be owner/repo, got {:?}", j.repo)),
@@ -115,14 +155,15 @@ fn parse_csv(origin: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
         return Err(err(
             hline,
             format!(
-                "header {header:?}: expected the columns at,repo,labels,duration (and optionally run)"
+                "header {header:?}: expected the columns at,repo,labels,duration (and optionally run, forge)"
             ),
         ));
     };
     let run = col("run");
+    let forge = col("forge");
     if let Some(unknown) = columns
         .iter()
-        .find(|c| !["at", "repo", "labels", "duration", "run"].contains(c))
+        .find(|c| !["at", "repo", "labels", "duration", "run", "forge"].contains(c))
     {
         return Err(err(hline, format!("unknown column {unknown:?}")));
     }
@@ -154,6 +195,15 @@ fn parse_csv(origin: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
                 .collect(),
             duration: number(duration, "duration")?,
             run: run.map(|i| fields[i].to_string()).filter(|r| !r.is_empty()),
+            forge: match forge.map(|i| fields[i]) {
+                None => TraceForge::Github,
+                Some(f) => TraceForge::parse(f).ok_or_else(|| {
+                    err(
+                        line,
+                        format!("forge: expected github or gitlab, found {f:?}"),
+                    )
+                })?,
+            },
         };
         check(&job).map_err(|m| err(line, m))?;
         jobs.push(job);
@@ -164,7 +214,13 @@ fn parse_csv(origin: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
 /// Writes a trace as CSV that `parse` reads back, with the `run` column. `Err` names a label
 /// the format cannot hold (one with `,`, `;` or `#`): write JSON instead.
 pub fn to_csv(trace: &[TraceJob]) -> Result<String, String> {
-    let mut out = String::from("at,repo,labels,duration,run\n");
+    // The forge column only when a job needs it, so GitHub traces read as they always did.
+    let forges = trace.iter().any(|j| !j.forge.is_github());
+    let mut out = String::from(if forges {
+        "at,repo,labels,duration,run,forge\n"
+    } else {
+        "at,repo,labels,duration,run\n"
+    });
     let plain = |s: &str| !s.contains([',', ';', '#', '\n', '\r']);
     for j in trace {
         if let Some(l) = j.labels.iter().find(|l| !plain(l)) {
@@ -177,13 +233,20 @@ pub fn to_csv(trace: &[TraceJob]) -> Result<String, String> {
             ));
         }
         out.push_str(&format!(
-            "{},{},{},{},{}\n",
+            "{},{},{},{},{}",
             j.at,
             j.repo,
             j.labels.join(";"),
             j.duration,
             j.run.as_deref().unwrap_or("")
         ));
+        if forges {
+            out.push_str(match j.forge {
+                TraceForge::Github => ",github",
+                TraceForge::Gitlab => ",gitlab",
+            });
+        }
+        out.push('\n');
     }
     Ok(out)
 }
@@ -192,18 +255,20 @@ pub fn to_csv(trace: &[TraceJob]) -> Result<String, String> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Submission {
     pub at: Duration,
+    pub forge: TraceForge,
     pub repo: String,
     pub jobs: Vec<(Vec<String>, Duration)>,
 }
 
 /// Groups a trace into workflow runs in submit order.
 pub fn submissions(trace: &[TraceJob]) -> Vec<Submission> {
-    let mut runs: BTreeMap<(u64, String, String, usize), Submission> = BTreeMap::new();
+    let mut runs: BTreeMap<(u64, TraceForge, String, String, usize), Submission> = BTreeMap::new();
     for (n, j) in trace.iter().enumerate() {
         let at = Duration::from_secs_f64(j.at);
         // A job without a run is a run of its own (keyed by its position).
         let key = (
             at.as_millis() as u64,
+            j.forge,
             j.repo.clone(),
             j.run.clone().unwrap_or_default(),
             if j.run.is_some() { 0 } else { n },
@@ -211,6 +276,7 @@ pub fn submissions(trace: &[TraceJob]) -> Vec<Submission> {
         runs.entry(key)
             .or_insert_with(|| Submission {
                 at,
+                forge: j.forge,
                 repo: j.repo.clone(),
                 jobs: Vec::new(),
             })
@@ -258,6 +324,48 @@ mod tests {
         let mut odd = t.clone();
         odd[0].labels.push("a,b".into());
         assert!(to_csv(&odd).unwrap_err().contains("\"a,b\""));
+    }
+
+    #[test]
+    fn gitlab_jobs_say_their_forge_and_may_be_untagged() {
+        let text = "at,repo,labels,duration,run,forge\n0,acme/platform/app,docker;linux,60,p1,gitlab\n0,acme/platform/app,,30,p1,gitlab\n0,acme/app,x,10,,\n";
+        let t = parse("t.csv", text).unwrap();
+        assert_eq!(t[0].forge, TraceForge::Gitlab);
+        assert!(t[1].labels.is_empty());
+        assert_eq!(t[2].forge, TraceForge::Github);
+        let subs = submissions(&t);
+        assert_eq!(subs.len(), 2);
+        assert_eq!(
+            subs.iter()
+                .find(|s| s.forge == TraceForge::Gitlab)
+                .unwrap()
+                .jobs
+                .len(),
+            2
+        );
+        assert_eq!(parse("again.csv", &to_csv(&t).unwrap()).unwrap(), t);
+        let e = parse("t.csv", "at,repo,labels,duration,forge\n0,a/b,x,1,gitea\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.csv:2: forge: expected github or gitlab"),
+            "{e}"
+        );
+        let e = parse(
+            "t.csv",
+            "at,repo,labels,duration,forge\n0,lonely,x,1,gitlab\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("group/project"), "{e}");
+        let j = parse(
+            "t.json",
+            r#"[{"at": 0, "repo": "g/p", "labels": [], "duration": 1, "forge": "gitlab"}]"#,
+        )
+        .unwrap();
+        assert_eq!(j[0].forge, TraceForge::Gitlab);
+        assert!(
+            !serde_json::to_string(&t[2]).unwrap().contains("forge"),
+            "GitHub jobs serialize as before"
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
             },
             ..RunnerConfig::default()
         },
+        ..SimConfig::default()
     });
     let at = sim
         .listen(

@@ -27,6 +27,7 @@ pub const API_FAMILIES: &[&str] = &[API_CALLS, API_REQUEST_DURATION, API_RATE_LI
 /// AWS by service, as each has its own request limits.
 pub const APIS: &[&str] = &[
     "github",
+    "gitlab",
     "hetzner",
     "aws-ec2",
     "aws-ecs",

@@ -47,6 +47,7 @@ pub fn trace_from_jobs(repo: &str, since: Time, jobs: &[WorkflowJob]) -> Convert
             labels: j.labels.iter().map(str::to_string).collect(),
             duration: completed.since(started).as_secs_f64(),
             run: Some(j.run_id.to_string()),
+            forge: Default::default(),
         });
     }
     out.trace.sort_by(|a, b| a.at.total_cmp(&b.at));

@@ -1,10 +1,15 @@
 //! The runner bootstrap: the cloud-init user data a machine boots with, a bash script that
-//! installs (or finds) the GitHub Actions runner, runs one job and powers the machine off.
+//! installs (or finds) the GitHub Actions runner or gitlab-runner, runs one job and powers the
+//! machine off.
 //!
-//! The script itself lives in `runner.sh`, a template kept valid (and shellcheck-clean) bash so it
-//! can be read and linted as a file; this module validates every value it fills in, so nothing an
-//! operator or GitHub supplies can become shell syntax, and keeps the result under the provider's
-//! user-data limit.
+//! The scripts live in `runner.sh` (GitHub) and `gitlab-runner.sh` (GitLab, see `gitlab.rs`),
+//! templates kept valid (and shellcheck-clean) bash so they can be read and linted as files; this
+//! module validates every value it fills in, so nothing an operator or a forge supplies can
+//! become shell syntax, and keeps the result under the provider's user-data limit.
+
+mod gitlab;
+
+pub use gitlab::{GITLAB_RUNNER_DOWNLOAD_URL, GITLAB_RUNNER_VERSION, GitlabRunnerConfig};
 
 use mayfly_core::{Arch, Secret};
 use serde::{Deserialize, Serialize};
@@ -62,6 +67,8 @@ pub struct BootstrapConfig {
     pub user: String,
     /// Base URL of runner releases; set it to a mirror that keeps GitHub's layout.
     pub download_url: String,
+    /// How machines of GitLab jobs install and start gitlab-runner.
+    pub gitlab: GitlabRunnerConfig,
 }
 
 impl Default for BootstrapConfig {
@@ -74,6 +81,7 @@ impl Default for BootstrapConfig {
             setup_script: None,
             user: "runner".to_string(),
             download_url: RUNNER_DOWNLOAD_URL.to_string(),
+            gitlab: GitlabRunnerConfig::default(),
         }
     }
 }
@@ -95,6 +103,14 @@ pub enum Credential {
         /// The runner group's name; `None` for the default group.
         group: Option<String>,
     },
+    /// A GitLab runner authentication token (`glrt-`) of a runner record made for this machine
+    /// alone, for `gitlab-runner run-single --url URL --token TOKEN --max-builds 1`. Unlike a JIT
+    /// config it is not spent by use: it stays valid until the record is deleted.
+    Gitlab {
+        /// The GitLab instance (`https://gitlab.com`), not its API.
+        url: String,
+        token: Secret,
+    },
 }
 
 impl fmt::Display for Credential {
@@ -104,6 +120,7 @@ impl fmt::Display for Credential {
             Credential::Token { url, name, .. } => {
                 write!(f, "registration token for runner {name:?} at {url}")
             }
+            Credential::Gitlab { url, .. } => write!(f, "GitLab runner token for {url}"),
         }
     }
 }
@@ -181,7 +198,7 @@ impl BootstrapConfig {
         {
             return invalid("setup_script", "contains a NUL byte");
         }
-        Ok(())
+        self.gitlab.validate()
     }
 
     fn sha256(&self, arch: Arch) -> (&'static str, &str, &'static str) {
@@ -234,6 +251,9 @@ pub fn user_data(
     arch: Arch,
     credential: &Credential,
 ) -> Result<Secret, BootstrapError> {
+    if let Credential::Gitlab { url, token } = credential {
+        return gitlab::user_data(config, arch, url, token);
+    }
     config.validate()?;
     let (url, sha256) = if config.runner_dir.is_some() {
         (String::new(), String::new())
@@ -344,6 +364,7 @@ fn start_runner(credential: &Credential) -> Result<String, BootstrapError> {
                  }}"
             ))
         }
+        Credential::Gitlab { .. } => bad("a GitLab token starts gitlab-runner, not actions/runner"),
     }
 }
 

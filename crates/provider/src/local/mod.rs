@@ -463,6 +463,13 @@ impl Provider for Local {
                         .into(),
                 });
             }
+            Credential::Gitlab { .. } => {
+                return Err(Error::Invalid {
+                    message: "the local provider starts GitHub Actions runners only; serve \
+                              GitLab jobs from a cloud provider"
+                        .into(),
+                });
+            }
         };
         let _one_at_a_time = self.creating.lock().await;
         let _shared = self.shared_lock().await?;

@@ -2,6 +2,10 @@
 //! running EC2 instances (their user data) or ECS tasks (the runner credential in their
 //! environment, or in the SSM parameter it names), and a runner's `poweroff` terminates the
 //! instance (launched to terminate on shutdown) or stops the task (its container exits).
+//!
+//! A GitLab runner's container gets `CI_SERVER_URL` and `CI_SERVER_TOKEN` (the glrt- token) in
+//! its environment, which `gitlab-runner run-single` reads by itself; its command is the task's
+//! `command` override, or the image's documented default (`GITLAB_COMMAND`).
 
 use super::wire::{self, Wire};
 use crate::runners::{Machine, MachineSource};
@@ -17,6 +21,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// The container contract of mayfly's aws-ecs provider (docs/aws.md).
 const JIT_CONFIG: &str = "MAYFLY_JIT_CONFIG";
 const JIT_CONFIG_PARAMETER: &str = "MAYFLY_JIT_CONFIG_PARAMETER";
+const GITLAB_URL: &str = "CI_SERVER_URL";
+const GITLAB_TOKEN: &str = "CI_SERVER_TOKEN";
+/// What a GitLab runner image runs when the task names no command.
+const GITLAB_COMMAND: &str = "gitlab-runner run-single --executor shell --max-builds 1";
 const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 
 #[derive(Clone, Debug)]
@@ -181,6 +189,26 @@ async fn poll_ec2(wire: &Wire, cache: &Mutex<Cache>) -> Result<(), String> {
     Ok(())
 }
 
+/// A GitLab runner container's start as one text: its environment's `CI_SERVER_*` assignments
+/// and its command line, which the virtual runner reads as gitlab-runner would.
+fn gitlab_user_data(env: &BTreeMap<String, String>, command: &[String]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut out = String::new();
+    for name in [GITLAB_URL, GITLAB_TOKEN, "RUNNER_EXECUTOR"] {
+        if let Some(v) = env.get(name) {
+            out.push_str(&format!("{name}={}\n", quote(v)));
+        }
+    }
+    if command.is_empty() {
+        out.push_str(GITLAB_COMMAND);
+    } else {
+        let words: Vec<String> = command.iter().map(|w| quote(w)).collect();
+        out.push_str(&words.join(" "));
+    }
+    out.push('\n');
+    out
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)?.as_str().map(str::to_string)
 }
@@ -217,14 +245,21 @@ async fn poll_ecs(wire: &Wire, cluster: &str, cache: &Mutex<Cache>) -> Result<()
                     continue;
                 }
             }
-            let env: BTreeMap<String, String> = t["overrides"]["containerOverrides"]
-                .as_array()
+            let overrides = t["overrides"]["containerOverrides"].as_array();
+            let env: BTreeMap<String, String> = overrides
                 .into_iter()
                 .flatten()
                 .flat_map(|c| c["environment"].as_array().cloned().unwrap_or_default())
                 .filter_map(|kv| Some((text(&kv, "name")?, text(&kv, "value")?)))
                 .collect();
+            let command: Vec<String> = overrides
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["command"].as_array().cloned().unwrap_or_default())
+                .filter_map(|w| w.as_str().map(str::to_string))
+                .collect();
             let user_data = match (env.get(JIT_CONFIG), env.get(JIT_CONFIG_PARAMETER)) {
+                (None, None) if env.contains_key(GITLAB_TOKEN) => gitlab_user_data(&env, &command),
                 (Some(jit), _) => jit.clone(),
                 (None, Some(parameter)) => {
                     let got = wire
@@ -258,4 +293,37 @@ async fn poll_ecs(wire: &Wire, cluster: &str, cache: &Mutex<Cache>) -> Result<()
     }
     lock(cache).up.retain(|id, _| seen.contains(id));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gitlab_container_reads_as_its_run_single_command() {
+        let env: BTreeMap<String, String> = [
+            (GITLAB_URL, "https://gitlab.example.com"),
+            (GITLAB_TOKEN, "glrt-secret"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let run = crate::gitlab::single::parse(&gitlab_user_data(&env, &[])).unwrap();
+        assert_eq!((run.token.as_str(), run.max_builds), ("glrt-secret", 1));
+        let command: Vec<String> = [
+            "gitlab-runner",
+            "run-single",
+            "--executor",
+            "shell",
+            "--max-builds",
+            "1",
+            "--wait-timeout",
+            "300",
+        ]
+        .map(String::from)
+        .to_vec();
+        let run = crate::gitlab::single::parse(&gitlab_user_data(&env, &command)).unwrap();
+        assert_eq!(run.wait_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(run.url, "https://gitlab.example.com");
+    }
 }

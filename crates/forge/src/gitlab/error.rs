@@ -1,0 +1,103 @@
+//! The GitLab client's one error type, cut along what the caller does next. No variant carries
+//! a credential: messages come from GitLab's `message` or `error` field, clipped, or fixed texts.
+
+use std::time::Duration;
+
+/// How much of GitLab's message an error repeats.
+const MESSAGE_LIMIT: usize = 300;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The resource does not exist, or the token may not see it.
+    #[error("GitLab: not found")]
+    NotFound,
+    /// The runner has a job (running, or handed to it and not yet confirmed): it must not go
+    /// now. Expected; ask again after the job.
+    #[error("GitLab: the runner is busy with a job")]
+    Busy,
+    /// GitLab asked for a pause (429) longer than the client may wait, or the budget is spent.
+    #[error("GitLab: rate limited{}", retry_hint(retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    /// Housekeeping refused: the remaining budget is kept for serving jobs.
+    #[error("GitLab: postponed, the rate-limit budget is low and kept for serving jobs")]
+    Postponed,
+    /// 401: the token is unknown, expired or revoked.
+    #[error("GitLab: unauthorized (check gitlab.token)")]
+    Unauthorized,
+    /// 403: the token lacks a scope or role (`insufficient_scope` names the scopes that would do).
+    #[error("GitLab: forbidden: {message}")]
+    Forbidden { message: String },
+    /// 400 or 422: GitLab refused the request's parameters.
+    #[error("GitLab: refused: {message}")]
+    Invalid { message: String },
+    #[error("GitLab answered {status}: {message}")]
+    Http { status: u16, message: String },
+    /// No answer: connection, timeout, or a body that could not be read or decoded.
+    #[error("GitLab: transport: {0}")]
+    Transport(String),
+}
+
+impl Error {
+    pub(crate) fn http(status: u16, message: &str) -> Error {
+        Error::Http {
+            status,
+            message: clip(message),
+        }
+    }
+
+    /// Worth sending again (after a wait): the server failed or the answer got lost.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport(_)
+                | Error::Http {
+                    status: 500..=599,
+                    ..
+                }
+        )
+    }
+
+    pub(crate) fn transport(e: &reqwest::Error) -> Error {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else if e.is_decode() || e.is_body() {
+            "could not read the body"
+        } else {
+            "request failed"
+        };
+        // The innermost cause says what happened; reqwest's own text adds the URL, which the
+        // caller knows already. Neither holds a header.
+        let mut innermost = None;
+        let mut next = std::error::Error::source(e);
+        while let Some(cause) = next {
+            innermost = Some(cause);
+            next = cause.source();
+        }
+        match innermost {
+            Some(cause) => Error::Transport(format!("{kind}: {}", clip(&cause.to_string()))),
+            None => Error::Transport(kind.to_string()),
+        }
+    }
+
+    /// Decoding failures name only where, never the value (which may be a token).
+    pub(crate) fn decode(e: &serde_json::Error) -> Error {
+        Error::Transport(format!(
+            "could not decode the answer ({:?} at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    }
+}
+
+fn retry_hint(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| format!(", retry after {}s", d.as_secs()))
+}
+
+pub(crate) fn clip(message: &str) -> String {
+    message.chars().take(MESSAGE_LIMIT).collect()
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,204 @@
+#!/bin/bash
+# mayfly GitLab runner bootstrap: cloud-init runs this once at first boot. It installs (or finds)
+# gitlab-runner, runs one job with the runner authentication token (glrt-) of this machine's own
+# runner record, and powers the machine off; mayfly deletes or recycles machines that are off and
+# deletes the runner record after its machine. The token is in this file: never trace it (no
+# `set -x`) and never print it.
+#
+# A template: mayfly fills in the @NAME@ placeholders (crates/provider/src/bootstrap/gitlab.rs).
+# Functions are called from traps and from the blocks mayfly fills in, out of shellcheck's sight:
+# shellcheck disable=SC2317
+set -euo pipefail
+
+readonly RUNNER_USER='@RUNNER_USER@'
+# Where gitlab-runner is (already in the image) or goes (downloaded).
+readonly GITLAB_RUNNER='@GITLAB_RUNNER@'
+# Empty when gitlab-runner is already in the image: then nothing is downloaded.
+readonly DOWNLOAD_URL='@DOWNLOAD_URL@'
+# The pinned SHA-256 of the download; when empty, the release's own published list
+# (release.sha256, fetched over HTTPS from the release) is what the download must match.
+readonly RUNNER_SHA256='@RUNNER_SHA256@'
+readonly CHECKSUMS_URL='@CHECKSUMS_URL@'
+readonly CHECKSUM_NAME='@CHECKSUM_NAME@'
+# The job's builds and caches live here, owned by RUNNER_USER.
+readonly WORK_DIR='@WORK_DIR@'
+readonly METADATA_ADDRESS='169.254.169.254'
+
+log() {
+    printf 'mayfly-bootstrap: %s\n' "$*" >&2
+    logger -t mayfly-bootstrap -- "$*" 2>/dev/null || true
+}
+
+# Whatever happens (the job is done, no job came, the download failed, the checksum did not
+# match, the setup script failed), the machine powers off: a machine that never started its
+# runner must not run, and bill, forever.
+finish() {
+    local status=$?
+    trap - EXIT
+    log "done (exit status ${status}); powering off"
+    sync || true
+    shutdown -h now || poweroff || poweroff -f
+    exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+require() {
+    local tool
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "required tool missing from the image: ${tool}"
+            exit 1
+        fi
+    done
+}
+
+# The runner and its jobs run as this unprivileged user. It gets no sudo and no docker group
+# (both are root in all but name): an operator who wants either grants it in the setup script.
+ensure_user() {
+    if id -u "$RUNNER_USER" >/dev/null 2>&1; then
+        log "user ${RUNNER_USER} exists"
+    else
+        useradd --create-home --shell /bin/bash "$RUNNER_USER"
+        log "user ${RUNNER_USER} created"
+    fi
+}
+
+runner_home() {
+    getent passwd "$RUNNER_USER" | cut -d: -f6
+}
+
+# Runs a command as the runner user, with that user's home: jobs write caches under $HOME.
+as_runner() {
+    local home
+    home=$(runner_home)
+    runuser -u "$RUNNER_USER" -- env HOME="$home" USER="$RUNNER_USER" LOGNAME="$RUNNER_USER" "$@"
+}
+
+# @START_RUNNER@
+
+download() {
+    local url=$1 out=$2 attempt
+    for attempt in 1 2 3 4 5; do
+        if curl --fail --silent --show-error --location --connect-timeout 10 --max-time 300 \
+            --retry 3 --retry-delay 2 --output "$out" "$url"; then
+            return 0
+        fi
+        log "download attempt ${attempt} of ${url} failed"
+        sleep $((attempt * 3))
+    done
+    return 1
+}
+
+# Prints the SHA-256 the download must have: the pinned one, or the one the release publishes.
+expected_sha256() {
+    if [[ -n $RUNNER_SHA256 ]]; then
+        printf '%s\n' "$RUNNER_SHA256"
+        return
+    fi
+    local list sum
+    list=$(mktemp -t gitlab-runner-sha256.XXXXXX)
+    if ! download "$CHECKSUMS_URL" "$list"; then
+        rm -f "$list"
+        log "could not download the release's checksums"
+        return 1
+    fi
+    sum=$(awk -v name="$CHECKSUM_NAME" '$2 == name || $2 == "*" name { print $1; exit }' "$list")
+    rm -f "$list"
+    if [[ ! $sum =~ ^[0-9a-f]{64}$ ]]; then
+        log "no checksum for ${CHECKSUM_NAME} in the release's checksums"
+        return 1
+    fi
+    log "checking against the release's published checksum (pin it to trust no download host)"
+    printf '%s\n' "$sum"
+}
+
+install_runner() {
+    if [[ -z $DOWNLOAD_URL ]]; then
+        if [[ ! -x $GITLAB_RUNNER ]]; then
+            log "no gitlab-runner in the image at ${GITLAB_RUNNER}"
+            exit 1
+        fi
+        log "using the gitlab-runner in the image at ${GITLAB_RUNNER}"
+        return
+    fi
+    require curl sha256sum awk
+    local binary expected
+    binary=$(mktemp -t gitlab-runner.XXXXXX)
+    log "downloading ${DOWNLOAD_URL}"
+    if ! download "$DOWNLOAD_URL" "$binary"; then
+        rm -f "$binary"
+        log "could not download gitlab-runner"
+        exit 1
+    fi
+    if ! expected=$(expected_sha256); then
+        rm -f "$binary"
+        exit 1
+    fi
+    # The checksum is the only thing that vouches for what runs here: no match, no run.
+    if ! printf '%s  %s\n' "$expected" "$binary" | sha256sum -c - >/dev/null; then
+        log "gitlab-runner checksum mismatch (expected sha256 ${expected}); refusing to run it"
+        rm -f "$binary"
+        exit 1
+    fi
+    log "gitlab-runner checksum verified"
+    install -D -m 0755 "$binary" "$GITLAB_RUNNER"
+    rm -f "$binary"
+}
+
+# @SETUP_SCRIPT@
+
+run_setup() {
+    if ! declare -F setup_script >/dev/null; then
+        return
+    fi
+    local file
+    file=$(mktemp -t mayfly-setup.XXXXXX)
+    setup_script >"$file"
+    chmod 0700 "$file"
+    log "running the setup script"
+    if [[ $(head -c 2 "$file") == '#!' ]]; then
+        "$file"
+    else
+        bash "$file"
+    fi
+    rm -f "$file"
+    log "setup script done"
+}
+
+# The machine's user data (this script, with the runner's token) is served to anything on the
+# machine that asks the metadata service, and a glrt- token stays valid until mayfly deletes the
+# runner record. Jobs run as RUNNER_USER: close the service to that user. Best effort.
+close_metadata() {
+    if command -v iptables >/dev/null 2>&1 &&
+        iptables -w -I OUTPUT -d "$METADATA_ADDRESS" -m owner --uid-owner "$RUNNER_USER" -j REJECT 2>/dev/null; then
+        log "metadata service closed to ${RUNNER_USER}"
+    else
+        log "warning: could not close the metadata service to ${RUNNER_USER}"
+    fi
+}
+
+prepare_work_dir() {
+    mkdir -p "${WORK_DIR}/builds" "${WORK_DIR}/cache"
+    chmod 0750 "$WORK_DIR"
+    chown -R "${RUNNER_USER}:" "$WORK_DIR"
+    if ! command -v git >/dev/null 2>&1; then
+        log "warning: git is not installed: jobs cannot fetch their sources (install it in the setup script or the image)"
+    fi
+}
+
+main() {
+    log "starting"
+    require useradd runuser getent
+    ensure_user
+    install_runner
+    run_setup
+    close_metadata
+    prepare_work_dir
+    cd "$WORK_DIR"
+    start_runner
+    log "gitlab-runner has exited"
+}
+
+main
