@@ -26,6 +26,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
                 async fn $case() {
                     crate::harness::on_postgres(super::$case).await
                 }
@@ -1233,6 +1234,7 @@ async fn sqlite_has_one_writer() {
 /// leader's first read sees that write; without the share lock on the lease row the takeover
 /// would go first and the write land behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
 async fn postgres_a_takeover_waits_for_a_fenced_write_in_flight() {
     harness::on_postgres(|db: Db| async move {
         let lease = Duration::from_millis(2_000);
