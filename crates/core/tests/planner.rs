@@ -868,3 +868,40 @@ fn only_plans_that_act_on_runners_need_them_read() {
         "a delete must see the runner busy or not"
     );
 }
+
+/// A busy runner keeps its machine. With the last runner lists, that is only safe while
+/// something else says the job runs: a running job naming that runner, on a machine that is up.
+/// Once the job is over (it left the store's running jobs) or the machine is off, the lists
+/// must be read again, or a finished machine would wait for the next read.
+#[test]
+fn a_busy_runner_nothing_else_vouches_for_needs_the_lists_read() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let machine = instance("mayfly-linux-a", "linux", InstanceState::Running, LINUX);
+    let busy = runner(7, "mayfly-linux-a", true, LINUX);
+    let mut running = job(3, &["linux"]);
+    running.status = JobStatus::InProgress;
+    running.runner = Some("mayfly-linux-a".into());
+    let vouched = Snapshot {
+        jobs: vec![running],
+        instances: vec![machine.clone()],
+        runners: vec![busy.clone()],
+        refused: Default::default(),
+    };
+    let p = plan(&vouched, &cfg, at(10));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(!p.depends_on_runners(&vouched));
+
+    let over = Snapshot {
+        jobs: vec![],
+        ..vouched.clone()
+    };
+    assert!(plan(&over, &cfg, at(10)).depends_on_runners(&over));
+
+    let mut off = machine;
+    off.state = InstanceState::Off;
+    let powered_off = Snapshot {
+        instances: vec![off],
+        ..vouched
+    };
+    assert!(plan(&powered_off, &cfg, at(10)).depends_on_runners(&powered_off));
+}

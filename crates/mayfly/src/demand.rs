@@ -302,7 +302,13 @@ impl Demand {
         now: Time,
         report: &mut DemandReport,
     ) -> Result<Activity, Error> {
-        let runs = if self.trusted(&repo.to_string()) {
+        // A repository whose webhooks arrive (some at least) is asked for its queued runs only:
+        // a lost `queued` webhook is what keeps a job waiting, and the queue is what finds it.
+        // Starts and ends whose webhooks were lost are found by the reconcile pass's evidence
+        // and the truth check. A repository no webhook came from yet gets both lists: polling
+        // may be all it has.
+        let heard = self.trust.get(&repo.to_string()).is_some_and(|t| t.heard);
+        let runs = if heard {
             self.poller.queued_runs(repo).await?
         } else {
             self.poller.changed_runs(repo).await?

@@ -181,7 +181,10 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
                 .await
                 .unwrap();
         }
-        assert_eq!(passes(&mut demand, 1).await, [4]);
+        // Once a webhook of its own has come, its queued runs only: the queue is where a lost
+        // webhook keeps a job waiting.
+        let lists = if n == 0 { 4 } else { 3 };
+        assert_eq!(passes(&mut demand, 1).await, [lists], "poll {n}");
     }
     assert_eq!(
         calls("/jobs") - reads,
@@ -201,7 +204,7 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
     let found = passes(&mut demand, 5).await;
     assert!(!demand.trusted("acme/hooked"));
-    assert_eq!(found, [2, 2, 3, 4, 4]);
+    assert_eq!(found, [2, 2, 3, 3, 3]);
 }
 
 /// A job the store holds as queued whose run a poll never sees again (it came and went between
