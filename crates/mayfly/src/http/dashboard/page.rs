@@ -42,6 +42,14 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// RFC 3339 as the API writes times (`crate::view::rfc3339`), so a page and an answer of the
+/// same pass compare equal.
+pub fn iso(t: Time) -> String {
+    jiff::Timestamp::from_millisecond(t.millis())
+        .map(|ts| ts.to_string())
+        .unwrap_or_default()
+}
+
 /// `HH:MM` in UTC.
 pub fn hhmm(t: Time) -> String {
     jiff::Timestamp::from_millisecond(t.millis())
@@ -79,10 +87,10 @@ pub fn sections(
     events: &Option<Vec<mayfly_store::Event>>,
 ) -> Sections {
     Sections {
-        at: crate::http::readiness::rfc3339(view.at),
+        at: iso(view.at),
         asof: format!(
             "as of the pass at <time datetime=\"{}\">{} UTC</time>",
-            esc(&crate::http::readiness::rfc3339(view.at)),
+            esc(&iso(view.at)),
             hhmmss(view.at)
         ),
         summary: summary(view),
@@ -381,7 +389,7 @@ fn actions(events: &Option<Vec<mayfly_store::Event>>) -> String {
             "<li data-event=\"{id}\"><time datetime=\"{at}\">{t}</time> \
              <span class=\"tag\">{kind}</span> <span class=\"msg\">{msg}</span></li>",
             id = e.id,
-            at = esc(&crate::http::readiness::rfc3339(e.at)),
+            at = esc(&iso(e.at)),
             t = hhmmss(e.at),
             kind = esc(&e.kind),
             msg = esc(&e.message),
