@@ -91,7 +91,7 @@ async fn guard(req: axum::extract::Request, next: Next) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
@@ -99,18 +99,20 @@ async fn guard(req: axum::extract::Request, next: Next) -> Response {
     response
 }
 
-/// A post from another site: `Sec-Fetch-Site` says so, or `Origin` names another host.
+/// A post from another site: `Sec-Fetch-Site` says so (every current browser sends it), or,
+/// without it, `Origin` names another host. An `Origin` of `null` (sent under some referrer
+/// policies and by privacy settings) decides nothing.
 fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name| {
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    if text("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {
-        return true;
+    if let Some(site) = text("sec-fetch-site") {
+        return site == "cross-site" || site == "same-site";
     }
     match (text("origin"), text("host")) {
-        (Some("null"), _) => true,
+        (Some("null"), _) | (None, _) => false,
         (Some(origin), Some(host)) => {
             let bare = origin
                 .strip_prefix("http://")
@@ -118,7 +120,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
                 .unwrap_or(origin);
             !bare.eq_ignore_ascii_case(host)
         }
-        _ => false,
+        (Some(_), None) => true,
     }
 }
 
