@@ -434,8 +434,8 @@ pub fn page(controller: &str, s: &Sections) -> String {
         "{HEAD}<title>mayfly: {c}</title><script src=\"/dashboard/dashboard.js\" defer></script>\
          </head><body><a class=\"skip\" href=\"#main\">Skip to the dashboard</a>\
          <header><h1>mayfly <span class=\"sub\">{c}</span></h1>\
-         <p id=\"asof\" aria-live=\"polite\">{asof}</p>\
-         <p id=\"live\" class=\"sub\">Reload for news (live updates need JavaScript).</p>\
+         <p id=\"asof\">{asof}</p>\
+         <p id=\"live\" class=\"sub\" aria-live=\"polite\">Reload for news (live updates need JavaScript).</p>\
          <form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>\
          </header><main id=\"main\" data-at=\"{at}\">\
          <div id=\"summary\">{summary}</div>{pools}{jobs}{machines}{plots}{actions}</main></body></html>",
