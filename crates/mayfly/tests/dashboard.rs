@@ -268,6 +268,16 @@ async fn the_page_shows_the_last_pass_streams_the_next_and_deletes_only_an_idle_
     };
     assert!(at(&next) > at(&first), "a newer pass");
 
+    // Each pass's minute is in the store, for the plots after a restart or a failover.
+    let saved = local
+        .controller
+        .store
+        .samples_since(mayfly_core::Time(0))
+        .await
+        .unwrap();
+    let last = saved.last().expect("a sample in the store");
+    assert_eq!((last.busy, last.idle), (1, 1), "{saved:?}");
+
     // The busy machine is kept; the idle one goes, after a confirmation page.
     let (status, _, confirm) = call(
         &router,

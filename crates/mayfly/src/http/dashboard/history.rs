@@ -1,9 +1,7 @@
 //! The dashboard's over-time series: one sample a minute from the passes' views (queue wait,
-//! machines by state, cost per hour, jobs served), the last hours kept in memory.
-//!
-//! The store keeps no per-pass figures, only jobs and events, so the series are built as the
-//! passes come; at start the jobs served are read back from the store's finished jobs, the
-//! other series begin empty.
+//! machines by state, cost per hour, jobs served), the last hours, each minute also saved in
+//! the store (`samples`) and read back after a restart or a failover. A store with no samples
+//! yet (the first start) gets its jobs served from the store's finished jobs.
 
 use crate::view::{InstanceView, RunnerState, View};
 use mayfly_core::{InstanceState, JobStatus, Time};
@@ -85,8 +83,16 @@ impl History {
         }
     }
 
-    /// Adds one pass's view.
-    pub fn record(&mut self, view: &View) {
+    /// Samples saved in the store, replacing what is kept.
+    pub fn load(&mut self, saved: impl IntoIterator<Item = mayfly_store::Sample>) {
+        self.samples.clear();
+        for s in saved {
+            *self.at(s.minute) = from_store(&s);
+        }
+    }
+
+    /// Adds one pass's view; its minute's sample, to save.
+    pub fn record(&mut self, view: &View) -> mayfly_store::Sample {
         let now: HashSet<String> = view
             .jobs
             .iter()
@@ -108,6 +114,7 @@ impl History {
         sample.queued = queued.len() as u32;
         sample.machines = machines(view);
         sample.cost_per_hour = view.cost.per_hour;
+        to_store(sample)
     }
 
     /// The sample of the minute of `ms`, made (and the oldest dropped) as needed.
@@ -136,6 +143,42 @@ impl History {
 
     pub fn samples(&self) -> &VecDeque<Sample> {
         &self.samples
+    }
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+fn from_store(s: &mayfly_store::Sample) -> Sample {
+    Sample {
+        minute: s.minute,
+        wait_max: u64::try_from(s.wait_max_secs.max(0)).unwrap_or(0),
+        queued: count(s.queued),
+        machines: Machines {
+            starting: count(s.starting),
+            busy: count(s.busy),
+            idle: count(s.idle),
+            off: count(s.powered_off),
+            leaving: count(s.leaving),
+        },
+        cost_per_hour: s.cost_per_hour_micros as f64 / 1e6,
+        served: count(s.served),
+    }
+}
+
+fn to_store(s: &Sample) -> mayfly_store::Sample {
+    mayfly_store::Sample {
+        minute: s.minute,
+        wait_max_secs: i64::try_from(s.wait_max).unwrap_or(i64::MAX),
+        queued: s.queued.into(),
+        starting: s.machines.starting.into(),
+        busy: s.machines.busy.into(),
+        idle: s.machines.idle.into(),
+        powered_off: s.machines.off.into(),
+        leaving: s.machines.leaving.into(),
+        cost_per_hour_micros: (s.cost_per_hour * 1e6).round() as i64,
+        served: s.served.into(),
     }
 }
 
@@ -236,6 +279,24 @@ mod tests {
             (60_000, 1, 0, 0)
         );
         assert_eq!(s.machines, Machines::default());
+    }
+
+    #[test]
+    fn a_sample_reads_back_from_the_store_as_it_was_saved() {
+        let mut h = History::default();
+        let saved = h.record(&view(
+            90_000,
+            vec![job("b", JobStatus::Queued, 40)],
+            vec![machine("m2", InstanceState::Off, RunnerState::None)],
+        ));
+        assert_eq!(
+            (saved.minute, saved.wait_max_secs, saved.powered_off),
+            (60_000, 40, 1)
+        );
+        assert_eq!(saved.cost_per_hour_micros, 500_000);
+        let mut again = History::default();
+        again.load([saved]);
+        assert_eq!(again.samples(), h.samples());
     }
 
     #[test]

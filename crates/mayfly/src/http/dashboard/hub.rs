@@ -5,7 +5,7 @@
 //! So twenty open tabs cost twenty clones of an `Arc`, not twenty renders or store reads, and
 //! no tab polls: a stream waits on the channel.
 
-use super::history::History;
+use super::history::{History, MINUTES as HISTORY_MINUTES};
 use super::page;
 use crate::view::View;
 use mayfly_core::{JobStatus, Time};
@@ -63,14 +63,16 @@ async fn follow(
 ) {
     let mut history = History::default();
     let mut backfilled = false;
+    let mut last_minute = None;
     loop {
         let view = views.borrow_and_update().clone();
         if let Some(view) = view {
             if !backfilled {
                 backfilled = true;
-                backfill(&mut history, &store, store_timeout, view.at).await;
+                restore(&mut history, &store, store_timeout, view.at).await;
             }
-            history.record(&view);
+            let sample = history.record(&view);
+            save(&store, store_timeout, &sample, &mut last_minute).await;
             let events = recent_events(&store, store_timeout).await;
             let sections = page::sections(&view, &history, &events);
             let json = serde_json::to_string(&sections).unwrap_or_default();
@@ -83,13 +85,49 @@ async fn follow(
     }
 }
 
-/// The jobs the store has seen finish, counted in the history before the first pass.
-async fn backfill(history: &mut History, store: &Store, timeout: Duration, now: Time) {
+/// How far back the samples go.
+fn kept(now: Time) -> Time {
+    now.minus(Duration::from_secs(60 * HISTORY_MINUTES as u64))
+}
+
+/// The samples the store keeps; with none (a first start), the jobs it has seen finish.
+async fn restore(history: &mut History, store: &Store, timeout: Duration, now: Time) {
+    match tokio::time::timeout(timeout, store.samples_since(kept(now))).await {
+        Ok(Ok(saved)) if !saved.is_empty() => {
+            history.load(saved);
+            return;
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, "cannot read the dashboard's samples"),
+        Err(_) => debug!("the store gave no dashboard samples in time"),
+    }
     let done = tokio::time::timeout(timeout, store.jobs_with_status(&[JobStatus::Completed]));
     match done.await {
         Ok(Ok(jobs)) => history.backfill_served(jobs.iter().map(|j| j.updated_at), now),
         Ok(Err(e)) => debug!(error = %e, "cannot read finished jobs for the dashboard"),
         Err(_) => debug!("the store gave no finished jobs in time for the dashboard"),
+    }
+}
+
+/// Saves the minute's sample; once a minute, forgets those older than the plots show. A
+/// failure costs the plots a point after a restart, nothing else.
+async fn save(
+    store: &Store,
+    timeout: Duration,
+    sample: &mayfly_store::Sample,
+    last: &mut Option<i64>,
+) {
+    match tokio::time::timeout(timeout, store.save_sample(sample)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = %e, "cannot save a dashboard sample"),
+        Err(_) => debug!("the store took no dashboard sample in time"),
+    }
+    if *last != Some(sample.minute) {
+        *last = Some(sample.minute);
+        let before = kept(Time(sample.minute));
+        if let Ok(Err(e)) = tokio::time::timeout(timeout, store.prune_samples(before)).await {
+            debug!(error = %e, "cannot prune the dashboard samples");
+        }
     }
 }
 
