@@ -353,3 +353,77 @@ async fn next_pass(body: &mut Body) -> String {
         }
     }
 }
+
+/// `mayfly run` itself serves the dashboard at `/` on `listen`, with the token it wrote.
+#[test]
+fn mayfly_run_serves_the_dashboard_behind_its_token() {
+    use std::io::{Read, Write};
+    use support::sim::{LINUX_POOL, RunConfig, SimServe};
+    let sim = SimServe::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mayfly.toml");
+    let text = sim.mayfly_config(&RunConfig {
+        controller: "dash",
+        repos: &["acme/app".to_string()],
+        webhook_secret: None,
+        registration: "30s",
+        poll: "1s",
+        poll_backstop: "5s",
+        workers: 2,
+        pools: LINUX_POOL,
+    });
+    std::fs::write(&config, text).expect("write the config");
+    let mut daemon = support::Daemon::start(dir.path(), &config, &[]);
+    let addr = daemon
+        .listen_addr()
+        .expect("mayfly run started")
+        .to_string();
+    let token = std::fs::read_to_string(dir.path().join("state/api.token"))
+        .expect("the token mayfly run wrote");
+    let token = token.trim();
+    let http = |text: String| {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let get = |cookie: &str| {
+        http(format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ))
+    };
+    let page = get("");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("action=\"/signin\"") && !page.contains(token),
+        "{page}"
+    );
+    let body = format!("token={token}");
+    let answer = http(format!(
+        "POST /signin HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    // The page fills in once the first pass has read the world.
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = get(&cookie);
+        if page.contains("id=\"machines\"") && page.contains("data-at=\"2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(page.contains("<h2 id=\"h-pools\">Pools</h2>"), "{page}");
+    assert!(page.contains("data-pool=\"linux\""), "{page}");
+    assert!(!page.contains(token), "the page carries no token");
+    daemon.stop();
+}
