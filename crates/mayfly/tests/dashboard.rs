@@ -425,5 +425,34 @@ fn mayfly_run_serves_the_dashboard_behind_its_token() {
     assert!(page.contains("<h2 id=\"h-pools\">Pools</h2>"), "{page}");
     assert!(page.contains("data-pool=\"linux\""), "{page}");
     assert!(!page.contains(token), "the page carries no token");
+
+    // An open event stream ends when the daemon stops, rather than holding up its drain.
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET /dashboard/stream HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = stream.read(&mut first).expect("the stream answers");
+    let head = String::from_utf8_lossy(&first[..n]).to_string();
+    assert!(head.contains("text/event-stream"), "{head}");
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).map(|_| rest.len())
+    });
     daemon.stop();
+    assert!(
+        reader.join().unwrap().is_ok(),
+        "the stream ended at shutdown"
+    );
+    let log = daemon.log();
+    assert!(
+        !log.contains("still open at shutdown"),
+        "the drain waited on the stream:\n{log}"
+    );
 }

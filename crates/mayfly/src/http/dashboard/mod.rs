@@ -229,9 +229,13 @@ async fn stream(State(d): Shared, headers: HeaderMap) -> Response {
         until: Box::pin(tokio::time::sleep(STREAM_LIFETIME)),
         first: true,
     };
-    Sse::new(frames)
+    let mut response = Sse::new(frames)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(super::serve::EndsAtShutdown);
+    response
 }
 
 /// The frames of one stream, until its lifetime is up or the broadcast ends.
