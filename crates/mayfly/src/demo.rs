@@ -35,14 +35,15 @@ pub struct DemoArgs {
     /// Receive jobs by webhook as well as by polling (the default); off polls only
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub webhooks: bool,
-    /// Also run the trace without recycling and without webhooks, and compare the three runs
+    /// Also run the trace once without recycling and once without webhooks (in the
+    /// background, fast-forwarded), and show the three runs side by side
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub compare: bool,
     /// Also print the API calls by route
     #[arg(long)]
     pub calls: bool,
     /// Serve the dashboard (and the API) on ADDR while the demo runs, and after it until
-    /// Ctrl-C. Sign in with the token it prints the place of
+    /// Ctrl-C; sign in with the token in the file it names [default ADDR: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     pub dashboard: Option<std::net::SocketAddr>,
     /// With --dashboard: the API token is this file's contents instead of a new random one
