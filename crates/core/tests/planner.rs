@@ -813,3 +813,58 @@ fn a_machine_the_forge_named_as_running_a_job_is_busy_before_the_runner_list_say
     let registration = at(180).plus(std::time::Duration::from_millis(1));
     assert_ne!(p.next_check, Some(registration));
 }
+
+/// A pass may plan with the last runner lists only when the plan acts on nothing they say:
+/// creating for a queued job, or counting a booting machine, does not rest on them; serving a
+/// job with an idle runner, or deleting anything, does.
+#[test]
+fn only_plans_that_act_on_runners_need_them_read() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let fresh = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        ..Default::default()
+    };
+    let p = plan(&fresh, &cfg, at(10));
+    assert_eq!(creates(&p).len(), 1);
+    assert!(!p.depends_on_runners(&fresh), "a create rests on no runner");
+
+    let mut booting = instance("mayfly-linux-1-1", "linux", InstanceState::Starting, LINUX);
+    booting.job = Some(job(1, &[]).key);
+    let waiting = Snapshot {
+        instances: vec![booting],
+        ..fresh.clone()
+    };
+    let p = plan(&waiting, &cfg, at(20));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(
+        !p.depends_on_runners(&waiting),
+        "a booting machine has no runner yet"
+    );
+
+    let (instances, runners) = idle_fleet("linux", &["mayfly-linux-a"], LINUX);
+    let idle = Snapshot {
+        jobs: vec![job(2, &["linux"])],
+        instances,
+        runners,
+        refused: Default::default(),
+    };
+    let p = plan(&idle, &cfg, at(10));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(
+        p.depends_on_runners(&idle),
+        "an idle runner may have taken a job since"
+    );
+
+    let (instances, runners) = idle_fleet("linux", &["mayfly-linux-a"], LINUX);
+    let stale = Snapshot {
+        instances,
+        runners,
+        ..Default::default()
+    };
+    let p = plan(&stale, &cfg, at(3600));
+    assert_eq!(deleted(&p), ["mayfly-linux-a"], "{:#?}", p.actions);
+    assert!(
+        p.depends_on_runners(&stale),
+        "a delete must see the runner busy or not"
+    );
+}

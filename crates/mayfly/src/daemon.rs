@@ -276,6 +276,7 @@ pub(crate) async fn build_reconciler(
             confirm_stale: config.intervals.confirm_stale.0,
             refused_retry: config.intervals.refused_retry.0,
             finishing: config.intervals.finishing.0,
+            runners_max_age: config.intervals.runners.0,
         },
     ))
 }

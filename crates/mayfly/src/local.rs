@@ -35,6 +35,9 @@ pub struct Setup {
     pub confirm_after: Duration,
     /// How often a repository whose webhooks are trusted is polled (`Demand::backstop`).
     pub poll_backstop: Duration,
+    /// How old the runner lists a pass that only creates may plan with get
+    /// (`Tuning::runners_max_age`); zero reads them every pass.
+    pub runners_max_age: Duration,
 }
 
 /// A controller wired to a running simulator.
@@ -187,6 +190,7 @@ impl Controller {
             shared,
             Tuning {
                 workers: setup.workers,
+                runners_max_age: setup.runners_max_age,
                 ..Tuning::default()
             },
         );

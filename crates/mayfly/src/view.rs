@@ -144,11 +144,20 @@ impl View {
         provider_of: &HashMap<String, String>,
         now: Time,
     ) -> View {
-        let runner_of: HashMap<&str, RunnerState> = snapshot
+        let mut runner_of: HashMap<&str, RunnerState> = snapshot
             .runners
             .iter()
             .map(|r| (r.name.as_str(), runner_state(r.status, r.busy)))
             .collect();
+        // The forge's news of a job that started (a webhook naming its runner) is fresher than
+        // a runner list a pass may have kept from an earlier one.
+        for job in &snapshot.jobs {
+            if job.status == JobStatus::InProgress
+                && let Some(runner) = &job.runner
+            {
+                runner_of.insert(runner.as_str(), RunnerState::Busy);
+            }
+        }
         let mut assigned: HashMap<String, String> = plan
             .assignments
             .iter()

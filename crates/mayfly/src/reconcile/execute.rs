@@ -27,6 +27,8 @@ pub struct Ctx {
     /// A job whose last news is older than this is confirmed with the forge before a machine
     /// is made or reused for it.
     pub confirm_stale: std::time::Duration,
+    /// See [`super::Tuning::runners_max_age`].
+    pub runners_max_age: std::time::Duration,
 }
 
 /// What one step came to.

@@ -129,6 +129,10 @@ pub struct Tuning {
     /// comes this soon: the machine powers itself off within seconds, and is then reused for a
     /// waiting job or deleted to make room.
     pub finishing: Duration,
+    /// The runner lists are read at least this often. In between, a pass whose plan acts on
+    /// nothing they say (it only creates, or reuses powered-off machines) plans with the last
+    /// lists; any other pass reads them first.
+    pub runners_max_age: Duration,
 }
 
 impl Default for Tuning {
@@ -138,6 +142,7 @@ impl Default for Tuning {
             confirm_stale: Duration::from_secs(10),
             refused_retry: Duration::from_secs(600),
             finishing: Duration::from_secs(2),
+            runners_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -176,6 +181,7 @@ impl Reconciler {
                 pools,
                 clock,
                 confirm_stale: tuning.confirm_stale,
+                runners_max_age: tuning.runners_max_age,
             }),
             memory: Memory::default(),
             workers: tuning.workers,
@@ -358,12 +364,12 @@ impl Reconciler {
     pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
         let turn = self.turn.clone();
         let _turn = turn.lock().await;
-        let (_, _, view) = self.plan().await?;
+        let (_, _, view) = self.plan(true).await?;
         Ok(view)
     }
 
     async fn pass_in_turn(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
-        let (seen, plan, _) = self.plan().await?;
+        let (seen, plan, _) = self.plan(false).await?;
         let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
@@ -470,13 +476,42 @@ impl Reconciler {
         self.view.send_replace(Some(view));
     }
 
-    /// The snapshot of now and the plan for it; publishes the view.
-    async fn plan(&mut self) -> Result<(Seen, Plan, Arc<View>), PassError> {
+    /// The snapshot of now and the plan for it; publishes the view. Unless `fresh`, plans
+    /// first with the last runner lists (when young enough), and reads them again only if that
+    /// plan rests on them (see [`Plan::depends_on_runners`]).
+    async fn plan(&mut self, fresh: bool) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let mut seen = read(ctx, &mut self.memory, now).await?;
-        seen.snapshot.refused = self.refusals.current(now);
-        let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+        let world = read(ctx).await?;
+        let last = (!fresh)
+            .then(|| ctx.runners.last_list(now, ctx.runners_max_age))
+            .flatten();
+        let planned = match last {
+            Some(list) => {
+                let before = self.memory.clone();
+                let mut seen = assemble(ctx, world.clone(), Ok(list), &mut self.memory, now);
+                seen.snapshot.refused = self.refusals.current(now);
+                let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+                if plan.depends_on_runners(&seen.snapshot) {
+                    self.memory = before;
+                    None
+                } else {
+                    Some((seen, plan))
+                }
+            }
+            None => None,
+        };
+        let (seen, plan) = match planned {
+            Some(p) => p,
+            None => {
+                let list = ctx.runners.list(now).await;
+                let mut seen = assemble(ctx, world, list, &mut self.memory, now);
+                seen.snapshot.refused = self.refusals.current(now);
+                let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+                (seen, plan)
+            }
+        };
+        write_updates(ctx, &seen.updates, now).await?;
         let view = Arc::new(View::build(
             &ctx.pools,
             &seen.snapshot,
@@ -496,10 +531,43 @@ impl Reconciler {
     }
 }
 
-/// Reads the truth at `now`: jobs and intents from the store, one list per provider, the
-/// runners; joins them, and writes back what the join learned about intents. A provider that
-/// cannot be listed fails the read; runners that cannot be read are reported in the result.
-async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
+/// Reads the truth at `now`, the runner lists included, and writes back what the join learned
+/// of intents.
+pub(super) async fn read_all(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
+    let world = read(ctx).await?;
+    let list = ctx.runners.list(now).await;
+    let seen = assemble(ctx, world, list, memory, now);
+    write_updates(ctx, &seen.updates, now).await?;
+    Ok(seen)
+}
+
+/// Writes what a join learned of intents (idempotent facts).
+async fn write_updates(ctx: &Ctx, updates: &[IntentUpdate], now: Time) -> Result<(), PassError> {
+    for update in updates {
+        let (name, state, id) = match update {
+            IntentUpdate::Created { name, provider_id } => {
+                (name, IntentState::Created, provider_id.as_deref())
+            }
+            IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
+        };
+        ctx.store.set_intent_state(name, state, id, now).await?;
+    }
+    Ok(())
+}
+
+/// What a pass reads before the runners: jobs and intents from the store, one list per
+/// provider.
+#[derive(Clone)]
+struct World {
+    jobs: Vec<mayfly_core::Job>,
+    news: std::collections::HashMap<mayfly_core::JobKey, Time>,
+    intents: Vec<mayfly_store::Intent>,
+    listed: Vec<(String, mayfly_core::Instance)>,
+}
+
+/// Reads jobs and intents from the store and lists every provider once. A provider that cannot
+/// be listed fails the read.
+async fn read(ctx: &Ctx) -> Result<World, PassError> {
     let (jobs, news) = snapshot::jobs(&ctx.store).await?;
     let intents = ctx
         .store
@@ -519,7 +587,37 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
             })?;
         listed.extend(instances.into_iter().map(|i| (name.clone(), i)));
     }
-    let (runner_list, runners_error) = match ctx.runners.list().await {
+    Ok(World {
+        jobs,
+        news,
+        intents,
+        listed,
+    })
+}
+
+/// Joins the world with the runners (runners that cannot be read are reported in the result,
+/// and make the pass create-only). The intent updates the join implies are for the caller to
+/// write, once.
+fn assemble(
+    ctx: &Ctx,
+    world: World,
+    runner_list: Result<
+        Vec<(
+            mayfly_forge::github::Scope,
+            mayfly_forge::github::RegisteredRunner,
+        )>,
+        mayfly_forge::github::Error,
+    >,
+    memory: &mut Memory,
+    now: Time,
+) -> Seen {
+    let World {
+        jobs,
+        news,
+        intents,
+        listed,
+    } = world;
+    let (runner_list, runners_error) = match runner_list {
         Ok(list) => (list, None),
         Err(e) => {
             warn!(error = %e, "cannot read the runners: this pass only creates");
@@ -531,15 +629,6 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
     let registered = runners_error.is_none().then_some(&registered);
     let (instances, provider_of, updates) =
         snapshot::join(&ctx.pools, listed, intents, registered, memory, now);
-    for update in updates {
-        let (name, state, id) = match &update {
-            IntentUpdate::Created { name, provider_id } => {
-                (name, IntentState::Created, provider_id.as_deref())
-            }
-            IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
-        };
-        ctx.store.set_intent_state(name, state, id, now).await?;
-    }
     let (runners, scope_of) = snapshot::runners(&runner_list, memory, now);
     let snapshot = mayfly_core::Snapshot {
         jobs,
@@ -548,13 +637,14 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
         refused: Default::default(),
     };
     snapshot::forget_unseen(memory, &snapshot);
-    Ok(Seen {
+    Seen {
         snapshot,
         provider_of,
         scope_of,
         runners_error,
         news,
-    })
+        updates,
+    }
 }
 
 /// The providers some pool uses, each once, in name order.
