@@ -87,6 +87,10 @@ pub struct InstanceView {
     pub price_per_hour: Option<f64>,
     /// What it has cost since it was created, billing periods rounded up.
     pub cost_so_far: Option<f64>,
+    /// The end of the billing period it is in: a powered-off machine is kept until about then
+    /// because that time is paid anyway, and a job that comes before takes it.
+    #[serde(default, with = "rfc3339_option")]
+    pub paid_until: Option<Time>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +207,11 @@ impl View {
                         .as_ref()
                         .filter(|_| i.state != InstanceState::Pending)
                         .map(|b| b.cost(lifetime)),
+                    paid_until: i
+                        .billing
+                        .as_ref()
+                        .filter(|_| i.state != InstanceState::Pending)
+                        .map(|b| b.paid_until(i.created_at, now)),
                 }
             })
             .collect();
@@ -337,6 +346,28 @@ pub mod rfc3339 {
         let text = String::deserialize(d)?;
         let ts: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
         Ok(Time::from_millis(ts.as_millisecond()))
+    }
+}
+
+/// An optional time as RFC 3339, or null.
+pub mod rfc3339_option {
+    use mayfly_core::Time;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Time>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                let ts: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
+                Ok(Time::from_millis(ts.as_millisecond()))
+            })
+            .transpose()
     }
 }
 
