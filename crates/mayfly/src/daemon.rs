@@ -78,7 +78,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         token,
         ready_within,
     );
-    let hooks = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
+    let gh = config.github();
+    let hooks = http::router(
+        http::Webhooks::new(store.clone(), secret, wake.clone()).serving(http::Served::new(
+            &gh.repositories,
+            gh.organization.as_deref(),
+        )),
+    );
     let inside = http::api::router(Arc::new(api)).merge(http::metrics::router(exporter));
     let serve_options = config.serve_options(http::serve::raise_fd_limit());
     let listeners = http::serve::Listeners {

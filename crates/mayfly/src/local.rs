@@ -172,7 +172,8 @@ impl Controller {
                 Some(Secret::new(secret.clone())),
                 wake.clone(),
             )
-            .with_clock(shared.clone());
+            .with_clock(shared.clone())
+            .serving(crate::http::Served::new(&setup.repos, None));
             let addr = mayfly_sim::serve_local(router(hooks)).await?;
             sim.github.set_config(|c| {
                 c.webhooks.push(mayfly_sim::github::WebhookTarget {

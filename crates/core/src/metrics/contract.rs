@@ -275,6 +275,7 @@ pub const CONTRACT: &[Metric] = &[
                 "unchanged",
                 "duplicate",
                 "ignored",
+                "foreign",
                 "invalid_signature",
                 "bad_request",
                 "disabled",
