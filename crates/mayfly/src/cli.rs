@@ -108,6 +108,9 @@ pub enum Command {
     /// gitlab-runner's custom executor: a fresh machine per job behind your gitlab-runner
     /// (config, prepare, run, cleanup for [runners.custom]; reap for what a killed cleanup left)
     GitlabExecutor(crate::gitlab_executor::ExecutorArgs),
+    /// GitLab: register custom-executor runners in gitlab-runner's config.toml
+    #[command(subcommand)]
+    Gitlab(crate::gitlab_register::GitlabCommand),
 }
 
 #[derive(Debug, Subcommand)]
