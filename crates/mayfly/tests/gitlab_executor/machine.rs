@@ -144,6 +144,69 @@ pub fn keys_from_cloud_config(user_data: &str) -> BootKeys {
     }
 }
 
+/// The keys in the environment of the ECS task named `name` (its `Name` tag), as moto's
+/// DescribeTasks shows them; `None` while there is no such task.
+pub fn keys_from_ecs_task(moto: &str, name: &str) -> Option<BootKeys> {
+    use mayfly_provider_aws::wire;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let aws =
+            mayfly_provider_aws::AwsSettings::emulator(&format!("http://{moto}"), "us-east-1")
+                .connect()
+                .await
+                .unwrap();
+        let ecs = |op: &'static str, body: serde_json::Value| {
+            let aws = aws.clone();
+            async move {
+                aws.json(
+                    wire::ECS,
+                    &format!("AmazonEC2ContainerServiceV20141113.{op}"),
+                    &body,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{op}: {e}"))
+            }
+        };
+        let arns = ecs("ListTasks", serde_json::json!({"cluster": "ci"})).await["taskArns"].clone();
+        if arns.as_array().is_none_or(|a| a.is_empty()) {
+            return None;
+        }
+        let tasks = ecs(
+            "DescribeTasks",
+            serde_json::json!({"cluster": "ci", "tasks": arns, "include": ["TAGS"]}),
+        )
+        .await;
+        let task = tasks["tasks"].as_array()?.iter().find(|t| {
+            t["lastStatus"] != "STOPPED"
+                && t["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|kv| kv["key"] == "Name" && kv["value"] == name)
+        })?;
+        let env: Vec<(String, String)> = task["overrides"]["containerOverrides"]
+            .as_array()?
+            .iter()
+            .flat_map(|c| c["environment"].as_array().cloned().unwrap_or_default())
+            .map(|kv| {
+                (
+                    kv["name"].as_str().unwrap().to_string(),
+                    kv["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        Some(BootKeys {
+            host_key: get("MAYFLY_SSH_HOST_KEY").expect("the host key in the task's environment"),
+            authorized_key: get("SSH_PUBLIC_KEY")
+                .expect("the client key in the task's environment"),
+        })
+    })
+}
+
 /// The current user's name: the machine's user in these tests (sshd runs as whoever we are).
 pub fn user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();

@@ -8,6 +8,7 @@ mod support;
 
 mod http;
 mod machine;
+mod proxy;
 mod runner;
 
 use machine::{Net, Sshd};
@@ -25,6 +26,8 @@ const PAT: &str = "sim-gitlab-token";
 /// ssh wrapper, and the machines' sshds.
 struct World {
     sim: SimServe,
+    /// Where machines boot: the fake Hetzner, or moto's ECS at this `host:port`.
+    moto: Option<String>,
     dir: tempfile::TempDir,
     net: Net,
     runner: Runner,
@@ -40,6 +43,18 @@ fn addr(url: &str) -> String {
 
 impl World {
     fn new(tags: &[&str]) -> World {
+        World::with(tags, None)
+    }
+
+    /// Machines from moto's ECS (`moto` is its URL): the pool `fargate`.
+    /// The executor calls `endpoint`; the test looks at the tasks in moto (`watch`) directly.
+    fn ecs(tags: &[&str], endpoint: &str, watch: &str, subnet: &str, group: &str) -> World {
+        let mut w = World::with(tags, Some((endpoint, subnet, group)));
+        w.moto = Some(addr(watch));
+        w
+    }
+
+    fn with(tags: &[&str], ecs: Option<(&str, &str, &str)>) -> World {
         let sim = SimServe::start(&[]);
         sim.faults(json!({"hetzner": {"boot_delay_secs": 0.2, "action_delay_secs": 0.2}}));
         let dir = tempfile::tempdir().unwrap();
@@ -63,8 +78,16 @@ impl World {
             .to_string();
         let net = Net::new(&dir.path().join("net"));
         let file = dir.path().join("mayfly-executor.toml");
-        std::fs::write(&file, executor_file(dir.path(), &sim.hetzner)).unwrap();
-        let env = vec![
+        let mut text = executor_file(dir.path(), &sim.hetzner);
+        if let Some((moto, subnet, group)) = ecs {
+            text.push_str(&format!(
+                "\n[[pool]]\nname = \"fargate\"\ntags = [\"fargate\"]\nprovider = \"aws-ecs\"\n\
+                 aws = {{ region = \"us-east-1\", endpoint = \"{moto}\", cluster = \"ci\", \
+                 subnets = [\"{subnet}\"], security_groups = [\"{group}\"] }}\n"
+            ));
+        }
+        std::fs::write(&file, text).unwrap();
+        let mut env = vec![
             ("PATH".to_string(), support::path()),
             ("HOME".to_string(), dir.path().display().to_string()),
             (
@@ -76,6 +99,15 @@ impl World {
                 file.display().to_string(),
             ),
         ];
+        if ecs.is_some() {
+            for (k, v) in [
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", "us-east-1"),
+            ] {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
         let runner = Runner {
             gitlab,
             token,
@@ -90,6 +122,7 @@ impl World {
         };
         World {
             sim,
+            moto: ecs.map(|(m, _, _)| addr(m)),
             dir,
             net,
             runner,
@@ -110,16 +143,20 @@ impl World {
     fn boot_when_created(&self, job: u64) {
         let (machines, net_dir) = (self.machines.clone(), self.net.dir.clone());
         let sim_servers = self.sim_servers_reader();
+        let moto = self.moto.clone();
         let sshd_dir = self.dir.path().join(format!("machine-{job}"));
         std::thread::spawn(move || {
             let name = format!("mayfly-gl-{job}");
             let until = Instant::now() + Duration::from_secs(60);
             while Instant::now() < until {
-                if let Some(s) = sim_servers()
-                    .into_iter()
-                    .find(|s| s["name"] == name.as_str())
-                {
-                    let keys = machine::keys_from_cloud_config(s["user_data"].as_str().unwrap());
+                let keys = match &moto {
+                    None => sim_servers()
+                        .into_iter()
+                        .find(|s| s["name"] == name.as_str())
+                        .map(|s| machine::keys_from_cloud_config(s["user_data"].as_str().unwrap())),
+                    Some(moto) => machine::keys_from_ecs_task(moto, &name),
+                };
+                if let Some(keys) = keys {
                     let sshd = Sshd::start(&sshd_dir, &keys);
                     std::fs::write(net_dir.join("port"), sshd.port.to_string()).unwrap();
                     machines.lock().unwrap().push(sshd);
@@ -174,7 +211,14 @@ impl World {
     }
 
     fn executor(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = support::mayfly(self.dir.path(), &[]);
+        let env: Vec<(&str, &str)> = self
+            .runner
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut cmd = support::mayfly(self.dir.path(), &env);
         cmd.arg("gitlab-executor")
             .args(args)
             .env("MAYFLY_GITLAB_EXECUTOR_FILE", &self.file);
@@ -226,6 +270,27 @@ hetzner = {{ token = "{token}", endpoint = "{hetzner}" }}
         user = machine::user(),
         token = support::sim::HETZNER_TOKEN,
     )
+}
+
+/// Hetzner API calls so far, `METHOD route` → count, as the fake counted them.
+fn hetzner_calls(w: &World) -> BTreeMap<String, u64> {
+    let stats = w.sim.stats();
+    stats["api_calls"]["by_endpoint"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["service"] == "hetzner")
+        .map(|r| {
+            (
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap(),
+                    r["route"].as_str().unwrap()
+                ),
+                r["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn stage_names(o: &Outcome) -> Vec<&str> {
@@ -285,6 +350,17 @@ fn a_job_runs_whole_on_hetzner() {
     assert!(o.log.contains("with its pinned host key"), "{}", o.log);
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
     assert_eq!(w.gitlab_job(o.job)["status"], "success");
+    // The create, the delete, and the server types a fresh process reads for billing.
+    let calls = hetzner_calls(&w);
+    let want: BTreeMap<String, u64> = [
+        "GET /v1/server_types",
+        "POST /v1/servers",
+        "DELETE /v1/servers/{id}",
+    ]
+    .into_iter()
+    .map(|c| (c.to_string(), 1))
+    .collect();
+    assert_eq!(calls, want, "Hetzner calls of one job");
     // Secrets stay out of the job log.
     assert!(!o.log.contains("PRIVATE KEY") && !o.log.contains(support::sim::HETZNER_TOKEN));
     assert_nothing_left(&w);
@@ -494,4 +570,117 @@ fn a_job_cancelled_during_run_stops_and_cleans_up() {
     assert_eq!(w.gitlab_job(id)["status"], "canceled");
     assert_eq!(o.cleanup_code, Some(0), "{}", o.log);
     assert_nothing_left(&w);
+}
+
+/// moto with manual task progression, a cluster `ci`, a Fargate task definition for the tag
+/// `fargate` (its container sshd), and the default VPC's subnet and security group.
+async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
+    use mayfly_provider_aws::wire;
+    let python = std::env::var("MAYFLY_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .expect("MAYFLY_PYTHON is not set: run `export MAYFLY_PYTHON=$(scripts/py-env)` first");
+    let moto = mayfly_sim::moto::Moto::start(python.as_ref())
+        .await
+        .unwrap();
+    moto.reset().await.unwrap();
+    moto.manual_ecs_tasks().await.unwrap();
+    let aws = mayfly_provider_aws::AwsSettings::emulator(moto.url(), "us-east-1")
+        .connect()
+        .await
+        .unwrap();
+    let ecs = |op: &'static str, body: Value| {
+        let aws = aws.clone();
+        async move {
+            aws.json(
+                wire::ECS,
+                &format!("AmazonEC2ContainerServiceV20141113.{op}"),
+                &body,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+        }
+    };
+    ecs("CreateCluster", json!({"clusterName": "ci"})).await;
+    ecs(
+        "RegisterTaskDefinition",
+        json!({
+            "family": "gitlab-sshd",
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": "1024",
+            "memory": "2048",
+            "containerDefinitions": [{"name": "ci", "image": "registry.example.com/ci-sshd:1", "memory": 2048}],
+            "tags": [{"key": "mayfly-labels", "value": "fargate"}],
+        }),
+    )
+    .await;
+    let mut p = wire::Params::new();
+    let subnets = aws
+        .query(wire::EC2, "2016-11-15", "DescribeSubnets", &p)
+        .await
+        .unwrap();
+    let subnet = subnets
+        .items("subnetSet")
+        .next()
+        .and_then(|s| s.value("subnetId"))
+        .unwrap();
+    p = wire::Params::new();
+    let groups = aws
+        .query(wire::EC2, "2016-11-15", "DescribeSecurityGroups", &p)
+        .await
+        .unwrap();
+    let group = groups
+        .items("securityGroupInfo")
+        .next()
+        .and_then(|g| g.value("groupId"))
+        .unwrap();
+    (moto, subnet, group)
+}
+
+#[test]
+#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
+fn a_job_runs_whole_on_an_ecs_fargate_task() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (moto, subnet, group) = rt.block_on(moto_ecs());
+    let counting = proxy::Counting::start(&addr(moto.url()));
+    let mut w = World::ecs(&["fargate"], &counting.url, moto.url(), &subnet, &group);
+    w.pipeline(&["fargate"]);
+    let count = w.marker("step-runs");
+    w.runner.scripts.insert(
+        "step_script".into(),
+        format!("echo run >> '{}'", count.display()),
+    );
+    let o = w.job(Hooks::default());
+    assert_eq!(o.state, "success", "{o:#?}");
+    assert!(o.log.contains("from pool fargate (aws-ecs)"), "{}", o.log);
+    eprintln!("AWS calls of the job: {:?}", counting.counts());
+    // The Fargate driver's RunTask, DescribeTasks and StopTask, plus what a fresh process of
+    // the provider reads before its RunTask (families, the name's idempotency check).
+    let counts = counting.counts();
+    let want: BTreeMap<String, usize> = [
+        "ListTaskDefinitionFamilies",
+        "DescribeTaskDefinition",
+        "ListTasks",
+        "DescribeTasks",
+        "RunTask",
+        "StopTask",
+    ]
+    .into_iter()
+    .map(|op| (op.to_string(), 1))
+    .collect();
+    assert_eq!(counts, want, "AWS calls of one job");
+    let before_reap = counting.total();
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
+    assert_eq!(o.cleanup_code, Some(0), "{}", o.log);
+    assert!(w.leftovers().is_empty());
+    // The task was stopped: nothing of the controller's is left running.
+    let (code, out, err) = w.executor(&["reap"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 deleted, 0 kept, 0 errors"), "{out}");
+    eprintln!(
+        "job: {before_reap} AWS calls; reap: {}",
+        counting.total() - before_reap
+    );
+    drop(moto);
 }
