@@ -126,9 +126,11 @@ async fn wait_for_address(
     }
 }
 
-/// Probes with backoff until sshd answers; a host key that is not the pinned one ends it.
+/// Probes until sshd answers; a host key that is not the pinned one ends it. The pause grows
+/// to a second only: a probe is one TCP connect to the machine (no API call), and each second
+/// of pause can add as much to the job's wait once sshd is up.
 async fn wait_for_ssh(remote: &Remote, until: Instant) -> Result<(), Failure> {
-    let mut pause = Duration::from_millis(250);
+    let mut pause = Duration::from_millis(200);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -151,6 +153,6 @@ async fn wait_for_ssh(remote: &Remote, until: Instant) -> Result<(), Failure> {
             }
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(3));
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }

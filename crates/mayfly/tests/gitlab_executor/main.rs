@@ -10,288 +10,13 @@ mod http;
 mod machine;
 mod proxy;
 mod runner;
+mod world;
 
-use machine::{Net, Sshd};
-use runner::{Hooks, Outcome, Runner};
-use serde_json::{Value, json};
+use runner::{Hooks, Outcome};
+use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::sim::SimServe;
-
-const PAT: &str = "sim-gitlab-token";
-
-/// One world: the simulator, a project with a custom-executor runner, the executor's file, the
-/// ssh wrapper, and the machines' sshds.
-struct World {
-    sim: SimServe,
-    /// Where machines boot: the fake Hetzner, or moto's ECS at this `host:port`.
-    moto: Option<String>,
-    dir: tempfile::TempDir,
-    net: Net,
-    runner: Runner,
-    file: PathBuf,
-    machines: Arc<Mutex<Vec<Sshd>>>,
-}
-
-fn addr(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
-}
-
-impl World {
-    fn new(tags: &[&str]) -> World {
-        World::with(tags, None)
-    }
-
-    /// Machines from moto's ECS (`moto` is its URL): the pool `fargate`.
-    /// The executor calls `endpoint`; the test looks at the tasks in moto (`watch`) directly.
-    fn ecs(tags: &[&str], endpoint: &str, watch: &str, subnet: &str, group: &str) -> World {
-        let mut w = World::with(tags, Some((endpoint, subnet, group)));
-        w.moto = Some(addr(watch));
-        w
-    }
-
-    fn with(tags: &[&str], ecs: Option<(&str, &str, &str)>) -> World {
-        let sim = SimServe::start(&[]);
-        sim.faults(json!({"hetzner": {"boot_delay_secs": 0.2, "action_delay_secs": 0.2}}));
-        let dir = tempfile::tempdir().unwrap();
-        let project = sim.post("gitlab/projects", &json!({"path": "acme/app"}));
-        let gitlab = addr(&sim.gitlab);
-        let created = http::call(
-            &gitlab,
-            "POST",
-            "/api/v4/user/runners",
-            Some(
-                &json!({"runner_type": "project_type", "project_id": project["id"],
-                        "tag_list": tags, "description": "custom executor"})
-                .to_string(),
-            ),
-            &format!("PRIVATE-TOKEN: {PAT}\r\n"),
-        );
-        assert_eq!(created.status, 201, "{}", created.body);
-        let token = serde_json::from_str::<Value>(&created.body).unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let net = Net::new(&dir.path().join("net"));
-        let file = dir.path().join("mayfly-executor.toml");
-        let mut text = executor_file(dir.path(), &sim.hetzner);
-        if let Some((moto, subnet, group)) = ecs {
-            text.push_str(&format!(
-                "\n[[pool]]\nname = \"fargate\"\ntags = [\"fargate\"]\nprovider = \"aws-ecs\"\n\
-                 aws = {{ region = \"us-east-1\", endpoint = \"{moto}\", cluster = \"ci\", \
-                 subnets = [\"{subnet}\"], security_groups = [\"{group}\"] }}\n"
-            ));
-        }
-        std::fs::write(&file, text).unwrap();
-        let mut env = vec![
-            ("PATH".to_string(), support::path()),
-            ("HOME".to_string(), dir.path().display().to_string()),
-            (
-                "MAYFLY_SSH".to_string(),
-                net.wrapper().display().to_string(),
-            ),
-            (
-                "MAYFLY_GITLAB_EXECUTOR_FILE".to_string(),
-                file.display().to_string(),
-            ),
-        ];
-        if ecs.is_some() {
-            for (k, v) in [
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("AWS_REGION", "us-east-1"),
-            ] {
-                env.push((k.to_string(), v.to_string()));
-            }
-        }
-        let runner = Runner {
-            gitlab,
-            token,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            env,
-            work: dir.path().join("runner"),
-            exec_timeout: Duration::from_secs(60),
-            cleanup_timeout: Duration::from_secs(30),
-            graceful_kill: Duration::from_secs(2),
-            scripts: BTreeMap::new(),
-            cleanup_env: Vec::new(),
-        };
-        World {
-            sim,
-            moto: ecs.map(|(m, _, _)| addr(m)),
-            dir,
-            net,
-            runner,
-            file,
-            machines: Arc::default(),
-        }
-    }
-
-    fn pipeline(&self, tags: &[&str]) {
-        self.sim.post(
-            "gitlab/pipelines",
-            &json!({"project": "acme/app", "jobs": 1, "tags": tags, "duration_secs": 0.2}),
-        );
-    }
-
-    /// The machine of `job` boots when the fake Hetzner holds it: an sshd with the keys from
-    /// its user data, and the ssh wrapper pointed at it.
-    fn boot_when_created(&self, job: u64) {
-        let (machines, net_dir) = (self.machines.clone(), self.net.dir.clone());
-        let sim_servers = self.sim_servers_reader();
-        let moto = self.moto.clone();
-        let sshd_dir = self.dir.path().join(format!("machine-{job}"));
-        std::thread::spawn(move || {
-            let name = format!("mayfly-gl-{job}");
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until {
-                let keys = match &moto {
-                    None => sim_servers()
-                        .into_iter()
-                        .find(|s| s["name"] == name.as_str())
-                        .map(|s| machine::keys_from_cloud_config(s["user_data"].as_str().unwrap())),
-                    Some(moto) => machine::keys_from_ecs_task(moto, &name),
-                };
-                if let Some(keys) = keys {
-                    let sshd = Sshd::start(&sshd_dir, &keys);
-                    std::fs::write(net_dir.join("port"), sshd.port.to_string()).unwrap();
-                    machines.lock().unwrap().push(sshd);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-    }
-
-    /// A reader of `/_sim/servers` usable from another thread.
-    fn sim_servers_reader(&self) -> impl Fn() -> Vec<Value> + Send + 'static {
-        let control = self.sim_control();
-        move || {
-            let (status, body) = support::sim::request(&control, "GET", "/_sim/servers", None);
-            assert_eq!(status, 200);
-            serde_json::from_str::<Value>(&body).unwrap()["servers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        }
-    }
-
-    fn sim_control(&self) -> String {
-        // The control API shares the fake GitHub's listener.
-        addr(&self.sim.github)
-    }
-
-    fn servers(&self) -> Vec<Value> {
-        self.sim.servers()["servers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn gitlab_job(&self, id: u64) -> Value {
-        let jobs = self.sim.get("gitlab/jobs");
-        jobs.as_array()
-            .or_else(|| jobs["jobs"].as_array())
-            .unwrap()
-            .iter()
-            .find(|j| j["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("job {id} in {jobs}"))
-    }
-
-    fn job(&self, hooks: Hooks) -> Outcome {
-        let job = self.runner.request_job(Duration::from_secs(20));
-        let id = job["id"].as_u64().unwrap();
-        self.boot_when_created(id);
-        self.runner.run_job(&job, hooks)
-    }
-
-    fn executor(&self, args: &[&str]) -> (i32, String, String) {
-        let env: Vec<(&str, &str)> = self
-            .runner
-            .env
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut cmd = support::mayfly(self.dir.path(), &env);
-        cmd.arg("gitlab-executor")
-            .args(args)
-            .env("MAYFLY_GITLAB_EXECUTOR_FILE", &self.file);
-        support::output(&mut cmd)
-    }
-
-    /// What the executor's store and state directory still hold.
-    fn leftovers(&self) -> Vec<String> {
-        let jobs = self.dir.path().join("state/jobs");
-        std::fs::read_dir(&jobs)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn marker(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-fn executor_file(dir: &Path, hetzner: &str) -> String {
-    format!(
-        r#"state_dir = "{state}"
-builds_dir = "{state}/builds"
-cache_dir = "{state}/cache"
-
-[ssh]
-user = "{user}"
-connect_timeout_secs = 2
-ready_timeout_secs = 30
-retry_for_secs = 20
-alive_interval_secs = 1
-alive_count = 3
-runs_dir = "{runs}"
-
-[[pool]]
-name = "hz"
-tags = ["hetzner"]
-provider = "hetzner"
-types = ["cx23"]
-locations = ["fsn1"]
-image = "x86:system:ubuntu-24.04"
-hetzner = {{ token = "{token}", endpoint = "{hetzner}" }}
-"#,
-        state = dir.join("state").display(),
-        runs = dir.join("runs").display(),
-        user = machine::user(),
-        token = support::sim::HETZNER_TOKEN,
-    )
-}
-
-/// Hetzner API calls so far, `METHOD route` → count, as the fake counted them.
-fn hetzner_calls(w: &World) -> BTreeMap<String, u64> {
-    let stats = w.sim.stats();
-    stats["api_calls"]["by_endpoint"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["service"] == "hetzner")
-        .map(|r| {
-            (
-                format!(
-                    "{} {}",
-                    r["method"].as_str().unwrap(),
-                    r["route"].as_str().unwrap()
-                ),
-                r["calls"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
+use world::{World, addr, hetzner_calls, moto_ecs};
 
 fn stage_names(o: &Outcome) -> Vec<&str> {
     o.stages.iter().map(|(s, _)| s.as_str()).collect()
@@ -491,6 +216,43 @@ fn a_refused_create_is_a_system_failure_and_leaves_nothing() {
 }
 
 #[test]
+fn a_machine_showing_another_host_key_is_never_trusted() {
+    let w = World::new(&["hetzner"]);
+    w.pipeline(&["hetzner"]);
+    // Whatever answers at the machine's address has a key of its own, not the one made for it.
+    let keys = w.dir.path().join("impostor");
+    std::fs::create_dir_all(&keys).unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(keys.join("key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let impostor = machine::Sshd::start(
+        &keys,
+        &machine::BootKeys {
+            host_key: std::fs::read_to_string(keys.join("key")).unwrap(),
+            authorized_key: std::fs::read_to_string(keys.join("key.pub")).unwrap(),
+        },
+    );
+    let job = w.runner.request_job(Duration::from_secs(20));
+    std::fs::write(w.net.dir.join("port"), impostor.port.to_string()).unwrap();
+    let o = w.runner.run_job(&job, Hooks::default());
+    assert_eq!(
+        o.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{o:#?}"
+    );
+    assert!(o.stages.is_empty(), "no script went to it");
+    assert!(o.log.contains("not the one made for it"), "{}", o.log);
+    assert!(
+        !o.log.contains("waiting for sshd (attempt 10)"),
+        "refused at once, not retried"
+    );
+    assert_nothing_left(&w);
+}
+
+#[test]
 fn a_killed_cleanup_leaves_a_machine_the_reaper_deletes() {
     let mut w = World::new(&["hetzner"]);
     w.pipeline(&["hetzner"]);
@@ -570,72 +332,6 @@ fn a_job_cancelled_during_run_stops_and_cleans_up() {
     assert_eq!(w.gitlab_job(id)["status"], "canceled");
     assert_eq!(o.cleanup_code, Some(0), "{}", o.log);
     assert_nothing_left(&w);
-}
-
-/// moto with manual task progression, a cluster `ci`, a Fargate task definition for the tag
-/// `fargate` (its container sshd), and the default VPC's subnet and security group.
-async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
-    use mayfly_provider_aws::wire;
-    let python = std::env::var("MAYFLY_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .expect("MAYFLY_PYTHON is not set: run `export MAYFLY_PYTHON=$(scripts/py-env)` first");
-    let moto = mayfly_sim::moto::Moto::start(python.as_ref())
-        .await
-        .unwrap();
-    moto.reset().await.unwrap();
-    moto.manual_ecs_tasks().await.unwrap();
-    let aws = mayfly_provider_aws::AwsSettings::emulator(moto.url(), "us-east-1")
-        .connect()
-        .await
-        .unwrap();
-    let ecs = |op: &'static str, body: Value| {
-        let aws = aws.clone();
-        async move {
-            aws.json(
-                wire::ECS,
-                &format!("AmazonEC2ContainerServiceV20141113.{op}"),
-                &body,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{op}: {e}"))
-        }
-    };
-    ecs("CreateCluster", json!({"clusterName": "ci"})).await;
-    ecs(
-        "RegisterTaskDefinition",
-        json!({
-            "family": "gitlab-sshd",
-            "requiresCompatibilities": ["FARGATE"],
-            "networkMode": "awsvpc",
-            "cpu": "1024",
-            "memory": "2048",
-            "containerDefinitions": [{"name": "ci", "image": "registry.example.com/ci-sshd:1", "memory": 2048}],
-            "tags": [{"key": "mayfly-labels", "value": "fargate"}],
-        }),
-    )
-    .await;
-    let mut p = wire::Params::new();
-    let subnets = aws
-        .query(wire::EC2, "2016-11-15", "DescribeSubnets", &p)
-        .await
-        .unwrap();
-    let subnet = subnets
-        .items("subnetSet")
-        .next()
-        .and_then(|s| s.value("subnetId"))
-        .unwrap();
-    p = wire::Params::new();
-    let groups = aws
-        .query(wire::EC2, "2016-11-15", "DescribeSecurityGroups", &p)
-        .await
-        .unwrap();
-    let group = groups
-        .items("securityGroupInfo")
-        .next()
-        .and_then(|g| g.value("groupId"))
-        .unwrap();
-    (moto, subnet, group)
 }
 
 #[test]
