@@ -145,6 +145,10 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Set once SIGTERM or SIGINT arrived: a stage whose ssh ended first (ssh exits 255 on the
+/// group's SIGTERM) reads it to say why.
+pub static TERMINATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn terminated() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
@@ -153,10 +157,12 @@ async fn terminated() -> &'static str {
     ) else {
         return std::future::pending().await;
     };
-    tokio::select! {
+    let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    }
+    };
+    TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
+    which
 }
 
 /// What config_exec prints. `hostname` is the machine's name, which the job log shows.

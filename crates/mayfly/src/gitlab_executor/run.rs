@@ -33,6 +33,9 @@ enum Attempt {
     StartedBefore,
     /// The machine is not the one made for this job.
     HostKey(String),
+    /// ssh itself was ended by this signal: gitlab-runner stops the stage's process group on a
+    /// timeout or a cancel, and ssh may get the SIGTERM before this process acts on its own.
+    Stopped(i32),
 }
 
 pub async fn run(
@@ -70,6 +73,13 @@ pub async fn run(
                 return Err(Failure::Build(code));
             }
             Attempt::Dropped => {
+                // The process group's SIGTERM may reach ssh before this process handles its own.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if super::TERMINATED.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(Failure::System(format!(
+                        "{stage} on {name} ended by SIGTERM (a timeout or a cancel): stopping"
+                    )));
+                }
                 return Err(Failure::System(format!(
                     "the connection to {name} was lost while {stage} ran; not running it again"
                 )));
@@ -77,6 +87,11 @@ pub async fn run(
             Attempt::StartedBefore => {
                 return Err(Failure::System(format!(
                     "{stage} started on an earlier connection to {name}; not running it twice"
+                )));
+            }
+            Attempt::Stopped(signal) => {
+                return Err(Failure::System(format!(
+                    "{stage} on {name} stopped by signal {signal} (a timeout or a cancel): stopping"
                 )));
             }
             Attempt::HostKey(words) => {
@@ -160,6 +175,9 @@ async fn once(
         .map_err(|e| Failure::System(format!("ssh did not finish: {e}")))?;
     feed.abort();
     let words = errors.await.unwrap_or_default();
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return Ok(Attempt::Stopped(signal));
+    }
     let code = status.code().unwrap_or(255);
     Ok(match (started, code) {
         (true, 255) => Attempt::Dropped,
