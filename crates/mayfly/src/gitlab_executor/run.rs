@@ -13,6 +13,7 @@ use super::record::MachineFile;
 use super::remote::{Remote, host_key_refused};
 use super::settings::Settings;
 use super::{Failure, say};
+use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -155,13 +156,13 @@ async fn once(
     let errors = tokio::spawn(async move {
         let mut seen = Vec::new();
         let mut buf = [0u8; 8192];
-        let mut out = tokio::io::stderr();
+        let mut out = std::io::stderr();
         while let Ok(n) = stderr.read(&mut buf).await {
             if n == 0 {
                 break;
             }
-            let _ = out.write_all(&buf[..n]).await;
-            let _ = out.flush().await;
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
             if seen.len() < 64 * 1024 {
                 seen.extend_from_slice(&buf[..n]);
             }
@@ -195,7 +196,9 @@ async fn once(
 /// Reads until the marker line (dropping it), then copies the rest to stdout as it comes.
 /// Returns whether the marker came.
 async fn forward_after_marker(stdout: &mut (impl AsyncReadExt + Unpin), marker: &str) -> bool {
-    let mut out = tokio::io::stdout();
+    // std's handle, written in place: the reader is gitlab-runner, which drains the pipe, so
+    // a write blocks a worker thread for no longer than a copy.
+    let mut out = std::io::stdout();
     let mut head = Vec::new();
     let mut buf = [0u8; 8192];
     let mut started = false;
@@ -205,20 +208,20 @@ async fn forward_after_marker(stdout: &mut (impl AsyncReadExt + Unpin), marker: 
             Ok(n) => n,
         };
         if started {
-            let _ = out.write_all(&buf[..n]).await;
-            let _ = out.flush().await;
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
             continue;
         }
         head.extend_from_slice(&buf[..n]);
         while !started && let Some(nl) = head.iter().position(|&b| b == b'\n') {
             if &head[..nl] == marker.as_bytes() {
                 started = true;
-                let _ = out.write_all(&head[nl + 1..]).await;
-                let _ = out.flush().await;
+                let _ = out.write_all(&head[nl + 1..]);
+                let _ = out.flush();
                 head.clear();
             } else {
                 // Something printed before the marker (a login banner): not the script's.
-                let _ = out.write_all(&head[..=nl]).await;
+                let _ = out.write_all(&head[..=nl]);
                 head.drain(..=nl);
             }
         }
