@@ -71,13 +71,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconciler.check_pools().await;
     // A pass reads the world at least every `resync`: two missed in a row is not ready.
     let ready_within = config.intervals.resync.0 * 2;
-    let api = http::Api::new(
+    let mut api = http::Api::new(
         &reconciler,
         store.clone(),
         wake.clone(),
         token,
         ready_within,
     );
+    api.dashboard = config.dashboard.settings();
     let gh = config.github();
     let hooks = http::router(
         http::Webhooks::new(store.clone(), secret, wake.clone()).serving(http::Served::new(

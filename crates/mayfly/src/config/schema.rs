@@ -27,6 +27,8 @@ pub struct Config {
     pub api: Api,
     /// The listeners' read deadlines and connection cap.
     pub http: Http,
+    /// The dashboard's sign-in and event stream deadlines.
+    pub dashboard: Dashboard,
     /// The leader lease, when several `mayfly run` share one PostgreSQL state.
     pub leader: Leader,
     /// How long finished things are kept in the state.
@@ -59,6 +61,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api: Api::default(),
             http: Http::default(),
+            dashboard: Dashboard::default(),
             leader: Leader::default(),
             retention: Retention::default(),
             log_format: LogFormat::Text,
@@ -193,6 +196,39 @@ impl Default for Http {
             header_timeout: HumanDuration::secs(10),
             body_timeout: HumanDuration::secs(10),
             max_connections: None,
+        }
+    }
+}
+
+/// The dashboard at `GET /` (see docs/dashboard.md).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dashboard {
+    /// How long a sign-in lasts (the cookie's life).
+    pub session: HumanDuration,
+    /// How long one live event stream stays open before the browser opens the next (each
+    /// checks the sign-in again).
+    pub stream: HumanDuration,
+    /// A comment on an idle event stream this often, so proxies keep it open.
+    pub keep_alive: HumanDuration,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            session: HumanDuration::secs(12 * 3600),
+            stream: HumanDuration::secs(600),
+            keep_alive: HumanDuration::secs(15),
+        }
+    }
+}
+
+impl Dashboard {
+    pub fn settings(&self) -> mayfly::http::dashboard::Settings {
+        mayfly::http::dashboard::Settings {
+            session: self.session.0,
+            stream: self.stream.0,
+            keep_alive: self.keep_alive.0,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Api {
     /// Bounds the store check of `/readyz`.
     pub store_timeout: Duration,
     pub(super) write_probe: readiness::WriteProbe,
+    /// The dashboard's deadlines.
+    pub dashboard: super::dashboard::Settings,
 }
 
 impl Api {
@@ -60,6 +62,7 @@ impl Api {
             ready_within,
             store_timeout: Duration::from_secs(2),
             write_probe: readiness::WriteProbe::default(),
+            dashboard: super::dashboard::Settings::default(),
         }
     }
 

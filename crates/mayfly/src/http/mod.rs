@@ -4,7 +4,7 @@
 
 pub mod api;
 mod auth;
-mod dashboard;
+pub mod dashboard;
 pub mod metrics;
 mod readiness;
 pub mod serve;

@@ -35,13 +35,30 @@ use tokio_stream::wrappers::WatchStream;
 const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
 
-/// How long one event stream stays open: the browser opens a new one at once (after
-/// [`RETRY`]), which checks the sign-in again and bounds every connection.
-pub const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 /// What the browser waits before it reconnects a stream.
 const RETRY: Duration = Duration::from_secs(1);
-/// A comment on an idle stream this often, so proxies and the browser see it alive.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The dashboard's deadlines (`[dashboard]` in the configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a sign-in lasts.
+    pub session: Duration,
+    /// How long one event stream stays open: the browser opens a new one at once (after
+    /// [`RETRY`]), which checks the sign-in again and bounds every connection.
+    pub stream: Duration,
+    /// A comment on an idle stream this often, so proxies and the browser see it alive.
+    pub keep_alive: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session: session::LIFETIME,
+            stream: Duration::from_secs(600),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
 /// Forms are a token or a machine name.
 const FORM_LIMIT: usize = 4 * 1024;
 
@@ -125,7 +142,12 @@ fn cross_site(headers: &HeaderMap) -> bool {
 }
 
 fn signed_in(d: &Dashboard, headers: &HeaderMap) -> bool {
-    session::signed_in(headers, &d.api.token, session::unix_now())
+    session::signed_in(
+        headers,
+        &d.api.token,
+        session::unix_now(),
+        d.api.dashboard.session,
+    )
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -175,7 +197,8 @@ async fn signin(State(d): Shared, form: Result<Form<SignIn>, FormRejection>) -> 
         tracing::info!("dashboard sign-in with a wrong token refused");
         return sign_in_first(true);
     }
-    let Some(cookie) = session::issue(&d.api.token, session::unix_now()) else {
+    let Some(cookie) = session::issue(&d.api.token, session::unix_now(), d.api.dashboard.session)
+    else {
         return sign_in_first(true);
     };
     (
@@ -226,11 +249,11 @@ async fn stream(State(d): Shared, headers: HeaderMap) -> Response {
     }
     let frames = Frames {
         frames: WatchStream::new(d.hub.subscribe()),
-        until: Box::pin(tokio::time::sleep(STREAM_LIFETIME)),
+        until: Box::pin(tokio::time::sleep(d.api.dashboard.stream)),
         first: true,
     };
     let mut response = Sse::new(frames)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(d.api.dashboard.keep_alive))
         .into_response();
     response
         .extensions_mut()

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 /// The cookie's name.
 pub const COOKIE: &str = "mayfly_session";
-/// How long a sign-in lasts.
+/// How long a sign-in lasts unless `[dashboard] session` says otherwise.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 fn mac(token: &Secret, expires: u64) -> Option<Vec<u8>> {
@@ -36,13 +36,13 @@ pub fn is_token(given: &str, token: &Secret) -> bool {
     !expected.is_empty() && bool::from(given.trim().as_bytes().ct_eq(expected))
 }
 
-/// The `Set-Cookie` value of a session that lasts [`LIFETIME`] from `now` (Unix seconds).
-pub fn issue(token: &Secret, now: u64) -> Option<HeaderValue> {
-    let expires = now + LIFETIME.as_secs();
+/// The `Set-Cookie` value of a session that lasts `lifetime` from `now` (Unix seconds).
+pub fn issue(token: &Secret, now: u64, lifetime: Duration) -> Option<HeaderValue> {
+    let expires = now + lifetime.as_secs();
     let value = format!(
         "{COOKIE}={expires}.{}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
         hex::encode(mac(token, expires)?),
-        LIFETIME.as_secs()
+        lifetime.as_secs()
     );
     HeaderValue::from_str(&value).ok()
 }
@@ -52,8 +52,9 @@ pub fn clear() -> HeaderValue {
     HeaderValue::from_static("mayfly_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 }
 
-/// Whether `headers` carry a session cookie signed with `token` that has not expired at `now`.
-pub fn signed_in(headers: &HeaderMap, token: &Secret, now: u64) -> bool {
+/// Whether `headers` carry a session cookie signed with `token` that has not expired at `now`
+/// (and expires no later than `lifetime` from now).
+pub fn signed_in(headers: &HeaderMap, token: &Secret, now: u64, lifetime: Duration) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -61,17 +62,17 @@ pub fn signed_in(headers: &HeaderMap, token: &Secret, now: u64) -> bool {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == COOKIE)
-        .any(|(_, value)| valid(value, token, now))
+        .any(|(_, value)| valid(value, token, now, lifetime))
 }
 
-fn valid(value: &str, token: &Secret, now: u64) -> bool {
+fn valid(value: &str, token: &Secret, now: u64, lifetime: Duration) -> bool {
     let Some((expires, sig)) = value.split_once('.') else {
         return false;
     };
     let (Ok(expires), Ok(sig)) = (expires.parse::<u64>(), hex::decode(sig)) else {
         return false;
     };
-    if expires <= now || expires > now + LIFETIME.as_secs() {
+    if expires <= now || expires > now + lifetime.as_secs() {
         return false;
     }
     mac(token, expires).is_some_and(|m| bool::from(m.ct_eq(&sig)))
@@ -101,23 +102,33 @@ mod tests {
     #[test]
     fn a_cookie_signed_with_the_token_signs_in_until_it_expires() {
         let token = Secret::new("c0ffee-token");
-        let set = issue(&token, 1_000).unwrap();
+        let set = issue(&token, 1_000, LIFETIME).unwrap();
         let text = set.to_str().unwrap();
         assert!(text.contains("HttpOnly") && text.contains("SameSite=Strict"));
         assert!(!text.contains("c0ffee"), "the token is not in the cookie");
         let h = cookie_of(&set);
-        assert!(signed_in(&h, &token, 1_000));
-        assert!(signed_in(&h, &token, 1_000 + LIFETIME.as_secs() - 1));
-        assert!(!signed_in(&h, &token, 1_000 + LIFETIME.as_secs()));
+        assert!(signed_in(&h, &token, 1_000, LIFETIME));
+        assert!(signed_in(
+            &h,
+            &token,
+            1_000 + LIFETIME.as_secs() - 1,
+            LIFETIME
+        ));
+        assert!(!signed_in(&h, &token, 1_000 + LIFETIME.as_secs(), LIFETIME));
         // Another token (rotated): every session ends.
-        assert!(!signed_in(&h, &Secret::new("c0ffee-token2"), 1_000));
-        assert!(!signed_in(&HeaderMap::new(), &token, 1_000));
+        assert!(!signed_in(
+            &h,
+            &Secret::new("c0ffee-token2"),
+            1_000,
+            LIFETIME
+        ));
+        assert!(!signed_in(&HeaderMap::new(), &token, 1_000, LIFETIME));
     }
 
     #[test]
     fn a_forged_or_stretched_cookie_is_refused() {
         let token = Secret::new("c0ffee-token");
-        let set = issue(&token, 1_000).unwrap();
+        let set = issue(&token, 1_000, LIFETIME).unwrap();
         let value = set.to_str().unwrap().split(';').next().unwrap();
         let (_, v) = value.split_once('=').unwrap();
         let (exp, sig) = v.split_once('.').unwrap();
@@ -134,9 +145,9 @@ mod tests {
                 header::COOKIE,
                 HeaderValue::from_str(&format!("{COOKIE}={forged}")).unwrap(),
             );
-            assert!(!signed_in(&h, &token, 1_000), "{forged}");
+            assert!(!signed_in(&h, &token, 1_000, LIFETIME), "{forged}");
         }
-        assert!(issue(&Secret::new(""), 1_000).is_none());
+        assert!(issue(&Secret::new(""), 1_000, LIFETIME).is_none());
         assert!(is_token(" c0ffee-token ", &token));
         assert!(!is_token("c0ffee", &token));
         assert!(!is_token("", &Secret::new("")));
