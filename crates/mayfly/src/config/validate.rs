@@ -423,6 +423,8 @@ fn durations(config: &Config) -> Vec<(String, Duration, Duration, Duration)> {
         ("http.body_timeout", config.http.body_timeout, SEC, 10 * MIN),
         ("leader.lease", config.leader.lease, SEC, 10 * MIN),
         ("leader.renew", config.leader.renew, 100 * MS, MIN),
+        ("leader.news", config.leader.news, 100 * MS, MIN),
+        ("deadlines.shutdown", config.deadlines.shutdown, MS, MIN),
         ("retention.jobs", r.jobs, HOUR, 3650 * DAY),
         ("retention.deliveries", r.deliveries, HOUR, 3650 * DAY),
         ("retention.events", r.events, HOUR, 3650 * DAY),
@@ -449,6 +451,7 @@ fn too_short(key: &str) -> &'static str {
         k if k.starts_with("intervals.") || k.ends_with(".interval") => {
             "call GitHub and the clouds too often"
         }
+        "deadlines.shutdown" => "cut a pass before any API call it made can answer",
         k if k.starts_with("deadlines.") => "delete machines before they can boot or take a job",
         k if k.starts_with("github.limits.") => "give up on GitHub calls before they can answer",
         k if k.starts_with("http.") => "cut off clients before a request can arrive",

@@ -8,10 +8,12 @@ mod operator;
 mod refusals;
 mod runners;
 mod snapshot;
+mod writes;
 
 pub use execute::{Ctx, Executed};
 pub use operator::{DeleteError, Operator, Removed};
 pub use runners::Runners;
+pub use writes::{Halt, Writer};
 
 use crate::view::View;
 use mayfly_core::{Action, Clock, Ended, Plan, Pools, Time};
@@ -98,6 +100,7 @@ impl PassReport {
     pub fn unsettled(&self) -> bool {
         let e = &self.executed;
         self.runners_unknown
+            || e.stopped.is_some()
             || self.waiting_for_capacity > 0
             || self.assumed > 0
             || e.failed > 0
@@ -146,6 +149,9 @@ impl Default for Tuning {
 pub enum PassError {
     #[error("the store: {0}")]
     Store(#[from] mayfly_store::StoreError),
+    /// Under an election, this replica does not lead (or no longer does): the pass did nothing.
+    #[error("{0}")]
+    NotLeading(String),
     #[error("provider {provider}: cannot list instances: {error}")]
     List {
         provider: String,
@@ -176,6 +182,8 @@ impl Reconciler {
                 pools,
                 clock,
                 confirm_stale: tuning.confirm_stale,
+                leadership: std::sync::OnceLock::new(),
+                halt: Halt::default(),
             }),
             memory: Memory::default(),
             workers: tuning.workers,
@@ -189,6 +197,21 @@ impl Reconciler {
             last: tokio::sync::watch::Sender::new(None),
             turn: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Runs under an election: passes act only while `leadership` says this replica leads,
+    /// and every intent write carries its fence. Without it the reconciler writes as the
+    /// store's only writer. Set once, before the first pass.
+    pub fn lead_under(
+        &mut self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) {
+        let _ = self.ctx.leadership.set(leadership);
+    }
+
+    /// What a shutdown sets: steps of the pass in flight that have not started are skipped.
+    pub fn halt(&self) -> Halt {
+        self.ctx.halt.clone()
     }
 
     /// Checks every pool's machine spec against its provider's catalogue (types, images,
@@ -358,12 +381,18 @@ impl Reconciler {
     pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
         let turn = self.turn.clone();
         let _turn = turn.lock().await;
-        let (_, _, view) = self.plan().await?;
+        let writer = self.ctx.writer();
+        let (_, _, view) = self.plan(&writer).await?;
         Ok(view)
     }
 
     async fn pass_in_turn(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
-        let (seen, plan, _) = self.plan().await?;
+        // Every write of this pass carries the fence it starts under.
+        let writer = self.ctx.writer();
+        if let Some(why) = writer.refusal() {
+            return Err(PassError::NotLeading(why));
+        }
+        let (seen, plan, _) = self.plan(&writer).await?;
         let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
@@ -415,7 +444,8 @@ impl Reconciler {
         if !plan.actions.is_empty() || execute::has_stranded(&seen) {
             let intended = (!plan.actions.is_empty()).then(|| self.intended(&seen, &plan));
             let actions = std::mem::take(&mut plan.actions);
-            report.executed = execute::execute(self.ctx.clone(), actions, seen, self.workers).await;
+            report.executed =
+                execute::execute(self.ctx.clone(), writer, actions, seen, self.workers).await;
             let now = self.ctx.clock.now();
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
@@ -471,10 +501,10 @@ impl Reconciler {
     }
 
     /// The snapshot of now and the plan for it; publishes the view.
-    async fn plan(&mut self) -> Result<(Seen, Plan, Arc<View>), PassError> {
+    async fn plan(&mut self, writer: &Writer) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let mut seen = read(ctx, &mut self.memory, now).await?;
+        let mut seen = read(ctx, writer, &mut self.memory, now).await?;
         seen.snapshot.refused = self.refusals.current(now);
         let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
         let view = Arc::new(View::build(
@@ -499,7 +529,12 @@ impl Reconciler {
 /// Reads the truth at `now`: jobs and intents from the store, one list per provider, the
 /// runners; joins them, and writes back what the join learned about intents. A provider that
 /// cannot be listed fails the read; runners that cannot be read are reported in the result.
-async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
+async fn read(
+    ctx: &Ctx,
+    writer: &Writer,
+    memory: &mut Memory,
+    now: Time,
+) -> Result<Seen, PassError> {
     let (jobs, news) = snapshot::jobs(&ctx.store).await?;
     let intents = ctx
         .store
@@ -538,7 +573,8 @@ async fn read(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassErr
             }
             IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
         };
-        ctx.store.set_intent_state(name, state, id, now).await?;
+        // Fenced: a replica that lost the lease writes nothing, and its pass stops here.
+        writer.set_intent_state(name, state, id, now).await?;
     }
     let (runners, scope_of) = snapshot::runners(&runner_list, memory, now);
     let snapshot = mayfly_core::Snapshot {
