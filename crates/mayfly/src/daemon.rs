@@ -155,7 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let asg = match asg_tasks(&config, &client, &store).await {
+    let asg = match asg_tasks(&config, &client, &store, leadership.clone()).await {
         Ok(tasks) => tasks,
         Err(e) => {
             let _ = stop_http.send(());
@@ -433,6 +433,7 @@ async fn asg_tasks(
     config: &Config,
     client: &Client,
     store: &mayfly_store::Store,
+    leadership: Option<watch::Receiver<Leadership>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     #[cfg(feature = "aws")]
     {
@@ -461,13 +462,16 @@ async fn asg_tasks(
                 clock: Arc::new(SystemClock),
             };
             info!(provider = %name, pool = %pool.name, "aws-asg: scaling the group on queue depth");
-            tasks.push(tokio::spawn(looped.run()));
+            let leadership = leadership.clone();
+            tasks.push(tokio::spawn(
+                looped.run_while(move || leads(leadership.as_ref())),
+            ));
         }
         Ok(tasks)
     }
     #[cfg(not(feature = "aws"))]
     {
-        let _ = (config, client, store);
+        let _ = (config, client, store, leadership);
         Ok(Vec::new())
     }
 }
