@@ -693,6 +693,92 @@ mod tests {
             .expect("clean stop");
     }
 
+    fn leading(yes: bool) -> Leadership {
+        Leadership {
+            leading: yes,
+            epoch: 1,
+            holder: Some("me".into()),
+            since: None,
+            sure_until: yes.then(|| tokio::time::Instant::now() + Duration::from_secs(60)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_runs_no_pass_until_it_leads_and_none_after_it_lost_the_lease() {
+        let wake = mayfly::demand::Wake::default();
+        let (publish, leadership) = watch::channel(leading(false));
+        let passes = std::sync::atomic::AtomicU32::new(0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let looping = reconcile_loop(
+            &wake,
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
+            Lead {
+                leadership: Some(leadership),
+                ..alone()
+            },
+            async move {
+                let _ = stopped.await;
+                Ok("test")
+            },
+            async |_| {
+                passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(mayfly_core::Ended::default())
+            },
+        );
+        let count = || passes.load(std::sync::atomic::Ordering::SeqCst);
+        let drive = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(count(), 0, "a follower ran a pass");
+            publish.send_replace(leading(true));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(count() > 0, "the new leader ran no pass");
+            // Lost: a lapsed lease counts as lost even before the election says so.
+            publish.send_replace(Leadership {
+                sure_until: Some(tokio::time::Instant::now()),
+                ..leading(true)
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let after = count();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(count(), after, "passes ran after the lease was lost");
+            let _ = stop.send(());
+        };
+        let (done, ()) = tokio::join!(looping, drive);
+        done.expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn a_signal_during_a_pass_halts_it_and_waits_the_grace_at_most() {
+        let wake = mayfly::demand::Wake::default();
+        let lead = alone();
+        let halt = lead.halt.clone();
+        let grace = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let done = reconcile_loop(
+            &wake,
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
+            Lead { grace, ..lead },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok("test")
+            },
+            // A pass whose API calls never answer.
+            async |_| std::future::pending().await,
+        );
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the loop ended")
+            .expect("clean stop");
+        let took = started.elapsed();
+        assert!(halt.halted(), "the pass was not told to stop");
+        assert!(
+            took >= grace && took < grace + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_failing_signal_handler_is_an_error() {
         let r = reconcile_loop(

@@ -192,3 +192,113 @@ impl Stop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::{Arch, Image, ImageKind, MachineSpec};
+
+    fn intent() -> Intent {
+        Intent {
+            name: "mf-linux-1-1".into(),
+            pool: "linux".into(),
+            provider: "hetzner".into(),
+            job: None,
+            attempt: 1,
+            run_id: None,
+            labels: Labels::new(["self-hosted"]),
+            spec: MachineSpec {
+                types: vec!["cx23".into()],
+                locations: vec!["fsn1".into()],
+                image: Image {
+                    arch: Arch::X86,
+                    kind: ImageKind::System,
+                    name: "ubuntu-24.04".into(),
+                },
+            },
+            created_at: Time(0),
+            state: IntentState::Pending,
+            provider_id: None,
+            updated_at: Time(0),
+        }
+    }
+
+    fn leadership(leading: bool, holder: &str, epoch: u64, lease: u64) -> Leadership {
+        Leadership {
+            leading,
+            epoch,
+            holder: Some(holder.into()),
+            since: None,
+            sure_until: Some(tokio::time::Instant::now() + std::time::Duration::from_secs(lease)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_writes_nothing_and_a_leader_writes_under_its_epoch() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        // Without an election: plain writes.
+        let alone = Writer::now(&store, None);
+        assert!(alone.refusal().is_none());
+        assert!(alone.check("a delete").await.is_ok());
+
+        let (publish, rx) = watch::channel(leadership(false, "other", 3, 60));
+        let follower = Writer::now(&store, Some(&rx));
+        assert_eq!(
+            follower.refusal().as_deref(),
+            Some("this replica does not lead (other does)")
+        );
+        let e = follower.record_intent(&intent()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+        assert!(follower.check("a delete").await.is_err());
+        assert!(store.intents().await.unwrap().is_empty());
+
+        // Leading under a lease the store granted: fenced writes go through.
+        let Ok(mayfly_store::Acquired::Leading(lease)) = store
+            .acquire_lease("me", std::time::Duration::from_secs(60))
+            .await
+        else {
+            panic!("no lease");
+        };
+        publish.send_replace(leadership(true, "me", lease.fence.epoch, 60));
+        let leader = Writer::now(&store, Some(&rx));
+        assert!(matches!(leader, Writer::Fenced(_)));
+        assert!(leader.record_intent(&intent()).await.unwrap());
+        leader.check("a delete").await.unwrap();
+
+        // Another replica takes over: the writer of the old epoch is refused, and a pass's
+        // stop says so from then on.
+        store.release_lease(&lease.fence).await.unwrap();
+        store
+            .acquire_lease("other", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let e = leader
+            .set_intent_state("mf-linux-1-1", IntentState::Created, Some("1"), Time(1))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("other leads now"), "{e}");
+        let stop = Stop::new(Halt::default(), Some(rx.clone()));
+        assert_eq!(stop.why(), None);
+        stop.saw(&e);
+        assert!(stop.why().unwrap().contains("the lease was lost"));
+        let intents = store.intents().await.unwrap();
+        assert_eq!(intents[0].state, IntentState::Pending, "nothing written");
+    }
+
+    #[test]
+    fn a_halt_or_a_lapsed_lease_stops_the_steps() {
+        let halt = Halt::default();
+        let stop = Stop::new(halt.clone(), None);
+        assert_eq!(stop.why(), None);
+        halt.halt();
+        assert_eq!(stop.why().as_deref(), Some("shutting down"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let (_publish, rx) = watch::channel(leadership(true, "me", 1, 0));
+        let stop = Stop::new(Halt::default(), Some(rx));
+        assert_eq!(stop.why().as_deref(), Some("this replica no longer leads"));
+    }
+}
