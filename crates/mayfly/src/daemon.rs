@@ -20,7 +20,8 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 /// How long requests in flight get to finish once a shutdown signal arrived: webhooks are
-/// small, and GitHub redelivers one that got no answer.
+/// small, and a job whose delivery was cut short is found by the leader's poll and its check of
+/// long-queued jobs (GitHub does not redeliver by itself).
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// How long closing the store's connections may take at the end.
 const STORE_CLOSE: Duration = Duration::from_secs(1);
