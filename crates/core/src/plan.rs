@@ -359,6 +359,54 @@ impl Plan {
             .iter()
             .filter(|a| matches!(a, Action::Create { .. }))
     }
+
+    /// Whether this plan, made on `snapshot`, rests on what the runners were doing: it deletes
+    /// or deregisters, reuses a machine that is not powered off, serves a job with a registered
+    /// runner, or leaves a machine alone because its runner is busy while nothing else says so
+    /// (no running job names that runner, or its machine is not up: the job may be over). A
+    /// plan that only creates, reuses powered-off machines (their runner cannot be working) and
+    /// counts booting machines and machines whose running job the forge named does not: the
+    /// runner lists a pass reads change with every job, so a pass that acts on nothing they say
+    /// need not read them.
+    pub fn depends_on_runners(&self, snapshot: &Snapshot) -> bool {
+        let up = |name: &str| {
+            snapshot.instances.iter().any(|i| {
+                i.name == name
+                    && matches!(i.state, InstanceState::Starting | InstanceState::Running)
+            })
+        };
+        let named = |name: &str| {
+            snapshot
+                .jobs
+                .iter()
+                .any(|j| j.status == JobStatus::InProgress && j.runner.as_deref() == Some(name))
+        };
+        if snapshot
+            .runners
+            .iter()
+            .any(|r| r.busy && !(up(&r.name) && named(&r.name)))
+        {
+            return true;
+        }
+        let off = |name: &str| {
+            snapshot
+                .instances
+                .iter()
+                .any(|i| i.name == name && i.state == InstanceState::Off)
+        };
+        let registered = |name: &str| snapshot.runners.iter().any(|r| r.name == name);
+        let acts = self.actions.iter().any(|a| match a {
+            Action::Create { .. } => false,
+            Action::Reuse { instance, .. } => !off(instance),
+            Action::Delete { .. } | Action::RemoveRunner { .. } | Action::DropIntent { .. } => true,
+        });
+        acts || self.assignments.iter().any(|a| match a.how {
+            How::Create => false,
+            How::Reuse => !off(&a.instance),
+            How::Assumed => true,
+            How::Existing => registered(&a.instance),
+        })
+    }
 }
 
 /// What the planner makes of one instance.

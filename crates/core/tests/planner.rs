@@ -813,3 +813,95 @@ fn a_machine_the_forge_named_as_running_a_job_is_busy_before_the_runner_list_say
     let registration = at(180).plus(std::time::Duration::from_millis(1));
     assert_ne!(p.next_check, Some(registration));
 }
+
+/// A pass may plan with the last runner lists only when the plan acts on nothing they say:
+/// creating for a queued job, or counting a booting machine, does not rest on them; serving a
+/// job with an idle runner, or deleting anything, does.
+#[test]
+fn only_plans_that_act_on_runners_need_them_read() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let fresh = Snapshot {
+        jobs: vec![job(1, &["linux"])],
+        ..Default::default()
+    };
+    let p = plan(&fresh, &cfg, at(10));
+    assert_eq!(creates(&p).len(), 1);
+    assert!(!p.depends_on_runners(&fresh), "a create rests on no runner");
+
+    let mut booting = instance("mayfly-linux-1-1", "linux", InstanceState::Starting, LINUX);
+    booting.job = Some(job(1, &[]).key);
+    let waiting = Snapshot {
+        instances: vec![booting],
+        ..fresh.clone()
+    };
+    let p = plan(&waiting, &cfg, at(20));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(
+        !p.depends_on_runners(&waiting),
+        "a booting machine has no runner yet"
+    );
+
+    let (instances, runners) = idle_fleet("linux", &["mayfly-linux-a"], LINUX);
+    let idle = Snapshot {
+        jobs: vec![job(2, &["linux"])],
+        instances,
+        runners,
+        refused: Default::default(),
+    };
+    let p = plan(&idle, &cfg, at(10));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(
+        p.depends_on_runners(&idle),
+        "an idle runner may have taken a job since"
+    );
+
+    let (instances, runners) = idle_fleet("linux", &["mayfly-linux-a"], LINUX);
+    let stale = Snapshot {
+        instances,
+        runners,
+        ..Default::default()
+    };
+    let p = plan(&stale, &cfg, at(3600));
+    assert_eq!(deleted(&p), ["mayfly-linux-a"], "{:#?}", p.actions);
+    assert!(
+        p.depends_on_runners(&stale),
+        "a delete must see the runner busy or not"
+    );
+}
+
+/// A busy runner keeps its machine. With the last runner lists, that is only safe while
+/// something else says the job runs: a running job naming that runner, on a machine that is up.
+/// Once the job is over (it left the store's running jobs) or the machine is off, the lists
+/// must be read again, or a finished machine would wait for the next read.
+#[test]
+fn a_busy_runner_nothing_else_vouches_for_needs_the_lists_read() {
+    let cfg = config(vec![pool("linux", LINUX)]);
+    let machine = instance("mayfly-linux-a", "linux", InstanceState::Running, LINUX);
+    let busy = runner(7, "mayfly-linux-a", true, LINUX);
+    let mut running = job(3, &["linux"]);
+    running.status = JobStatus::InProgress;
+    running.runner = Some("mayfly-linux-a".into());
+    let vouched = Snapshot {
+        jobs: vec![running],
+        instances: vec![machine.clone()],
+        runners: vec![busy.clone()],
+        refused: Default::default(),
+    };
+    let p = plan(&vouched, &cfg, at(10));
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(!p.depends_on_runners(&vouched));
+
+    let over = Snapshot {
+        jobs: vec![],
+        ..vouched.clone()
+    };
+    assert!(plan(&over, &cfg, at(10)).depends_on_runners(&over));
+
+    let mut off = machine;
+    off.state = InstanceState::Off;
+    let powered_off = Snapshot {
+        instances: vec![off],
+        ..vouched
+    };
+    assert!(plan(&powered_off, &cfg, at(10)).depends_on_runners(&powered_off));
+}

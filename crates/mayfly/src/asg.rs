@@ -57,7 +57,7 @@ impl AsgPool {
         let queued = self.queued().await?;
         let runners: Vec<RunnerState> = self
             .runners
-            .list()
+            .list(self.clock.now())
             .await?
             .into_iter()
             .map(|(_, r): (Scope, _)| RunnerState {

@@ -105,6 +105,12 @@ pub enum Command {
     /// Run the simulator: a fake GitHub, GitLab and Hetzner Cloud with virtual runners
     #[command(subcommand)]
     Sim(SimCommand),
+    /// gitlab-runner's custom executor: a fresh machine per job behind your gitlab-runner
+    /// (config, prepare, run, cleanup for [runners.custom]; reap for what a killed cleanup left)
+    GitlabExecutor(crate::gitlab_executor::ExecutorArgs),
+    /// GitLab: register custom-executor runners in gitlab-runner's config.toml
+    #[command(subcommand)]
+    Gitlab(crate::gitlab_register::GitlabCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -118,7 +118,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sharing = leadership
         .clone()
         .map(|l| share_views(store.clone(), reconciler.views(), l));
-    let hooks = http::router(http::Webhooks::new(store.clone(), secret, wake.clone()));
+    let gh = config.github();
+    let hooks = http::router(
+        http::Webhooks::new(store.clone(), secret, wake.clone()).serving(http::Served::new(
+            &gh.repositories,
+            gh.organization.as_deref(),
+        )),
+    );
     let inside = http::api::router(Arc::new(api)).merge(http::metrics::router(exporter));
     let serve_options = config.serve_options(http::serve::raise_fd_limit());
     let listeners = http::serve::Listeners {
@@ -425,6 +431,7 @@ pub(crate) async fn build_reconciler(
             confirm_stale: config.intervals.confirm_stale.0,
             refused_retry: config.intervals.refused_retry.0,
             finishing: config.intervals.finishing.0,
+            runners_max_age: config.intervals.runners.0,
         },
     ))
 }

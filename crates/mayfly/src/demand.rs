@@ -150,18 +150,23 @@ pub struct Demand {
     backstop: Duration,
     /// What the poller knows of each polled repository's webhooks.
     trust: HashMap<String, Trust>,
+    /// New runs in a row, across every repository, whose `queued` webhooks had arrived before a
+    /// poll saw them. Deliveries reach mayfly by one way (GitHub's hook service to this
+    /// endpoint), so their evidence is pooled: a steady trickle of jobs over many repositories
+    /// earns trust as fast as a burst in one.
+    clean: u32,
     /// The poll cursors were read from the store (once, at the first pass).
     restored: bool,
 }
 
-/// Whether a repository's webhooks can be relied on, learned from evidence: a poll that found
-/// activity and nothing the webhooks had not brought counts for them; a poll, a confirmation
-/// or a reconcile pass that finds the store behind GitHub counts against.
+/// Whether a repository's webhooks can be relied on, learned from evidence: a new run whose
+/// webhook had arrived before a poll saw it counts for them (pooled over the repositories, see
+/// [`Demand::clean`]); a poll, a confirmation or a reconcile pass that finds the store behind
+/// GitHub counts against, and takes the trust of every repository away.
 #[derive(Clone, Debug, Default)]
 struct Trust {
-    /// Polls in a row that found activity the webhooks had all brought already.
-    clean: u32,
-    trusted: bool,
+    /// A webhook of this repository has arrived before a poll saw its run: its hook exists.
+    heard: bool,
     /// When it was last polled.
     polled: Option<Time>,
 }
@@ -172,28 +177,20 @@ enum Activity {
     /// Nothing to judge the webhooks by: no run changed (the lists answered 304), or the
     /// poll brought news first while it was still fresh.
     Quiet,
-    /// Runs changed, and the webhooks had brought every change already.
-    Heard,
+    /// Runs changed, and the webhooks had brought every change already; this many new runs
+    /// among them.
+    Heard(u32),
     /// The poll found news no webhook had brought yet, still fresh: not a loss, not a proof.
     Unproven,
     /// The poll found news no webhook had brought in time.
     Missed,
 }
 
-/// Polls in a row that found runs changed and every change already brought by webhooks before a
-/// repository's webhooks are trusted. With a share `p` of deliveries lost, twenty such polls
-/// happen in a row with probability about `(1 - p)^20` (under 0.1 % at 30 % lost): webhooks
-/// that lose a noticeable share do not earn the backstop, and lose it at the first loss found.
+/// New runs in a row whose webhooks arrived before the poll saw them, before webhooks are
+/// trusted. With a share `p` of deliveries lost, twenty arrive in a row with probability about
+/// `(1 - p)^20` (under 0.1 % at 30 % lost): webhooks that lose a noticeable share do not earn
+/// the backstop, and lose it at the first loss found.
 const TRUST_AFTER: u32 = 20;
-
-impl Trust {
-    fn lost(&mut self) -> bool {
-        let was = self.trusted || self.clean > 0;
-        self.trusted = false;
-        self.clean = 0;
-        was
-    }
-}
 
 impl Demand {
     pub fn new(
@@ -218,6 +215,7 @@ impl Demand {
             confirmed_at: HashMap::new(),
             backstop: Duration::ZERO,
             trust,
+            clean: 0,
             restored: false,
             confirm_per_pass: 50,
         }
@@ -247,8 +245,9 @@ impl Demand {
         let mut due = HashSet::new();
         for repo in self.poller.repos() {
             let key = repo.to_string();
+            let trusted = self.trusted(&key);
             let trust = self.trust.entry(key.clone()).or_default();
-            if trust.trusted && trust.polled.is_some_and(|t| now.since(t) < self.backstop) {
+            if trusted && trust.polled.is_some_and(|t| now.since(t) < self.backstop) {
                 continue;
             }
             trust.polled = Some(now);
@@ -259,14 +258,12 @@ impl Demand {
 
     /// Whether `repo`'s webhooks are trusted (polled at the backstop only).
     pub fn trusted(&self, repo: &str) -> bool {
-        self.trust.get(repo).is_some_and(|t| t.trusted)
+        self.clean >= TRUST_AFTER && self.trust.get(repo).is_some_and(|t| t.heard)
     }
 
-    /// Evidence that `repo` loses webhooks: it is polled every pass again.
+    /// Evidence that `repo` loses webhooks: every repository is polled every pass again.
     fn lost(&mut self, repo: &str, report: &mut DemandReport) {
-        if let Some(trust) = self.trust.get_mut(repo)
-            && trust.lost()
-        {
+        if std::mem::take(&mut self.clean) > 0 {
             info!(repo = %crate::escape::Text(repo), "webhooks are being lost: polling closely again");
             report.lossy += 1;
         }
@@ -305,7 +302,17 @@ impl Demand {
         now: Time,
         report: &mut DemandReport,
     ) -> Result<Activity, Error> {
-        let runs = self.poller.changed_runs(repo).await?;
+        // A repository whose webhooks arrive (some at least) is asked for its queued runs only:
+        // a lost `queued` webhook is what keeps a job waiting, and the queue is what finds it.
+        // Starts and ends whose webhooks were lost are found by the reconcile pass's evidence
+        // and the truth check. A repository no webhook came from yet gets both lists: polling
+        // may be all it has.
+        let heard = self.trust.get(&repo.to_string()).is_some_and(|t| t.heard);
+        let runs = if heard {
+            self.poller.queued_runs(repo).await?
+        } else {
+            self.poller.changed_runs(repo).await?
+        };
         if runs.is_empty() {
             return Ok(Activity::Quiet);
         }
@@ -337,10 +344,13 @@ impl Demand {
         // Proof of delivery is new runs whose jobs had all reached the store before the poll
         // saw them: their `queued` webhooks arrived. (A changed run the store knows of proves
         // less: a later webhook may have brought what an earlier lost one should have.)
-        let heard_new = runs.iter().any(|r| r.new && !unknown.contains(&r.id));
+        let heard_new = runs
+            .iter()
+            .filter(|r| r.new && !unknown.contains(&r.id))
+            .count() as u32;
         if unknown.is_empty() {
-            return Ok(if heard_new {
-                Activity::Heard
+            return Ok(if heard_new > 0 {
+                Activity::Heard(heard_new)
             } else {
                 Activity::Quiet
             });
@@ -370,7 +380,7 @@ impl Demand {
         } else if report.changed > changed_before {
             Activity::Unproven
         } else {
-            Activity::Heard
+            Activity::Heard(heard_new)
         })
     }
 
@@ -379,20 +389,20 @@ impl Demand {
     fn learn(&mut self, repo: &str, activity: Activity, now: Time, report: &mut DemandReport) {
         match activity {
             Activity::Missed => self.lost(repo, report),
-            Activity::Heard => {
+            Activity::Heard(0) => {}
+            Activity::Heard(n) => {
+                let was = self.trusted(repo);
                 let trust = self.trust.entry(repo.to_string()).or_default();
-                trust.clean += 1;
-                if !trust.trusted && trust.clean >= TRUST_AFTER {
-                    trust.trusted = true;
-                    trust.polled = Some(now);
+                trust.heard = true;
+                self.clean = self.clean.saturating_add(n);
+                if !was && self.trusted(repo) {
+                    if let Some(t) = self.trust.get_mut(repo) {
+                        t.polled = Some(now);
+                    }
                     info!(repo = %crate::escape::Text(repo), "webhooks arrive: polling at the backstop");
                 }
             }
-            Activity::Unproven => {
-                if let Some(trust) = self.trust.get_mut(repo) {
-                    trust.clean = 0;
-                }
-            }
+            Activity::Unproven => self.clean = 0,
             Activity::Quiet => {}
         }
     }

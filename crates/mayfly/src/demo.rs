@@ -1,12 +1,16 @@
 //! `mayfly demo`: the simulator and the controller in one process, a built-in trace replayed on
 //! a sped-up clock, live progress, and a report that judges the run (exit 1 on a failure).
+//! The same trace then runs without recycling and without webhooks, for a side-by-side of what
+//! each buys; quiet stretches (machines waiting out a paid hour) are fast-forwarded.
+
+mod dashboard;
+mod story;
 
 use anyhow::Context;
 use clap::Args;
-use mayfly::estimate::Waits;
 use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly_core::Pace;
-use mayfly_core::{Arch, Limits, Pools};
+use mayfly_core::{Arch, Limits, Pools, Recycling};
 use mayfly_sim::runners::{Delay, RunnerConfig};
 use mayfly_sim::{Sim, SimConfig};
 use std::path::PathBuf;
@@ -28,9 +32,23 @@ pub struct DemoArgs {
     /// deletes each server when its job is done
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub recycling: bool,
+    /// Receive jobs by webhook as well as by polling (the default); off polls only
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub webhooks: bool,
+    /// Also run the trace once without recycling and once without webhooks (in the
+    /// background, fast-forwarded), and show the three runs side by side
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub compare: bool,
     /// Also print the API calls by route
     #[arg(long)]
     pub calls: bool,
+    /// Serve the dashboard (and the API) on ADDR while the demo runs, and after it until
+    /// Ctrl-C; sign in with the token in the file it names [default ADDR: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// With --dashboard: the API token is this file's contents instead of a new random one
+    #[arg(long, value_name = "FILE", requires = "dashboard")]
+    pub token_file: Option<PathBuf>,
     // The global flags of the commands that read a configuration. The demo reads none: these
     // keep them out of its help (clap does not add a global flag a command defines itself)
     // and refuse them, rather than accept and ignore them.
@@ -98,13 +116,31 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     runtime.block_on(run(args, origin, trace))
 }
 
-async fn run(
-    args: DemoArgs,
-    origin: String,
-    trace: Vec<mayfly_sim::trace::TraceJob>,
-) -> anyhow::Result<bool> {
+/// One run of the trace: how it is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub recycling: bool,
+    pub webhooks: bool,
+}
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match (self.recycling, self.webhooks) {
+            (true, true) => "recycling, webhooks",
+            (false, true) => "no recycling",
+            (true, false) => "no webhooks",
+            (false, false) => "neither",
+        }
+    }
+}
+
+async fn start(
+    speed: f64,
+    trace: &[mayfly_sim::trace::TraceJob],
+    v: Variant,
+) -> anyhow::Result<Local> {
     let mut config = SimConfig {
-        speed: args.speed,
+        speed,
         ..SimConfig::default()
     };
     config.runners = RunnerConfig {
@@ -117,65 +153,59 @@ async fn run(
     let mut repos: Vec<String> = trace.iter().map(|j| j.repo.clone()).collect();
     repos.sort();
     repos.dedup();
-    // Held to the end: it owns the temporary state directory.
-    let local = Local::start(
+    Local::start(
         config,
         Setup {
-            pools: pools(args.recycling),
+            pools: pools(v.recycling),
             repos,
-            webhook_secret: Some("demo-webhook-secret".into()),
+            webhook_secret: v.webhooks.then(|| "demo-webhook-secret".into()),
             workers: 10,
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::from_secs(300),
+            runners_max_age: Duration::from_secs(300),
         },
     )
-    .await?;
-    let (sim, at) = (local.sim.clone(), local.at);
-    let mut controller = local.controller;
+    .await
+}
 
+/// Replays `trace` on `local` until every job is served and no server is left (or five
+/// simulated hours pass). With `print`, the progress table; quiet stretches are skipped either way.
+async fn replay(
+    local: &mut Local,
+    trace: Vec<mayfly_sim::trace::TraceJob>,
+    print: bool,
+) -> story::Outcome {
+    let sim = local.sim.clone();
     let jobs = trace.len();
-    println!(
-        "mayfly demo: {jobs} jobs from {origin}, simulated at {}x (a minute takes {:.1} s); \
-         fake GitHub on {}, fake Hetzner on {}",
-        args.speed,
-        60.0 / args.speed,
-        at.github,
-        at.hetzner
-    );
-    println!(
-        "{:>7}  {:>6} {:>7} {:>5}  {:>7} {:>4}",
-        "time", "queued", "running", "done", "servers", "off"
-    );
+    let views = local.controller.reconciler.views();
     let start = sim.clock.now_ms();
     sim.replay(trace);
     let mut last_line: Option<i64> = None;
     let mut failed_passes = 0u32;
     // Bounded: a run that has not settled after five simulated hours has failed.
     let limit_ms = start + 5 * 3_600_000;
-    let progress = |sim: &Sim, last_line: &mut Option<i64>| -> bool {
+    let mut progress = |sim: &Sim| -> bool {
         let now = sim.clock.now_ms();
-        let gh = sim.github.jobs();
-        let servers = sim.hetzner.servers();
-        let done = gh.iter().filter(|j| j.status == "completed").count();
-        let running = gh.iter().filter(|j| j.status == "in_progress").count();
-        let queued = gh.len().saturating_sub(done + running);
-        let off = servers.iter().filter(|s| s.status == "off").count();
-        let settled = !sim.replaying() && done == jobs && servers.is_empty();
-        if last_line.is_none_or(|t| now - t >= 60_000) || settled {
-            *last_line = Some(now);
-            println!(
-                "{:>7}  {:>6} {:>7} {:>5}  {:>7} {:>4}",
-                clock(now - start),
-                queued,
-                running,
-                done,
-                servers.len(),
-                off
-            );
+        let world = story::World::of(sim, views.borrow().as_deref());
+        let settled = !sim.replaying() && world.done == jobs && world.servers == 0;
+        if print && (last_line.is_none_or(|t| now - t >= 60_000) || settled) {
+            last_line = Some(now);
+            println!("{}", world.line(now, start));
+        }
+        if !settled
+            && !sim.replaying()
+            && let Some(skip) = world.quiet(now, Recycling::default().margin)
+        {
+            if print {
+                println!("{}", world.skipped(now, skip, start));
+            }
+            sim.clock.advance(skip);
+            last_line = None;
         }
         settled || now > limit_ms
     };
-    controller
+    local
+        .controller
         .run(
             Cadence {
                 pace: Pace {
@@ -189,12 +219,50 @@ async fn run(
             |pass, _| {
                 if let Err(e) = pass {
                     failed_passes += 1;
-                    eprintln!("reconcile pass failed: {e}");
+                    if print {
+                        eprintln!("reconcile pass failed: {e}");
+                    }
                 }
-                progress(&sim, &mut last_line)
+                progress(&sim)
             },
         )
         .await;
+    story::Outcome::of(&sim, jobs, start, failed_passes)
+}
+
+async fn run(
+    args: DemoArgs,
+    origin: String,
+    trace: Vec<mayfly_sim::trace::TraceJob>,
+) -> anyhow::Result<bool> {
+    let main = Variant {
+        recycling: args.recycling,
+        webhooks: args.webhooks,
+    };
+    // Held to the end: it owns the temporary state directory.
+    let mut local = start(args.speed, &trace, main).await?;
+    let served = match args.dashboard {
+        Some(addr) => {
+            Some(dashboard::serve(&local.controller, addr, args.token_file.as_deref()).await?)
+        }
+        None => None,
+    };
+    let jobs = trace.len();
+    println!(
+        "mayfly demo: {jobs} jobs from {origin}, simulated at {}x (a minute takes {:.1} s), {}; \
+         fake GitHub on {}, fake Hetzner on {}",
+        args.speed,
+        60.0 / args.speed,
+        main.label(),
+        local.at.github,
+        local.at.hetzner
+    );
+    if let Some(d) = &served {
+        println!("{}", d.banner());
+    }
+    println!("{}", story::World::header());
+    let outcome = replay(&mut local, trace.clone(), true).await;
+    let sim = local.sim.clone();
     if args.calls {
         println!("\n{:>7} {:>5} {:>6}  route", "calls", "304", "errors");
         for row in sim.stats.rows() {
@@ -209,7 +277,48 @@ async fn run(
             );
         }
     }
-    Ok(report(&sim, jobs, start, failed_passes, args.recycling))
+    let mut ok = outcome.report(&sim, main.recycling);
+    if args.compare {
+        let others = [
+            Variant {
+                recycling: !main.recycling,
+                webhooks: main.webhooks,
+            },
+            Variant {
+                recycling: main.recycling,
+                webhooks: !main.webhooks,
+            },
+        ];
+        println!(
+            "\nThe same trace, once with {} and once with {} (run in the background, fast-forwarded):",
+            others[0].label(),
+            others[1].label()
+        );
+        let runs = others.map(|v| {
+            let trace = trace.clone();
+            let speed = args.speed;
+            tokio::spawn(async move {
+                let mut local = start(speed, &trace, v).await?;
+                anyhow::Ok(replay(&mut local, trace, false).await)
+            })
+        });
+        let mut rows = vec![(main.label(), outcome)];
+        for (v, run) in others.iter().zip(runs) {
+            let o = run.await.context("a comparison run stopped")??;
+            rows.push((v.label(), o));
+        }
+        ok &= rows.iter().all(|(_, o)| o.ok());
+        story::compare(&rows);
+    }
+    if let Some(d) = served {
+        println!(
+            "\nThe dashboard stays up on http://{}/ (its numbers stand still): Ctrl-C ends the demo.",
+            d.addr
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        d.stop();
+    }
+    Ok(ok)
 }
 
 fn pools(recycling: bool) -> Pools {
@@ -230,108 +339,6 @@ fn pools(recycling: bool) -> Pools {
             recycling,
         )
     }
-}
-
-/// Prints the report; true when every job was served and no server is left.
-fn report(sim: &Sim, jobs: usize, start: i64, failed_passes: u32, recycling: bool) -> bool {
-    let gh = sim.github.jobs();
-    let served = gh
-        .iter()
-        .filter(|j| j.conclusion.as_deref() == Some("success"))
-        .count();
-    let waits = Waits::of(
-        gh.iter()
-            .filter_map(|j| j.started_ms.map(|s| (s - j.queued_ms) as f64 / 1000.0))
-            .collect(),
-    );
-    let job_secs: f64 = gh
-        .iter()
-        .filter_map(|j| Some((j.completed_ms? - j.started_ms?) as f64 / 1000.0))
-        .sum();
-    let calls = |service: &str| sim.stats.total(service);
-    let bill = sim.hetzner.billing();
-    // The job-seconds priced like the servers that ran them (their average hourly price).
-    let mean_price = if bill.servers.is_empty() {
-        0.0
-    } else {
-        bill.servers
-            .iter()
-            .map(|s| s.price_hourly_gross)
-            .sum::<f64>()
-            / bill.servers.len() as f64
-    };
-    let job_cost = job_secs / 3600.0 * mean_price;
-    let left = sim.hetzner.servers().len();
-    let per_job = |n: u64| n as f64 / served.max(1) as f64;
-    println!();
-    println!("report ({} simulated)", clock(sim.clock.now_ms() - start));
-    println!("  jobs served          {served}/{jobs}");
-    println!(
-        "  queue wait           p50 {}  p95 {}  max {}",
-        secs(waits.p50),
-        secs(waits.p95),
-        secs(waits.max)
-    );
-    println!(
-        "  GitHub API calls     {} ({:.2} per job)",
-        calls("github"),
-        per_job(calls("github"))
-    );
-    println!(
-        "  Hetzner API calls    {} ({:.2} per job)",
-        calls("hetzner"),
-        per_job(calls("hetzner"))
-    );
-    println!(
-        "  servers created      {} ({})",
-        bill.servers.len(),
-        reuse(bill.servers.len(), served, recycling)
-    );
-    println!(
-        "  billed cost          {:.4} {} for {} server-hours; the job-seconds alone would cost {:.4} ({:.1}x)",
-        bill.total,
-        bill.currency,
-        bill.hours_billed,
-        job_cost,
-        if job_cost > 0.0 {
-            bill.total / job_cost
-        } else {
-            0.0
-        }
-    );
-    println!("  servers left         {left}");
-    if failed_passes > 0 {
-        println!("  failed passes        {failed_passes} (see the messages above)");
-    }
-    for j in gh
-        .iter()
-        .filter(|j| j.conclusion.as_deref() != Some("success"))
-    {
-        println!(
-            "  not served: job {} [{}] {} (runner {:?})",
-            j.id,
-            j.labels.join(","),
-            j.status,
-            j.runner_name
-        );
-    }
-    for s in sim.hetzner.servers() {
-        println!("  left: server {} {} ({})", s.name, s.status, s.server_type);
-    }
-    let ok = served == jobs && left == 0;
-    println!(
-        "{}",
-        if ok {
-            "ok: every job was served and no server is left"
-        } else {
-            "FAILED: a job was not served or a server is left"
-        }
-    );
-    ok
-}
-
-fn secs(s: Option<f64>) -> String {
-    s.map_or_else(|| "-".into(), |s| format!("{s:.0}s"))
 }
 
 /// `mm:ss` of simulated time.

@@ -35,6 +35,9 @@ pub struct Setup {
     pub confirm_after: Duration,
     /// How often a repository whose webhooks are trusted is polled (`Demand::backstop`).
     pub poll_backstop: Duration,
+    /// How old the runner lists a pass that only creates may plan with get
+    /// (`Tuning::runners_max_age`); zero reads them every pass.
+    pub runners_max_age: Duration,
 }
 
 /// A controller wired to a running simulator.
@@ -169,7 +172,8 @@ impl Controller {
                 Some(Secret::new(secret.clone())),
                 wake.clone(),
             )
-            .with_clock(shared.clone());
+            .with_clock(shared.clone())
+            .serving(crate::http::Served::new(&setup.repos, None));
             let addr = mayfly_sim::serve_local(router(hooks)).await?;
             sim.github.set_config(|c| {
                 c.webhooks.push(mayfly_sim::github::WebhookTarget {
@@ -187,6 +191,7 @@ impl Controller {
             shared,
             Tuning {
                 workers: setup.workers,
+                runners_max_age: setup.runners_max_age,
                 ..Tuning::default()
             },
         );

@@ -8,6 +8,8 @@ mod daemon;
 mod demo;
 mod estimate_cmd;
 mod exit;
+mod gitlab_executor;
+mod gitlab_register;
 mod logging;
 mod node;
 mod ops;
@@ -37,6 +39,11 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Serve(args)) => finish(sim(*args, cli.log_format, cli.log_level)),
         Command::Sim(SimCommand::Runner(args)) => sim_cmd::runner(args),
         Command::Sim(SimCommand::InstallRunner(args)) => finish(sim_cmd::install_runner(args)),
+        // gitlab-runner's executables: their own file, their own exit codes.
+        Command::GitlabExecutor(args) => gitlab_executor::main(args),
+        Command::Gitlab(gitlab_register::GitlabCommand::Register(args)) => {
+            gitlab_register::main(args)
+        }
         Command::Demo(args) => {
             // Warnings only: the demo's own output is the progress table and the report.
             if let Err(e) = logging::init(

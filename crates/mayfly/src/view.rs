@@ -115,6 +115,10 @@ pub struct InstanceView {
     pub price_per_hour: Option<f64>,
     /// What it has cost since it was created, billing periods rounded up.
     pub cost_so_far: Option<f64>,
+    /// The end of the billing period it is in: a powered-off machine is kept until about then
+    /// because that time is paid anyway, and a job that comes before takes it.
+    #[serde(default, with = "rfc3339_option")]
+    pub paid_until: Option<Time>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,11 +172,20 @@ impl View {
         provider_of: &HashMap<String, String>,
         now: Time,
     ) -> View {
-        let runner_of: HashMap<&str, RunnerState> = snapshot
+        let mut runner_of: HashMap<&str, RunnerState> = snapshot
             .runners
             .iter()
             .map(|r| (r.name.as_str(), runner_state(r.status, r.busy)))
             .collect();
+        // The forge's news of a job that started (a webhook naming its runner) is fresher than
+        // a runner list a pass may have kept from an earlier one.
+        for job in &snapshot.jobs {
+            if job.status == JobStatus::InProgress
+                && let Some(runner) = &job.runner
+            {
+                runner_of.insert(runner.as_str(), RunnerState::Busy);
+            }
+        }
         let mut assigned: HashMap<String, String> = plan
             .assignments
             .iter()
@@ -222,6 +235,11 @@ impl View {
                         .as_ref()
                         .filter(|_| i.state != InstanceState::Pending)
                         .map(|b| b.cost(lifetime)),
+                    paid_until: i
+                        .billing
+                        .as_ref()
+                        .filter(|_| i.state != InstanceState::Pending)
+                        .map(|b| b.paid_until(i.created_at, now)),
                 }
             })
             .collect();
@@ -357,6 +375,28 @@ pub mod rfc3339 {
         let text = String::deserialize(d)?;
         let ts: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
         Ok(Time::from_millis(ts.as_millisecond()))
+    }
+}
+
+/// An optional time as RFC 3339, or null.
+pub mod rfc3339_option {
+    use mayfly_core::Time;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Time>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                let ts: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
+                Ok(Time::from_millis(ts.as_millisecond()))
+            })
+            .transpose()
     }
 }
 

@@ -193,6 +193,7 @@ async fn world(name: &str, provider: Arc<dyn Provider>, pool: Pool) -> Local {
             workers: 4,
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
+            runners_max_age: Duration::ZERO,
         },
         more,
     )
@@ -432,6 +433,7 @@ async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
             workers: 4,
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
+            runners_max_age: Duration::ZERO,
         },
         BTreeMap::new(),
     )

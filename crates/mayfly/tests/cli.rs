@@ -257,6 +257,36 @@ fn demo_help_lists_only_what_the_demo_reads() {
 }
 
 #[test]
+fn demo_says_why_powered_off_servers_stay_and_skips_their_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = write(
+        dir.path(),
+        "small.csv",
+        "at,repo,labels,duration\n0,acme/app,self-hosted;linux;x64,60\n",
+    );
+    let (code, out, err) = output(
+        mayfly(dir.path(), &[])
+            .args(["demo", "--speed", "100", "--compare", "false", "--trace"])
+            .arg(&trace),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("paid until") && out.contains("reused if a job comes"),
+        "{out}"
+    );
+    // The quiet stretch is jumped over, and the report's simulated time still counts it.
+    assert!(out.contains("fast-forward to"), "{out}");
+    assert!(
+        out.contains("report (5"),
+        "the paid hour's end is near 60:00:\n{out}"
+    );
+    assert!(
+        !out.contains("neither"),
+        "--compare false runs no comparison:\n{out}"
+    );
+}
+
+#[test]
 fn demo_serves_every_job_leaves_no_server_and_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");
     let trace = write(
@@ -293,6 +323,24 @@ fn demo_serves_every_job_leaves_no_server_and_says_so() {
         out.contains("recycling is off, so none was reused") && !out.contains("reused paid-for"),
         "{out}"
     );
+    // Free 304s apart from the calls that cost budget; the two other runs side by side.
+    assert!(
+        out.contains("that count against the rate limit") && out.contains("answered 304"),
+        "{out}"
+    );
+    let table = out
+        .lines()
+        .find(|l| l.contains("no recycling") && l.contains("neither"))
+        .unwrap_or_else(|| panic!("no side-by-side header in:\n{out}"));
+    assert!(
+        table.contains("recycling, webhooks") || table.contains("no webhooks"),
+        "{table}"
+    );
+    let served = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("jobs served") && l.matches("3/3").count() == 3)
+        .is_some();
+    assert!(served, "every run served the three jobs:\n{out}");
 
     let bad = write(
         dir.path(),

@@ -117,8 +117,9 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
 }
 
 /// A repository is polled every pass until its webhooks prove they arrive: twenty polls in a row
-/// that found runs changed whose news the webhooks had all brought already (such runs are not
-/// read: the store knows them). Then it is polled only once per backstop (30 s here, passes every 10 s).
+/// that found new runs whose news the webhooks had all brought already (such runs are not
+/// read: the store knows them). Then it is polled only once per backstop (30 s here, passes
+/// every 10 s), and only its queued runs.
 /// A poll that finds a job no webhook announced puts it back on every pass. Silence proves
 /// nothing: a repository that sent nothing stays on every pass (free while it is quiet: 304s).
 #[tokio::test]
@@ -159,12 +160,12 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
             let before = calls("/actions/runs");
             demand.pass(Time(t0.0 + at * 1000)).await;
             at += 10;
-            polled.push((calls("/actions/runs") - before) / 2);
+            polled.push(calls("/actions/runs") - before);
         }
         polled
     };
-    // Nothing happens: no proof, every pass polls both.
-    assert_eq!(passes(&mut demand, 3).await, [2, 2, 2]);
+    // Nothing happens: no proof, every pass polls both lists of both.
+    assert_eq!(passes(&mut demand, 3).await, [4, 4, 4]);
     // Jobs whose webhooks did arrive (stored as the receiver stores them) before the poll saw
     // them: their runs are not even read, and after twenty such polls the repository is trusted.
     let reads = calls("/jobs");
@@ -180,7 +181,10 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
                 .await
                 .unwrap();
         }
-        assert_eq!(passes(&mut demand, 1).await, [2]);
+        // Once a webhook of its own has come, its queued runs only: the queue is where a lost
+        // webhook keeps a job waiting.
+        let lists = if n == 0 { 4 } else { 3 };
+        assert_eq!(passes(&mut demand, 1).await, [lists], "poll {n}");
     }
     assert_eq!(
         calls("/jobs") - reads,
@@ -188,13 +192,19 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
         "no run was read: the store knew them"
     );
     assert!(demand.trusted("acme/hooked"));
-    assert_eq!(passes(&mut demand, 6).await, [1, 1, 2, 1, 1, 2]);
+    assert!(
+        !demand.trusted("acme/quiet"),
+        "no webhook of it ever arrived: its hook may not exist"
+    );
+    // Trusted: once per backstop, and then its queued runs only (the quiet one: both lists
+    // every pass).
+    assert_eq!(passes(&mut demand, 6).await, [2, 2, 3, 2, 2, 3]);
     // A job its webhooks never told of: the poll that finds it puts the repository back on
     // every pass, until it proves itself again.
     gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
     let found = passes(&mut demand, 5).await;
     assert!(!demand.trusted("acme/hooked"));
-    assert_eq!(found, [1, 1, 2, 2, 2]);
+    assert_eq!(found, [2, 2, 3, 3, 3]);
 }
 
 /// A job the store holds as queued whose run a poll never sees again (it came and went between
@@ -266,4 +276,56 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     let after = job_reads();
     assert_eq!(after.0 - before.0, 2, "confirmed once a minute");
     assert_eq!(after.1 - before.1, 2, "both answers are 304s: free");
+}
+
+/// Deliveries reach mayfly by one way, so the proof is pooled: ten runs heard in each of two
+/// repositories trust both, and a loss found in one puts both back on every pass.
+#[tokio::test]
+async fn the_proof_of_delivery_is_pooled_over_repositories() {
+    let (gh, _stats, client) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let repos: Vec<Repo> = ["acme/a", "acme/b"]
+        .iter()
+        .map(|r| Repo::parse(r).unwrap())
+        .collect();
+    let mut demand = Demand::new(
+        store.clone(),
+        client.clone(),
+        repos.clone(),
+        Arc::new(Wake::default()),
+        Duration::from_secs(600),
+    )
+    .backstop(Duration::from_secs(30))
+    .timing(Duration::from_secs(600), Duration::ZERO);
+    let t0 = mayfly::demand::now();
+    let mut at = 0;
+    for _ in 0..10 {
+        for repo in &repos {
+            for id in gh.enqueue(&repo.to_string(), vec![job(&["self-hosted", "linux"])]) {
+                let update = client.job(repo, id).await.unwrap().update(repo).unwrap();
+                let rec = mayfly::demand::record(&update, mayfly::demand::now());
+                store
+                    .upsert_job(&rec, Some(&format!("d-{id}")))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(!demand.trusted("acme/a") && !demand.trusted("acme/b"));
+        demand.pass(Time(t0.0 + at * 1000)).await;
+        at += 10;
+    }
+    assert!(demand.trusted("acme/a") && demand.trusted("acme/b"));
+    gh.enqueue("acme/b", vec![job(&["self-hosted", "linux"])]);
+    for _ in 0..4 {
+        demand.pass(Time(t0.0 + at * 1000)).await;
+        at += 10;
+    }
+    assert!(!demand.trusted("acme/b"), "the loss was found in b");
+    assert!(
+        !demand.trusted("acme/a"),
+        "and a is no longer trusted either"
+    );
 }

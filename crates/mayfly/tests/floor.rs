@@ -427,3 +427,40 @@ fn an_unknown_server_type_is_named_at_start_and_never_created() {
         .sum();
     assert_eq!(posts, 0, "no create for a type that does not exist");
 }
+
+/// A thousand jobs queued at once, a webhook each: passes coalesce (one in flight, one
+/// pending) and share their one server list, so the fake Hetzner sees at most three calls per
+/// job (its create, its delete, and a share of the lists) and every job gets one server.
+#[test]
+fn a_flood_of_a_thousand_jobs_costs_at_most_three_hetzner_calls_each() {
+    const JOBS: usize = 1_000;
+    let mut w = World::new(
+        "flood",
+        Value::Null,
+        Knobs {
+            limits: r#"write_interval = "1ms""#,
+            ..Knobs::default()
+        },
+    );
+    let ids = w.sim.enqueue("acme/app", X64, 1.0, JOBS as u32, 1);
+    assert_eq!(ids.len(), JOBS);
+    w.all_completed(JOBS, Duration::from_secs(300));
+    w.wait("every server gone", Duration::from_secs(120), |sim| {
+        sim.servers()["servers"]
+            .as_array()
+            .is_some_and(|s| s.is_empty())
+    });
+    let servers = billed(&w.sim);
+    assert_eq!(servers.len(), JOBS, "one server per job");
+    let hetzner = w.sim.stats()["api_calls"]["hetzner"]
+        .as_u64()
+        .expect("Hetzner calls");
+    println!(
+        "flood: {JOBS} jobs, {hetzner} Hetzner calls ({:.2} per job)",
+        hetzner as f64 / JOBS as f64
+    );
+    assert!(
+        hetzner <= 3 * JOBS as u64,
+        "{hetzner} Hetzner calls for {JOBS} jobs"
+    );
+}

@@ -74,7 +74,7 @@ fn a_burst_is_exported_under_the_contract_with_the_simulators_numbers() {
     // A pass at least every 2 s, so the world's gauges follow the simulator closely.
     let text = text.replacen(
         "reconcile = \"1s\"",
-        "reconcile = \"1s\"\nresync = \"2s\"",
+        "reconcile = \"1s\"\nresync = \"2s\"\nrunners = \"1s\"",
         1,
     );
     assert!(text.contains("resync"));

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use mayfly::demand::Wake;
-use mayfly::http::{BODY_LIMIT, STORE_TIMEOUT, Webhooks, router};
+use mayfly::http::{BODY_LIMIT, STORE_TIMEOUT, Served, Webhooks, router};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Secret};
 use mayfly_forge::github::webhook::sign;
 use mayfly_store::Store;
@@ -65,6 +65,10 @@ impl Harness {
     }
 
     async fn with_timeout(secret: Option<&str>, store_timeout: Duration) -> Harness {
+        Harness::build(secret, store_timeout, Served::Any).await
+    }
+
+    async fn build(secret: Option<&str>, store_timeout: Duration, serves: Served) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("mayfly.db");
         let store = Store::open(db.to_str().expect("utf-8 path"))
@@ -73,7 +77,7 @@ impl Harness {
         let wake = Arc::new(Wake::default());
         let hooks = Webhooks {
             store_timeout,
-            ..Webhooks::new(store.clone(), secret.map(Secret::new), wake.clone())
+            ..Webhooks::new(store.clone(), secret.map(Secret::new), wake.clone()).serving(serves)
         };
         Harness {
             _dir: dir,
@@ -279,6 +283,36 @@ async fn a_queued_job_is_stored_wakes_the_reconciler_and_survives_a_reopen() {
     reopened.close().await;
 }
 
+/// A GitHub App installed organization-wide sends the jobs of every repository; mayfly serving a
+/// list of them answers the others 2xx (GitHub needs no redelivery), stores nothing and wakes
+/// nothing, so a foreign `self-hosted` job never gets a machine. Names compare as GitHub's do,
+/// case-insensitively.
+#[tokio::test]
+async fn a_job_of_a_repository_mayfly_does_not_serve_is_answered_and_not_stored() {
+    let serves = Served::new(&["acme/app".to_string()], Some("acme"));
+    let mut h = Harness::build(Some(SECRET), STORE_TIMEOUT, serves).await;
+    let (status, text) = h.signed("workflow_job", "d-1", queued()).await;
+    assert!(status.is_success(), "{status}: {text}");
+    assert!(
+        text.contains("not a repository this mayfly serves"),
+        "{text}"
+    );
+    assert_eq!(h.job_status().await, None, "stored a foreign job");
+    assert!(!h.woken().await, "woke the reconciler for a foreign job");
+
+    // The same delivery for a served repository (named in another case) is stored.
+    let ours = Served::new(&["codertocat/hello-world".to_string()], None);
+    let mut h = Harness::build(Some(SECRET), STORE_TIMEOUT, ours).await;
+    assert_eq!(
+        h.signed("workflow_job", "d-1", queued()).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.job_status().await, Some(JobStatus::Queued));
+    // An organization without a list serves its own repositories only.
+    assert!(Served::new(&[], Some("Codertocat")).covers("codertocat/other"));
+    assert!(!Served::new(&[], Some("Codertocat")).covers("someone/else"));
+}
+
 #[tokio::test]
 async fn a_delivery_id_counts_once() {
     let mut h = Harness::new(Some(SECRET)).await;
@@ -472,7 +506,8 @@ fn mayfly_run_receives_a_delivery_wakes_and_never_logs_the_secret() {
         &[
             ("GITHUB_TOKEN", "ghp_DUMMY_gh"),
             ("HETZNER_TOKEN", "hz_DUMMY_hz"),
-            ("GITHUB_REPOSITORY", "acme/app"),
+            // The repository of GitHub's example payload: mayfly serves it.
+            ("GITHUB_REPOSITORY", "Codertocat/Hello-World"),
         ],
     );
     let Some(addr) = daemon.listen_addr() else {

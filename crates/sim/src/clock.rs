@@ -2,6 +2,7 @@
 //! job can pass in seconds. Every delay, timestamp and rate-limit window in the sim uses it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Cheap to clone; all clones share one start.
@@ -13,7 +14,13 @@ struct Inner {
     started: Instant,
     epoch_ms: i64,
     speed: f64,
+    /// Simulated time jumped over by [`Clock::advance`].
+    skipped_ms: AtomicI64,
 }
+
+/// A sleeping task looks at the clock at least this often (real time), so that it wakes soon
+/// after [`Clock::advance`] jumps past its deadline.
+const RECHECK: Duration = Duration::from_millis(200);
 
 impl Clock {
     /// `speed` simulated seconds pass per real second (1.0: real time).
@@ -25,6 +32,7 @@ impl Clock {
             started: Instant::now(),
             epoch_ms,
             speed: speed.max(1e-6),
+            skipped_ms: AtomicI64::new(0),
         }))
     }
 
@@ -35,7 +43,16 @@ impl Clock {
     /// Simulated now, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         let elapsed = self.0.started.elapsed().as_secs_f64() * self.0.speed;
-        self.0.epoch_ms + (elapsed * 1000.0) as i64
+        self.0.epoch_ms + (elapsed * 1000.0) as i64 + self.0.skipped_ms.load(Ordering::Relaxed)
+    }
+
+    /// Jumps simulated time forward by `d`: a quiet stretch of a demo (nothing queued or
+    /// running, machines waiting out their paid hour) passes at once. Sleepers through
+    /// [`Clock::sleep`] wake within [`RECHECK`]; real-time waits (a virtual runner's job) do not
+    /// move, so call it only when nothing is in flight.
+    pub fn advance(&self, d: Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.0.skipped_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// Simulated now, in whole seconds since the Unix epoch.
@@ -48,9 +65,19 @@ impl Clock {
         simulated.div_f64(self.0.speed)
     }
 
-    /// Sleeps for a simulated duration.
+    /// Sleeps for a simulated duration, or less when [`Clock::advance`] jumps past its end.
     pub async fn sleep(&self, simulated: Duration) {
-        tokio::time::sleep(self.real(simulated)).await;
+        let until = self
+            .now_ms()
+            .saturating_add(i64::try_from(simulated.as_millis()).unwrap_or(i64::MAX));
+        loop {
+            let left = until - self.now_ms();
+            if left <= 0 {
+                return;
+            }
+            let real = self.real(Duration::from_millis(left as u64));
+            tokio::time::sleep(real.min(RECHECK)).await;
+        }
     }
 }
 
@@ -78,11 +105,30 @@ mod tests {
     fn a_fast_clock_runs_ahead_and_shortens_sleeps() {
         let c = Clock::new(60.0);
         assert_eq!(c.real(Duration::from_secs(60)), Duration::from_secs(1));
+        let before = c.now_ms();
+        c.advance(Duration::from_secs(3600));
+        assert!(c.now_ms() - before >= 3_600_000);
         let a = c.now_ms();
         std::thread::sleep(Duration::from_millis(20));
         assert!(
             c.now_ms() - a >= 1000,
             "20 ms real is at least 1.2 s simulated"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sleeper_wakes_soon_after_the_clock_jumps_past_its_end() {
+        let c = Clock::new(1.0);
+        let sleeper = tokio::spawn({
+            let c = c.clone();
+            async move { c.sleep(Duration::from_secs(3600)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sleeper.is_finished());
+        c.advance(Duration::from_secs(3600));
+        tokio::time::timeout(Duration::from_secs(2), sleeper)
+            .await
+            .expect("woken within a recheck")
+            .unwrap();
     }
 }

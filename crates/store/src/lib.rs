@@ -29,6 +29,7 @@ mod intents;
 mod jobs;
 mod lease;
 mod retention;
+mod samples;
 mod url;
 mod writer;
 
@@ -39,6 +40,7 @@ pub use intents::{Intent, IntentState};
 pub use jobs::{JobRecord, JobTally, RunNews, Upsert};
 pub use lease::{Acquired, Fence, Fenced, Lease, LeaseState};
 pub use retention::{Pruned, Retention};
+pub use samples::Sample;
 pub use url::redact_url;
 pub use writer::WriterLock;
 

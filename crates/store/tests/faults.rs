@@ -119,6 +119,7 @@ async fn sqlite_a_full_disk_fails_writes_and_freeing_it_heals_the_pool() {
 /// PostgreSQL ends every session of the store (as a restart or a failover of the server
 /// does): the writes after it fail at most once per broken connection, then succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
 async fn postgres_sessions_ended_by_the_server_are_replaced() {
     harness::on_postgres(|db: Db| async move {
         let options = StoreOptions {

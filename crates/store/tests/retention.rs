@@ -246,6 +246,7 @@ async fn sqlite_a_day_of_jobs_stays_under_the_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
 async fn postgres_a_day_of_jobs_stays_under_the_bound() {
     harness::on_postgres(a_day_of_jobs_stays_under_the_bound).await;
 }

@@ -26,6 +26,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
                 async fn $case() {
                     crate::harness::on_postgres(super::$case).await
                 }
@@ -54,6 +55,7 @@ on_both_backends![
     ids_past_i64_are_refused,
     ping_answers_until_the_store_is_closed,
     cursors_are_saved_and_replaced,
+    samples_are_replaced_by_minute_read_in_order_and_pruned,
     probe_write_commits_until_the_store_is_closed,
     events_filter_by_time_subject_and_kind,
     prune_goes_in_bounded_batches_and_keeps_what_lives,
@@ -64,6 +66,32 @@ on_both_backends![
     a_write_in_flight_is_ordered_before_a_takeover,
     writer_elsewhere_names_the_live_leader,
 ];
+
+async fn samples_are_replaced_by_minute_read_in_order_and_pruned(db: Db) {
+    use mayfly_store::Sample;
+    let at = |minute: i64, served: i64| Sample {
+        minute: minute * 60_000,
+        wait_max_secs: 30,
+        queued: 2,
+        starting: 1,
+        busy: 3,
+        idle: 0,
+        powered_off: 4,
+        leaving: 0,
+        cost_per_hour_micros: 123_456,
+        served,
+    };
+    for m in [3, 1, 2] {
+        db.save_sample(&at(m, 1)).await.unwrap();
+    }
+    // A later pass of the same minute replaces its figures.
+    db.save_sample(&at(2, 5)).await.unwrap();
+    let all = db.samples_since(Time(0)).await.unwrap();
+    assert_eq!(all, vec![at(1, 1), at(2, 5), at(3, 1)]);
+    assert_eq!(db.samples_since(Time(2 * 60_000)).await.unwrap().len(), 2);
+    assert_eq!(db.prune_samples(Time(3 * 60_000)).await.unwrap(), 2);
+    assert_eq!(db.samples_since(Time(0)).await.unwrap(), vec![at(3, 1)]);
+}
 
 async fn cursors_are_saved_and_replaced(db: Db) {
     assert_eq!(db.cursor("github:acme/app").await.unwrap(), None);
@@ -1233,6 +1261,7 @@ async fn sqlite_has_one_writer() {
 /// leader's first read sees that write; without the share lock on the lease row the takeover
 /// would go first and the write land behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run under scripts/with-postgres (scripts/test does)"]
 async fn postgres_a_takeover_waits_for_a_fenced_write_in_flight() {
     harness::on_postgres(|db: Db| async move {
         let lease = Duration::from_millis(2_000);

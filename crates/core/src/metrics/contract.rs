@@ -301,6 +301,7 @@ pub const CONTRACT: &[Metric] = &[
                 "unchanged",
                 "duplicate",
                 "ignored",
+                "foreign",
                 "invalid_signature",
                 "bad_request",
                 "disabled",

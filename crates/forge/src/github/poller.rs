@@ -33,6 +33,9 @@ struct RepoState {
     refetch: Vec<u64>,
     /// The cursor changed since [`Poller::take_cursor`] last asked.
     dirty: bool,
+    /// A light poll ([`Poller::queued_runs`]) updated a list without moving the cursor: the
+    /// next full poll compares the lists with the cursor even if both answer 304.
+    behind: bool,
 }
 
 pub struct Poller {
@@ -117,6 +120,7 @@ impl Poller {
             lists.push((status.as_str(), answer));
         }
         let state = self.state.entry(repo.to_string()).or_default();
+        changed |= std::mem::take(&mut state.behind);
         for (status, answer) in lists {
             if let Polled::Changed(runs) = answer {
                 state.lists.insert(status, runs);
@@ -161,6 +165,35 @@ impl Poller {
             }
         }
         Ok(runs)
+    }
+
+    /// A light poll for a repository whose webhooks are trusted: its queued runs only (one
+    /// conditional request, a 304 while nothing was queued or left the queue), returned whole
+    /// for the caller to read those the store has no news of. The cursor stays where it is:
+    /// runs that started or finished are the webhooks' news (and the truth check's), and the
+    /// next full poll picks up from the cursor.
+    pub async fn queued_runs(&mut self, repo: &Repo) -> Result<Vec<RunToRead>> {
+        let answer = self.client.runs(repo, RunStatus::Queued).await?;
+        let Polled::Changed(runs) = answer else {
+            return Ok(Vec::new());
+        };
+        let state = self.state.entry(repo.to_string()).or_default();
+        let before: Vec<u64> = state
+            .lists
+            .get(RunStatus::Queued.as_str())
+            .map(|l| l.iter().map(|r| r.id).collect())
+            .unwrap_or_default();
+        let out = runs
+            .iter()
+            .map(|r| RunToRead {
+                id: r.id,
+                updated_at: r.updated_at.as_deref().and_then(time::parse),
+                new: !before.contains(&r.id),
+            })
+            .collect();
+        state.lists.insert(RunStatus::Queued.as_str(), runs);
+        state.behind = true;
+        Ok(out)
     }
 
     /// The second half of a poll: the jobs of `runs` of `repo`, one request per run. A run

@@ -77,6 +77,9 @@ pub(crate) struct Call {
     pub url: String,
     pub body: Option<serde_json::Value>,
     pub priority: Priority,
+    /// Sent without the personal token: runner endpoints authenticate by the runner's own
+    /// token in the body, and GitLab refuses a call whose PRIVATE-TOKEN is not valid.
+    pub anonymous: bool,
 }
 
 impl Call {
@@ -86,6 +89,7 @@ impl Call {
             url,
             body: None,
             priority,
+            anonymous: false,
         }
     }
 
@@ -259,10 +263,11 @@ impl Client {
         let now = inner.clock.now();
         inner.limiter.admit(call.priority, now)?;
         let _slot = inner.limiter.slot().await;
-        let mut request = inner
-            .http
-            .request(call.method.clone(), &call.url)
-            .header("private-token", inner.token.expose())
+        let mut request = inner.http.request(call.method.clone(), &call.url);
+        if !call.anonymous {
+            request = request.header("private-token", inner.token.expose());
+        }
+        request = request
             .header("accept", "application/json")
             .header("user-agent", concat!("mayfly/", env!("CARGO_PKG_VERSION")));
         if let Some(body) = &call.body {

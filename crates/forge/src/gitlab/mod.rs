@@ -20,4 +20,4 @@ pub use jobs::{Job, JobScope, UnknownStatus, job_status};
 pub use poll::{PollReport, Poller};
 pub use projects::{Group, Project, Scopes, Served};
 pub use ratelimit::{Budget, Priority};
-pub use runners::{CreatedRunner, RegisteredRunner, RunnerScope};
+pub use runners::{CreatedRunner, RegisteredRunner, RunnerScope, VerifiedRunner};

@@ -100,6 +100,14 @@ struct Created {
     token_expires_at: Option<String>,
 }
 
+/// What `POST /runners/verify` says of a valid authentication token.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifiedRunner {
+    pub id: u64,
+    #[serde(default)]
+    pub token_expires_at: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct RunnerJob {
     id: u64,
@@ -157,6 +165,20 @@ impl Client {
             token: created.token,
             token_expires_at,
         })
+    }
+
+    /// `POST /runners/verify {token, system_id}`, as `gitlab-runner register` does: checks a
+    /// `glrt-` token and records this host as one of the runner's managers. Needs no personal
+    /// token. A bad token is `Forbidden`.
+    pub async fn verify_runner(&self, token: &Secret, system_id: &str) -> Result<VerifiedRunner> {
+        let mut call = Call::new(
+            Method::POST,
+            self.url("/runners/verify"),
+            Priority::Essential,
+        );
+        call.anonymous = true;
+        call.body = Some(json!({"token": token.expose(), "system_id": system_id}));
+        self.send(&call).await?.json()
     }
 
     /// `GET /runners/:id`, tags included.

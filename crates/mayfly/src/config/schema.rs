@@ -667,6 +667,10 @@ pub struct Intervals {
     /// While jobs wait for capacity and a machine's runner has just finished, the next pass
     /// comes this soon: the machine is reused (or deleted to make room) once it has stopped.
     pub finishing: HumanDuration,
+    /// The runner lists are read at least this often; in between, a pass that acts on nothing
+    /// they say (it only creates machines, or reuses powered-off ones) plans with the last
+    /// lists and spends no request on them.
+    pub runners: HumanDuration,
 }
 
 impl Default for Intervals {
@@ -683,6 +687,7 @@ impl Default for Intervals {
             confirm_stale: HumanDuration::secs(10),
             refused_retry: HumanDuration::secs(600),
             finishing: HumanDuration::secs(2),
+            runners: HumanDuration::secs(300),
         }
     }
 }

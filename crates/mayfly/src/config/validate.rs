@@ -401,6 +401,7 @@ fn durations(config: &Config) -> Vec<(String, Duration, Duration, Duration)> {
         ("intervals.coalesce", i.coalesce, 100 * MS, MIN),
         ("intervals.refused_retry", i.refused_retry, SEC, DAY),
         ("intervals.finishing", i.finishing, 500 * MS, MIN),
+        ("intervals.runners", i.runners, SEC, HOUR),
         ("deadlines.registration", d.registration, 5 * SEC, DAY),
         ("deadlines.idle", d.idle, SEC, 30 * DAY),
         ("deadlines.powered_off", d.powered_off, SEC, 30 * DAY),

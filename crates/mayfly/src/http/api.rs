@@ -103,7 +103,7 @@ impl Api {
 
     /// The view to serve: this replica's last pass while it acts, the leader's shared view on
     /// a follower; with leadership as this replica sees it.
-    async fn view(&self) -> Option<Arc<View>> {
+    pub(super) async fn view(&self) -> Option<Arc<View>> {
         let Some(r) = &self.leadership else {
             return self.views.borrow().clone();
         };
@@ -253,8 +253,9 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<Api>>)> {
     ]
 }
 
-/// `/readyz` (no token) and the routes of [`routes`] (token), with JSON answers for unknown
-/// paths and methods under `/api/v1/`.
+/// `/readyz` (no token), the routes of [`routes`] (token), with JSON answers for unknown
+/// paths and methods under `/api/v1/`, and the dashboard at `/` (sign-in with the token).
+/// Call inside a tokio runtime: the dashboard's broadcast is a task.
 pub fn router(api: Arc<Api>) -> Router {
     let protected = routes()
         .into_iter()
@@ -265,10 +266,12 @@ pub fn router(api: Arc<Api>) -> Router {
             api.clone(),
             auth::require_token,
         ));
+    let dashboard = super::dashboard::router(api.clone());
     Router::new()
         .route("/readyz", get(readiness::readyz))
         .merge(protected)
         .with_state(api)
+        .merge(dashboard)
 }
 
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -365,8 +368,18 @@ async fn instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Resp
 }
 
 async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
-    if let Some(unknown) = unknown_instance(&api, &name).await {
-        return unknown;
+    match delete(&api, name).await {
+        Ok(deletion) => axum::Json(deletion).into_response(),
+        Err((status, why)) => error(status, why),
+    }
+}
+
+/// The operator's delete, as the API and the dashboard ask for it: a name nobody knows is
+/// refused without a call, a busy machine is kept (`DeleteError::Busy`), and a pass is woken
+/// after a delete.
+pub(super) async fn delete(api: &Api, name: String) -> Result<Deletion, (StatusCode, String)> {
+    if let Some(unknown) = unknown_instance(api, &name).await {
+        return Err(unknown);
     }
     // Its own task: a client that hangs up must not cut a delete off between deregistering
     // the runner and deleting the machine.
@@ -376,17 +389,17 @@ async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) 
     let done = match done {
         Ok(done) => done,
         Err(e) => {
-            return error(
+            return Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the delete of {name} stopped: {e}"),
-            );
+            ));
         }
     };
     match done {
         Ok(result) => {
             info!(instance = %name, ?result, "deleted by operator");
             api.wake.now.notify_one();
-            axum::Json(Deletion { name, result }).into_response()
+            Ok(Deletion { name, result })
         }
         Err(e) => {
             let status = match &e {
@@ -399,7 +412,7 @@ async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) 
                 DeleteError::Failed { .. } => StatusCode::BAD_GATEWAY,
             };
             info!(instance = %name, error = %e, "operator delete refused or failed");
-            error(status, e.to_string())
+            Err((status, e.to_string()))
         }
     }
 }
@@ -407,7 +420,7 @@ async fn delete_instance(State(api): State<Arc<Api>>, Path(name): Path<String>) 
 /// 404 for a name neither the last pass saw nor the store records a live intent for: a typo
 /// costs no call to GitHub or a cloud. A machine made since the last pass has its intent, so
 /// it still goes to the operator, which reads the world afresh.
-async fn unknown_instance(api: &Api, name: &str) -> Option<Response> {
+async fn unknown_instance(api: &Api, name: &str) -> Option<(StatusCode, String)> {
     let view = api.view().await?;
     if view.instance(name).is_some() {
         return None;
@@ -415,7 +428,7 @@ async fn unknown_instance(api: &Api, name: &str) -> Option<Response> {
     let live = [IntentState::Pending, IntentState::Created];
     let intents = tokio::time::timeout(api.store_timeout, api.store.intents_in_state(&live));
     match intents.await {
-        Ok(Ok(intents)) if !intents.iter().any(|i| i.name == name) => Some(error(
+        Ok(Ok(intents)) if !intents.iter().any(|i| i.name == name) => Some((
             StatusCode::NOT_FOUND,
             format!("no instance named {name} (as of the last pass, and none being created)"),
         )),

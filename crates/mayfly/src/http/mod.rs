@@ -4,6 +4,7 @@
 
 pub mod api;
 mod auth;
+mod dashboard;
 pub mod metrics;
 mod readiness;
 pub mod serve;
@@ -34,6 +35,46 @@ pub struct Webhooks {
     /// When news arrives, as the rest of the controller tells time (the simulator's clock
     /// in-process): a job's news is compared with it.
     pub clock: Arc<dyn mayfly_core::Clock>,
+    /// Which repositories' jobs are mayfly's: a delivery for any other (a GitHub App installed
+    /// organization-wide while mayfly serves a list of repositories) is answered, counted as
+    /// `foreign` and not stored, so it never gets a machine.
+    pub serves: Served,
+}
+
+/// The repositories whose jobs mayfly serves, as the `[github]` section names them.
+#[derive(Clone, Debug, Default)]
+pub enum Served {
+    /// Every repository the deliveries come from (an organization or enterprise without a
+    /// repository list, or tests).
+    #[default]
+    Any,
+    /// The repositories of one organization.
+    Owner(String),
+    /// These repositories (`owner/name`, lowercase).
+    Repositories(std::collections::HashSet<String>),
+}
+
+impl Served {
+    /// From `github.repositories` and `github.organization`: the list wins where there is one.
+    pub fn new(repositories: &[String], organization: Option<&str>) -> Served {
+        if !repositories.is_empty() {
+            Served::Repositories(repositories.iter().map(|r| r.to_lowercase()).collect())
+        } else if let Some(org) = organization {
+            Served::Owner(org.to_lowercase())
+        } else {
+            Served::Any
+        }
+    }
+
+    /// Whether jobs of `repo` (`owner/name`) are mayfly's. GitHub's names are case-insensitive.
+    pub fn covers(&self, repo: &str) -> bool {
+        let repo = repo.to_lowercase();
+        match self {
+            Served::Any => true,
+            Served::Owner(o) => repo.split_once('/').is_some_and(|(owner, _)| owner == o),
+            Served::Repositories(set) => set.contains(&repo),
+        }
+    }
 }
 
 impl Webhooks {
@@ -44,7 +85,14 @@ impl Webhooks {
             wake,
             store_timeout: STORE_TIMEOUT,
             clock: Arc::new(mayfly_forge::github::SystemClock),
+            serves: Served::Any,
         }
+    }
+
+    /// Stores jobs of the repositories `serves` covers only.
+    pub fn serving(mut self, serves: Served) -> Self {
+        self.serves = serves;
+        self
     }
 
     /// Stamps news with `clock` instead of the wall clock.

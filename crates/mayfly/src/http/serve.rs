@@ -188,6 +188,7 @@ async fn connection(
         slots: slots.clone(),
         id,
         body_timeout: options.body_timeout,
+        stopped: stopped.clone(),
     };
     let mut builder = http1::Builder::new();
     builder
@@ -344,7 +345,14 @@ struct Requests {
     slots: Arc<Slots>,
     id: u64,
     body_timeout: Duration,
+    stopped: watch::Receiver<bool>,
 }
+
+/// Marks an answer whose body streams for as long as the client stays (the dashboard's event
+/// stream): once the server is told to stop, such a body ends at once, so that the drain at
+/// shutdown does not wait out an open browser tab.
+#[derive(Clone, Copy, Debug)]
+pub struct EndsAtShutdown;
 
 impl Service<hyper::Request<Incoming>> for Requests {
     type Response = axum::response::Response;
@@ -365,9 +373,18 @@ impl Service<hyper::Request<Incoming>> for Requests {
         let req = req.map(|body| Body::new(Deadline::new(body, deadline)));
         // axum's router is always ready.
         let answer = self.router.call(req);
+        let stopped = self.stopped.clone();
         Box::pin(async move {
             let response = answer.await?;
-            Ok(response.map(|body| Body::new(Answer { body, _busy: busy })))
+            let ends = response.extensions().get::<EndsAtShutdown>().is_some();
+            Ok(response.map(|body| {
+                let body = if ends {
+                    Body::new(UntilStopped::new(body, stopped))
+                } else {
+                    body
+                };
+                Body::new(Answer { body, _busy: busy })
+            }))
         })
     }
 }
@@ -408,6 +425,36 @@ impl http_body::Body for Answer {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A streaming answer that ends when the server is told to stop.
+struct UntilStopped {
+    body: Body,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl UntilStopped {
+    fn new(body: Body, mut stopped: watch::Receiver<bool>) -> UntilStopped {
+        UntilStopped {
+            body,
+            stop: Box::pin(async move { until_stopped(&mut stopped).await }),
+        }
+    }
+}
+
+impl http_body::Body for UntilStopped {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
     }
 }
 

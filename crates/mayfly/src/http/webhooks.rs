@@ -60,6 +60,15 @@ pub async fn github(
             record::webhook("ignored");
             StatusCode::NO_CONTENT.into_response()
         }
+        Ok(Delivery::Job(update)) if !hooks.serves.covers(&update.key.scope) => {
+            debug!(
+                delivery,
+                repo = %crate::escape::Text(&update.key.scope),
+                "webhook for a repository mayfly does not serve"
+            );
+            record::webhook("foreign");
+            reply(StatusCode::ACCEPTED, "not a repository this mayfly serves")
+        }
         Ok(Delivery::Job(update)) => store(&hooks, delivery, &update).await,
         Err(e) => {
             info!(delivery, reason = %e, "webhook rejected");

@@ -280,6 +280,7 @@ mod tests {
                 runner: RunnerState::Busy,
                 price_per_hour: Some(0.006),
                 cost_so_far: Some(0.006),
+                paid_until: Some(t(4300)),
             }],
             runners: vec![RunnerView {
                 id: 3,

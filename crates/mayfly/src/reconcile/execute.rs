@@ -32,6 +32,8 @@ pub struct Ctx {
     pub leadership: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::leader::Leadership>>,
     /// Set by a shutdown: steps not yet started are skipped.
     pub halt: Halt,
+    /// See [`super::Tuning::runners_max_age`].
+    pub runners_max_age: std::time::Duration,
 }
 
 impl Ctx {
@@ -478,16 +480,29 @@ impl Pass {
             self.stop.saw(&e);
             return Outcome::Skipped(format!("not deleted: {e}"));
         }
-        if let Some(id) = runner_id
-            && let Some(scope) = self.scope_of.get(&id)
-        {
-            match self.ctx.runners.remove(scope, id).await {
-                Ok(()) => {}
-                Err(ForgeError::Busy) => {
-                    return Outcome::Skipped("its runner took a job: kept".into());
+        let removed = match runner_id.and_then(|id| Some((id, self.scope_of.get(&id)?))) {
+            Some((id, scope)) => self.ctx.runners.remove(scope, id).await,
+            // A machine that is up and whose runner the lists did not show (registered since,
+            // or in a scope mayfly does not list): deregistered by name first, so a job running
+            // there is never cut off without GitHub knowing. A machine that is off runs nothing.
+            None => match self.instances.get(instance) {
+                Some(inst)
+                    if matches!(inst.state, InstanceState::Starting | InstanceState::Running) =>
+                {
+                    match self.ctx.runners.scope_for(inst.job.as_ref()) {
+                        Some(scope) => self.ctx.runners.remove_by_name(&scope, instance).await,
+                        None => Ok(()),
+                    }
                 }
-                Err(e) => return Outcome::Failed(format!("deregister the runner: {e}")),
+                _ => Ok(()),
+            },
+        };
+        match removed {
+            Ok(()) => {}
+            Err(ForgeError::Busy) => {
+                return Outcome::Skipped("its runner took a job: kept".into());
             }
+            Err(e) => return Outcome::Failed(format!("deregister the runner: {e}")),
         }
         let Some(provider) = self.provider_of(instance) else {
             return Outcome::Failed("its provider is not configured".into());

@@ -24,7 +24,7 @@ impl Phase {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Memory {
     /// Instance name → (phase, since, whether its runner left while it was up: its job is
     /// done and it is on its way off).

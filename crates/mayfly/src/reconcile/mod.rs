@@ -132,6 +132,10 @@ pub struct Tuning {
     /// comes this soon: the machine powers itself off within seconds, and is then reused for a
     /// waiting job or deleted to make room.
     pub finishing: Duration,
+    /// The runner lists are read at least this often. In between, a pass whose plan acts on
+    /// nothing they say (it only creates, or reuses powered-off machines) plans with the last
+    /// lists; any other pass reads them first.
+    pub runners_max_age: Duration,
 }
 
 impl Default for Tuning {
@@ -141,6 +145,7 @@ impl Default for Tuning {
             confirm_stale: Duration::from_secs(10),
             refused_retry: Duration::from_secs(600),
             finishing: Duration::from_secs(2),
+            runners_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -184,6 +189,7 @@ impl Reconciler {
                 confirm_stale: tuning.confirm_stale,
                 leadership: std::sync::OnceLock::new(),
                 halt: Halt::default(),
+                runners_max_age: tuning.runners_max_age,
             }),
             memory: Memory::default(),
             workers: tuning.workers,
@@ -382,7 +388,7 @@ impl Reconciler {
         let turn = self.turn.clone();
         let _turn = turn.lock().await;
         let writer = self.ctx.writer();
-        let (_, _, view) = self.plan(&writer).await?;
+        let (_, _, view) = self.plan(true, &writer).await?;
         Ok(view)
     }
 
@@ -392,7 +398,7 @@ impl Reconciler {
         if let Some(why) = writer.refusal() {
             return Err(PassError::NotLeading(why));
         }
-        let (seen, plan, _) = self.plan(&writer).await?;
+        let (seen, plan, _) = self.plan(false, &writer).await?;
         let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
@@ -500,13 +506,47 @@ impl Reconciler {
         self.view.send_replace(Some(view));
     }
 
-    /// The snapshot of now and the plan for it; publishes the view.
-    async fn plan(&mut self, writer: &Writer) -> Result<(Seen, Plan, Arc<View>), PassError> {
+    /// The snapshot of now and the plan for it; publishes the view. Unless `fresh`, plans
+    /// first with the last runner lists (when young enough), and reads them again only if that
+    /// plan rests on them (see [`Plan::depends_on_runners`]).
+    async fn plan(
+        &mut self,
+        fresh: bool,
+        writer: &Writer,
+    ) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let mut seen = read(ctx, writer, &mut self.memory, now).await?;
-        seen.snapshot.refused = self.refusals.current(now);
-        let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+        let world = read(ctx).await?;
+        let last = (!fresh)
+            .then(|| ctx.runners.last_list(now, ctx.runners_max_age))
+            .flatten();
+        let planned = match last {
+            Some(list) => {
+                let before = self.memory.clone();
+                let mut seen = assemble(ctx, world.clone(), Ok(list), &mut self.memory, now);
+                seen.snapshot.refused = self.refusals.current(now);
+                let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+                if plan.depends_on_runners(&seen.snapshot) {
+                    self.memory = before;
+                    None
+                } else {
+                    Some((seen, plan))
+                }
+            }
+            None => None,
+        };
+        let (seen, plan) = match planned {
+            Some(p) => p,
+            None => {
+                let list = ctx.runners.list(now).await;
+                let mut seen = assemble(ctx, world, list, &mut self.memory, now);
+                seen.snapshot.refused = self.refusals.current(now);
+                let plan = mayfly_core::plan(&seen.snapshot, &ctx.pools, now);
+                (seen, plan)
+            }
+        };
+        // Fenced: a replica that lost the lease writes nothing, and its pass stops here.
+        write_updates(writer, &seen.updates, now).await?;
         let view = Arc::new(View::build(
             &ctx.pools,
             &seen.snapshot,
@@ -526,15 +566,52 @@ impl Reconciler {
     }
 }
 
-/// Reads the truth at `now`: jobs and intents from the store, one list per provider, the
-/// runners; joins them, and writes back what the join learned about intents. A provider that
-/// cannot be listed fails the read; runners that cannot be read are reported in the result.
-async fn read(
+/// Reads the truth at `now`, the runner lists included, and writes back what the join learned
+/// of intents.
+pub(super) async fn read_all(
     ctx: &Ctx,
     writer: &Writer,
     memory: &mut Memory,
     now: Time,
 ) -> Result<Seen, PassError> {
+    let world = read(ctx).await?;
+    let list = ctx.runners.list(now).await;
+    let seen = assemble(ctx, world, list, memory, now);
+    write_updates(writer, &seen.updates, now).await?;
+    Ok(seen)
+}
+
+/// Writes what a join learned of intents (idempotent facts).
+async fn write_updates(
+    writer: &Writer,
+    updates: &[IntentUpdate],
+    now: Time,
+) -> Result<(), PassError> {
+    for update in updates {
+        let (name, state, id) = match update {
+            IntentUpdate::Created { name, provider_id } => {
+                (name, IntentState::Created, provider_id.as_deref())
+            }
+            IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
+        };
+        writer.set_intent_state(name, state, id, now).await?;
+    }
+    Ok(())
+}
+
+/// What a pass reads before the runners: jobs and intents from the store, one list per
+/// provider.
+#[derive(Clone)]
+struct World {
+    jobs: Vec<mayfly_core::Job>,
+    news: std::collections::HashMap<mayfly_core::JobKey, Time>,
+    intents: Vec<mayfly_store::Intent>,
+    listed: Vec<(String, mayfly_core::Instance)>,
+}
+
+/// Reads jobs and intents from the store and lists every provider once. A provider that cannot
+/// be listed fails the read.
+async fn read(ctx: &Ctx) -> Result<World, PassError> {
     let (jobs, news) = snapshot::jobs(&ctx.store).await?;
     let intents = ctx
         .store
@@ -554,7 +631,37 @@ async fn read(
             })?;
         listed.extend(instances.into_iter().map(|i| (name.clone(), i)));
     }
-    let (runner_list, runners_error) = match ctx.runners.list().await {
+    Ok(World {
+        jobs,
+        news,
+        intents,
+        listed,
+    })
+}
+
+/// Joins the world with the runners (runners that cannot be read are reported in the result,
+/// and make the pass create-only). The intent updates the join implies are for the caller to
+/// write, once.
+fn assemble(
+    ctx: &Ctx,
+    world: World,
+    runner_list: Result<
+        Vec<(
+            mayfly_forge::github::Scope,
+            mayfly_forge::github::RegisteredRunner,
+        )>,
+        mayfly_forge::github::Error,
+    >,
+    memory: &mut Memory,
+    now: Time,
+) -> Seen {
+    let World {
+        jobs,
+        news,
+        intents,
+        listed,
+    } = world;
+    let (runner_list, runners_error) = match runner_list {
         Ok(list) => (list, None),
         Err(e) => {
             warn!(error = %e, "cannot read the runners: this pass only creates");
@@ -566,16 +673,6 @@ async fn read(
     let registered = runners_error.is_none().then_some(&registered);
     let (instances, provider_of, updates) =
         snapshot::join(&ctx.pools, listed, intents, registered, memory, now);
-    for update in updates {
-        let (name, state, id) = match &update {
-            IntentUpdate::Created { name, provider_id } => {
-                (name, IntentState::Created, provider_id.as_deref())
-            }
-            IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
-        };
-        // Fenced: a replica that lost the lease writes nothing, and its pass stops here.
-        writer.set_intent_state(name, state, id, now).await?;
-    }
     let (runners, scope_of) = snapshot::runners(&runner_list, memory, now);
     let snapshot = mayfly_core::Snapshot {
         jobs,
@@ -584,13 +681,14 @@ async fn read(
         refused: Default::default(),
     };
     snapshot::forget_unseen(memory, &snapshot);
-    Ok(Seen {
+    Seen {
         snapshot,
         provider_of,
         scope_of,
         runners_error,
         news,
-    })
+        updates,
+    }
 }
 
 /// The providers some pool uses, each once, in name order.

@@ -3,7 +3,7 @@
 
 use super::execute::{self, Ctx, Outcome};
 use super::memory::Memory;
-use super::{PassError, read};
+use super::{PassError, read_all};
 use mayfly_core::{Action, InstanceState, Reason};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl Operator {
             return Err(DeleteError::NotLeader(why));
         }
         // Since-when does not matter to a delete: a memory of its own leaves the loop's alone.
-        let seen = read(&self.ctx, &writer, &mut Memory::default(), now).await?;
+        let seen = read_all(&self.ctx, &writer, &mut Memory::default(), now).await?;
         if let Some(e) = &seen.runners_error {
             return Err(DeleteError::RunnersUnknown(e.clone()));
         }

@@ -14,6 +14,8 @@ pub struct Runners {
     config: GithubConfig,
     /// The last answer per scope: a 304 means it still holds.
     cache: Mutex<HashMap<Scope, Vec<RegisteredRunner>>>,
+    /// When every scope was last read.
+    listed_at: Mutex<Option<mayfly_core::Time>>,
     /// The web address runners register against in token mode (`https://github.com`).
     web_url: String,
 }
@@ -25,6 +27,7 @@ impl Runners {
             client,
             config,
             cache: Mutex::new(HashMap::new()),
+            listed_at: Mutex::new(None),
             web_url,
         }
     }
@@ -81,7 +84,10 @@ impl Runners {
 
     /// Every runner of every scope, with its scope. Any scope that cannot be read fails the
     /// whole list: a pass that does not see a busy runner must not act on its machine.
-    pub async fn list(&self) -> Result<Vec<(Scope, RegisteredRunner)>, Error> {
+    pub async fn list(
+        &self,
+        now: mayfly_core::Time,
+    ) -> Result<Vec<(Scope, RegisteredRunner)>, Error> {
         let mut all = Vec::new();
         for scope in self.scopes() {
             let polled = self.client.runners(&scope).await?;
@@ -93,7 +99,28 @@ impl Runners {
                 all.extend(list.iter().map(|r| (scope.clone(), r.clone())));
             }
         }
+        *self.listed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
         Ok(all)
+    }
+
+    /// The runners as the last [`Runners::list`] found them, if it read every scope no longer
+    /// than `max_age` before `now`: what a pass that acts on nothing the runners say plans with.
+    pub fn last_list(
+        &self,
+        now: mayfly_core::Time,
+        max_age: std::time::Duration,
+    ) -> Option<Vec<(Scope, RegisteredRunner)>> {
+        let listed_at = (*self.listed_at.lock().unwrap_or_else(|e| e.into_inner()))?;
+        if now.since(listed_at) > max_age {
+            return None;
+        }
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = Vec::new();
+        for scope in self.scopes() {
+            let list = cache.get(&scope)?;
+            all.extend(list.iter().map(|r| (scope.clone(), r.clone())));
+        }
+        Some(all)
     }
 
     /// A single-use credential for runner `name`. A runner left with that name (a crash after

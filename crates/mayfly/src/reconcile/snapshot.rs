@@ -21,6 +21,8 @@ pub struct Seen {
     pub runners_error: Option<String>,
     /// When the store last learned something of each job it holds as queued or running.
     pub news: HashMap<JobKey, Time>,
+    /// What the join learned of intents, written to the store once the plan is made.
+    pub updates: Vec<IntentUpdate>,
 }
 
 /// Jobs waiting or running, each with the count of instances ever created for its attempt, and

@@ -48,6 +48,7 @@ pub async fn start(
             workers: 4,
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
+            runners_max_age: Duration::ZERO,
         },
     )
     .await

@@ -18,6 +18,8 @@ pub struct SimServe {
     pub github: String,
     /// The fake Hetzner's API URL (`http://127.0.0.1:PORT/v1`).
     pub hetzner: String,
+    /// The fake GitLab's instance URL (`http://127.0.0.1:PORT`; its API under `/api/v4`).
+    pub gitlab: String,
     /// `host:port` of the control API.
     control: String,
     /// The simulator's own log (stderr), for a failure's report.
@@ -85,6 +87,7 @@ impl SimServe {
             child,
             github: field("github"),
             hetzner: field("hetzner"),
+            gitlab: field("gitlab"),
             control,
             log,
         }

@@ -26,6 +26,8 @@ pub struct EcsTask {
     pub created_at: Option<i64>,
     pub zone: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// The private IPv4 address of the task's network interface (awsvpc), once attached.
+    pub private_ip: Option<String>,
 }
 
 impl EcsTask {
@@ -160,7 +162,25 @@ pub fn task(t: &Value) -> EcsTask {
         created_at: millis_of(t, "createdAt"),
         zone: str_of(t, "availabilityZone"),
         tags: tags_of(t),
+        private_ip: private_ip(t),
     }
+}
+
+/// `attachments[type=ElasticNetworkInterface].details[name=privateIPv4Address].value`.
+fn private_ip(t: &Value) -> Option<String> {
+    t.get("attachments")?
+        .as_array()?
+        .iter()
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("ElasticNetworkInterface"))
+        .flat_map(|a| {
+            a.get("details")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .find(|d| d.get("name").and_then(Value::as_str) == Some("privateIPv4Address"))
+        .and_then(|d| d.get("value").and_then(Value::as_str))
+        .map(str::to_string)
 }
 
 fn failure(f: &Value) -> Failure {

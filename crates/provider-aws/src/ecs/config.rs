@@ -47,6 +47,13 @@ pub mod env {
     pub const JIT_CONFIG: &str = "MAYFLY_JIT_CONFIG";
     /// Instead of the config: the SSM parameter (SecureString) that holds it.
     pub const JIT_CONFIG_PARAMETER: &str = "MAYFLY_JIT_CONFIG_PARAMETER";
+    /// A GitLab executor job's client key, for the container's authorized_keys (the name the
+    /// GitLab Fargate driver's images read).
+    pub const SSH_PUBLIC_KEY: &str = "SSH_PUBLIC_KEY";
+    /// The sshd host key (OpenSSH private key) made for this task, pinned by the executor.
+    pub const SSH_HOST_KEY: &str = "MAYFLY_SSH_HOST_KEY";
+    /// Instead of the key: the SSM parameter (SecureString) that holds it.
+    pub const SSH_HOST_KEY_PARAMETER: &str = "MAYFLY_SSH_HOST_KEY_PARAMETER";
 }
 
 #[derive(Clone, Debug, PartialEq)]

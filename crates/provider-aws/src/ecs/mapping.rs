@@ -78,7 +78,7 @@ pub fn instance(
         }),
         job: None,
         run_id: None,
-        address: None,
+        address: t.private_ip.clone(),
     }
 }
 

@@ -222,10 +222,24 @@ impl Provider for Ecs {
     }
 
     async fn create(&self, req: &CreateRequest) -> Result<Instance> {
-        let Credential::Jit(jit) = &req.credential else {
-            return Err(Error::Invalid {
-                message: "aws-ecs takes JIT configs only: set github.registration = \"jit\"".into(),
-            });
+        // The secret that goes to the container, under which variable, and what else it gets.
+        let (secret, plain, parameter_var, extra) = match &req.credential {
+            Credential::Jit(jit) => (jit, env::JIT_CONFIG, env::JIT_CONFIG_PARAMETER, None),
+            Credential::Ssh {
+                authorized_key,
+                host_key,
+            } => (
+                host_key,
+                env::SSH_HOST_KEY,
+                env::SSH_HOST_KEY_PARAMETER,
+                Some((env::SSH_PUBLIC_KEY.to_string(), Secret::new(authorized_key))),
+            ),
+            _ => {
+                return Err(Error::Invalid {
+                    message: "aws-ecs takes JIT configs only: set github.registration = \"jit\""
+                        .into(),
+                });
+            }
         };
         let family = self.family(req).await?;
         if self
@@ -246,15 +260,16 @@ impl Provider for Ecs {
             }
         };
         let mut environment = vec![(env::RUNNER_NAME.to_string(), Secret::new(&req.name))];
+        environment.extend(extra);
         match self.config.parameter(&req.name) {
             Some(p) => {
                 self.api
-                    .put_parameter(&p, jit)
+                    .put_parameter(&p, secret)
                     .await
                     .map_err(|e| mapping::error(&e))?;
-                environment.push((env::JIT_CONFIG_PARAMETER.to_string(), Secret::new(p)));
+                environment.push((parameter_var.to_string(), Secret::new(p)));
             }
-            None => environment.push((env::JIT_CONFIG.to_string(), jit.clone())),
+            None => environment.push((plain.to_string(), secret.clone())),
         }
         let base = RunTask {
             cluster: self.config.cluster.clone(),

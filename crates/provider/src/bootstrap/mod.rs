@@ -111,6 +111,14 @@ pub enum Credential {
         url: String,
         token: Secret,
     },
+    /// No runner at all: the machine of a GitLab custom executor job (`mayfly gitlab-executor`),
+    /// reached over SSH. The user data is the executor's own; a container gets the job's client
+    /// key as `SSH_PUBLIC_KEY` (the Fargate driver's variable) and its sshd host key as
+    /// `MAYFLY_SSH_HOST_KEY`, made for this machine alone so the executor pins it before boot.
+    Ssh {
+        authorized_key: String,
+        host_key: Secret,
+    },
 }
 
 impl fmt::Display for Credential {
@@ -121,6 +129,7 @@ impl fmt::Display for Credential {
                 write!(f, "registration token for runner {name:?} at {url}")
             }
             Credential::Gitlab { url, .. } => write!(f, "GitLab runner token for {url}"),
+            Credential::Ssh { .. } => f.write_str("SSH keys of an executor job"),
         }
     }
 }
@@ -365,6 +374,7 @@ fn start_runner(credential: &Credential) -> Result<String, BootstrapError> {
             ))
         }
         Credential::Gitlab { .. } => bad("a GitLab token starts gitlab-runner, not actions/runner"),
+        Credential::Ssh { .. } => bad("an executor job's machine runs no runner"),
     }
 }
 

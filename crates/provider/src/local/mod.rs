@@ -463,7 +463,7 @@ impl Provider for Local {
                         .into(),
                 });
             }
-            Credential::Gitlab { .. } => {
+            Credential::Gitlab { .. } | Credential::Ssh { .. } => {
                 return Err(Error::Invalid {
                     message: "the local provider starts GitHub Actions runners only; serve \
                               GitLab jobs from a cloud provider"

@@ -44,6 +44,8 @@ pub struct ServerSummary {
     pub server_type: String,
     pub location: String,
     pub created_ms: i64,
+    /// What the server booted with: tests read the keys a GitLab executor job's machine got.
+    pub user_data: String,
 }
 
 impl Hetzner {
@@ -88,6 +90,7 @@ impl Hetzner {
                 server_type: s.server_type.name.to_string(),
                 location: s.location.name.to_string(),
                 created_ms: s.created_ms,
+                user_data: s.user_data.clone(),
             })
             .collect()
     }

@@ -1,0 +1,103 @@
+//! What gitlab-runner tells each executable about the job: the job's variables prefixed
+//! `CUSTOM_ENV_`, the exit codes it wants, and the files it reads back.
+
+use std::path::PathBuf;
+
+/// gitlab-runner's documented defaults, used when its variables are missing (a manual run).
+const BUILD_FAILURE: i32 = 1;
+const SYSTEM_FAILURE: i32 = 2;
+
+#[derive(Clone, Debug)]
+pub struct JobEnv {
+    pub job_id: u64,
+    pub project_path: String,
+    /// The runner's tags (`CI_RUNNER_TAGS`): its `[[runners]]` entry's, which pick the pool.
+    pub runner_tags: Vec<String>,
+    /// `MAYFLY_POOL` set by the job: a pool by name, as FARGATE_TASK_DEFINITION picks a task.
+    pub pool: Option<String>,
+    /// `CI_JOB_TIMEOUT` in seconds.
+    pub timeout_secs: Option<u64>,
+    pub build_failure: i32,
+    pub system_failure: i32,
+    /// Where the script's own exit code goes on a build failure (for `allow_failure: exit_codes`).
+    pub build_exit_code_file: Option<PathBuf>,
+}
+
+impl JobEnv {
+    /// Reads the variables through `get` (the process environment, or a test's map).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<JobEnv, String> {
+        let custom = |name: &str| get(&format!("CUSTOM_ENV_{name}")).filter(|v| !v.is_empty());
+        let code = |name: &str, default: i32| -> Result<i32, String> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("{name}={v:?} is not an exit code")),
+            }
+        };
+        let job_id = custom("CI_JOB_ID").ok_or(
+            "CUSTOM_ENV_CI_JOB_ID is not set: run me from gitlab-runner's [runners.custom]",
+        )?;
+        let job_id = job_id
+            .parse()
+            .map_err(|_| format!("CUSTOM_ENV_CI_JOB_ID={job_id:?} is not a job id"))?;
+        Ok(JobEnv {
+            job_id,
+            project_path: custom("CI_PROJECT_PATH").unwrap_or_default(),
+            runner_tags: custom("CI_RUNNER_TAGS")
+                .map(|t| super::settings::parse_tags(&t))
+                .unwrap_or_default(),
+            pool: custom("MAYFLY_POOL"),
+            timeout_secs: custom("CI_JOB_TIMEOUT").and_then(|t| t.parse().ok()),
+            build_failure: code("BUILD_FAILURE_EXIT_CODE", BUILD_FAILURE)?,
+            system_failure: code("SYSTEM_FAILURE_EXIT_CODE", SYSTEM_FAILURE)?,
+            build_exit_code_file: get("BUILD_EXIT_CODE_FILE")
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+        })
+    }
+
+    pub fn from_process() -> Result<JobEnv, String> {
+        JobEnv::read(|k| std::env::var(k).ok())
+    }
+
+    /// The machine's deterministic name: the create's idempotency key, so the three attempts
+    /// gitlab-runner gives `prepare` never make three machines.
+    pub fn machine_name(&self) -> String {
+        machine_name(self.job_id)
+    }
+}
+
+pub fn machine_name(job_id: u64) -> String {
+    format!("mayfly-gl-{job_id}")
+}
+
+/// The job id back from a machine name, for the reaper.
+pub fn job_of(name: &str) -> Option<u64> {
+    name.strip_prefix("mayfly-gl-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn reads_gitlab_runners_variables() {
+        let env: HashMap<&str, &str> = [
+            ("CUSTOM_ENV_CI_JOB_ID", "42"),
+            ("CUSTOM_ENV_CI_RUNNER_TAGS", r#"["a", "b"]"#),
+            ("CUSTOM_ENV_CI_JOB_TIMEOUT", "3600"),
+            ("BUILD_FAILURE_EXIT_CODE", "7"),
+            ("SYSTEM_FAILURE_EXIT_CODE", "8"),
+        ]
+        .into();
+        let j = JobEnv::read(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!((j.job_id, j.build_failure, j.system_failure), (42, 7, 8));
+        assert_eq!(j.runner_tags, ["a", "b"]);
+        assert_eq!(j.timeout_secs, Some(3600));
+        assert_eq!(job_of(&j.machine_name()), Some(42));
+        let e = JobEnv::read(|_| None).unwrap_err();
+        assert!(e.contains("CUSTOM_ENV_CI_JOB_ID"), "{e}");
+    }
+}
