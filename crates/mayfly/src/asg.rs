@@ -75,11 +75,20 @@ impl AsgPool {
 
     /// Decides every interval until the task is aborted.
     pub async fn run(self) {
+        self.run_while(|| true).await
+    }
+
+    /// [`AsgPool::run`], skipping every interval at which `acts` says no: among replicas only
+    /// the leader scales the group.
+    pub async fn run_while(self, acts: impl Fn() -> bool + Send) {
         let every = self.scaler.config().interval;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !acts() {
+                continue;
+            }
             match self.pass().await {
                 Ok(d) => debug!(pool = %self.pool.name, reason = %d.reason, "aws-asg pass"),
                 Err(e) => {

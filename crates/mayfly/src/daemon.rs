@@ -1,20 +1,37 @@
 //! `mayfly run`: opens the store, serves HTTP (webhooks, health, the API, metrics) on `listen` (and `api.listen`), and runs the
 //! reconcile loop on its timer or when a webhook wakes it, until Ctrl-C or SIGTERM.
+//!
+//! On PostgreSQL any number of replicas share the state: each serves webhooks and the API, and
+//! only the one holding the leader lease (`mayfly::leader`) polls and runs passes, every intent
+//! write fenced by its epoch. On SQLite the file lock makes this process the only writer.
 
 use crate::config::Config;
 use anyhow::Context;
 use mayfly::demand::Demand;
 use mayfly::http;
+use mayfly::leader::{Leader, Leadership};
 use mayfly_forge::github::{Client, Repo, SystemClock};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
-/// How long requests in flight get to finish once a shutdown signal arrived.
-const HTTP_DRAIN: Duration = Duration::from_secs(10);
+/// How long requests in flight get to finish once a shutdown signal arrived: webhooks are
+/// small, and a job whose delivery was cut short is found by the leader's poll and its check of
+/// long-queued jobs (GitHub does not redeliver by itself).
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+/// How long closing the store's connections may take at the end.
+const STORE_CLOSE: Duration = Duration::from_secs(1);
+/// A follower looks at its leadership at least this often (a change is also notified).
+const FOLLOW_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether this replica may act: always without an election, while it leads with one.
+fn leads(leadership: Option<&watch::Receiver<Leadership>>) -> bool {
+    leadership.is_none_or(|l| l.borrow().leads_now())
+}
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // First: everything after it records through the recorder.
@@ -45,6 +62,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // One client for the credential: its limiter then sees every request the daemon makes.
     let client = Client::new(&config.github().client).context("cannot set up the GitHub client")?;
     let mut reconciler = build_reconciler(&config, client.clone(), store.clone()).await?;
+    // Several replicas may share a PostgreSQL state: the lease decides which one acts.
+    let replica = mayfly::leader::replica_id();
+    let election = (store.backend() == mayfly_store::Backend::Postgres).then(|| {
+        info!(%replica, "replicas may share this state: passes run while this one leads");
+        Leader::spawn(
+            Arc::new(store.clone()),
+            config.leader(replica.clone()),
+            Arc::new(SystemClock),
+        )
+    });
+    let leadership = election.as_ref().map(Leader::watch);
+    if election.is_none() {
+        // Alone on its state: this process is the one that acts.
+        mayfly::leader::record(true, 0);
+    }
+    if let Some(l) = &leadership {
+        reconciler.lead_under(l.clone());
+    }
+    let halt = reconciler.halt();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -77,8 +113,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wake.clone(),
         token,
         ready_within,
-    );
+    )
+    .under(&replica, leadership.clone());
     api.dashboard = config.dashboard.settings();
+    let sharing = leadership
+        .clone()
+        .map(|l| share_views(store.clone(), reconciler.views(), l));
     let gh = config.github();
     let hooks = http::router(
         http::Webhooks::new(store.clone(), secret, wake.clone()).serving(http::Served::new(
@@ -105,11 +145,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     let (stop_demand, demand_stopped) = tokio::sync::watch::channel(false);
+    let news = leadership
+        .clone()
+        .map(|l| news_task(store.clone(), wake.clone(), l, config.leader.news.0));
     let demand = match demand_task(
         &config,
         client.clone(),
         store.clone(),
         wake.clone(),
+        leadership.clone(),
         demand_stopped,
     ) {
         Ok(task) => task,
@@ -119,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let asg = match asg_tasks(&config, &client, &store).await {
+    let asg = match asg_tasks(&config, &client, &store, leadership.clone()).await {
         Ok(tasks) => tasks,
         Err(e) => {
             let _ = stop_http.send(());
@@ -146,12 +190,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &wake,
         mayfly_core::Pacer::new(pace),
         clock.as_ref(),
+        Lead {
+            leadership: leadership.clone(),
+            halt,
+            grace: config.deadlines.shutdown.0,
+        },
         shutdown,
         async |step| match step {
             Step::Pass(trigger) => Some(match reconciler.pass().await {
                 Ok(report) => {
                     debug!(trigger, ?report, "reconcile pass done");
                     report.ended()
+                }
+                Err(e @ mayfly::reconcile::PassError::NotLeading(_)) => {
+                    info!(trigger, why = %e, "no pass: this replica does not lead");
+                    mayfly_core::Ended::default()
                 }
                 Err(e) => {
                     warn!(trigger, error = %e, "reconcile pass failed; trying again soon");
@@ -165,15 +218,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .await;
+    let stopping = std::time::Instant::now();
     let _ = stop_http.send(());
     let _ = stop_demand.send(true);
     for task in asg {
         task.abort();
     }
     retention.abort();
-    if let Some(task) = demand {
-        // A pass in flight is cut short: everything it did is in the store already.
+    for task in [news, sharing].into_iter().flatten() {
         task.abort();
+    }
+    if let Some(task) = demand {
+        // A poll in flight is cut short: everything it did is in the store already.
+        task.abort();
+    }
+    // Released at once, so another replica leads at its next try rather than a lease later.
+    // Bounded by the election's call timeout.
+    if let Some(election) = election {
+        election.stop().await;
     }
     match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
         Ok(Ok(Ok(()))) => {}
@@ -184,9 +246,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             warn!(timeout = ?HTTP_DRAIN, "HTTP requests still open at shutdown were dropped");
         }
     }
-    store.close().await;
+    if tokio::time::timeout(STORE_CLOSE, store.close())
+        .await
+        .is_err()
+    {
+        warn!("the store's connections did not close in time; they are dropped");
+    }
     stopped?;
-    info!("stopped");
+    info!(took = ?stopping.elapsed(), "stopped");
     Ok(())
 }
 
@@ -197,6 +264,7 @@ fn demand_task(
     client: Client,
     store: mayfly_store::Store,
     wake: Arc<mayfly::demand::Wake>,
+    leadership: Option<watch::Receiver<Leadership>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let gh = &config.github;
@@ -237,7 +305,11 @@ fn demand_task(
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Polls cost the forge's budget: only the replica that acts on them polls.
                 _ = tick.tick() => {
+                    if !leads(leadership.as_ref()) {
+                        continue;
+                    }
                     let report = demand.pass(mayfly::demand::now()).await;
                     debug!(?report, "demand pass");
                 }
@@ -249,6 +321,83 @@ fn demand_task(
             }
         }
     })))
+}
+
+/// While this replica leads: reads the store's tally of open jobs every `every` and wakes the
+/// loop when it changed, so a job whose webhook another replica received is served at once
+/// rather than at the next timer. (Its own webhooks wake it directly.)
+fn news_task(
+    store: mayfly_store::Store,
+    wake: Arc<mayfly::demand::Wake>,
+    leadership: watch::Receiver<Leadership>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last: Option<mayfly_store::JobTally> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !leadership.borrow().leads_now() {
+                last = None;
+                continue;
+            }
+            let tally =
+                match tokio::time::timeout(every.max(Duration::from_secs(1)), store.job_tally())
+                    .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "cannot read the open jobs");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+            if let Some(before) = last.replace(tally) {
+                if tally.queued.0 > before.queued.0
+                    || (tally.queued != before.queued && tally.queued.0 == before.queued.0)
+                {
+                    wake.now.notify_one();
+                }
+                if tally.running.0 < before.running.0 {
+                    wake.soon.notify_one();
+                } else if tally.running != before.running {
+                    wake.started.notify_one();
+                }
+            }
+        }
+    })
+}
+
+/// While this replica leads: saves each view its passes publish in the store (at most every
+/// two seconds), where followers' APIs read it (`http::api::SHARED_VIEW`), so that `mayfly
+/// status` and the API answer the same from every replica.
+fn share_views(
+    store: mayfly_store::Store,
+    mut views: watch::Receiver<Option<Arc<mayfly::view::View>>>,
+    leadership: watch::Receiver<Leadership>,
+) -> tokio::task::JoinHandle<()> {
+    const EVERY: Duration = Duration::from_secs(2);
+    tokio::spawn(async move {
+        while views.changed().await.is_ok() {
+            let view = views.borrow_and_update().clone();
+            if let Some(view) = view
+                && leadership.borrow().leads_now()
+            {
+                match serde_json::to_string(&*view) {
+                    Ok(json) => {
+                        let save =
+                            store.save_cursor(http::api::SHARED_VIEW, &json, mayfly::demand::now());
+                        if let Ok(Err(e)) = tokio::time::timeout(EVERY, save).await {
+                            debug!(error = %e, "cannot share the view with the followers");
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "cannot serialize the view"),
+                }
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    })
 }
 
 /// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
@@ -293,6 +442,7 @@ async fn asg_tasks(
     config: &Config,
     client: &Client,
     store: &mayfly_store::Store,
+    leadership: Option<watch::Receiver<Leadership>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     #[cfg(feature = "aws")]
     {
@@ -321,13 +471,16 @@ async fn asg_tasks(
                 clock: Arc::new(SystemClock),
             };
             info!(provider = %name, pool = %pool.name, "aws-asg: scaling the group on queue depth");
-            tasks.push(tokio::spawn(looped.run()));
+            let leadership = leadership.clone();
+            tasks.push(tokio::spawn(
+                looped.run_while(move || leads(leadership.as_ref())),
+            ));
         }
         Ok(tasks)
     }
     #[cfg(not(feature = "aws"))]
     {
-        let _ = (config, client, store);
+        let _ = (config, client, store, leadership);
         Ok(Vec::new())
     }
 }
@@ -365,25 +518,83 @@ async fn build_provider(
     }
 }
 
-/// A pass at once, then passes as `pacer` schedules them (queued jobs, finished jobs, the
-/// last pass's deadlines), until `shutdown` resolves. Events during a pass are served by the
-/// next one, which `coalesce` keeps apart from the last. A pass in flight finishes before the
-/// loop looks at the shutdown signal again: every step it takes is bounded by a timeout.
+/// What the loop obeys beside its pace: leadership, and how a shutdown cuts a pass.
+struct Lead {
+    /// `None`: no election, this process acts alone.
+    leadership: Option<watch::Receiver<Leadership>>,
+    /// Set on a shutdown: the pass in flight starts no more steps.
+    halt: mayfly::reconcile::Halt,
+    /// How long the pass in flight may go on after a shutdown signal.
+    grace: Duration,
+}
+
+/// A pass at once (once leading, under an election), then passes as `pacer` schedules them
+/// (queued jobs, finished jobs, the last pass's deadlines), until `shutdown` resolves. Events
+/// during a pass are served by the next one, which `coalesce` keeps apart from the last.
+///
+/// A shutdown signal during a pass halts it: steps not yet started are skipped, those in flight
+/// get `grace` to reach a safe point, and then the pass is dropped (a create whose intent is
+/// written stays pending, and the next pass, of this process or another, carries it out).
 async fn reconcile_loop(
     wake: &mayfly::demand::Wake,
     mut pacer: mayfly_core::Pacer,
     clock: &dyn mayfly_core::Clock,
+    mut lead: Lead,
     shutdown: impl Future<Output = anyhow::Result<&'static str>>,
     mut step: impl AsyncFnMut(Step) -> Option<mayfly_core::Ended>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let mut trigger = "start";
     loop {
+        if let Some(l) = lead.leadership.as_mut()
+            && !l.borrow().leads_now()
+        {
+            tokio::select! {
+                changed = l.changed() => {
+                    if changed.is_err() {
+                        // The election is gone: nothing will change; only a signal ends this.
+                        clock.sleep(FOLLOW_CHECK).await;
+                    }
+                }
+                () = clock.sleep(FOLLOW_CHECK) => {}
+                signal = &mut shutdown => {
+                    let signal = signal?;
+                    info!(signal, "stopping");
+                    return Ok(());
+                }
+            }
+            if l.borrow().leads_now() {
+                info!("leading: reconcile passes start");
+                pacer.queued(clock.now());
+                trigger = "leading";
+            }
+            continue;
+        }
         let now = clock.now();
         if pacer.is_due(now) {
             debug!(trigger, "reconcile pass");
             pacer.started(now);
-            if let Some(ended) = step(Step::Pass(trigger)).await {
+            let ended = {
+                let pass = step(Step::Pass(trigger));
+                tokio::pin!(pass);
+                tokio::select! {
+                    ended = &mut pass => ended,
+                    signal = &mut shutdown => {
+                        lead.halt.halt();
+                        let signal = signal?;
+                        info!(signal, grace = ?lead.grace, "stopping: the pass in flight starts no more steps");
+                        if tokio::time::timeout(lead.grace, pass).await.is_err() {
+                            warn!(
+                                grace = ?lead.grace,
+                                "the pass in flight was cut after the grace: creates it recorded \
+                                 stay pending for the next pass"
+                            );
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            if let Some(ended) = ended {
                 pacer.ended(clock.now(), ended);
             }
             trigger = "timer";
@@ -404,6 +615,13 @@ async fn reconcile_loop(
                     pacer.ended(clock.now(), ended);
                 }
             }
+            // Leadership lost while waiting: the loop follows.
+            Ok(()) = async {
+                match lead.leadership.as_mut() {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             signal = &mut shutdown => {
                 // Evaluated outside the macro: a disabled log level would skip the `?`.
                 let signal = signal?;
@@ -459,6 +677,14 @@ mod tests {
         coalesce: Duration::ZERO,
     };
 
+    fn alone() -> Lead {
+        Lead {
+            leadership: None,
+            halt: mayfly::reconcile::Halt::default(),
+            grace: Duration::from_secs(1),
+        }
+    }
+
     #[tokio::test]
     async fn loop_ends_when_shutdown_resolves() {
         let wake = mayfly::demand::Wake::default();
@@ -466,6 +692,7 @@ mod tests {
             &wake,
             mayfly_core::Pacer::new(PACE),
             &SystemClock,
+            alone(),
             async { Ok("test") },
             async |_| Some(mayfly_core::Ended::default()),
         );
@@ -475,12 +702,99 @@ mod tests {
             .expect("clean stop");
     }
 
+    fn leading(yes: bool) -> Leadership {
+        Leadership {
+            leading: yes,
+            epoch: 1,
+            holder: Some("me".into()),
+            since: None,
+            sure_until: yes.then(|| tokio::time::Instant::now() + Duration::from_secs(60)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_runs_no_pass_until_it_leads_and_none_after_it_lost_the_lease() {
+        let wake = mayfly::demand::Wake::default();
+        let (publish, leadership) = watch::channel(leading(false));
+        let passes = std::sync::atomic::AtomicU32::new(0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let looping = reconcile_loop(
+            &wake,
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
+            Lead {
+                leadership: Some(leadership),
+                ..alone()
+            },
+            async move {
+                let _ = stopped.await;
+                Ok("test")
+            },
+            async |_| {
+                passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(mayfly_core::Ended::default())
+            },
+        );
+        let count = || passes.load(std::sync::atomic::Ordering::SeqCst);
+        let drive = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(count(), 0, "a follower ran a pass");
+            publish.send_replace(leading(true));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(count() > 0, "the new leader ran no pass");
+            // Lost: a lapsed lease counts as lost even before the election says so.
+            publish.send_replace(Leadership {
+                sure_until: Some(tokio::time::Instant::now()),
+                ..leading(true)
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let after = count();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(count(), after, "passes ran after the lease was lost");
+            let _ = stop.send(());
+        };
+        let (done, ()) = tokio::join!(looping, drive);
+        done.expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn a_signal_during_a_pass_halts_it_and_waits_the_grace_at_most() {
+        let wake = mayfly::demand::Wake::default();
+        let lead = alone();
+        let halt = lead.halt.clone();
+        let grace = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let done = reconcile_loop(
+            &wake,
+            mayfly_core::Pacer::new(PACE),
+            &SystemClock,
+            Lead { grace, ..lead },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok("test")
+            },
+            // A pass whose API calls never answer.
+            async |_| std::future::pending().await,
+        );
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the loop ended")
+            .expect("clean stop");
+        let took = started.elapsed();
+        assert!(halt.halted(), "the pass was not told to stop");
+        assert!(
+            took >= grace && took < grace + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_failing_signal_handler_is_an_error() {
         let r = reconcile_loop(
             &mayfly::demand::Wake::default(),
             mayfly_core::Pacer::new(PACE),
             &SystemClock,
+            alone(),
             async { Err(anyhow::anyhow!("no signals")) },
             async |_| Some(mayfly_core::Ended::default()),
         )

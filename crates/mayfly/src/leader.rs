@@ -328,9 +328,9 @@ impl Election {
     }
 }
 
-/// `mayfly_leader` (1 while leading) and `mayfly_leader_epoch`. Not in the metric contract
-/// until `mayfly run` runs the election: the contract holds that every metric is exported.
-fn record(leading: bool, epoch: u64) {
+/// `mayfly_leader` (1 while leading) and `mayfly_leader_epoch`; a controller alone on its
+/// state records `record(true, 0)` at its start.
+pub fn record(leading: bool, epoch: u64) {
     metrics::gauge!("mayfly_leader").set(if leading { 1.0 } else { 0.0 });
     metrics::gauge!("mayfly_leader_epoch").set(epoch as f64);
 }

@@ -144,5 +144,8 @@ fn sim(
 fn run(config: Config) -> anyhow::Result<()> {
     logging::init(config.log_format, &config.log_level)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(config))
+    let result = runtime.block_on(daemon::run(config));
+    // A blocking task still running (a name lookup) must not hold the exit past SIGTERM's budget.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -25,6 +25,9 @@ pub fn spawn(
     every: Duration,
     clock: Arc<dyn Clock>,
 ) -> JoinHandle<()> {
+    for table in ["jobs", "deliveries", "events", "intents"] {
+        metrics::counter!("mayfly_store_pruned_rows_total", "table" => table).increment(0);
+    }
     tokio::spawn(async move {
         let mut wait = every.min(Duration::from_secs(60));
         loop {
@@ -32,6 +35,15 @@ pub fn spawn(
             wait = every;
             match tokio::time::timeout(PRUNE_TIMEOUT, store.prune(clock.now(), &policy)).await {
                 Ok(Ok(pruned)) => {
+                    for (table, rows) in [
+                        ("jobs", pruned.jobs),
+                        ("deliveries", pruned.deliveries),
+                        ("events", pruned.events),
+                        ("intents", pruned.intents),
+                    ] {
+                        metrics::counter!("mayfly_store_pruned_rows_total", "table" => table)
+                            .increment(rows);
+                    }
                     if pruned.total() > 0 {
                         info!(
                             jobs = pruned.jobs,

@@ -21,6 +21,34 @@ pub struct View {
     /// Runners by name.
     pub runners: Vec<RunnerView>,
     pub cost: CostView,
+    /// Which replica leads, when several share the state (set by the API that serves the
+    /// view; absent for a controller that acts alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderView>,
+}
+
+/// Leadership as the answering replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    /// The replica that answered.
+    pub replica: String,
+    /// Whether it leads (runs the passes).
+    pub leading: bool,
+    /// Who leads as last seen; `None` when nobody holds the lease (or the store cannot say).
+    pub holder: Option<String>,
+    /// The lease's epoch: it grows with every new leader.
+    pub epoch: u64,
+}
+
+impl LeaderView {
+    pub fn of(replica: &str, l: &crate::leader::Leadership) -> LeaderView {
+        LeaderView {
+            replica: replica.to_string(),
+            leading: l.leading,
+            holder: l.holder.clone(),
+            epoch: l.epoch,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -315,6 +343,7 @@ impl View {
             instances,
             runners,
             cost,
+            leader: None,
         }
     }
 

@@ -320,6 +320,8 @@ struct HetznerFaults {
     shutdown_delay_secs: Option<f64>,
     /// Simulated seconds a rebuild runs.
     action_delay_secs: Option<f64>,
+    /// Wall-clock seconds added to every answer, whatever the speed.
+    latency_secs: Option<f64>,
 }
 
 /// `{"server_type": "cx23", "location": "fsn1", "unavailable_in_secs": 86400}`: announced now,
@@ -375,6 +377,10 @@ impl HetznerFaults {
             check("action_delay_secs", self.action_delay_secs)?,
         ])
     }
+
+    fn latency(&self) -> Result<Option<Duration>, BadRequest> {
+        latency("hetzner", self.latency_secs)
+    }
 }
 
 #[derive(Deserialize)]
@@ -382,6 +388,18 @@ impl HetznerFaults {
 struct GithubLimits {
     rate_limit_per_hour: Option<u32>,
     writes_per_minute: Option<u32>,
+    /// Wall-clock seconds added to every REST answer, whatever the speed.
+    latency_secs: Option<f64>,
+}
+
+/// A latency fault: wall-clock seconds, 0 to an hour (a longer one would only hang a test).
+fn latency(api: &str, secs: Option<f64>) -> Result<Option<Duration>, BadRequest> {
+    match secs {
+        Some(s) if !(s.is_finite() && (0.0..=3600.0).contains(&s)) => Err(BadRequest(format!(
+            "{api}.latency_secs: seconds from 0 to 3600, got {s}"
+        ))),
+        s => Ok(s.map(Duration::from_secs_f64)),
+    }
 }
 
 pub(crate) fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
@@ -412,6 +430,14 @@ async fn faults(
     let delays = match &f.hetzner {
         Some(h) => h.delays()?,
         None => [None; 3],
+    };
+    let hetzner_latency = match &f.hetzner {
+        Some(h) => h.latency()?,
+        None => None,
+    };
+    let github_latency = match &f.github {
+        Some(g) => latency("github", g.latency_secs)?,
+        None => None,
     };
     if let Some(g) = &f.gitlab {
         g.check()?;
@@ -466,6 +492,9 @@ async fn faults(
             if let Some(d) = action {
                 c.action_delay = d;
             }
+            if let Some(l) = hetzner_latency {
+                c.latency = l;
+            }
         });
     }
     if let Some(g) = f.gitlab {
@@ -478,6 +507,9 @@ async fn faults(
             }
             if let Some(w) = g.writes_per_minute {
                 c.writes_per_minute = w;
+            }
+            if let Some(l) = github_latency {
+                c.latency = l;
             }
         });
     }

@@ -254,3 +254,76 @@ async fn catalogue_faults_hide_types_and_announce_deprecations() {
     let listed = types().await;
     assert!(listed.iter().any(|t| t["name"] == "cx33"));
 }
+
+/// The latency fault: every answer of the fake GitHub's and the fake Hetzner's REST API comes
+/// that many wall-clock seconds late (whatever the speed), until it is set back to 0; a value
+/// out of range is refused, naming the field.
+#[tokio::test]
+async fn latency_slows_every_answer_in_wall_clock_time() {
+    let sim = Sim::start(SimConfig {
+        speed: 100.0,
+        ..SimConfig::default()
+    });
+    let at = sim
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ctl = format!("http://{}/_sim", at.github);
+    for bad in [json!(-1), json!(1e9)] {
+        let (code, body) = post(
+            &http,
+            format!("{ctl}/faults"),
+            json!({ "hetzner": { "latency_secs": bad } }),
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("hetzner.latency_secs"),
+            "{body}"
+        );
+    }
+    let timed = |url: String| {
+        let http = http.clone();
+        async move {
+            let start = std::time::Instant::now();
+            let status = http.get(url).send().await.unwrap().status().as_u16();
+            (status, start.elapsed())
+        }
+    };
+    let github = format!("http://{}/rate_limit", at.github);
+    let hetzner = format!("http://{}/v1/servers", at.hetzner);
+    let (code, _) = post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "github": { "latency_secs": 0.4 }, "hetzner": { "latency_secs": 0.4 } }),
+    )
+    .await;
+    assert_eq!(code, 200);
+    for url in [&github, &hetzner] {
+        let (status, took) = timed(url.clone()).await;
+        assert!(
+            took >= Duration::from_millis(400),
+            "{url}: {status} in {took:?}"
+        );
+    }
+    post(
+        &http,
+        format!("{ctl}/faults"),
+        json!({ "github": { "latency_secs": 0 }, "hetzner": { "latency_secs": 0 } }),
+    )
+    .await;
+    for url in [&github, &hetzner] {
+        let (status, took) = timed(url.clone()).await;
+        assert!(
+            took < Duration::from_millis(400),
+            "{url}: {status} in {took:?}"
+        );
+    }
+}

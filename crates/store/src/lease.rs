@@ -287,4 +287,13 @@ impl Fenced {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// Whether the fence holds now, proved in a transaction of its own: what a step checks
+    /// right before an act that is not preceded by a fenced write (a rebuild, a delete). The
+    /// lease may be lost right after; it narrows the window, the store cannot close it.
+    pub async fn check(&self) -> Result<()> {
+        let what = || format!("check the lease of epoch {}", self.fence.epoch);
+        let tx = self.store.begin_fenced(Some(&self.fence), &what).await?;
+        tx.commit().await.during(what)
+    }
 }

@@ -37,7 +37,7 @@ use error::During;
 pub use error::{Result, StoreError};
 pub use events::{Event, EventQuery, NewEvent};
 pub use intents::{Intent, IntentState};
-pub use jobs::{JobRecord, RunNews, Upsert};
+pub use jobs::{JobRecord, JobTally, RunNews, Upsert};
 pub use lease::{Acquired, Fence, Fenced, Lease, LeaseState};
 pub use retention::{Pruned, Retention};
 pub use samples::Sample;

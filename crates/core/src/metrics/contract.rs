@@ -265,6 +265,32 @@ pub const CONTRACT: &[Metric] = &[
         buckets: &[],
     },
     Metric {
+        name: "mayfly_leader",
+        kind: Kind::Gauge,
+        help: "1 while this replica leads (runs the reconcile passes), 0 while it follows; a \
+               controller alone on its state always leads.",
+        labels: &[],
+        buckets: &[],
+    },
+    Metric {
+        name: "mayfly_leader_epoch",
+        kind: Kind::Gauge,
+        help: "The leader lease's epoch as this replica last saw it: it grows with every new \
+               leader (0 for a controller alone on its state).",
+        labels: &[],
+        buckets: &[],
+    },
+    Metric {
+        name: "mayfly_store_pruned_rows_total",
+        kind: Kind::Counter,
+        help: "Rows retention deleted from the state, by table.",
+        labels: &[one_of(
+            "table",
+            &["jobs", "deliveries", "events", "intents"],
+        )],
+        buckets: &[],
+    },
+    Metric {
         name: "mayfly_webhook_deliveries_total",
         kind: Kind::Counter,
         help: "Webhook deliveries received, by what became of them.",

@@ -304,7 +304,6 @@ impl Config {
     }
 
     /// The leader election of this replica (`[leader]`), under the name `replica`.
-    #[allow(dead_code)] // for `mayfly run` once its loop runs under the election
     pub fn leader(&self, replica: impl Into<String>) -> mayfly::leader::LeaderConfig {
         mayfly::leader::LeaderConfig {
             lease: self.leader.lease.0,

@@ -243,6 +243,9 @@ pub struct Leader {
     pub lease: HumanDuration,
     /// How often the leader renews and followers try to take over.
     pub renew: HumanDuration,
+    /// How often the leader reads the store for jobs that webhooks brought to other replicas
+    /// (PostgreSQL only): the most a job received by a follower waits for the leader to see it.
+    pub news: HumanDuration,
 }
 
 impl Default for Leader {
@@ -250,6 +253,7 @@ impl Default for Leader {
         Leader {
             lease: HumanDuration::secs(10),
             renew: HumanDuration::secs(2),
+            news: HumanDuration::secs(1),
         }
     }
 }
@@ -643,6 +647,10 @@ pub struct Deadlines {
     pub idle: HumanDuration,
     pub powered_off: HumanDuration,
     pub max_lifetime: HumanDuration,
+    /// On SIGTERM, how long the pass in flight may go on to reach a safe point (its API calls
+    /// in flight answer) before it is cut. The process exits within this and a few seconds
+    /// (the lease released, requests drained), inside systemd's stop timeout.
+    pub shutdown: HumanDuration,
 }
 
 impl Default for Deadlines {
@@ -653,6 +661,7 @@ impl Default for Deadlines {
             idle: HumanDuration(d.idle),
             powered_off: HumanDuration(d.powered_off),
             max_lifetime: HumanDuration(d.max_lifetime),
+            shutdown: HumanDuration::secs(4),
         }
     }
 }

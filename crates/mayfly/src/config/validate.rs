@@ -432,6 +432,8 @@ fn durations(config: &Config) -> Vec<(String, Duration, Duration, Duration)> {
         ),
         ("leader.lease", config.leader.lease, SEC, 10 * MIN),
         ("leader.renew", config.leader.renew, 100 * MS, MIN),
+        ("leader.news", config.leader.news, 100 * MS, MIN),
+        ("deadlines.shutdown", config.deadlines.shutdown, MS, MIN),
         ("retention.jobs", r.jobs, HOUR, 3650 * DAY),
         ("retention.deliveries", r.deliveries, HOUR, 3650 * DAY),
         ("retention.events", r.events, HOUR, 3650 * DAY),
@@ -458,6 +460,7 @@ fn too_short(key: &str) -> &'static str {
         k if k.starts_with("intervals.") || k.ends_with(".interval") => {
             "call GitHub and the clouds too often"
         }
+        "deadlines.shutdown" => "cut a pass before any API call it made can answer",
         k if k.starts_with("deadlines.") => "delete machines before they can boot or take a job",
         k if k.starts_with("github.limits.") => "give up on GitHub calls before they can answer",
         k if k.starts_with("http.") => "cut off clients before a request can arrive",

@@ -39,7 +39,23 @@ pub struct Api {
     pub(super) write_probe: readiness::WriteProbe,
     /// The dashboard's deadlines.
     pub dashboard: super::dashboard::Settings,
+    /// Under an election, whether this replica leads and who does; `None` when it acts alone.
+    pub(super) leadership: Option<Replica>,
 }
+
+/// This replica under an election: its name, its leadership, and the leader's view as last
+/// read from the store (a follower serves it; the leader shares it, see [`SHARED_VIEW`]).
+pub(super) struct Replica {
+    pub(super) name: String,
+    pub(super) leadership: watch::Receiver<crate::leader::Leadership>,
+    shared: tokio::sync::Mutex<Option<(std::time::Instant, Option<Arc<View>>)>>,
+}
+
+/// The store cursor under which the leader shares its last view, for followers' APIs.
+pub const SHARED_VIEW: &str = "leader_view";
+
+/// A follower reads the shared view at most this often.
+const SHARED_VIEW_EVERY: Duration = Duration::from_secs(1);
 
 impl Api {
     /// The API over `reconciler`'s views and deletes; `wake` starts a pass after a delete, so
@@ -63,11 +79,64 @@ impl Api {
             store_timeout: Duration::from_secs(2),
             write_probe: readiness::WriteProbe::default(),
             dashboard: super::dashboard::Settings::default(),
+            leadership: None,
         }
     }
 
-    pub(super) fn view(&self) -> Option<Arc<View>> {
-        self.views.borrow().clone()
+    /// Serves a replica under an election: `/readyz` and the status say who leads, and a
+    /// follower is ready without passes of its own.
+    pub fn under(
+        mut self,
+        replica: &str,
+        leadership: Option<watch::Receiver<crate::leader::Leadership>>,
+    ) -> Api {
+        self.leadership = leadership.map(|leadership| Replica {
+            name: replica.to_string(),
+            leadership,
+            shared: tokio::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// Leadership as this replica sees it; `None` when it acts alone.
+    pub(super) fn leader(&self) -> Option<crate::view::LeaderView> {
+        let r = self.leadership.as_ref()?;
+        Some(crate::view::LeaderView::of(&r.name, &r.leadership.borrow()))
+    }
+
+    /// The view to serve: this replica's last pass while it acts, the leader's shared view on
+    /// a follower; with leadership as this replica sees it.
+    pub(super) async fn view(&self) -> Option<Arc<View>> {
+        let Some(r) = &self.leadership else {
+            return self.views.borrow().clone();
+        };
+        let leading = r.leadership.borrow().leading;
+        let view = if leading {
+            self.views.borrow().clone()
+        } else {
+            self.shared_view(r).await
+        };
+        view.map(|v| {
+            let mut v = (*v).clone();
+            v.leader = self.leader();
+            Arc::new(v)
+        })
+    }
+
+    async fn shared_view(&self, r: &Replica) -> Option<Arc<View>> {
+        let mut cached = r.shared.lock().await;
+        if let Some((at, view)) = &*cached
+            && at.elapsed() < SHARED_VIEW_EVERY
+        {
+            return view.clone();
+        }
+        let read = tokio::time::timeout(self.store_timeout, self.store.cursor(SHARED_VIEW)).await;
+        let view = match read {
+            Ok(Ok(Some(json))) => serde_json::from_str::<View>(&json).ok().map(Arc::new),
+            _ => None,
+        };
+        *cached = Some((std::time::Instant::now(), view.clone()));
+        view
     }
 }
 
@@ -224,31 +293,31 @@ fn no_view() -> Response {
 }
 
 /// The last view, or a part of it.
-fn serve<T: Serialize>(api: &Api, part: impl FnOnce(&View) -> &T) -> Response {
-    match api.view() {
+async fn serve<T: Serialize>(api: &Api, part: impl FnOnce(&View) -> &T) -> Response {
+    match api.view().await {
         Some(view) => axum::Json(part(&view)).into_response(),
         None => no_view(),
     }
 }
 
 async fn status(State(api): State<Arc<Api>>) -> Response {
-    serve(&api, |v| v)
+    serve(&api, |v| v).await
 }
 
 async fn instances(State(api): State<Arc<Api>>) -> Response {
-    serve(&api, |v| &v.instances)
+    serve(&api, |v| &v.instances).await
 }
 
 async fn jobs(State(api): State<Arc<Api>>) -> Response {
-    serve(&api, |v| &v.jobs)
+    serve(&api, |v| &v.jobs).await
 }
 
 async fn runners(State(api): State<Arc<Api>>) -> Response {
-    serve(&api, |v| &v.runners)
+    serve(&api, |v| &v.runners).await
 }
 
 async fn pools(State(api): State<Arc<Api>>) -> Response {
-    serve(&api, |v| &v.pools)
+    serve(&api, |v| &v.pools).await
 }
 
 /// `GET /api/v1/events`: from the store, not the view; bounded by the store timeout.
@@ -289,7 +358,7 @@ async fn events(
 }
 
 async fn instance(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
-    let Some(view) = api.view() else {
+    let Some(view) = api.view().await else {
         return no_view();
     };
     match view.instance(&name) {
@@ -339,9 +408,10 @@ pub(super) async fn delete(api: &Api, name: String) -> Result<Deletion, (StatusC
             let status = match &e {
                 DeleteError::NotFound { .. } => StatusCode::NOT_FOUND,
                 DeleteError::Busy { .. } => StatusCode::CONFLICT,
-                DeleteError::RunnersUnknown(_) | DeleteError::Waited(_) | DeleteError::Read(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                DeleteError::RunnersUnknown(_)
+                | DeleteError::Waited(_)
+                | DeleteError::Read(_)
+                | DeleteError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
                 DeleteError::Failed { .. } => StatusCode::BAD_GATEWAY,
             };
             info!(instance = %name, error = %e, "operator delete refused or failed");
@@ -354,7 +424,7 @@ pub(super) async fn delete(api: &Api, name: String) -> Result<Deletion, (StatusC
 /// costs no call to GitHub or a cloud. A machine made since the last pass has its intent, so
 /// it still goes to the operator, which reads the world afresh.
 async fn unknown_instance(api: &Api, name: &str) -> Option<(StatusCode, String)> {
-    let view = api.view()?;
+    let view = api.view().await?;
     if view.instance(name).is_some() {
         return None;
     }

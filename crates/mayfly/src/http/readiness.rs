@@ -1,5 +1,7 @@
 //! `GET /readyz` (no token): ready once a pass has read the world recently and the store
 //! takes writes; otherwise 503 with the reason, for load balancers, systemd and people alike.
+//! A follower among replicas runs no passes: it is ready while the store takes writes (it can
+//! store webhooks and serve the API), and says who leads.
 
 use super::api::Api;
 use axum::extract::State;
@@ -21,6 +23,9 @@ pub struct Readiness {
     pub read_at: Option<String>,
     pub read_seconds_ago: Option<u64>,
     pub last_pass: Option<LastPassView>,
+    /// Which replica leads, when several share the state; absent for a controller alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<crate::view::LeaderView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +71,11 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
     let last = api.last_pass.borrow().clone();
     let store = api.write_probe.check(&api.store, api.store_timeout).await;
     let read_ago = view.as_ref().map(|v| now.since(v.at));
+    let leader = api.leader();
+    let following = leader.as_ref().is_some_and(|l| !l.leading);
     let mut reason = match (store, read_ago) {
         (Err(e), _) => Some(e),
+        (Ok(()), _) if following => None,
         (Ok(()), None) => Some("no reconcile pass has read the world yet".to_string()),
         (Ok(()), Some(ago)) if ago > api.ready_within => Some(format!(
             "no reconcile pass has read the world for {}s (at most {}s expected)",
@@ -76,7 +84,11 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
         )),
         _ => None,
     };
-    if let (Some(r), Some(e)) = (&mut reason, last.as_ref().and_then(|l| l.error.as_ref())) {
+    if let (Some(r), Some(e), false) = (
+        &mut reason,
+        last.as_ref().and_then(|l| l.error.as_ref()),
+        following,
+    ) {
         r.push_str(&format!("; the last pass failed: {e}"));
     }
     let body = Readiness {
@@ -89,6 +101,7 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
             took_ms: u64::try_from(l.took.as_millis()).unwrap_or(u64::MAX),
             error: l.error,
         }),
+        leader,
     };
     let status = if body.ready {
         StatusCode::OK

@@ -7,6 +7,21 @@ use mayfly_core::{JobStatus, Time};
 use std::fmt::Write;
 use std::time::Duration;
 
+/// Who leads among replicas, as the answering one sees it.
+fn leader_line(l: &mayfly::view::LeaderView) -> String {
+    match (&l.holder, l.leading) {
+        (_, true) => format!("leader {} (epoch {}), which answered", l.replica, l.epoch),
+        (Some(h), false) => format!(
+            "leader {h} (epoch {}) · answered by follower {}",
+            l.epoch, l.replica
+        ),
+        (None, false) => format!(
+            "no replica leads now (last epoch {}) · answered by follower {}",
+            l.epoch, l.replica
+        ),
+    }
+}
+
 /// Everything, in sections.
 pub fn status(view: &View, now: Time, width: usize) -> String {
     let mut out = String::new();
@@ -28,7 +43,11 @@ pub fn status(view: &View, now: Time, width: usize) -> String {
         money(view.cost.per_hour),
         money(view.cost.so_far),
     );
-    for line in [head, totals] {
+    let mut lines = vec![head, totals];
+    if let Some(l) = &view.leader {
+        lines.push(leader_line(l));
+    }
+    for line in lines {
         let _ = writeln!(out, "{}", super::table::cut(&line, width));
     }
 
@@ -275,6 +294,7 @@ mod tests {
                 per_hour: 0.006,
                 so_far: 0.006,
             },
+            leader: None,
         }
     }
 
@@ -304,5 +324,33 @@ mod tests {
                 assert!(line.chars().count() <= width, "{line:?}");
             }
         }
+        assert!(!out.contains("leader"), "{out}");
+    }
+
+    #[test]
+    fn status_names_the_leader_among_replicas() {
+        let mut v = view();
+        v.leader = Some(mayfly::view::LeaderView {
+            replica: "b-2-00ff".into(),
+            leading: false,
+            holder: Some("a-1-0a0a".into()),
+            epoch: 7,
+        });
+        let out = status(&v, Time::from_secs(1_010), 120);
+        assert!(
+            out.contains("leader a-1-0a0a (epoch 7) · answered by follower b-2-00ff"),
+            "{out}"
+        );
+        v.leader = Some(mayfly::view::LeaderView {
+            replica: "a-1-0a0a".into(),
+            leading: true,
+            holder: Some("a-1-0a0a".into()),
+            epoch: 7,
+        });
+        let out = status(&v, Time::from_secs(1_010), 120);
+        assert!(
+            out.contains("leader a-1-0a0a (epoch 7), which answered"),
+            "{out}"
+        );
     }
 }

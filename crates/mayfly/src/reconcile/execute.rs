@@ -3,6 +3,7 @@
 
 use super::runners::Runners;
 use super::snapshot::Seen;
+use super::writes::{Halt, Stop, Writer};
 use crate::metrics::record;
 use mayfly_core::{
     Action, Clock, Instance, InstanceState, JobKey, JobStatus, Labels, MachineSpec, Pools, Time,
@@ -27,8 +28,19 @@ pub struct Ctx {
     /// A job whose last news is older than this is confirmed with the forge before a machine
     /// is made or reused for it.
     pub confirm_stale: std::time::Duration,
+    /// Whether this replica leads, when replicas share the store; `None`: it writes alone.
+    pub leadership: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::leader::Leadership>>,
+    /// Set by a shutdown: steps not yet started are skipped.
+    pub halt: Halt,
     /// See [`super::Tuning::runners_max_age`].
     pub runners_max_age: std::time::Duration,
+}
+
+impl Ctx {
+    /// The intent writes of a pass starting now (see [`Writer`]).
+    pub fn writer(&self) -> Writer {
+        Writer::now(&self.store, self.leadership.get())
+    }
 }
 
 /// What one step came to.
@@ -65,6 +77,8 @@ pub struct Executed {
     pub refused: mayfly_core::Refused,
     /// Pool specs a create succeeded with this pass: any refusal of them is over.
     pub accepted: Vec<(String, MachineSpec)>,
+    /// Why the pass stopped before all its steps ran (a shutdown, a lost lease).
+    pub stopped: Option<String>,
 }
 
 impl Outcome {
@@ -98,6 +112,10 @@ impl Executed {
 /// Per-pass state the concurrent steps share.
 struct Pass {
     ctx: Arc<Ctx>,
+    /// The pass's intent writes, under the fence it started with.
+    writer: Writer,
+    /// Whether steps may still start.
+    stop: Stop,
     /// Instance name → provider name.
     provider_of: HashMap<String, String>,
     scope_of: HashMap<u64, Scope>,
@@ -214,10 +232,16 @@ enum Step {
     Resume(Intent),
 }
 
-pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: usize) -> Executed {
+pub async fn execute(
+    ctx: Arc<Ctx>,
+    writer: Writer,
+    actions: Vec<Action>,
+    seen: Seen,
+    workers: usize,
+) -> Executed {
     let now = ctx.clock.now();
     let resumes = stranded(&ctx, &seen, &actions).await;
-    let pass = Arc::new(Pass::new(ctx, seen, &actions));
+    let pass = Arc::new(Pass::new(ctx, writer, seen, &actions));
     let (stop, serve): (Vec<Action>, Vec<Action>) = actions.into_iter().partition(|a| {
         matches!(
             a,
@@ -240,6 +264,14 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                // A safe point: nothing of this step has happened yet.
+                if let Some(why) = pass.stop.why() {
+                    let subject = match &step {
+                        Step::Act(action) => action.subject().to_string(),
+                        Step::Resume(intent) => intent.name.clone(),
+                    };
+                    return (subject, Outcome::Skipped(format!("not started: {why}")));
+                }
                 match step {
                     Step::Act(action) => {
                         let subject = action.subject().to_string();
@@ -273,21 +305,22 @@ pub async fn execute(ctx: Arc<Ctx>, actions: Vec<Action>, seen: Seen, workers: u
     done.stale_jobs = pass.stale.load(std::sync::atomic::Ordering::Relaxed);
     done.refused = std::mem::take(&mut *pass.refused.lock().unwrap_or_else(|e| e.into_inner()));
     done.accepted = std::mem::take(&mut *pass.accepted.lock().unwrap_or_else(|e| e.into_inner()));
+    done.stopped = pass.stop.why();
     done
 }
 
 /// Carries out one action outside a pass (a delete asked for by a person) with the same steps,
 /// log lines and event a pass would: the caller holds the pass turn and read `seen` for it.
-pub async fn one(ctx: Arc<Ctx>, action: Action, seen: Seen) -> Outcome {
+pub async fn one(ctx: Arc<Ctx>, writer: Writer, action: Action, seen: Seen) -> Outcome {
     let now = ctx.clock.now();
-    let pass = Pass::new(ctx, seen, std::slice::from_ref(&action));
+    let pass = Pass::new(ctx, writer, seen, std::slice::from_ref(&action));
     let outcome = pass.step(&action, now).await;
     pass.log(&action, &outcome, now).await;
     outcome
 }
 
 impl Pass {
-    fn new(ctx: Arc<Ctx>, seen: Seen, actions: &[Action]) -> Pass {
+    fn new(ctx: Arc<Ctx>, writer: Writer, seen: Seen, actions: &[Action]) -> Pass {
         let claimed: HashSet<String> = actions
             .iter()
             .filter_map(|a| match a {
@@ -297,8 +330,11 @@ impl Pass {
                 _ => None,
             })
             .collect();
+        let stop = Stop::new(ctx.halt.clone(), ctx.leadership.get().cloned());
         Pass {
             ctx,
+            writer,
+            stop,
             provider_of: seen.provider_of,
             scope_of: seen.scope_of,
             attempts: seen
@@ -348,9 +384,12 @@ impl Pass {
                 },
                 None => Outcome::Failed("the runner's scope is unknown".into()),
             },
-            Action::DropIntent { name, .. } => match self.ctx.store.remove_intent(name).await {
+            Action::DropIntent { name, .. } => match self.writer.remove_intent(name).await {
                 Ok(_) => Outcome::IntentDropped,
-                Err(e) => Outcome::Failed(e.to_string()),
+                Err(e) => {
+                    self.stop.saw(&e);
+                    Outcome::Failed(e.to_string())
+                }
             },
             Action::Reuse {
                 instance,
@@ -437,6 +476,10 @@ impl Pass {
         runner_id: Option<u64>,
         now: Time,
     ) -> Outcome {
+        if let Err(e) = self.writer.check(&format!("delete {instance}")).await {
+            self.stop.saw(&e);
+            return Outcome::Skipped(format!("not deleted: {e}"));
+        }
         let removed = match runner_id.and_then(|id| Some((id, self.scope_of.get(&id)?))) {
             Some((id, scope)) => self.ctx.runners.remove(scope, id).await,
             // A machine that is up and whose runner the lists did not show (registered since,
@@ -470,11 +513,11 @@ impl Pass {
             return Outcome::Failed(e.to_string());
         }
         if let Err(e) = self
-            .ctx
-            .store
+            .writer
             .set_intent_state(instance, IntentState::Deleted, None, now)
             .await
         {
+            self.stop.saw(&e);
             warn!(instance, error = %e, "deleted, but the intent was not updated");
         }
         Outcome::Deleted
@@ -495,10 +538,17 @@ impl Pass {
         {
             return skip;
         }
-        match self.ctx.store.record_intent(&intent).await {
+        // A safe point: the forge was asked, nothing was written.
+        if let Some(why) = self.stop.why() {
+            return Outcome::Skipped(format!("not started: {why}"));
+        }
+        match self.writer.record_intent(&intent).await {
             Ok(true) => {}
             Ok(false) => return Outcome::Skipped("its intent exists: created before".into()),
-            Err(e) => return Outcome::Failed(format!("record the intent: {e}")),
+            Err(e) => {
+                self.stop.saw(&e);
+                return Outcome::Failed(format!("record the intent: {e}"));
+            }
         }
         self.make(intent, provider, now).await
     }
@@ -560,6 +610,12 @@ impl Pass {
             }
             Err(BootstrapError::Failed(e)) => return self.fail(&name, &e, now).await,
         };
+        // A safe point: the intent is kept, pending; the next pass (of whoever leads then)
+        // carries the create out under the same name (`stranded`).
+        if let Some(why) = self.stop.why() {
+            self.unregister(&scope, &name).await;
+            return Outcome::Skipped(format!("create left to the next pass: {why}"));
+        }
         let request = CreateRequest {
             name: name.clone(),
             controller: self.ctx.pools.controller.clone(),
@@ -720,15 +776,23 @@ impl Pass {
             }
             Err(BootstrapError::Failed(e)) => return Outcome::Failed(e),
         };
+        if let Err(e) = self.writer.check(&format!("reuse {instance}")).await {
+            self.stop.saw(&e);
+            self.unregister(&scope, instance).await;
+            return Outcome::Skipped(format!("not reused: {e}"));
+        }
         if let Err(e) = provider.rebuild(id, &spec.image, &user_data).await {
             self.unregister(&scope, instance).await;
             return Outcome::Failed(format!("rebuild: {e}"));
         }
         let attempt = job.and_then(|k| self.attempts.get(k)).copied().unwrap_or(0);
-        let store = &self.ctx.store;
+        let store = &self.writer;
         let reassigned = store
             .reassign_intent(instance, job, attempt, run_id, labels, now)
             .await;
+        if let Err(e) = &reassigned {
+            self.stop.saw(e);
+        }
         if let Ok(false) = reassigned {
             // Made before this controller kept intents (or its intent was pruned): record one.
             let intent = Intent {
@@ -746,6 +810,7 @@ impl Pass {
                 updated_at: now,
             };
             if let Err(e) = store.record_intent(&intent).await {
+                self.stop.saw(&e);
                 warn!(instance, error = %e, "reused, but no intent recorded");
             }
         } else if let Err(e) = reassigned {
@@ -794,11 +859,11 @@ impl Pass {
 
     async fn settle(&self, name: &str, state: IntentState, provider_id: Option<&str>, now: Time) {
         if let Err(e) = self
-            .ctx
-            .store
+            .writer
             .set_intent_state(name, state, provider_id, now)
             .await
         {
+            self.stop.saw(&e);
             warn!(name, %state, error = %e, "could not update the intent");
         }
     }

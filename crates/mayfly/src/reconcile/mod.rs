@@ -8,10 +8,12 @@ mod operator;
 mod refusals;
 mod runners;
 mod snapshot;
+mod writes;
 
 pub use execute::{Ctx, Executed};
 pub use operator::{DeleteError, Operator, Removed};
 pub use runners::Runners;
+pub use writes::{Halt, Writer};
 
 use crate::view::View;
 use mayfly_core::{Action, Clock, Ended, Plan, Pools, Time};
@@ -98,6 +100,7 @@ impl PassReport {
     pub fn unsettled(&self) -> bool {
         let e = &self.executed;
         self.runners_unknown
+            || e.stopped.is_some()
             || self.waiting_for_capacity > 0
             || self.assumed > 0
             || e.failed > 0
@@ -151,6 +154,9 @@ impl Default for Tuning {
 pub enum PassError {
     #[error("the store: {0}")]
     Store(#[from] mayfly_store::StoreError),
+    /// Under an election, this replica does not lead (or no longer does): the pass did nothing.
+    #[error("{0}")]
+    NotLeading(String),
     #[error("provider {provider}: cannot list instances: {error}")]
     List {
         provider: String,
@@ -181,6 +187,8 @@ impl Reconciler {
                 pools,
                 clock,
                 confirm_stale: tuning.confirm_stale,
+                leadership: std::sync::OnceLock::new(),
+                halt: Halt::default(),
                 runners_max_age: tuning.runners_max_age,
             }),
             memory: Memory::default(),
@@ -195,6 +203,21 @@ impl Reconciler {
             last: tokio::sync::watch::Sender::new(None),
             turn: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Runs under an election: passes act only while `leadership` says this replica leads,
+    /// and every intent write carries its fence. Without it the reconciler writes as the
+    /// store's only writer. Set once, before the first pass.
+    pub fn lead_under(
+        &mut self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) {
+        let _ = self.ctx.leadership.set(leadership);
+    }
+
+    /// What a shutdown sets: steps of the pass in flight that have not started are skipped.
+    pub fn halt(&self) -> Halt {
+        self.ctx.halt.clone()
     }
 
     /// Checks every pool's machine spec against its provider's catalogue (types, images,
@@ -364,12 +387,18 @@ impl Reconciler {
     pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
         let turn = self.turn.clone();
         let _turn = turn.lock().await;
-        let (_, _, view) = self.plan(true).await?;
+        let writer = self.ctx.writer();
+        let (_, _, view) = self.plan(true, &writer).await?;
         Ok(view)
     }
 
     async fn pass_in_turn(&mut self, started: std::time::Instant) -> Result<PassReport, PassError> {
-        let (seen, plan, _) = self.plan(false).await?;
+        // Every write of this pass carries the fence it starts under.
+        let writer = self.ctx.writer();
+        if let Some(why) = writer.refusal() {
+            return Err(PassError::NotLeading(why));
+        }
+        let (seen, plan, _) = self.plan(false, &writer).await?;
         let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
@@ -421,7 +450,8 @@ impl Reconciler {
         if !plan.actions.is_empty() || execute::has_stranded(&seen) {
             let intended = (!plan.actions.is_empty()).then(|| self.intended(&seen, &plan));
             let actions = std::mem::take(&mut plan.actions);
-            report.executed = execute::execute(self.ctx.clone(), actions, seen, self.workers).await;
+            report.executed =
+                execute::execute(self.ctx.clone(), writer, actions, seen, self.workers).await;
             let now = self.ctx.clock.now();
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
@@ -479,7 +509,11 @@ impl Reconciler {
     /// The snapshot of now and the plan for it; publishes the view. Unless `fresh`, plans
     /// first with the last runner lists (when young enough), and reads them again only if that
     /// plan rests on them (see [`Plan::depends_on_runners`]).
-    async fn plan(&mut self, fresh: bool) -> Result<(Seen, Plan, Arc<View>), PassError> {
+    async fn plan(
+        &mut self,
+        fresh: bool,
+        writer: &Writer,
+    ) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
         let world = read(ctx).await?;
@@ -511,7 +545,8 @@ impl Reconciler {
                 (seen, plan)
             }
         };
-        write_updates(ctx, &seen.updates, now).await?;
+        // Fenced: a replica that lost the lease writes nothing, and its pass stops here.
+        write_updates(writer, &seen.updates, now).await?;
         let view = Arc::new(View::build(
             &ctx.pools,
             &seen.snapshot,
@@ -533,16 +568,25 @@ impl Reconciler {
 
 /// Reads the truth at `now`, the runner lists included, and writes back what the join learned
 /// of intents.
-pub(super) async fn read_all(ctx: &Ctx, memory: &mut Memory, now: Time) -> Result<Seen, PassError> {
+pub(super) async fn read_all(
+    ctx: &Ctx,
+    writer: &Writer,
+    memory: &mut Memory,
+    now: Time,
+) -> Result<Seen, PassError> {
     let world = read(ctx).await?;
     let list = ctx.runners.list(now).await;
     let seen = assemble(ctx, world, list, memory, now);
-    write_updates(ctx, &seen.updates, now).await?;
+    write_updates(writer, &seen.updates, now).await?;
     Ok(seen)
 }
 
 /// Writes what a join learned of intents (idempotent facts).
-async fn write_updates(ctx: &Ctx, updates: &[IntentUpdate], now: Time) -> Result<(), PassError> {
+async fn write_updates(
+    writer: &Writer,
+    updates: &[IntentUpdate],
+    now: Time,
+) -> Result<(), PassError> {
     for update in updates {
         let (name, state, id) = match update {
             IntentUpdate::Created { name, provider_id } => {
@@ -550,7 +594,7 @@ async fn write_updates(ctx: &Ctx, updates: &[IntentUpdate], now: Time) -> Result
             }
             IntentUpdate::Gone { name } => (name, IntentState::Deleted, None),
         };
-        ctx.store.set_intent_state(name, state, id, now).await?;
+        writer.set_intent_state(name, state, id, now).await?;
     }
     Ok(())
 }

@@ -50,6 +50,9 @@ pub enum DeleteError {
     Waited(Duration),
     #[error("cannot read the world: {0}")]
     Read(#[from] PassError),
+    /// Replicas share the store and this one does not lead: only the leader acts.
+    #[error("{0}: send the delete to the leader's API")]
+    NotLeader(String),
     #[error("deleting {name} failed: {why}")]
     Failed { name: String, why: String },
 }
@@ -72,8 +75,12 @@ impl Operator {
             .await
             .map_err(|_| DeleteError::Waited(self.turn_wait))?;
         let now = self.ctx.clock.now();
+        let writer = self.ctx.writer();
+        if let Some(why) = writer.refusal() {
+            return Err(DeleteError::NotLeader(why));
+        }
         // Since-when does not matter to a delete: a memory of its own leaves the loop's alone.
-        let seen = read_all(&self.ctx, &mut Memory::default(), now).await?;
+        let seen = read_all(&self.ctx, &writer, &mut Memory::default(), now).await?;
         if let Some(e) = &seen.runners_error {
             return Err(DeleteError::RunnersUnknown(e.clone()));
         }
@@ -102,7 +109,7 @@ impl Operator {
                 reason: Reason::Operator,
             }
         };
-        match execute::one(self.ctx.clone(), action, seen).await {
+        match execute::one(self.ctx.clone(), writer, action, seen).await {
             Outcome::Deleted => Ok(Removed::Deleted),
             Outcome::IntentDropped => Ok(Removed::IntentDropped),
             // The one reason a delete is skipped: GitHub refused, the runner took a job.

@@ -5,6 +5,7 @@
 
 pub mod local;
 pub mod node;
+pub mod replicas;
 pub mod sim;
 
 use std::io::{BufRead, BufReader};

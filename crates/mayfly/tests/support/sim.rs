@@ -30,6 +30,12 @@ impl SimServe {
     /// Starts the simulator at `--speed 1` with a clean environment, and waits (at most 20 s)
     /// for the JSON line with its addresses.
     pub fn start(extra: &[&str]) -> SimServe {
+        SimServe::start_at(1.0, extra)
+    }
+
+    /// [`SimServe::start`] at `speed` simulated seconds per real second.
+    pub fn start_at(speed: f64, extra: &[&str]) -> SimServe {
+        let speed = speed.to_string();
         let mut child = Command::new(super::BIN)
             .env_clear()
             .env("MAYFLY_SIM_GITHUB_TOKEN", GITHUB_TOKEN)
@@ -43,7 +49,7 @@ impl SimServe {
                 "--hetzner-addr",
                 "127.0.0.1:0",
                 "--speed",
-                "1",
+                &speed,
             ])
             .args(extra)
             .stdout(Stdio::piped())

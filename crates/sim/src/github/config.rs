@@ -20,6 +20,9 @@ pub struct GithubConfig {
     /// Most runs a filtered run list yields (`status`, `created`): GitHub's is 1,000, whatever
     /// `total_count` says. Lower in tests, to see a client split its window.
     pub search_limit: usize,
+    /// Added to every answer of the REST API, in wall-clock time whatever the speed (a slow
+    /// API, for shutdown and timeout tests). Zero by default.
+    pub latency: std::time::Duration,
 }
 
 impl Default for GithubConfig {
@@ -33,6 +36,7 @@ impl Default for GithubConfig {
             webhooks: Vec::new(),
             webhook_faults: WebhookFaults::default(),
             search_limit: 1000,
+            latency: std::time::Duration::ZERO,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct HetznerConfig {
     pub missing_types: Vec<String>,
     /// Deprecations announced on top of the catalogue's own, the later ones winning.
     pub deprecations: Vec<DeprecationFault>,
+    /// Added to every answer of the API, in wall-clock time whatever the speed (a slow or
+    /// congested API, for shutdown and timeout tests). Zero by default.
+    pub latency: Duration,
 }
 
 /// A deprecation of `server_type` in `location` (every location that offers it if `None`).
@@ -50,6 +53,7 @@ impl Default for HetznerConfig {
             unavailable: Vec::new(),
             missing_types: Vec::new(),
             deprecations: Vec::new(),
+            latency: Duration::ZERO,
         }
     }
 }

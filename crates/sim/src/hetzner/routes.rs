@@ -62,6 +62,10 @@ pub fn router(h: Arc<Hetzner>) -> Router {
 
 /// Rate limit first (the real API limits unauthenticated calls too), then the token.
 async fn guard(State(h): Hz, req: Request, next: Next) -> Response {
+    let latency = h.lock().config.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let now = h.clock.now_ms();
     let (verdict, authorized) = {
         let mut st = h.lock();

@@ -237,6 +237,7 @@ mod tests {
                 per_hour: 0.5,
                 so_far: 1.0,
             },
+            leader: None,
         }
     }
 

@@ -177,6 +177,7 @@ async fn index(State(d): Shared, headers: HeaderMap) -> Response {
     let controller = d
         .api
         .view()
+        .await
         .map(|v| v.controller.clone())
         .unwrap_or_default();
     let waiting = page::waiting_sections();
@@ -312,7 +313,7 @@ async fn confirm_delete(
             page::message("Which machine?", "<p>Name a machine: ?name=NAME.</p>"),
         );
     };
-    match d.api.view().as_ref().and_then(|v| v.instance(&name)) {
+    match d.api.view().await.as_ref().and_then(|v| v.instance(&name)) {
         Some(instance) => html(StatusCode::OK, page::confirm_delete(instance)),
         None => html(
             StatusCode::NOT_FOUND,

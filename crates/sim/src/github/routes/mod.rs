@@ -155,14 +155,18 @@ fn matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 const MAX_BODY: usize = 64 << 20;
 
 async fn gate(State(gh): State<Arc<Github>>, mut req: Request, next: Next) -> Response {
-    let (prefix, per_hour, writes_per_minute) = {
+    let (prefix, per_hour, writes_per_minute, latency) = {
         let c = gh.config();
         (
             c.api_prefix.trim_end_matches('/').to_string(),
             c.rate_limit_per_hour,
             c.writes_per_minute,
+            c.latency,
         )
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let host = req
         .headers()
         .get(header::HOST)
