@@ -79,7 +79,9 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
     let deadline = Duration::from_secs(settings.ssh.ready_timeout_secs);
     let address = match instance.address.clone() {
         Some(a) => a,
-        None => wait_for_address(&*provider, &id, started + deadline).await?,
+        None => {
+            wait_for_address(&*provider, &id, started + deadline, settings.address_poll()).await?
+        }
     };
     let reap_after = job
         .timeout_secs
@@ -102,27 +104,41 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Until the provider reports an address (a task's network interface attaches after RunTask).
+/// Reads the machine until the provider reports an address (a task's network interface
+/// attaches some seconds after RunTask), pausing `first` doubling to `max`. The last read is at
+/// `until` itself, not a pause earlier: a task that got its address just in time is used.
 async fn wait_for_address(
     provider: &dyn Provider,
     id: &str,
     until: Instant,
+    (first, max): (Duration, Duration),
 ) -> Result<String, Failure> {
-    let mut pause = Duration::from_millis(500);
+    let mut pause = first;
+    let mut reads = 0u32;
     loop {
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(pause.min(left)).await;
+        reads += 1;
         match provider.get(id).await {
-            Ok(i) if i.address.is_some() => return Ok(i.address.unwrap_or_default()),
-            Ok(_) => {}
+            Ok(i) => {
+                if let Some(a) = i.address {
+                    return Ok(a);
+                }
+            }
             Err(ProviderError::NotFound) => {
                 return Err(Failure::System(format!("{id} went away while it booted")));
             }
             Err(e) => say(&format!("reading {id}: {e}")),
         }
-        if Instant::now() + pause > until {
-            return Err(Failure::System(format!("{id} got no address in time")));
+        if left <= pause {
+            return Err(Failure::System(format!(
+                "{id} got no address within the ready timeout ({reads} reads)"
+            )));
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
+        if reads == 1 || reads.is_multiple_of(10) {
+            say(&format!("waiting for {id}'s address (read {reads})"));
+        }
+        pause = (pause * 2).min(max);
     }
 }
 
