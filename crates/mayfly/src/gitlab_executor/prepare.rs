@@ -25,24 +25,31 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
         .await
         .map_err(Failure::System)?;
     let provider = machine::provider(pool).await.map_err(Failure::System)?;
-    if !record::record(&store, job, pool)
+    let mut attempt = 0;
+    if !record::record(&store, job, pool, attempt)
         .await
         .map_err(Failure::System)?
     {
         // An earlier attempt of this job got this far: its machine (if any) has keys that are
-        // gone now. Delete it before making the one this attempt owns.
+        // gone now. Delete it before making the one this attempt owns, under a name of its own.
         say("an earlier attempt left a machine record: removing its machine first");
+        attempt = record::find(&store, &name)
+            .await
+            .map_err(Failure::System)?
+            .map_or(0, |i| i.attempt)
+            + 1;
         super::cleanup::delete_machine(settings, &*provider, &store, &name)
             .await
             .map_err(Failure::System)?;
-        record::record(&store, job, pool)
+        record::record(&store, job, pool, attempt)
             .await
             .map_err(Failure::System)?;
     }
     let dir = JobDir::new(&settings.state_dir, &name);
     let keys = dir.make_keys(&name).map_err(Failure::System)?;
+    let machine_name = job.attempt_name(attempt);
     let req = CreateRequest {
-        name: name.clone(),
+        name: machine_name.clone(),
         controller: settings.controller.clone(),
         pool: pool.name.clone(),
         spec: pool.spec(),
@@ -58,7 +65,7 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
             // `failed` so that cleanup looks for the machine by name either way.
             let _ = record::set_state(&store, &name, IntentState::Failed, None).await;
             return Err(Failure::System(format!(
-                "{} did not create {name}: {e}",
+                "{} did not create {machine_name}: {e}",
                 provider.kind()
             )));
         }
@@ -66,13 +73,13 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
     let id = instance
         .provider_id
         .clone()
-        .ok_or_else(|| Failure::System(format!("{} gave {name} no id", provider.kind())))?;
+        .ok_or_else(|| Failure::System(format!("{} gave {machine_name} no id", provider.kind())))?;
     record::set_state(&store, &name, IntentState::Created, Some(&id))
         .await
         .map_err(Failure::System)?;
     store.close().await;
     say(&format!(
-        "{} created {name} ({id}) in {:.1} s",
+        "{} created {machine_name} ({id}) in {:.1} s",
         provider.kind(),
         started.elapsed().as_secs_f64()
     ));
@@ -87,7 +94,7 @@ pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
         .timeout_secs
         .map_or(settings.reap_after_secs, |t| t + 3600);
     MachineFile {
-        name: name.clone(),
+        name: machine_name.clone(),
         pool: pool.name.clone(),
         provider_id: id,
         address: address.clone(),
