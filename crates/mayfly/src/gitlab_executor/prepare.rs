@@ -10,7 +10,9 @@ use super::settings::Settings;
 use super::{Failure, say};
 use mayfly_provider::{CreateRequest, Error as ProviderError, Provider};
 use mayfly_store::IntentState;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so a test can pause it.
+use tokio::time::Instant;
 
 pub async fn prepare(settings: &Settings, job: &JobEnv) -> Result<(), Failure> {
     let pool = settings
@@ -177,5 +179,125 @@ async fn wait_for_ssh(remote: &Remote, until: Instant) -> Result<(), Failure> {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mayfly_core::{Billing, Image, Instance, Placement, Secret};
+    use mayfly_provider::Result;
+    use std::sync::Mutex;
+
+    /// A provider whose machine gets its address on the `reveal_at`th read (`None`: never),
+    /// noting when each read came.
+    struct Booting {
+        reveal_at: Option<usize>,
+        reads: Mutex<Vec<Duration>>,
+        start: Instant,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Booting {
+        fn kind(&self) -> &'static str {
+            "booting"
+        }
+        async fn create(&self, _: &CreateRequest) -> Result<Instance> {
+            unreachable!()
+        }
+        async fn list(&self, _: &str) -> Result<Vec<Instance>> {
+            Ok(Vec::new())
+        }
+        async fn get(&self, _: &str) -> Result<Instance> {
+            let mut reads = self.reads.lock().unwrap();
+            reads.push(self.start.elapsed());
+            let address = self
+                .reveal_at
+                .is_some_and(|n| reads.len() >= n)
+                .then(|| "10.0.0.7".to_string());
+            Ok(Instance {
+                name: "mayfly-gl-1".into(),
+                provider_id: Some("t".into()),
+                controller: None,
+                pool: "p".into(),
+                state: mayfly_core::InstanceState::Starting,
+                created_at: mayfly_core::Time(0),
+                state_since: mayfly_core::Time(0),
+                labels: mayfly_core::Labels::default(),
+                placement: None,
+                job: None,
+                run_id: None,
+                billing: None,
+                address,
+            })
+        }
+        async fn power_off(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn power_on(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn rebuild(&self, _: &str, _: &Image, _: &Secret) -> Result<()> {
+            Ok(())
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn billing(&self, _: &Placement) -> Result<Billing> {
+            Ok(Billing::per_second(0.0))
+        }
+    }
+
+    fn booting(reveal_at: Option<usize>) -> Booting {
+        Booting {
+            reveal_at,
+            reads: Mutex::new(Vec::new()),
+            start: Instant::now(),
+        }
+    }
+
+    const DEFAULTS: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
+
+    #[tokio::test(start_paused = true)]
+    async fn the_address_is_read_with_backoff_until_it_comes() {
+        // The address is there from 20 s on: the seventh read sees it.
+        let p = booting(Some(7));
+        let until = Instant::now() + Duration::from_secs(300);
+        let a = wait_for_address(&p, "t", until, DEFAULTS).await.unwrap();
+        assert_eq!(a, "10.0.0.7");
+        let at: Vec<f64> = p
+            .reads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        assert_eq!(at, [0.5, 1.5, 3.5, 7.5, 12.5, 17.5, 22.5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_read_is_at_the_deadline_not_a_pause_before() {
+        let p = booting(None);
+        let until = Instant::now() + Duration::from_secs(10);
+        let e = match wait_for_address(&p, "t", until, DEFAULTS).await {
+            Err(Failure::System(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            e.contains("no address within the ready timeout (5 reads)"),
+            "{e}"
+        );
+        let at: Vec<f64> = p
+            .reads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        assert_eq!(at, [0.5, 1.5, 3.5, 7.5, 10.0]);
+        // Just in time counts.
+        let p = booting(Some(5));
+        let until = Instant::now() + Duration::from_secs(10);
+        assert!(wait_for_address(&p, "t", until, DEFAULTS).await.is_ok());
     }
 }
