@@ -1,7 +1,7 @@
 //! `cleanup_exec`: the job's machine and keys go, whatever state prepare left them in. Safe to
 //! run twice, and after a prepare that never ran.
 
-use super::job::JobEnv;
+use super::job::{JobEnv, job_of};
 use super::keys::JobDir;
 use super::machine;
 use super::record::{self, MachineFile};
@@ -40,8 +40,8 @@ pub async fn cleanup(settings: &Settings, job: &JobEnv) -> Result<(), String> {
     Ok(())
 }
 
-/// Deletes the machine `name` (by the id the store or its file has, else found by name among
-/// the controller's), then forgets it.
+/// Deletes the machine of the job `name` (by the id the store or its file has, else the
+/// controller's machines of that job, whichever prepare attempt named them), then forgets it.
 pub async fn delete_machine(
     settings: &Settings,
     provider: &dyn Provider,
@@ -49,20 +49,22 @@ pub async fn delete_machine(
     name: &str,
 ) -> Result<(), String> {
     let dir = JobDir::new(&settings.state_dir, name);
-    let id = match record::find(store, name).await?.and_then(|i| i.provider_id) {
-        Some(id) => Some(id),
+    let ids = match record::find(store, name).await?.and_then(|i| i.provider_id) {
+        Some(id) => vec![id],
         None => match MachineFile::read(&dir) {
-            Ok(m) => Some(m.provider_id),
+            Ok(m) => vec![m.provider_id],
             Err(_) => provider
                 .list(&settings.controller)
                 .await
                 .map_err(|e| format!("cannot list {}'s machines: {e}", provider.kind()))?
                 .into_iter()
-                .find(|i| i.name == name)
-                .and_then(|i| i.provider_id),
+                .filter(|i| job_of(&i.name).is_some() && job_of(&i.name) == job_of(name))
+                .filter(|i| !matches!(i.state, mayfly_core::InstanceState::Deleting))
+                .filter_map(|i| i.provider_id)
+                .collect(),
         },
     };
-    if let Some(id) = id {
+    for id in ids {
         provider
             .delete(&id)
             .await

@@ -61,10 +61,23 @@ impl JobEnv {
         JobEnv::read(|k| std::env::var(k).ok())
     }
 
-    /// The machine's deterministic name: the create's idempotency key, so the three attempts
-    /// gitlab-runner gives `prepare` never make three machines.
+    /// The job's deterministic name: its record in the store, its key directory, the
+    /// `hostname` gitlab-runner shows, and its first machine's name.
     pub fn machine_name(&self) -> String {
         machine_name(self.job_id)
+    }
+
+    /// The name of the machine of `prepare`'s attempt `attempt` (0, 1, 2): the create's
+    /// idempotency key (RunTask's client token, EC2's, Hetzner's unique name). A later attempt
+    /// makes another machine with other keys, which the cloud would refuse (ECS: a token used
+    /// with other parameters is a `ConflictException` for 24 hours) or answer with the first
+    /// machine under the same key; so each attempt has a name of its own: `mayfly-gl-7`,
+    /// `mayfly-gl-7-2`, `mayfly-gl-7-3`.
+    pub fn attempt_name(&self, attempt: u32) -> String {
+        match attempt {
+            0 => machine_name(self.job_id),
+            n => format!("{}-{}", machine_name(self.job_id), n + 1),
+        }
     }
 }
 
@@ -72,9 +85,22 @@ pub fn machine_name(job_id: u64) -> String {
     format!("mayfly-gl-{job_id}")
 }
 
-/// The job id back from a machine name, for the reaper.
+/// The job id back from a machine name (of any attempt), for the reaper.
 pub fn job_of(name: &str) -> Option<u64> {
-    name.strip_prefix("mayfly-gl-")?.parse().ok()
+    let rest = name.strip_prefix("mayfly-gl-")?;
+    let (job, attempt) = match rest.split_once('-') {
+        Some((job, attempt)) => (job, Some(attempt)),
+        None => (rest, None),
+    };
+    if let Some(a) = attempt
+        && (a.parse::<u32>().is_err() || a.starts_with('0') || a.starts_with('+'))
+    {
+        return None;
+    }
+    if job.starts_with('+') {
+        return None;
+    }
+    job.parse().ok()
 }
 
 #[cfg(test)]
@@ -97,6 +123,18 @@ mod tests {
         assert_eq!(j.runner_tags, ["a", "b"]);
         assert_eq!(j.timeout_secs, Some(3600));
         assert_eq!(job_of(&j.machine_name()), Some(42));
+        assert_eq!(j.attempt_name(0), "mayfly-gl-42");
+        assert_eq!(j.attempt_name(2), "mayfly-gl-42-3");
+        assert_eq!(job_of(&j.attempt_name(2)), Some(42));
+        for other in [
+            "mayfly-gl-",
+            "mayfly-gl-x",
+            "mayfly-gl-4-",
+            "mayfly-gl-4-x",
+            "mayfly-x64-4",
+        ] {
+            assert_eq!(job_of(other), None, "{other}");
+        }
         let e = JobEnv::read(|_| None).unwrap_err();
         assert!(e.contains("CUSTOM_ENV_CI_JOB_ID"), "{e}");
     }

@@ -103,7 +103,9 @@ pub async fn reap(settings: &Settings) -> Result<Reaped, String> {
             }
         };
         for i in instances {
-            if known.contains(&i.name) || job_of(&i.name).is_none() {
+            // A job's machines carry its name, or its name and prepare's attempt.
+            let Some(job) = job_of(&i.name) else { continue };
+            if known.iter().any(|k| job_of(k) == Some(job)) {
                 continue;
             }
             if matches!(i.state, mayfly_core::InstanceState::Deleting) {

@@ -49,8 +49,14 @@ pub async fn open(url: &str) -> Result<Store, String> {
         .map_err(|e| format!("cannot open the executor's store: {e}"))
 }
 
-/// Records the intent for the job's machine; `false` when one exists (an earlier attempt).
-pub async fn record(store: &Store, job: &JobEnv, pool: &PoolSettings) -> Result<bool, String> {
+/// Records the intent for the job's machine of prepare's `attempt`; `false` when one exists
+/// (an earlier attempt's).
+pub async fn record(
+    store: &Store,
+    job: &JobEnv,
+    pool: &PoolSettings,
+    attempt: u32,
+) -> Result<bool, String> {
     let at = now();
     let intent = Intent {
         name: job.machine_name(),
@@ -61,7 +67,7 @@ pub async fn record(store: &Store, job: &JobEnv, pool: &PoolSettings) -> Result<
             scope: job.project_path.as_str().into(),
             id: job.job_id,
         }),
-        attempt: 0,
+        attempt,
         run_id: None,
         labels: Labels::new(pool.tags.clone()),
         spec: pool.spec(),

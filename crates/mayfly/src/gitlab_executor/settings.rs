@@ -34,6 +34,15 @@ pub struct Settings {
     /// timeout plus its cleanup), when the job left no timeout of its own.
     #[serde(default = "default_reap_after")]
     pub reap_after_secs: u64,
+    /// A machine created without an address (an ECS task until its network interface is
+    /// attached, an EC2 instance until its public IP is) is read again after this pause,
+    /// doubling up to `address_poll_max_secs`, until `ssh.ready_timeout_secs` after its create.
+    #[serde(default = "default_address_poll")]
+    pub address_poll_secs: f64,
+    /// Bounds the provider reads of each booting machine (ECS throttles DescribeTasks per
+    /// account and region, shared by every job booting at once).
+    #[serde(default = "default_address_poll_max")]
+    pub address_poll_max_secs: f64,
     #[serde(default, rename = "pool")]
     pub pools: Vec<PoolSettings>,
 }
@@ -162,6 +171,12 @@ fn default_reap_after() -> u64 {
     // GitLab's longest job timeout is a month; a day covers the default hour many times over.
     24 * 3600
 }
+fn default_address_poll() -> f64 {
+    0.5
+}
+fn default_address_poll_max() -> f64 {
+    5.0
+}
 fn default_image() -> String {
     "x86:system:ubuntu-24.04".into()
 }
@@ -257,6 +272,13 @@ impl Settings {
         if self.ssh.connect_timeout_secs == 0 || self.ssh.ready_timeout_secs == 0 {
             return Err("ssh: a timeout of 0 would wait forever or not at all".into());
         }
+        let poll = |s: f64| s.is_finite() && (0.01..=3600.0).contains(&s);
+        if !poll(self.address_poll_secs) || !poll(self.address_poll_max_secs) {
+            return Err("address_poll_secs, address_poll_max_secs: between 0.01 and 3600".into());
+        }
+        if self.address_poll_max_secs < self.address_poll_secs {
+            return Err("address_poll_max_secs: less than address_poll_secs".into());
+        }
         if !["bash", "sh"].contains(&self.shell.as_str()) {
             return Err(format!("shell {:?}: bash or sh", self.shell));
         }
@@ -292,6 +314,16 @@ impl Settings {
                     runner_tags.join(", ")
                 )
             })
+    }
+}
+
+impl Settings {
+    /// The first and the longest pause between reads of a machine without an address.
+    pub fn address_poll(&self) -> (std::time::Duration, std::time::Duration) {
+        (
+            std::time::Duration::from_secs_f64(self.address_poll_secs),
+            std::time::Duration::from_secs_f64(self.address_poll_max_secs),
+        )
     }
 }
 
@@ -365,5 +397,11 @@ hetzner = { token_file = "/etc/hcloud" }
         assert!(e.contains("stat_dir") && e.contains("line 1"), "{e}");
         let e = Settings::parse("[[pool]]\nname = \"a\"\nprovider = \"hetzner\"\n").unwrap_err();
         assert!(e.contains("[pool.hetzner]"), "{e}");
+        let e = Settings::parse(&format!("address_poll_secs = 0\n{FILE}")).unwrap_err();
+        assert!(e.contains("address_poll_secs"), "{e}");
+        let e = Settings::parse(&format!("address_poll_max_secs = 0.1\n{FILE}")).unwrap_err();
+        assert!(e.contains("less than address_poll_secs"), "{e}");
+        let s = Settings::parse(&format!("address_poll_secs = 1\n{FILE}")).unwrap();
+        assert_eq!(s.address_poll().0, std::time::Duration::from_secs(1));
     }
 }

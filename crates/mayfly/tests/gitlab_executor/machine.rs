@@ -1,7 +1,7 @@
 //! The job's machine, as the test stands it in: an sshd on loopback, started unprivileged on a
 //! free high port with its own config, once the machine "boots" — that is, once the provider
 //! holds it — with the host key and authorized key the machine got at boot (read back from the
-//! fake Hetzner's user data or moto's task environment). The executor's ssh reaches it through a
+//! fake Hetzner's user data, moto's task environment or moto's instance user data). The executor's ssh reaches it through a
 //! wrapper (MAYFLY_SSH) that only changes where ssh connects, never what it checks.
 
 use std::os::unix::fs::PermissionsExt;
@@ -204,6 +204,64 @@ pub fn keys_from_ecs_task(moto: &str, name: &str) -> Option<BootKeys> {
             authorized_key: get("SSH_PUBLIC_KEY")
                 .expect("the client key in the task's environment"),
         })
+    })
+}
+
+/// The keys in the user data of the live EC2 instance named `name` (its `Name` tag), as moto's
+/// DescribeInstanceAttribute gives it; `None` while there is no such instance.
+pub fn keys_from_ec2_instance(moto: &str, name: &str) -> Option<BootKeys> {
+    use base64::Engine;
+    use mayfly_provider_aws::wire;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let aws =
+            mayfly_provider_aws::AwsSettings::emulator(&format!("http://{moto}"), "us-east-1")
+                .connect()
+                .await
+                .unwrap();
+        let ec2 = |action: &'static str, params: &[(&str, &str)]| {
+            let mut p = wire::Params::new();
+            for (k, v) in params {
+                p.set(*k, v);
+            }
+            let aws = aws.clone();
+            async move {
+                aws.query(wire::EC2, "2016-11-15", action, &p)
+                    .await
+                    .unwrap_or_else(|e| panic!("{action}: {e}"))
+            }
+        };
+        let found = ec2(
+            "DescribeInstances",
+            &[
+                ("Filter.1.Name", "tag:Name"),
+                ("Filter.1.Value.1", name),
+                ("Filter.2.Name", "instance-state-name"),
+                ("Filter.2.Value.1", "pending"),
+                ("Filter.2.Value.2", "running"),
+            ],
+        )
+        .await;
+        let id = found
+            .items("reservationSet")
+            .flat_map(|r| r.items("instancesSet"))
+            .next()?
+            .value("instanceId")?;
+        let attr = ec2(
+            "DescribeInstanceAttribute",
+            &[("InstanceId", &id), ("Attribute", "userData")],
+        )
+        .await;
+        let encoded = attr.value("userData/value")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .expect("user data is base64");
+        Some(keys_from_cloud_config(
+            &String::from_utf8(decoded).expect("user data is text"),
+        ))
     })
 }
 

@@ -1,11 +1,13 @@
 //! `mayfly gitlab-executor` driven through whole jobs by a harness playing gitlab-runner,
-//! against the fake GitLab and the simulator's Hetzner (and moto's ECS), with an sshd on
+//! against the fake GitLab and the simulator's Hetzner (and moto's ECS and EC2), with an sshd on
 //! loopback standing in for each machine. Faults: SSH refused at first, a connection dropped
-//! mid-script, a refused create, a killed cleanup, a job cancelled while it runs.
+//! mid-script, a refused create, a killed cleanup, a job cancelled while it runs, a Fargate
+//! task whose address comes late or never.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aws;
 mod http;
 mod machine;
 mod proxy;
@@ -16,7 +18,7 @@ use runner::{Hooks, Outcome};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use world::{World, addr, hetzner_calls, moto_ecs};
+use world::{World, hetzner_calls};
 
 fn stage_names(o: &Outcome) -> Vec<&str> {
     o.stages.iter().map(|(s, _)| s.as_str()).collect()
@@ -335,51 +337,4 @@ fn a_job_cancelled_during_run_stops_and_cleans_up() {
     assert_eq!(w.gitlab_job(id)["status"], "canceled");
     assert_eq!(o.cleanup_code, Some(0), "{}", o.log);
     assert_nothing_left(&w);
-}
-
-#[test]
-#[ignore = "needs moto: MAYFLY_PYTHON from scripts/py-env (scripts/test runs it)"]
-fn a_job_runs_whole_on_an_ecs_fargate_task() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (moto, subnet, group) = rt.block_on(moto_ecs());
-    let counting = proxy::Counting::start(&addr(moto.url()));
-    let mut w = World::ecs(&["fargate"], &counting.url, moto.url(), &subnet, &group);
-    w.pipeline(&["fargate"]);
-    let count = w.marker("step-runs");
-    w.runner.scripts.insert(
-        "step_script".into(),
-        format!("echo run >> '{}'", count.display()),
-    );
-    let o = w.job(Hooks::default());
-    assert_eq!(o.state, "success", "{o:#?}");
-    assert!(o.log.contains("from pool fargate (aws-ecs)"), "{}", o.log);
-    eprintln!("AWS calls of the job: {:?}", counting.counts());
-    // The Fargate driver's RunTask, DescribeTasks and StopTask, plus what a fresh process of
-    // the provider reads before its RunTask (families, the name's idempotency check).
-    let counts = counting.counts();
-    let want: BTreeMap<String, usize> = [
-        "ListTaskDefinitionFamilies",
-        "DescribeTaskDefinition",
-        "ListTasks",
-        "DescribeTasks",
-        "RunTask",
-        "StopTask",
-    ]
-    .into_iter()
-    .map(|op| (op.to_string(), 1))
-    .collect();
-    assert_eq!(counts, want, "AWS calls of one job");
-    let before_reap = counting.total();
-    assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
-    assert_eq!(o.cleanup_code, Some(0), "{}", o.log);
-    assert!(w.leftovers().is_empty());
-    // The task was stopped: nothing of the controller's is left running.
-    let (code, out, err) = w.executor(&["reap"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("0 deleted, 0 kept, 0 errors"), "{out}");
-    eprintln!(
-        "job: {before_reap} AWS calls; reap: {}",
-        counting.total() - before_reap
-    );
-    drop(moto);
 }

@@ -1,6 +1,7 @@
 //! One world for a job through the executor: the simulator, a project with a custom-executor
 //! runner, the executor's file, the ssh wrapper, and the machines' sshds (booted from the fake
-//! Hetzner's user data or moto's task environment). Shared by the tests and the benchmark.
+//! Hetzner's user data, moto's task environment or moto's instance user data). Shared by the
+//! tests and the benchmark.
 
 use super::http;
 use super::machine::{self, Net, Sshd};
@@ -19,13 +20,24 @@ pub const PAT: &str = "sim-gitlab-token";
 /// ssh wrapper, and the machines' sshds.
 pub struct World {
     pub sim: SimServe,
-    /// Where machines boot: the fake Hetzner, or moto's ECS at this `host:port`.
-    pub moto: Option<String>,
+    /// Where machines boot, as the test reads their keys back.
+    pub boots: Boots,
     pub dir: tempfile::TempDir,
     pub net: Net,
     pub runner: Runner,
     pub file: PathBuf,
     pub machines: Arc<Mutex<Vec<Sshd>>>,
+}
+
+/// Where a world's machines boot: the fake Hetzner (servers of the pool `hz`), or moto at this
+/// `host:port`, read directly, not through the executor's endpoint.
+#[derive(Clone, Debug)]
+pub enum Boots {
+    Hetzner,
+    /// ECS tasks (the pool `fargate`).
+    Ecs(String),
+    /// EC2 instances (the pool `ec2`).
+    Ec2(String),
 }
 
 pub fn addr(url: &str) -> String {
@@ -36,18 +48,36 @@ pub fn addr(url: &str) -> String {
 
 impl World {
     pub fn new(tags: &[&str]) -> World {
-        World::with(tags, None)
+        World::with(tags, String::new(), Boots::Hetzner)
     }
 
     /// Machines from moto's ECS (`moto` is its URL): the pool `fargate`.
     /// The executor calls `endpoint`; the test looks at the tasks in moto (`watch`) directly.
     pub fn ecs(tags: &[&str], endpoint: &str, watch: &str, subnet: &str, group: &str) -> World {
-        let mut w = World::with(tags, Some((endpoint, subnet, group)));
-        w.moto = Some(addr(watch));
-        w
+        let pool = format!(
+            "\n[[pool]]\nname = \"fargate\"\ntags = [\"fargate\"]\nprovider = \"aws-ecs\"\n\
+             aws = {{ region = \"us-east-1\", endpoint = \"{endpoint}\", cluster = \"ci\", \
+             subnets = [\"{subnet}\"], security_groups = [\"{group}\"] }}\n"
+        );
+        World::with(tags, pool, Boots::Ecs(addr(watch)))
     }
 
-    pub fn with(tags: &[&str], ecs: Option<(&str, &str, &str)>) -> World {
+    /// Machines from moto's EC2: the pool `ec2`, t3.micro instances of `net.ami` in its subnet.
+    /// The executor calls `endpoint`; the test reads the instances' user data from moto
+    /// (`watch`) directly.
+    pub fn ec2(tags: &[&str], endpoint: &str, watch: &str, net: &MotoNet) -> World {
+        let pool = format!(
+            "\n[[pool]]\nname = \"ec2\"\ntags = [\"ec2\"]\nprovider = \"aws-ec2\"\n\
+             types = [\"t3.micro\"]\n\
+             aws = {{ region = \"us-east-1\", endpoint = \"{endpoint}\", ami = \"{}\", \
+             subnets = [\"{}\"], security_groups = [\"{}\"] }}\n",
+            net.ami, net.subnet, net.group
+        );
+        World::with(tags, pool, Boots::Ec2(addr(watch)))
+    }
+
+    /// `aws_pool` is TOML appended to the executor's file (empty: the Hetzner pool only).
+    fn with(tags: &[&str], aws_pool: String, boots: Boots) -> World {
         let sim = SimServe::start(&[]);
         sim.faults(json!({"hetzner": {"boot_delay_secs": 0.2, "action_delay_secs": 0.2}}));
         let dir = tempfile::tempdir().unwrap();
@@ -71,14 +101,7 @@ impl World {
             .to_string();
         let net = Net::new(&dir.path().join("net"));
         let file = dir.path().join("mayfly-executor.toml");
-        let mut text = executor_file(dir.path(), &sim.hetzner);
-        if let Some((moto, subnet, group)) = ecs {
-            text.push_str(&format!(
-                "\n[[pool]]\nname = \"fargate\"\ntags = [\"fargate\"]\nprovider = \"aws-ecs\"\n\
-                 aws = {{ region = \"us-east-1\", endpoint = \"{moto}\", cluster = \"ci\", \
-                 subnets = [\"{subnet}\"], security_groups = [\"{group}\"] }}\n"
-            ));
-        }
+        let text = executor_file(dir.path(), &sim.hetzner) + &aws_pool;
         std::fs::write(&file, text).unwrap();
         let mut env = vec![
             ("PATH".to_string(), support::path()),
@@ -92,7 +115,7 @@ impl World {
                 file.display().to_string(),
             ),
         ];
-        if ecs.is_some() {
+        if !matches!(boots, Boots::Hetzner) {
             for (k, v) in [
                 ("AWS_ACCESS_KEY_ID", "testing"),
                 ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -115,7 +138,7 @@ impl World {
         };
         World {
             sim,
-            moto: ecs.map(|(m, _, _)| addr(m)),
+            boots,
             dir,
             net,
             runner,
@@ -131,23 +154,25 @@ impl World {
         );
     }
 
-    /// The machine of `job` boots when the fake Hetzner says it runs (after its boot delay): an sshd with the keys from
-    /// its user data, and the ssh wrapper pointed at it.
+    /// The machine of `job` boots when the provider holds it (the fake Hetzner: once it says it
+    /// runs, after its boot delay): an sshd with the keys from its user data or its task's
+    /// environment, and the ssh wrapper pointed at it.
     pub fn boot_when_created(&self, job: u64) {
         let (machines, net_dir) = (self.machines.clone(), self.net.dir.clone());
         let sim_servers = self.sim_servers_reader();
-        let moto = self.moto.clone();
+        let boots = self.boots.clone();
         let sshd_dir = self.dir.path().join(format!("machine-{job}"));
         std::thread::spawn(move || {
             let name = format!("mayfly-gl-{job}");
             let until = Instant::now() + Duration::from_secs(60);
             while Instant::now() < until {
-                let keys = match &moto {
-                    None => sim_servers()
+                let keys = match &boots {
+                    Boots::Hetzner => sim_servers()
                         .into_iter()
                         .find(|s| s["name"] == name.as_str() && s["status"] == "running")
                         .map(|s| machine::keys_from_cloud_config(s["user_data"].as_str().unwrap())),
-                    Some(moto) => machine::keys_from_ecs_task(moto, &name),
+                    Boots::Ecs(moto) => machine::keys_from_ecs_task(moto, &name),
+                    Boots::Ec2(moto) => machine::keys_from_ec2_instance(moto, &name),
                 };
                 if let Some(keys) = keys {
                     let sshd = Sshd::start(&sshd_dir, &keys);
@@ -242,6 +267,8 @@ fn executor_file(dir: &Path, hetzner: &str) -> String {
         r#"state_dir = "{state}"
 builds_dir = "{state}/builds"
 cache_dir = "{state}/cache"
+address_poll_secs = 0.2
+address_poll_max_secs = 1
 
 [ssh]
 user = "{user}"
@@ -289,10 +316,16 @@ pub fn hetzner_calls(w: &World) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// moto with manual task progression, a cluster `ci`, a Fargate task definition for the tag
-/// `fargate` (its container sshd), and the default VPC's subnet and security group.
-pub async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
-    use mayfly_provider_aws::wire;
+/// What the tests' AWS pools need of moto: an AMI it knows, and the default VPC's first subnet
+/// and security group.
+pub struct MotoNet {
+    pub ami: String,
+    pub subnet: String,
+    pub group: String,
+}
+
+/// A fresh moto.
+async fn moto() -> mayfly_sim::moto::Moto {
     let python = std::env::var("MAYFLY_PYTHON")
         .ok()
         .filter(|p| !p.is_empty())
@@ -301,6 +334,59 @@ pub async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
         .await
         .unwrap();
     moto.reset().await.unwrap();
+    moto
+}
+
+async fn moto_net(aws: &mayfly_provider_aws::wire::Aws) -> MotoNet {
+    use mayfly_provider_aws::wire;
+    let ec2 = |action: &'static str, params: &[(&str, &str)]| {
+        let mut p = wire::Params::new();
+        for (k, v) in params {
+            p.set(*k, v);
+        }
+        async move {
+            aws.query(wire::EC2, "2016-11-15", action, &p)
+                .await
+                .unwrap_or_else(|e| panic!("{action}: {e}"))
+        }
+    };
+    let images = ec2("DescribeImages", &[("Owner.1", "amazon")]).await;
+    let ami = images
+        .items("imagesSet")
+        .find(|i| i.value("rootDeviceName").is_some())
+        .and_then(|i| i.value("imageId"))
+        .expect("moto has an AMI with a root device");
+    let subnet = ec2("DescribeSubnets", &[])
+        .await
+        .items("subnetSet")
+        .next()
+        .and_then(|s| s.value("subnetId"))
+        .unwrap();
+    let group = ec2("DescribeSecurityGroups", &[])
+        .await
+        .items("securityGroupInfo")
+        .next()
+        .and_then(|g| g.value("groupId"))
+        .unwrap();
+    MotoNet { ami, subnet, group }
+}
+
+/// moto for EC2 pools: its AMI, and the default VPC's subnet and security group.
+pub async fn moto_ec2() -> (mayfly_sim::moto::Moto, MotoNet) {
+    let moto = moto().await;
+    let aws = mayfly_provider_aws::AwsSettings::emulator(moto.url(), "us-east-1")
+        .connect()
+        .await
+        .unwrap();
+    let net = moto_net(&aws).await;
+    (moto, net)
+}
+
+/// moto with manual task progression, a cluster `ci`, a Fargate task definition for the tag
+/// `fargate` (its container sshd), and the default VPC's subnet and security group.
+pub async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
+    use mayfly_provider_aws::wire;
+    let moto = moto().await;
     moto.manual_ecs_tasks().await.unwrap();
     let aws = mayfly_provider_aws::AwsSettings::emulator(moto.url(), "us-east-1")
         .connect()
@@ -332,25 +418,6 @@ pub async fn moto_ecs() -> (mayfly_sim::moto::Moto, String, String) {
         }),
     )
     .await;
-    let mut p = wire::Params::new();
-    let subnets = aws
-        .query(wire::EC2, "2016-11-15", "DescribeSubnets", &p)
-        .await
-        .unwrap();
-    let subnet = subnets
-        .items("subnetSet")
-        .next()
-        .and_then(|s| s.value("subnetId"))
-        .unwrap();
-    p = wire::Params::new();
-    let groups = aws
-        .query(wire::EC2, "2016-11-15", "DescribeSecurityGroups", &p)
-        .await
-        .unwrap();
-    let group = groups
-        .items("securityGroupInfo")
-        .next()
-        .and_then(|g| g.value("groupId"))
-        .unwrap();
-    (moto, subnet, group)
+    let net = moto_net(&aws).await;
+    (moto, net.subnet, net.group)
 }
