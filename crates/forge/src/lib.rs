@@ -2,5 +2,7 @@
 //! tokens and GitHub App auth, rate limits, webhooks, polling) and GitLab CI (REST client, runner
 //! records, Job Hooks, polling).
 
+pub mod budget;
 pub mod github;
 pub mod gitlab;
+mod link;

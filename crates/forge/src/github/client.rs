@@ -6,9 +6,10 @@ use super::config::{AuthConfig, ClientConfig, ConfigError, LimitsConfig};
 use super::error::{Error, Result};
 use super::metrics;
 use super::ratelimit::{Budget, Limiter, Priority, RESET_SLACK, retry_after};
+pub(crate) use crate::link::next_link;
 use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Secret, Time};
-use reqwest::header::{ETAG, HeaderMap, IF_NONE_MATCH, LINK};
+use reqwest::header::{ETAG, HeaderMap, IF_NONE_MATCH};
 use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -371,41 +372,9 @@ impl Client {
     }
 }
 
-/// The `rel="next"` URL of a Link header.
-pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
-    let link = headers.get(LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| {
-                url.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_string()
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn finds_the_next_page() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            LINK,
-            HeaderValue::from_static(concat!(
-                "<https://x/r?page=1>; rel=\"prev\", <https://x/r?page=3>; rel=\"next\", ",
-                "<https://x/r?page=9>; rel=\"last\"",
-            )),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("https://x/r?page=3"));
-        assert_eq!(next_link(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn errors_carry_githubs_message() {

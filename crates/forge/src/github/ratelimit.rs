@@ -7,127 +7,71 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mayfly_core::Time;
 use reqwest::header::HeaderMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
 /// GitHub's documented hourly budget, assumed until the first answer says otherwise.
 const ASSUMED_LIMIT: u32 = 5000;
-/// `x-ratelimit-reset` has whole seconds; waiting one more avoids arriving a moment early.
-pub(crate) const RESET_SLACK: Duration = Duration::from_secs(1);
 
-/// Which requests may spend the last of the budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Priority {
-    /// Stops paying (deletes) or serves a job (JIT configs, tokens, finding queued runs).
-    Essential,
-    /// Reads that can wait for the next hour: runner lists, job lookups.
-    Housekeeping,
-}
+pub(crate) use crate::budget::RESET_SLACK;
+pub use crate::budget::{Budget, Priority};
+use crate::budget::{Gate, Refusal};
 
-/// The primary budget as last reported, for metrics. It refills at `reset_at`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
-    pub limit: u32,
-    pub remaining: u32,
-    pub reset_at: Time,
-}
-
+/// The shared rule ([`Gate`]) with GitHub's headers and its write spacing.
 pub(crate) struct Limiter {
-    state: Mutex<State>,
-    concurrency: Semaphore,
+    gate: Gate,
     writes: Option<DefaultDirectRateLimiter>,
-    reserve: f64,
-}
-
-#[derive(Default)]
-struct State {
-    budget: Option<Budget>,
-    /// Set by retry-after or an exhausted budget: nothing is sent before it.
-    paused_until: Option<Time>,
 }
 
 impl Limiter {
     pub(crate) fn new(limits: &LimitsConfig) -> Limiter {
         Limiter {
-            state: Mutex::new(State::default()),
-            concurrency: Semaphore::new(limits.max_concurrent.max(1)),
+            gate: Gate::new(
+                limits.max_concurrent,
+                limits.reserve,
+                ASSUMED_LIMIT,
+                [
+                    "x-ratelimit-limit",
+                    "x-ratelimit-remaining",
+                    "x-ratelimit-reset",
+                ],
+            ),
             writes: Quota::with_period(limits.write_interval()).map(|q| {
                 let burst = NonZeroU32::new(limits.write_burst).unwrap_or(NonZeroU32::MIN);
                 RateLimiter::direct(q.allow_burst(burst))
             }),
-            reserve: limits.reserve.clamp(0.0, 1.0),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) fn budget(&self) -> Budget {
-        self.state().budget.unwrap_or(Budget {
-            limit: ASSUMED_LIMIT,
-            remaining: ASSUMED_LIMIT,
-            reset_at: Time::default(),
-        })
+        self.gate.budget()
     }
 
     /// Whether a request may be sent at `now`; if not, how long to wait or that it is postponed.
     pub(crate) fn admit(&self, priority: Priority, now: Time) -> Result<(), Error> {
-        let st = self.state();
-        if let Some(until) = st.paused_until.filter(|u| *u > now) {
-            return Err(Error::RateLimited {
-                retry_after: Some(until.since(now)),
-            });
-        }
-        let Some(b) = st.budget.filter(|b| b.reset_at > now) else {
-            return Ok(());
-        };
-        if b.remaining == 0 {
-            return Err(Error::RateLimited {
-                retry_after: Some(b.reset_at.since(now) + RESET_SLACK),
-            });
-        }
-        if priority == Priority::Housekeeping
-            && f64::from(b.remaining) < self.reserve * f64::from(b.limit)
-        {
-            return Err(Error::Postponed);
-        }
-        Ok(())
+        self.gate.admit(priority, now).map_err(|r| match r {
+            Refusal::Wait(d) => Error::RateLimited {
+                retry_after: Some(d),
+            },
+            Refusal::Postponed => Error::Postponed,
+        })
     }
 
     /// Takes in the `x-ratelimit-*` headers of any answer, 304s included.
     pub(crate) fn observe(&self, headers: &HeaderMap) {
-        let num = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        };
-        if let (Some(limit), Some(remaining), Some(reset)) = (
-            num("x-ratelimit-limit"),
-            num("x-ratelimit-remaining"),
-            num("x-ratelimit-reset"),
-        ) {
-            let budget = Budget {
-                limit: limit.clamp(0, i64::from(u32::MAX)) as u32,
-                remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
-                reset_at: Time::from_secs(reset),
-            };
+        if let Some(budget) = self.gate.observe(headers) {
             super::metrics::remaining(budget.remaining);
-            self.state().budget = Some(budget);
         }
     }
 
     /// Holds every request of this credential until `until` (GitHub asked for a pause).
     pub(crate) fn pause(&self, until: Time) {
-        let mut st = self.state();
-        st.paused_until = Some(st.paused_until.map_or(until, |u| u.max(until)));
+        self.gate.pause(until);
     }
 
     /// One of the concurrent-request slots, held for the request's life.
     pub(crate) async fn slot(&self) -> Option<SemaphorePermit<'_>> {
-        self.concurrency.acquire().await.ok()
+        self.gate.slot().await
     }
 
     /// Waits for the next write's turn: a burst of `write_burst` goes at once, then writes are

@@ -16,7 +16,9 @@
 //! when no job came within N seconds (a job cancelled before the machine booted, or taken by
 //! another runner), so the machine powers off instead of idling until mayfly's deadline.
 
-use super::{BootstrapConfig, BootstrapError, MAX_USER_DATA, fill, plain, quote, setup_function};
+use super::{
+    BootstrapConfig, BootstrapError, MAX_USER_DATA, fill, plain, quote, setup_function, with_common,
+};
 use mayfly_core::{Arch, Secret};
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +224,7 @@ pub fn user_data(
         .map(setup_function)
         .unwrap_or_default();
     let script = fill(
-        TEMPLATE,
+        &with_common(TEMPLATE),
         &[
             ("@RUNNER_USER@", &config.user),
             ("@GITLAB_RUNNER@", &binary),
@@ -261,7 +263,7 @@ mod tests {
             START_RUNNER,
             SETUP_SCRIPT,
         ] {
-            assert_eq!(TEMPLATE.matches(p).count(), 1, "{p}");
+            assert_eq!(with_common(TEMPLATE).matches(p).count(), 1, "{p}");
         }
     }
 

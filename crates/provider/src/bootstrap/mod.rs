@@ -41,6 +41,14 @@ const INSTALL_DIR: &str = "/opt/mayfly/actions-runner";
 pub mod install;
 
 const TEMPLATE: &str = include_str!("runner.sh");
+/// What every bootstrap template shares (the log, the power-off whatever happens, the runner
+/// user, downloads), put where a template says `# @COMMON@`.
+const COMMON: &str = include_str!("common.sh");
+
+/// `template` with the shared part in place: the text `fill` then fills in.
+pub(crate) fn with_common(template: &str) -> String {
+    template.replacen("# @COMMON@\n", COMMON, 1)
+}
 const START_RUNNER: &str = "# @START_RUNNER@";
 const SETUP_SCRIPT: &str = "# @SETUP_SCRIPT@";
 
@@ -277,7 +285,7 @@ pub fn user_data(
         .map(setup_function)
         .unwrap_or_default();
     let script = fill(
-        TEMPLATE,
+        &with_common(TEMPLATE),
         &[
             ("@RUNNER_USER@", &config.user),
             ("@RUNNER_DIR@", runner_dir),
@@ -465,7 +473,7 @@ mod tests {
             START_RUNNER,
             SETUP_SCRIPT,
         ] {
-            assert_eq!(TEMPLATE.matches(p).count(), 1, "{p}");
+            assert_eq!(with_common(TEMPLATE).matches(p).count(), 1, "{p}");
         }
     }
 
