@@ -20,6 +20,8 @@ struct Node {
     dir: tempfile::TempDir,
     config: PathBuf,
     path: String,
+    /// The mayfly binary the node's commands run (and its slots, hooks and runners with them).
+    bin: PathBuf,
 }
 
 impl Node {
@@ -67,6 +69,7 @@ disk_fail_percent = 0.0
             dir,
             config,
             path,
+            bin: PathBuf::from(support::BIN),
         }
     }
 
@@ -84,8 +87,11 @@ disk_fail_percent = 0.0
 
     /// `mayfly -c CONFIG node ARGS…` with the fakes first on PATH.
     fn mayfly(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = support::mayfly(self.dir.path(), &[]);
-        cmd.env("PATH", &self.path)
+        let mut cmd = Command::new(&self.bin);
+        cmd.env_clear()
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("PATH", &self.path)
             .env("MAYFLY_SYSTEMD_DIR", self.p("units"))
             .env("MAYFLY_ENV_DIR", self.p("etc"))
             .env("FAKE_SYSTEMD_STATE", self.p("systemd"))
@@ -586,14 +592,17 @@ fn prune_waits_for_or_refuses_a_running_job_and_removes_old_leftovers() {
 #[test]
 fn a_node_s_runners_and_jobs_run_as_its_user() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let node = Node::new(1, false);
+    let mut node = Node::new(1, false);
     std::fs::set_permissions(node.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The runner stand-in must be something nobody can execute: the build's binary may sit
-    // under a home only root can enter (CI keeps its target dir in $HOME/.cache).
+    // mayfly must be installed where nobody can run it, as an operator installs it: the
+    // runner stand-in and the job hooks (which run the mayfly binary of the slot) run as
+    // nobody, and the build's binary may sit under a home only root can enter (CI keeps its
+    // target dir in $HOME/.cache).
     let bin = node.p("mayfly-bin");
     std::fs::copy(support::BIN, &bin).expect("copy the binary");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     mayfly_sim::program::install(&node.p("runner"), &bin).expect("the runner");
+    node.bin = bin;
     let nobody = mayfly_provider::local::process::account("nobody").expect("a nobody account");
     let (code, out, err) = node.mayfly(&["register", "--user", "nobody"]);
     assert_eq!(code, 0, "{out}\n{err}");
