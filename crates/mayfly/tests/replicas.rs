@@ -129,8 +129,10 @@ fn a_leader_paused_past_its_lease_creates_nothing_when_it_resumes() {
         .collect();
     let first = leader(&replicas, Duration::from_secs(20));
     let other = 1 - first;
-    // Slow Hetzner answers: the leader is caught in the middle of a pass (its list call).
-    sim.faults(serde_json::json!({ "hetzner": { "latency_secs": 1.0 } }));
+    // Slow GitHub answers: the leader is caught in the middle of a pass, between a create's
+    // intent write and its machine (the JIT config call); once resumed it must prove the lease
+    // before going on, and finds it lost.
+    sim.faults(serde_json::json!({ "github": { "latency_secs": 1.0 } }));
     sim.enqueue("acme/app", LABELS, 2.0, 3, 1);
     assert!(
         replicas[first]

@@ -585,6 +585,16 @@ impl Pass {
         outcome
     }
 
+    /// Proves the lease before a create's forge and cloud calls, which come after its intent
+    /// write: a leader paused since then must not register a runner or make a machine under a
+    /// name another leader may be serving now. `None` when it may go on. What it registered is
+    /// left alone: the name is the new leader's now.
+    async fn still_leading(&self, name: &str) -> Option<Outcome> {
+        let e = self.writer.check(&format!("create {name}")).await.err()?;
+        self.stop.saw(&e);
+        Some(Outcome::Skipped(format!("not created: {e}")))
+    }
+
     /// The runner credential, then the machine, for a recorded intent; settles the intent.
     async fn make(&self, intent: Intent, provider: Arc<dyn Provider>, now: Time) -> Outcome {
         let name = intent.name.clone();
@@ -599,6 +609,9 @@ impl Pass {
             self.refuse_job(intent.job.as_ref(), &why);
             return self.fail(&name, &why, now).await;
         };
+        if let Some(skip) = self.still_leading(&name).await {
+            return skip;
+        }
         let (credential, user_data) = match self
             .bootstrap(&scope, &name, &intent.labels, &intent.spec)
             .await
@@ -615,6 +628,9 @@ impl Pass {
         if let Some(why) = self.stop.why() {
             self.unregister(&scope, &name).await;
             return Outcome::Skipped(format!("create left to the next pass: {why}"));
+        }
+        if let Some(skip) = self.still_leading(&name).await {
+            return skip;
         }
         let request = CreateRequest {
             name: name.clone(),
