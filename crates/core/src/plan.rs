@@ -361,11 +361,14 @@ impl Plan {
     }
 
     /// Whether this plan, made on `snapshot`, rests on what the runners were doing: it deletes
-    /// or deregisters, reuses a machine that is not powered off, serves a job with a registered
+    /// or reuses a machine that is not powered off, deregisters, serves a job with a registered
     /// runner, or leaves a machine alone because its runner is busy while nothing else says so
-    /// (no running job names that runner, or its machine is not up: the job may be over). A
-    /// plan that only creates, reuses powered-off machines (their runner cannot be working) and
-    /// counts booting machines and machines whose running job the forge named does not: the
+    /// (no running job names that runner, or its machine is starting or stopping: the job may
+    /// be over; a powered-off machine's runner is not busy whatever the list says). A
+    /// plan that only creates, reuses or deletes powered-off machines (their runner cannot be
+    /// working; a delete still deregisters the runner the last list showed, and the forge
+    /// refuses a busy one) and counts booting machines and machines whose running job the
+    /// forge named does not: the
     /// runner lists a pass reads change with every job, so a pass that acts on nothing they say
     /// need not read them.
     pub fn depends_on_runners(&self, snapshot: &Snapshot) -> bool {
@@ -381,24 +384,24 @@ impl Plan {
                 .iter()
                 .any(|j| j.status == JobStatus::InProgress && j.runner.as_deref() == Some(name))
         };
-        if snapshot
-            .runners
-            .iter()
-            .any(|r| r.busy && !(up(&r.name) && named(&r.name)))
-        {
-            return true;
-        }
         let off = |name: &str| {
             snapshot
                 .instances
                 .iter()
                 .any(|i| i.name == name && i.state == InstanceState::Off)
         };
+        if snapshot
+            .runners
+            .iter()
+            .any(|r| r.busy && !off(&r.name) && !(up(&r.name) && named(&r.name)))
+        {
+            return true;
+        }
         let registered = |name: &str| snapshot.runners.iter().any(|r| r.name == name);
         let acts = self.actions.iter().any(|a| match a {
             Action::Create { .. } => false,
-            Action::Reuse { instance, .. } => !off(instance),
-            Action::Delete { .. } | Action::RemoveRunner { .. } | Action::DropIntent { .. } => true,
+            Action::Reuse { instance, .. } | Action::Delete { instance, .. } => !off(instance),
+            Action::RemoveRunner { .. } | Action::DropIntent { .. } => true,
         });
         acts || self.assignments.iter().any(|a| match a.how {
             How::Create => false,
@@ -692,46 +695,49 @@ impl<'a> Planner<'a> {
             let age = self.now.since(inst.created_at);
             let in_state = self.now.since(inst.state_since);
             let up = matches!(inst.state, InstanceState::Starting | InstanceState::Running);
-            let class =
-                if runner.is_some_and(|r| r.busy) || (up && named.contains(inst.name.as_str())) {
-                    Class::Busy
-                } else {
-                    match inst.state {
-                        InstanceState::Pending if age > d.registration => {
-                            self.plan_drop_intent(inst, age);
-                            continue;
-                        }
-                        InstanceState::Pending => Class::Supply { idle_since: None },
-                        InstanceState::Deleting | InstanceState::Unknown => Class::Other,
-                        _ if age > d.max_lifetime => {
-                            self.doom(
-                                inst,
-                                runner,
-                                Reason::MaxLifetime {
-                                    age,
-                                    limit: d.max_lifetime,
-                                },
-                            );
+            // A powered-off machine runs nothing: a runner list that still calls its runner
+            // busy was read before the job ended (the forge's own answer to a deregistration
+            // still guards the runner; see `Executor`).
+            let busy = runner.is_some_and(|r| r.busy) && inst.state != InstanceState::Off;
+            let class = if busy || (up && named.contains(inst.name.as_str())) {
+                Class::Busy
+            } else {
+                match inst.state {
+                    InstanceState::Pending if age > d.registration => {
+                        self.plan_drop_intent(inst, age);
+                        continue;
+                    }
+                    InstanceState::Pending => Class::Supply { idle_since: None },
+                    InstanceState::Deleting | InstanceState::Unknown => Class::Other,
+                    _ if age > d.max_lifetime => {
+                        self.doom(
+                            inst,
+                            runner,
+                            Reason::MaxLifetime {
+                                age,
+                                limit: d.max_lifetime,
+                            },
+                        );
+                        Class::Doomed
+                    }
+                    InstanceState::Starting | InstanceState::Running => match runner {
+                        Some(r) if r.is_idle() => Class::Supply {
+                            idle_since: Some(r.since),
+                        },
+                        _ if in_state > d.registration => {
+                            let reason = Reason::RegistrationDeadline {
+                                since: in_state,
+                                deadline: d.registration,
+                            };
+                            self.doom(inst, runner, reason);
                             Class::Doomed
                         }
-                        InstanceState::Starting | InstanceState::Running => match runner {
-                            Some(r) if r.is_idle() => Class::Supply {
-                                idle_since: Some(r.since),
-                            },
-                            _ if in_state > d.registration => {
-                                let reason = Reason::RegistrationDeadline {
-                                    since: in_state,
-                                    deadline: d.registration,
-                                };
-                                self.doom(inst, runner, reason);
-                                Class::Doomed
-                            }
-                            _ => Class::Supply { idle_since: None },
-                        },
-                        InstanceState::Off => self.classify_off(inst, runner, in_state),
-                        InstanceState::Stopping => self.classify_stopping(inst, runner, in_state),
-                    }
-                };
+                        _ => Class::Supply { idle_since: None },
+                    },
+                    InstanceState::Off => self.classify_off(inst, runner, in_state),
+                    InstanceState::Stopping => self.classify_stopping(inst, runner, in_state),
+                }
+            };
             self.note_deadlines(inst, class);
             self.counts.add(&inst.pool);
             let active = !matches!(

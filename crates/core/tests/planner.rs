@@ -867,12 +867,23 @@ fn only_plans_that_act_on_runners_need_them_read() {
         p.depends_on_runners(&stale),
         "a delete must see the runner busy or not"
     );
+
+    // A powered-off machine runs nothing: deleting it at the end of its paid time needs no list.
+    let mut off = instance("mayfly-linux-o", "linux", InstanceState::Off, LINUX);
+    off.state_since = at(600);
+    let done = Snapshot {
+        instances: vec![off],
+        ..Default::default()
+    };
+    let p = plan(&done, &cfg, at(3300));
+    assert_eq!(deleted(&p), ["mayfly-linux-o"], "{:#?}", p.actions);
+    assert!(!p.depends_on_runners(&done));
 }
 
 /// A busy runner keeps its machine. With the last runner lists, that is only safe while
 /// something else says the job runs: a running job naming that runner, on a machine that is up.
-/// Once the job is over (it left the store's running jobs) or the machine is off, the lists
-/// must be read again, or a finished machine would wait for the next read.
+/// Once the job is over (it left the store's running jobs) the lists must be read again, or a
+/// finished machine would wait for the next read; once the machine is off, it runs nothing.
 #[test]
 fn a_busy_runner_nothing_else_vouches_for_needs_the_lists_read() {
     let cfg = config(vec![pool("linux", LINUX)]);
@@ -897,11 +908,20 @@ fn a_busy_runner_nothing_else_vouches_for_needs_the_lists_read() {
     };
     assert!(plan(&over, &cfg, at(10)).depends_on_runners(&over));
 
+    // A list that still calls a powered-off machine's runner busy was read before its job
+    // ended: the machine serves the next job, and that plan needs no fresh list.
     let mut off = machine;
     off.state = InstanceState::Off;
     let powered_off = Snapshot {
+        jobs: vec![job(4, &["linux"])],
         instances: vec![off],
         ..vouched
     };
-    assert!(plan(&powered_off, &cfg, at(10)).depends_on_runners(&powered_off));
+    let p = plan(&powered_off, &cfg, at(10));
+    assert!(
+        matches!(&p.actions[..], [Action::Reuse { instance, .. }] if instance == "mayfly-linux-a"),
+        "{:#?}",
+        p.actions
+    );
+    assert!(!p.depends_on_runners(&powered_off));
 }
