@@ -125,7 +125,7 @@ async fn run(way: Way, speed: f64) -> Measured {
             workers: 10,
             confirm_after: Duration::from_secs(60),
             poll_backstop: backstop,
-            runners_max_age: Duration::from_secs(300),
+            runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
         },
     )
     .await

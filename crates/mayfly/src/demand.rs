@@ -96,6 +96,38 @@ pub struct Wake {
     pub started: Notify,
     /// The jobs behind `evidence`, to confirm with the forge.
     suspects: std::sync::Mutex<Vec<JobKey>>,
+    /// What the webhooks stored since the last demand pass say of the deliveries before them.
+    deliveries: std::sync::Mutex<Deliveries>,
+}
+
+/// What a stored webhook says of the deliveries before it. GitHub sends a job's `queued`,
+/// `in_progress` and `completed` in turn: one that finds its predecessor in the store proves
+/// both arrived; one that finds the job unknown, or still queued when it names the runner
+/// that ran it, shows a delivery was lost (or came late, which is treated the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sequence {
+    Proof,
+    Gap,
+    Nothing,
+}
+
+/// See [`Sequence`]. A `queued` delivery says nothing of earlier ones: the poll proves those.
+pub fn sequence(status: JobStatus, outcome: Upsert) -> Sequence {
+    match (status, outcome) {
+        (JobStatus::InProgress, Upsert::Started) | (JobStatus::Completed, Upsert::Updated) => {
+            Sequence::Proof
+        }
+        (JobStatus::InProgress | JobStatus::Completed, Upsert::Inserted)
+        | (JobStatus::Completed, Upsert::Started) => Sequence::Gap,
+        _ => Sequence::Nothing,
+    }
+}
+
+/// Webhook evidence waiting for the next demand pass, per repository.
+#[derive(Debug, Default)]
+struct Deliveries {
+    proofs: HashMap<String, u32>,
+    gap: Option<String>,
 }
 
 impl Wake {
@@ -116,6 +148,25 @@ impl Wake {
 
     fn take_suspects(&self) -> Vec<JobKey> {
         std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A webhook of `repo` was stored with `outcome`: its evidence for the trust in webhooks,
+    /// taken by the next demand pass. Each replica counts the deliveries it received.
+    pub fn delivered(&self, repo: &str, status: JobStatus, outcome: Upsert) {
+        let kind = sequence(status, outcome);
+        if kind == Sequence::Nothing {
+            return;
+        }
+        let mut d = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        match kind {
+            Sequence::Proof => *d.proofs.entry(repo.to_string()).or_default() += 1,
+            Sequence::Gap if d.gap.is_none() => d.gap = Some(repo.to_string()),
+            _ => {}
+        }
+    }
+
+    fn take_deliveries(&self) -> Deliveries {
+        std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Wakes the loop as a job that moved to `status` calls for.
@@ -186,11 +237,15 @@ enum Activity {
     Missed,
 }
 
-/// New runs in a row whose webhooks arrived before the poll saw them, before webhooks are
-/// trusted. With a share `p` of deliveries lost, twenty arrive in a row with probability about
-/// `(1 - p)^20` (under 0.1 % at 30 % lost): webhooks that lose a noticeable share do not earn
-/// the backstop, and lose it at the first loss found.
-const TRUST_AFTER: u32 = 20;
+/// Proofs of delivery in a row before webhooks are trusted: a new run whose `queued` webhook
+/// arrived before a poll saw it, and each `in_progress` or `completed` webhook that found its
+/// predecessor in the store ([`Sequence`]). A job whose webhooks all arrive gives about three.
+/// With a share `p` of deliveries lost, a job shows no gap (its `queued` arrived, and its
+/// `in_progress` too unless its `completed` was lost as well) with probability
+/// `(1 - p)(1 - p + p²)`, 0.55 at 30 % lost, and gives about 2.7 proofs: thirty in a row take
+/// eleven such jobs, about 0.15 %. Webhooks that lose a noticeable share do not earn the
+/// backstop, and lose it at the first gap found.
+const TRUST_AFTER: u32 = 30;
 
 impl Demand {
     pub fn new(
@@ -273,6 +328,15 @@ impl Demand {
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
         self.restore().await;
+        // The webhooks' own evidence first: a gap found since the last pass puts every
+        // repository on the poll again in this very pass.
+        let deliveries = self.wake.take_deliveries();
+        for (repo, n) in deliveries.proofs {
+            self.learn(&repo, Activity::Heard(n), now, &mut report);
+        }
+        if let Some(repo) = deliveries.gap {
+            self.lost(&repo, &mut report);
+        }
         let due = self.due(now);
         for repo in self.poller.repos().to_vec() {
             if !due.contains(&repo.to_string()) {

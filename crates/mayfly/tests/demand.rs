@@ -116,7 +116,7 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     assert_eq!(report.confirmed, 0, "{report:?}");
 }
 
-/// A repository is polled every pass until its webhooks prove they arrive: twenty polls in a row
+/// A repository is polled every pass until its webhooks prove they arrive: thirty polls in a row
 /// that found new runs whose news the webhooks had all brought already (such runs are not
 /// read: the store knows them). Then it is polled only once per backstop (30 s here, passes
 /// every 10 s), and only its queued runs.
@@ -167,9 +167,9 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     // Nothing happens: no proof, every pass polls both lists of both.
     assert_eq!(passes(&mut demand, 3).await, [4, 4, 4]);
     // Jobs whose webhooks did arrive (stored as the receiver stores them) before the poll saw
-    // them: their runs are not even read, and after twenty such polls the repository is trusted.
+    // them: their runs are not even read, and after thirty such polls the repository is trusted.
     let reads = calls("/jobs");
-    for n in 0..20 {
+    for n in 0..30 {
         assert!(!demand.trusted("acme/hooked"), "not after {n}");
         let ids = gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
         for id in ids {
@@ -205,6 +205,79 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     let found = passes(&mut demand, 5).await;
     assert!(!demand.trusted("acme/hooked"));
     assert_eq!(found, [2, 2, 3, 3, 3]);
+}
+
+/// Webhooks prove themselves by their order too: an `in_progress` that finds its job queued in
+/// the store, a `completed` that finds it running, each proves two deliveries arrived. Thirty
+/// such proofs earn the backstop without a poll seeing a single run; one delivery that finds
+/// its predecessor missing (a job first heard of when it started, or still queued when its
+/// end names a runner) takes the trust away at the next pass.
+#[tokio::test]
+async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
+    use mayfly::demand::{Sequence, sequence};
+    use mayfly_store::Upsert;
+    assert_eq!(
+        sequence(JobStatus::InProgress, Upsert::Started),
+        Sequence::Proof
+    );
+    assert_eq!(
+        sequence(JobStatus::Completed, Upsert::Updated),
+        Sequence::Proof
+    );
+    assert_eq!(
+        sequence(JobStatus::InProgress, Upsert::Inserted),
+        Sequence::Gap
+    );
+    assert_eq!(
+        sequence(JobStatus::Completed, Upsert::Inserted),
+        Sequence::Gap
+    );
+    assert_eq!(
+        sequence(JobStatus::Completed, Upsert::Started),
+        Sequence::Gap
+    );
+    for quiet in [Upsert::Unchanged, Upsert::Stale, Upsert::DuplicateDelivery] {
+        assert_eq!(sequence(JobStatus::Completed, quiet), Sequence::Nothing);
+    }
+    assert_eq!(
+        sequence(JobStatus::Queued, Upsert::Inserted),
+        Sequence::Nothing
+    );
+
+    let (_gh, _stats, client) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let wake = Arc::new(Wake::default());
+    let mut demand = Demand::new(
+        store,
+        client,
+        vec![
+            Repo::parse("acme/hooked").unwrap(),
+            Repo::parse("acme/quiet").unwrap(),
+        ],
+        wake.clone(),
+        Duration::from_secs(600),
+    )
+    .backstop(Duration::from_secs(300));
+    let t0 = mayfly::demand::now();
+    for n in 0..15 {
+        demand.pass(Time(t0.0 + n * 10_000)).await;
+        assert!(!demand.trusted("acme/hooked"), "not after {} proofs", 2 * n);
+        wake.delivered("acme/hooked", JobStatus::InProgress, Upsert::Started);
+        wake.delivered("acme/hooked", JobStatus::Completed, Upsert::Updated);
+    }
+    demand.pass(Time(t0.0 + 150_000)).await;
+    assert!(demand.trusted("acme/hooked"));
+    assert!(
+        !demand.trusted("acme/quiet"),
+        "no webhook of its own: its hook may not exist"
+    );
+    wake.delivered("acme/hooked", JobStatus::Completed, Upsert::Started);
+    let report = demand.pass(Time(t0.0 + 160_000)).await;
+    assert!(!demand.trusted("acme/hooked"));
+    assert_eq!(report.lossy, 1, "{report:?}");
 }
 
 /// A job the store holds as queued whose run a poll never sees again (it came and went between
@@ -278,7 +351,7 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     assert_eq!(after.1 - before.1, 2, "both answers are 304s: free");
 }
 
-/// Deliveries reach mayfly by one way, so the proof is pooled: ten runs heard in each of two
+/// Deliveries reach mayfly by one way, so the proof is pooled: fifteen runs heard in each of two
 /// repositories trust both, and a loss found in one puts both back on every pass.
 #[tokio::test]
 async fn the_proof_of_delivery_is_pooled_over_repositories() {
@@ -302,7 +375,7 @@ async fn the_proof_of_delivery_is_pooled_over_repositories() {
     .timing(Duration::from_secs(600), Duration::ZERO);
     let t0 = mayfly::demand::now();
     let mut at = 0;
-    for _ in 0..10 {
+    for _ in 0..15 {
         for repo in &repos {
             for id in gh.enqueue(&repo.to_string(), vec![job(&["self-hosted", "linux"])]) {
                 let update = client.job(repo, id).await.unwrap().update(repo).unwrap();

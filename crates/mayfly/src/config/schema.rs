@@ -704,8 +704,10 @@ pub struct Intervals {
     /// comes this soon: the machine is reused (or deleted to make room) once it has stopped.
     pub finishing: HumanDuration,
     /// The runner lists are read at least this often; in between, a pass that acts on nothing
-    /// they say (it only creates machines, or reuses powered-off ones) plans with the last
-    /// lists and spends no request on them.
+    /// they say (it only creates machines, or reuses or deletes powered-off ones) plans with
+    /// the last lists and spends no request on them. A pass that does act on them reads them
+    /// whatever their age, so this bounds only how stale `mayfly status` shows idle and
+    /// offline runners and how late a runner left without a machine is removed.
     pub runners: HumanDuration,
 }
 
@@ -723,7 +725,7 @@ impl Default for Intervals {
             confirm_stale: HumanDuration::secs(10),
             refused_retry: HumanDuration::secs(600),
             finishing: HumanDuration::secs(2),
-            runners: HumanDuration::secs(300),
+            runners: HumanDuration(mayfly::reconcile::RUNNERS_MAX_AGE),
         }
     }
 }

@@ -112,6 +112,9 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
         o if o.changed() => "stored",
         _ => "unchanged",
     });
+    hooks
+        .wake
+        .delivered(&update.key.scope, update.status, outcome);
     if outcome.changed() {
         hooks.wake.job(update.status);
     }

@@ -9,19 +9,28 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Jobs whose state in the store the pass found contradicted for longer than `grace` (news
-/// takes a moment to arrive: a webhook a second behind the runner is no evidence). `gone`
-/// remembers since when each runner a running job names has been missing from the forge's
-/// list: it is updated here.
+/// takes a moment to arrive: a webhook a second behind the runner is no evidence). `listed` is
+/// when the runner lists in `snapshot` were read: a list read before the store's last news of
+/// a job says nothing of it (a pass may plan with the last lists, and a recycled machine's
+/// runner keeps its name), and without lists nothing is evidence. `gone` remembers since when
+/// each runner a running job names has been missing from the forge's list: it is updated here.
+#[allow(clippy::too_many_arguments)]
 pub fn suspects(
     snapshot: &Snapshot,
     plan: &Plan,
     news: &HashMap<JobKey, Time>,
+    listed: Option<Time>,
     gone: &mut HashMap<String, Time>,
     controller: &str,
     now: Time,
     grace: Duration,
 ) -> Vec<JobKey> {
+    let Some(listed) = listed else {
+        return Vec::new();
+    };
     let old = |t: Time| now.since(t) > grace;
+    // The list was read after the job's last news.
+    let after = |job: &JobKey| news.get(job).is_none_or(|t| listed >= *t);
     let runners: HashMap<&str, &mayfly_core::Runner> = snapshot
         .runners
         .iter()
@@ -34,6 +43,7 @@ pub fn suspects(
             .get(a.instance.as_str())
             .is_some_and(|r| old(r.since))
             && news.get(&a.job).is_none_or(|t| old(*t))
+            && after(&a.job)
         {
             out.push(a.job.clone());
         }
@@ -47,6 +57,7 @@ pub fn suspects(
             && let Some(runner) = j.runner.as_deref()
             && naming::is_ours(controller, runner)
             && !runners.contains_key(runner)
+            && after(&j.key)
         {
             let since = gone.get(runner).copied().unwrap_or(now);
             missing.insert(runner.to_string(), since);
@@ -144,6 +155,7 @@ mod tests {
             &snapshot,
             &plan,
             &news,
+            Some(Time::from_secs(105)),
             &mut gone,
             "mf",
             Time::from_secs(105),
@@ -155,6 +167,7 @@ mod tests {
             &snapshot,
             &plan,
             &news,
+            Some(Time::from_secs(111)),
             &mut gone,
             "mf",
             Time::from_secs(111),
@@ -165,6 +178,7 @@ mod tests {
             &snapshot,
             &plan,
             &news,
+            Some(Time::from_secs(200)),
             &mut gone,
             "mf",
             Time::from_secs(200),
@@ -173,5 +187,46 @@ mod tests {
         // 1: queued while its runner is busy; 2 and 3: running on a runner that is gone (3's
         // machine is still up, powering off). Not 4: not our runner.
         assert_eq!(later, [key(1), key(2), key(3)]);
+    }
+
+    /// Lists read before a job's last news say nothing of it: a pass that plans with the last
+    /// lists sees neither a recycled machine's new runner nor the end of its old one. No lists
+    /// at all (they could not be read): nothing is evidence.
+    #[test]
+    fn lists_older_than_the_news_are_no_evidence() {
+        let snapshot = Snapshot {
+            jobs: vec![
+                job(1, JobStatus::Queued, None),
+                job(2, JobStatus::InProgress, Some("mf-p-2-1")),
+            ],
+            runners: vec![runner("mf-p-1-1", 100)],
+            ..Snapshot::default()
+        };
+        let plan = Plan {
+            assignments: vec![Assignment {
+                job: key(1),
+                instance: "mf-p-1-1".into(),
+                how: How::Assumed,
+            }],
+            ..Plan::default()
+        };
+        let news: HashMap<JobKey, Time> = (1..=2).map(|n| (key(n), Time::from_secs(150))).collect();
+        let grace = Duration::from_secs(10);
+        let mut gone = HashMap::new();
+        for now in [160, 300] {
+            let at = Time::from_secs(now);
+            let stale = Some(Time::from_secs(140));
+            let found = suspects(&snapshot, &plan, &news, stale, &mut gone, "mf", at, grace);
+            assert!(found.is_empty(), "{found:?}");
+            let found = suspects(&snapshot, &plan, &news, None, &mut gone, "mf", at, grace);
+            assert!(found.is_empty(), "{found:?}");
+        }
+        let fresh = Some(Time::from_secs(300));
+        let at = Time::from_secs(300);
+        assert_eq!(
+            suspects(&snapshot, &plan, &news, fresh, &mut gone, "mf", at, grace),
+            [key(1)],
+            "2's runner is missing from now on: the grace starts"
+        );
     }
 }

@@ -132,11 +132,17 @@ pub struct Tuning {
     /// comes this soon: the machine powers itself off within seconds, and is then reused for a
     /// waiting job or deleted to make room.
     pub finishing: Duration,
-    /// The runner lists are read at least this often. In between, a pass whose plan acts on
-    /// nothing they say (it only creates, or reuses powered-off machines) plans with the last
-    /// lists; any other pass reads them first.
+    /// The runner lists are read at least this often ([`RUNNERS_MAX_AGE`] by default). In
+    /// between, a pass whose plan acts on nothing they say (it only creates, or reuses or
+    /// deletes powered-off machines) plans with the last lists; any other pass reads them first.
     pub runners_max_age: Duration,
 }
+
+/// The default of `intervals.runners`: passes that act on the runners read them whatever their
+/// age, so this bounds only how stale idle and offline runners show and how late a runner left
+/// without a machine is removed. Every read costs a request per scope (the lists change with
+/// every job, so few are 304s).
+pub const RUNNERS_MAX_AGE: Duration = Duration::from_secs(900);
 
 impl Default for Tuning {
     fn default() -> Self {
@@ -145,7 +151,7 @@ impl Default for Tuning {
             confirm_stale: Duration::from_secs(10),
             refused_retry: Duration::from_secs(600),
             finishing: Duration::from_secs(2),
-            runners_max_age: Duration::from_secs(300),
+            runners_max_age: RUNNERS_MAX_AGE,
         }
     }
 }
@@ -426,10 +432,18 @@ impl Reconciler {
         }
         if let Some(wake) = &self.wake {
             let ctx = &self.ctx;
+            // The runner lists this pass planned with, and when they were read (none: they
+            // could not be read, and say nothing).
+            let listed = seen
+                .runners_error
+                .is_none()
+                .then(|| ctx.runners.listed_at())
+                .flatten();
             wake.suspect(evidence::suspects(
                 &seen.snapshot,
                 &plan,
                 &seen.news,
+                listed,
                 &mut self.gone,
                 &ctx.pools.controller,
                 ctx.clock.now(),

@@ -103,6 +103,11 @@ impl Runners {
         Ok(all)
     }
 
+    /// When the last [`Runners::list`] that read every scope ran.
+    pub fn listed_at(&self) -> Option<mayfly_core::Time> {
+        *self.listed_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The runners as the last [`Runners::list`] found them, if it read every scope no longer
     /// than `max_age` before `now`: what a pass that acts on nothing the runners say plans with.
     pub fn last_list(
