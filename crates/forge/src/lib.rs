@@ -6,3 +6,4 @@ pub mod budget;
 pub mod github;
 pub mod gitlab;
 mod link;
+mod webhook;
