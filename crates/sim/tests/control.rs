@@ -13,13 +13,7 @@ async fn start() -> (reqwest::Client, String) {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     (reqwest::Client::new(), format!("http://{}/_sim", at.github))
 }
 
@@ -189,13 +183,7 @@ async fn catalogue_faults_hide_types_and_announce_deprecations() {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     let (http, ctl) = (reqwest::Client::new(), format!("http://{}/_sim", at.github));
     let token = mayfly_sim::hetzner::HetznerConfig::default().token;
     let types = async || -> Vec<Value> {
@@ -264,13 +252,7 @@ async fn latency_slows_every_answer_in_wall_clock_time() {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     let http = reqwest::Client::new();
     let ctl = format!("http://{}/_sim", at.github);
     for bad in [json!(-1), json!(1e9)] {

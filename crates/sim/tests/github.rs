@@ -92,6 +92,18 @@ impl Fake {
             .unwrap()
     }
 
+    /// A registration token of `scope` (`/repos/o/r` or `/orgs/o`): `{token, expires_at}`.
+    async fn registration_token(&self, scope: &str) -> Value {
+        let r = self
+            .post(
+                &format!("{scope}/actions/runners/registration-token"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "registration token of {scope}");
+        r.json().await.unwrap()
+    }
+
     async fn jit(&self, scope: &str, name: &str, labels: &[&str]) -> Value {
         let body =
             json!({ "name": name, "runner_group_id": 1, "labels": labels, "work_folder": "_work" });
@@ -735,12 +747,7 @@ async fn a_runner_takes_any_job_it_satisfies_and_cannot_be_deleted_while_busy() 
     assert_eq!(runs["total_count"], 1);
 
     // An org runner registered with a token takes the next job; its machine dies.
-    let t: Value = f
-        .post("/orgs/acme/actions/runners/registration-token", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/orgs/acme").await;
     let script = format!(
         "./config.sh --url https://github.com/acme --token {} --name org-1 --labels linux --ephemeral",
         t["token"].as_str().unwrap()
@@ -788,15 +795,7 @@ async fn credentials_are_single_use_and_expire() {
         Err(RedeemError::Unknown)
     );
 
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     let token = t["token"].as_str().unwrap();
     let id =
         f.gh.redeem(&format!("./config.sh --token {token}"), "host-9")
@@ -815,15 +814,7 @@ async fn credentials_are_single_use_and_expire() {
         Err(RedeemError::AlreadyUsed)
     );
 
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     tokio::time::sleep(Duration::from_millis(5100)).await; // over an hour, simulated
     let late = format!("./config.sh --token {}", t["token"].as_str().unwrap());
     assert_eq!(f.gh.redeem(&late, "h"), Err(RedeemError::Expired));
@@ -1002,15 +993,7 @@ async fn a_runner_registered_without_ephemeral_takes_job_after_job() {
         "acme/app",
         vec![job(&["self-hosted"]), job(&["self-hosted"])],
     );
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     let script = format!(
         "./config.sh --url https://github.com/acme/app --token {} --name i-0abc",
         t["token"].as_str().unwrap()
