@@ -166,6 +166,32 @@ impl Gate {
     }
 }
 
+/// For each forge's tests: that its limiter reads the budget from `names` (limit, remaining,
+/// reset), assumes `assumed` until told, and keeps the default reserve (a tenth) for jobs.
+#[cfg(test)]
+pub(crate) fn check_forge_rules(gate: &Gate, assumed: u32, names: HeaderNames) {
+    use reqwest::header::HeaderValue;
+    assert_eq!(gate.budget().limit, assumed, "assumed until told");
+    let mut h = HeaderMap::new();
+    for (name, v) in names.iter().zip(["100", "9", "2000"]) {
+        h.insert(*name, HeaderValue::from_static(v));
+    }
+    gate.observe(&h);
+    let told = Budget {
+        limit: 100,
+        remaining: 9,
+        reset_at: Time::from_secs(2000),
+    };
+    assert_eq!(gate.budget(), told);
+    let now = Time::from_secs(1000);
+    assert_eq!(
+        gate.admit(Priority::Housekeeping, now),
+        Err(Refusal::Postponed),
+        "the default reserve"
+    );
+    assert_eq!(gate.admit(Priority::Essential, now), Ok(()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

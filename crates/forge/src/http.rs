@@ -7,13 +7,22 @@ use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap;
 use std::time::{Duration, Instant};
 
-/// Gives a forge's error enum what both forges' errors do alike: `transport` and `decode`
-/// (a `Transport(String)` variant in the words of [`transport_text`] and [`decode_text`]), and
+/// Gives a forge's error enum what both forges' errors do alike: `http` (an `Http { status,
+/// message }` variant with the message clipped), `transport` and `decode` (a
+/// `Transport(String)` variant in the words of [`transport_text`] and [`decode_text`]), and
 /// `From<Refusal>` (a limiter's wait is `RateLimited { retry_after }`, its kept reserve
 /// `Postponed`).
 macro_rules! shared_errors {
     ($error:ty) => {
         impl $error {
+            /// An answer that is no success, with the forge's message clipped.
+            pub(crate) fn http(status: u16, message: &str) -> $error {
+                Self::Http {
+                    status,
+                    message: $crate::http::clip(message),
+                }
+            }
+
             /// No answer came.
             pub(crate) fn transport(e: &reqwest::Error) -> $error {
                 Self::Transport($crate::http::transport_text(e))

@@ -32,17 +32,8 @@ pub enum Error {
     Transport(String),
 }
 
-impl Error {
-    pub(crate) fn http(status: u16, message: &str) -> Error {
-        Error::Http {
-            status,
-            message: clip(message),
-        }
-    }
-}
-
-// `Error::transport`, `Error::decode` and the limiter's refusal as this forge's error, in the
-// words and by the rule both forges share.
+// `Error::http`, `Error::transport`, `Error::decode` and the limiter's refusal as this
+// forge's error, in the words and by the rule both forges share.
 crate::http::shared_errors!(Error);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -37,13 +37,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn http(status: u16, message: &str) -> Error {
-        Error::Http {
-            status,
-            message: clip(message),
-        }
-    }
-
     /// Worth sending again (after a wait): the server failed or the answer got lost.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -57,8 +50,8 @@ impl Error {
     }
 }
 
-// `Error::transport`, `Error::decode` and the limiter's refusal as this forge's error, in the
-// words and by the rule both forges share.
+// `Error::http`, `Error::transport`, `Error::decode` and the limiter's refusal as this
+// forge's error, in the words and by the rule both forges share.
 crate::http::shared_errors!(Error);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
