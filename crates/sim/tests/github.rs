@@ -67,6 +67,17 @@ impl Fake {
             .unwrap()
     }
 
+    /// A conditional GET: `If-None-Match` with `etag`.
+    async fn get_if_none_match(&self, path: &str, etag: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), 200, "GET {path}");
@@ -465,16 +476,8 @@ async fn a_304_costs_no_budget() {
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(first.headers()["x-ratelimit-remaining"], "4999");
     let again = f
-        .http
-        .get(format!(
-            "{}/repos/acme/app/actions/runs?status=queued",
-            f.api
-        ))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_if_none_match("/repos/acme/app/actions/runs?status=queued", &etag)
+        .await;
     assert_eq!(again.status(), 304);
     assert_eq!(
         again.headers()["x-ratelimit-remaining"],
@@ -485,16 +488,8 @@ async fn a_304_costs_no_budget() {
     // A change makes a new body and a new ETag.
     f.gh.enqueue("acme/app", vec![job(&["self-hosted"])]);
     let changed = f
-        .http
-        .get(format!(
-            "{}/repos/acme/app/actions/runs?status=queued",
-            f.api
-        ))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_if_none_match("/repos/acme/app/actions/runs?status=queued", &etag)
+        .await;
     assert_eq!(changed.status(), 200);
     assert_eq!(changed.headers()["x-ratelimit-remaining"], "4998");
     let row = f

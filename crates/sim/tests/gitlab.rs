@@ -277,38 +277,26 @@ async fn runner_records_are_created_verified_listed_filtered_and_deleted() {
     );
     assert_eq!(ids(&f.get_json("/runners/all").await).len(), 3);
     assert_eq!(
-        ids(&f.get_json("/runners?type=group_type").await),
-        [group_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?paused=true").await),
-        [group_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?status=online").await),
-        [project_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?tag_list=linux,docker").await),
-        [project_runner]
-    );
-    assert_eq!(
-        ids(&f
-            .get_json(&format!("/projects/{app}/runners?type=project_type"))
-            .await),
-        [project_runner]
-    );
-    assert_eq!(
         ids(&f.get_json("/projects/acme%2Fplatform%2Fapp/runners").await).len(),
         3,
         "own, group's, instance"
     );
-    assert_eq!(
-        ids(&f
-            .get_json(&format!("/groups/{group}/runners?type=group_type"))
-            .await),
-        [group_runner]
-    );
+    for (query, want) in [
+        ("/runners?type=group_type".to_string(), group_runner),
+        ("/runners?paused=true".to_string(), group_runner),
+        ("/runners?status=online".to_string(), project_runner),
+        ("/runners?tag_list=linux,docker".to_string(), project_runner),
+        (
+            format!("/projects/{app}/runners?type=project_type"),
+            project_runner,
+        ),
+        (
+            format!("/groups/{group}/runners?type=group_type"),
+            group_runner,
+        ),
+    ] {
+        assert_eq!(ids(&f.get_json(&query).await), [want], "{query}");
+    }
     let r = f.get("/runners?type=fleet").await;
     assert_eq!(r.status(), 400);
 
