@@ -588,6 +588,31 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_checks_take_only_what_a_script_can_hold() {
+        assert!(is_version("2.338.0") && is_version("18.10.1"));
+        for v in ["2.338", "2.338.0.1", "2..0", "v2.338.0", "2.338.x"] {
+            assert!(!is_version(v), "{v}");
+        }
+        assert!(is_sha256(RUNNER_SHA256_X64));
+        assert!(!is_sha256("abc") && !is_sha256(&"g".repeat(64)));
+        assert!(safe_path("/opt/actions-runner") && safe_path("/usr/bin/gitlab-runner"));
+        for p in [
+            "/",
+            "opt/x",
+            "/opt/x y",
+            "/opt/x'y",
+            "/opt/../etc",
+            "/opt/$x",
+        ] {
+            assert!(!safe_path(p), "{p}");
+        }
+        assert!(is_http_url("https://mirror.example/runner"));
+        for u in ["ftp://mirror", "https://a b", "https://x' ; reboot '", ""] {
+            assert!(!is_http_url(u), "{u:?}");
+        }
+    }
+
+    #[test]
     fn unsafe_settings_are_refused() {
         let bad = [
             BootstrapConfig {
