@@ -1,9 +1,11 @@
 //! The rate-limit rule both forges share: the budget their headers report, the pauses a 429 or
-//! an exhausted budget asks for, the concurrency cap, and the reserve kept for serving jobs
-//! (below `reserve` of the budget, housekeeping waits for the next window).
+//! an exhausted budget asks for, the concurrency cap, the reserve kept for serving jobs (below
+//! `reserve` of the budget, housekeeping waits for the next window), and write spacing.
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mayfly_core::Time;
 use reqwest::header::HeaderMap;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -40,13 +42,23 @@ pub(crate) enum Refusal {
 /// The names of a forge's budget headers: limit, remaining, reset (epoch seconds).
 pub(crate) type HeaderNames = [&'static str; 3];
 
+/// What sets one forge's budget apart.
+pub(crate) struct Rules {
+    /// The documented budget, assumed until the first answer says otherwise.
+    pub assumed: u32,
+    pub headers: HeaderNames,
+    /// Reports the remaining budget as the forge's metric.
+    pub report: fn(u32),
+}
+
+/// One limiter per credential (GitHub) or token (GitLab): clones of a client share it.
 pub(crate) struct Gate {
     state: Mutex<State>,
     concurrency: Semaphore,
     reserve: f64,
-    /// The documented budget, assumed until the first answer says otherwise.
-    assumed: u32,
-    headers: HeaderNames,
+    rules: Rules,
+    /// Write spacing, where the forge asks for it (GitHub's secondary limits).
+    pub(crate) writes: Option<DefaultDirectRateLimiter>,
 }
 
 #[derive(Default)]
@@ -57,19 +69,24 @@ struct State {
 }
 
 impl Gate {
-    pub(crate) fn new(
-        max_concurrent: usize,
-        reserve: f64,
-        assumed: u32,
-        headers: HeaderNames,
-    ) -> Gate {
+    pub(crate) fn new(rules: Rules, max_concurrent: usize, reserve: f64) -> Gate {
         Gate {
             state: Mutex::new(State::default()),
             concurrency: Semaphore::new(max_concurrent.max(1)),
             reserve: reserve.clamp(0.0, 1.0),
-            assumed,
-            headers,
+            rules,
+            writes: None,
         }
+    }
+
+    /// Spaces writes: a burst of `burst` goes at once, then one per `interval` (a token
+    /// bucket). A zero interval spaces nothing.
+    pub(crate) fn with_write_spacing(mut self, interval: Duration, burst: u32) -> Gate {
+        self.writes = Quota::with_period(interval).map(|q| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(q.allow_burst(burst))
+        });
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -78,8 +95,8 @@ impl Gate {
 
     pub(crate) fn budget(&self) -> Budget {
         self.state().budget.unwrap_or(Budget {
-            limit: self.assumed,
-            remaining: self.assumed,
+            limit: self.rules.assumed,
+            remaining: self.rules.assumed,
             reset_at: Time::default(),
         })
     }
@@ -104,16 +121,22 @@ impl Gate {
         Ok(())
     }
 
-    /// Takes in the budget headers of any answer, 304s included; the budget they report, if
-    /// they all came.
-    pub(crate) fn observe(&self, headers: &HeaderMap) -> Option<Budget> {
+    /// Takes in the budget headers of any answer, 304s included, and reports the remaining
+    /// budget when they all came.
+    pub(crate) fn observe(&self, headers: &HeaderMap) {
+        if let Some(budget) = self.read(headers) {
+            (self.rules.report)(budget.remaining);
+        }
+    }
+
+    fn read(&self, headers: &HeaderMap) -> Option<Budget> {
         let num = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
-        let [limit, remaining, reset] = self.headers;
+        let [limit, remaining, reset] = self.rules.headers;
         let (limit, remaining, reset) = (num(limit)?, num(remaining)?, num(reset)?);
         let budget = Budget {
             limit: limit.clamp(0, i64::from(u32::MAX)) as u32,
@@ -133,5 +156,124 @@ impl Gate {
     /// One of the concurrent-request slots, held for the request's life.
     pub(crate) async fn slot(&self) -> Option<SemaphorePermit<'_>> {
         self.concurrency.acquire().await.ok()
+    }
+
+    /// Waits for the next write's turn, where writes are spaced.
+    pub(crate) async fn space_write(&self) {
+        if let Some(w) = &self.writes {
+            w.until_ready().await;
+        }
+    }
+}
+
+/// For each forge's tests: that its limiter reads the budget from `names` (limit, remaining,
+/// reset), assumes `assumed` until told, and keeps the default reserve (a tenth) for jobs.
+#[cfg(test)]
+pub(crate) fn check_forge_rules(gate: &Gate, assumed: u32, names: HeaderNames) {
+    use reqwest::header::HeaderValue;
+    assert_eq!(gate.budget().limit, assumed, "assumed until told");
+    let mut h = HeaderMap::new();
+    for (name, v) in names.iter().zip(["100", "9", "2000"]) {
+        h.insert(*name, HeaderValue::from_static(v));
+    }
+    gate.observe(&h);
+    let told = Budget {
+        limit: 100,
+        remaining: 9,
+        reset_at: Time::from_secs(2000),
+    };
+    assert_eq!(gate.budget(), told);
+    let now = Time::from_secs(1000);
+    assert_eq!(
+        gate.admit(Priority::Housekeeping, now),
+        Err(Refusal::Postponed),
+        "the default reserve"
+    );
+    assert_eq!(gate.admit(Priority::Essential, now), Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    const HEADERS: HeaderNames = ["limit", "remaining", "reset"];
+
+    fn gate() -> Gate {
+        Gate::new(
+            Rules {
+                assumed: 100,
+                headers: HEADERS,
+                report: |_| {},
+            },
+            4,
+            0.1,
+        )
+    }
+
+    fn headers(limit: u32, remaining: u32, reset: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in
+            HEADERS
+                .iter()
+                .zip([limit.to_string(), remaining.to_string(), reset.to_string()])
+        {
+            h.insert(*k, HeaderValue::from_str(&v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_reserve_postpones_housekeeping_only() {
+        let l = gate();
+        let now = Time::from_secs(1000);
+        l.observe(&headers(100, 50, 2000));
+        assert_eq!(l.admit(Priority::Housekeeping, now), Ok(()));
+        l.observe(&headers(100, 9, 2000));
+        assert_eq!(
+            l.admit(Priority::Housekeeping, now),
+            Err(Refusal::Postponed)
+        );
+        assert_eq!(l.admit(Priority::Essential, now), Ok(()));
+        l.observe(&headers(100, 0, 2000));
+        assert_eq!(
+            l.admit(Priority::Essential, now),
+            Err(Refusal::Wait(Duration::from_secs(1001)))
+        );
+        assert_eq!(
+            l.admit(Priority::Housekeeping, Time::from_secs(2000)),
+            Ok(()),
+            "the budget refills at reset"
+        );
+        assert_eq!(l.budget().remaining, 0);
+    }
+
+    #[test]
+    fn a_pause_holds_every_request_until_it_ends() {
+        let l = gate();
+        l.pause(Time::from_secs(10));
+        l.pause(Time::from_secs(5));
+        assert_eq!(
+            l.admit(Priority::Essential, Time::from_secs(4)),
+            Err(Refusal::Wait(Duration::from_secs(6)))
+        );
+        assert_eq!(l.admit(Priority::Essential, Time::from_secs(10)), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_write_interval_spaces_nothing() {
+        assert!(gate().writes.is_none());
+        assert!(
+            gate()
+                .with_write_spacing(Duration::ZERO, 10)
+                .writes
+                .is_none()
+        );
+        assert!(
+            gate()
+                .with_write_spacing(Duration::from_secs(1), 10)
+                .writes
+                .is_some()
+        );
     }
 }

@@ -3,6 +3,9 @@
 //! records, Job Hooks, polling).
 
 pub mod budget;
+pub mod clock;
 pub mod github;
 pub mod gitlab;
+mod http;
 mod link;
+mod webhook;

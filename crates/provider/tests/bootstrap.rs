@@ -10,10 +10,13 @@ use mayfly_sim::clock::Clock;
 use mayfly_sim::github::{Github, GithubConfig, NewJob};
 use mayfly_sim::stats::Stats;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use support::{Machine, RECORD, bash_available, lint, tool_missing};
+
+mod support;
 
 /// Shaped like GitHub's: standard base64 with padding.
 const JIT: &str = "eyIucnVubmVyIjoiZXlKQloyVnVkRWxrSWpvM2ZRPT0iLCIuY3JlZGVudGlhbHMiOiJlMzA9In0=";
@@ -85,66 +88,9 @@ fn all_variants() -> Vec<(String, String)> {
     out
 }
 
-fn tool_missing(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is required in CI (apt-get install {tool})"
-        );
-        eprintln!("note: {tool} is not installed; skipped");
-    }
-    !found
-}
-
 #[test]
 fn every_rendered_script_passes_shellcheck_and_bash_n() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (name, script) in all_variants() {
-        assert!(script.starts_with("#!/bin/bash\n"), "{name}");
-        assert!(script.contains("\nset -euo pipefail\n"), "{name}");
-        assert!(
-            !script
-                .lines()
-                .any(|l| l.trim_start().starts_with("set -x") || l.contains("xtrace")),
-            "{name}: never trace the credential"
-        );
-        if name.contains("-setup") {
-            assert!(
-                script.contains(TRICKY_SETUP),
-                "{name}: the setup script is verbatim"
-            );
-        }
-        let own = script.replace(TRICKY_SETUP, "");
-        assert!(
-            !own.contains("@RUNNER_") && !own.contains("# @S"),
-            "{name}: a placeholder is left"
-        );
-        let path = dir.path().join(&name);
-        std::fs::write(&path, &script).unwrap();
-        paths.push(path);
-    }
-    if !tool_missing("bash") {
-        for path in &paths {
-            let out = Command::new("bash").arg("-n").arg(path).output().unwrap();
-            assert!(
-                out.status.success(),
-                "bash -n {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    if tool_missing("shellcheck") {
-        return;
-    }
-    let out = Command::new("shellcheck").args(&paths).output().unwrap();
-    assert!(
-        out.status.success(),
-        "shellcheck:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    lint(all_variants(), TRICKY_SETUP, &["@RUNNER_", "# @S"]);
 }
 
 #[test]
@@ -327,106 +273,37 @@ fn user_data_over_the_limit_is_too_large() {
     assert!(render(&BootstrapConfig::default(), Arch::Arm, &jit()).len() < 16 * 1024);
 }
 
-/// A throwaway "machine": stub system tools on PATH that record their calls, a runner directory
-/// whose `run.sh` and `config.sh` record theirs, and a log of everything.
-struct Machine {
-    dir: tempfile::TempDir,
+/// The shared machine with a runner directory whose `run.sh` and `config.sh` record their
+/// calls, ICU already there, and a download that is not the runner: whatever the URL, garbage
+/// arrives.
+fn machine() -> Machine {
+    let m = Machine::new();
+    std::fs::create_dir_all(m.path("runner/bin")).unwrap();
+    m.script(
+        "bin/ldconfig",
+        "echo 'libicuuc.so.74 (libc6,x86-64) => /lib/libicuuc.so.74'",
+    );
+    m.script(
+        "bin/curl",
+        &format!(
+            "{RECORD}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --output ]; then echo garbage >\"$2\"; fi; shift; done"
+        ),
+    );
+    m.script(
+        "runner/run.sh",
+        &format!("{RECORD}\nexit \"${{MAYFLY_TEST_RUN_STATUS:-0}}\""),
+    );
+    m.script("runner/config.sh", RECORD);
+    m.script("runner/bin/installdependencies.sh", RECORD);
+    m
 }
 
-impl Machine {
-    fn new() -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Machine { dir };
-        std::fs::create_dir_all(m.path("bin")).unwrap();
-        std::fs::create_dir_all(m.path("runner/bin")).unwrap();
-        std::fs::create_dir_all(m.path("home")).unwrap();
-        std::fs::create_dir_all(m.path("tmp")).unwrap();
-        let record = r#"printf '%s\n' "$(basename "$0")${*:+ $*}" >>"$MAYFLY_TEST_CALLS""#;
-        let stubs = [
-            ("shutdown", record.to_string()),
-            ("poweroff", record.to_string()),
-            ("logger", "true".to_string()),
-            ("useradd", record.to_string()),
-            ("chown", record.to_string()),
-            ("iptables", record.to_string()),
-            ("id", "exit 1".to_string()),
-            (
-                "getent",
-                format!(
-                    "echo 'runner:x:1000:1000::{}:/bin/bash'",
-                    m.path("home").display()
-                ),
-            ),
-            // runuser -u USER -- COMMAND...: record, then run COMMAND as the test's user.
-            ("runuser", format!("{record}\nshift 3\nexec \"$@\"")),
-            (
-                "ldconfig",
-                "echo 'libicuuc.so.74 (libc6,x86-64) => /lib/libicuuc.so.74'".into(),
-            ),
-            // A download that is not the runner: whatever the URL, garbage arrives.
-            (
-                "curl",
-                format!(
-                    "{record}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --output ]; then echo garbage >\"$2\"; fi; shift; done"
-                ),
-            ),
-        ];
-        for (name, body) in stubs {
-            m.script(&format!("bin/{name}"), &body);
-        }
-        m.script(
-            "runner/run.sh",
-            &format!("{record}\nexit \"${{MAYFLY_TEST_RUN_STATUS:-0}}\""),
-        );
-        m.script("runner/config.sh", record);
-        m.script("runner/bin/installdependencies.sh", record);
-        m
+/// A configuration whose runner is the machine's, already in the image.
+fn baked(m: &Machine) -> BootstrapConfig {
+    BootstrapConfig {
+        runner_dir: Some(m.path("runner").display().to_string()),
+        ..BootstrapConfig::default()
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn script(&self, rel: &str, body: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.path(rel);
-        std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    fn baked(&self) -> BootstrapConfig {
-        BootstrapConfig {
-            runner_dir: Some(self.path("runner").display().to_string()),
-            ..BootstrapConfig::default()
-        }
-    }
-
-    /// Boots: runs the user data; returns its exit status, the recorded calls and its log.
-    fn boot(&self, user_data: &Secret, env: &[(&str, &str)]) -> (i32, Vec<String>, String) {
-        let file = self.path("user-data");
-        std::fs::write(&file, user_data.expose()).unwrap();
-        let calls = self.path("calls");
-        let path = format!("{}:/usr/bin:/bin", self.path("bin").display());
-        let out = Command::new("bash")
-            .arg(&file)
-            .env_clear()
-            .env("PATH", path)
-            .env("TMPDIR", self.path("tmp"))
-            .env("MAYFLY_TEST_CALLS", &calls)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
-        (
-            out.status.code().unwrap_or(-1),
-            calls.lines().map(str::to_string).collect(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-fn bash_available() -> bool {
-    !tool_missing("bash")
 }
 
 #[test]
@@ -434,11 +311,11 @@ fn a_machine_runs_one_jit_runner_as_its_user_then_powers_off() {
     if !bash_available() {
         return;
     }
-    let m = Machine::new();
+    let m = machine();
     let setup = "echo \"setup as $(id -un 2>/dev/null || echo root)\" >>\"$MAYFLY_TEST_CALLS\"";
     let config = BootstrapConfig {
         setup_script: Some(setup.into()),
-        ..m.baked()
+        ..baked(&m)
     };
     let (status, calls, log) = m.boot(&user_data(&config, Arch::X86, &jit()).unwrap(), &[]);
     assert_eq!(status, 0, "{log}");
@@ -474,9 +351,9 @@ fn a_token_runner_registers_ephemeral_then_runs_and_powers_off() {
     if !bash_available() {
         return;
     }
-    let m = Machine::new();
+    let m = machine();
     let credential = token(Some("builders"), &["linux", "big"]);
-    let (status, calls, log) = m.boot(&user_data(&m.baked(), Arch::Arm, &credential).unwrap(), &[]);
+    let (status, calls, log) = m.boot(&user_data(&baked(&m), Arch::Arm, &credential).unwrap(), &[]);
     assert_eq!(status, 0, "{log}");
     let config = calls
         .iter()
@@ -499,23 +376,23 @@ fn a_failed_runner_or_setup_still_powers_off() {
     if !bash_available() {
         return;
     }
-    let m = Machine::new();
-    let ud = user_data(&m.baked(), Arch::X86, &jit()).unwrap();
+    let m = machine();
+    let ud = user_data(&baked(&m), Arch::X86, &jit()).unwrap();
     let (status, calls, _) = m.boot(&ud, &[("MAYFLY_TEST_RUN_STATUS", "3")]);
     assert_eq!(status, 3);
     assert_eq!(calls.last().unwrap(), "shutdown -h now");
 
-    let m = Machine::new();
+    let m = machine();
     let failing = BootstrapConfig {
         setup_script: Some("#!/bin/sh\nexit 7\n".into()),
-        ..m.baked()
+        ..baked(&m)
     };
     let (status, calls, log) = m.boot(&user_data(&failing, Arch::X86, &jit()).unwrap(), &[]);
     assert_eq!(status, 7, "{log}");
     assert!(!calls.iter().any(|c| c.starts_with("run.sh")), "{calls:?}");
     assert_eq!(calls.last().unwrap(), "shutdown -h now");
 
-    let m = Machine::new();
+    let m = machine();
     let missing = BootstrapConfig {
         runner_dir: Some(m.path("nowhere").display().to_string()),
         ..BootstrapConfig::default()
@@ -531,7 +408,7 @@ fn a_download_that_fails_its_checksum_is_never_run() {
     if !bash_available() || tool_missing("sha256sum") {
         return;
     }
-    let m = Machine::new();
+    let m = machine();
     let ud = user_data(&BootstrapConfig::default(), Arch::X86, &jit()).unwrap();
     let (status, calls, log) = m.boot(&ud, &[]);
     assert_ne!(status, 0);

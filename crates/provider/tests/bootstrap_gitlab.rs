@@ -11,10 +11,11 @@ use mayfly_sim::clock::Clock;
 use mayfly_sim::gitlab::{AccessToken, Gitlab, GitlabConfig, NewJob, single};
 use mayfly_sim::stats::Stats;
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use support::{Machine, RECORD, bash_available, lint, tool_missing};
+
+mod support;
 
 const TOKEN: &str = "glrt-t1_AbCdEf0123456789xyz";
 const URL: &str = "https://gitlab.example.com";
@@ -40,18 +41,6 @@ fn render(config: &BootstrapConfig, arch: Arch) -> String {
         .unwrap()
         .expose()
         .to_string()
-}
-
-fn tool_missing(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is required in CI (apt-get install {tool})"
-        );
-        eprintln!("note: {tool} is not installed; skipped");
-    }
-    !found
 }
 
 /// Both architectures; downloaded (pinned or not) or in the image; with and without a setup
@@ -95,45 +84,7 @@ fn all_variants() -> Vec<(String, String)> {
 
 #[test]
 fn every_rendered_script_passes_shellcheck_and_bash_n() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (name, script) in all_variants() {
-        assert!(script.starts_with("#!/bin/bash\n"), "{name}");
-        assert!(script.contains("\nset -euo pipefail\n"), "{name}");
-        assert!(
-            !script
-                .lines()
-                .any(|l| l.trim_start().starts_with("set -x") || l.contains("xtrace")),
-            "{name}: never trace the token"
-        );
-        let own = script.replace(TRICKY_SETUP, "");
-        assert!(
-            !own.contains("@RUNNER_") && !own.contains("@GITLAB_"),
-            "{name}: every placeholder filled"
-        );
-        let path = dir.path().join(&name);
-        std::fs::write(&path, &script).unwrap();
-        paths.push(path);
-    }
-    if !tool_missing("bash") {
-        for p in &paths {
-            let out = Command::new("bash").arg("-n").arg(p).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                p.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    if !tool_missing("shellcheck") {
-        let out = Command::new("shellcheck").args(&paths).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    lint(all_variants(), TRICKY_SETUP, &["@RUNNER_", "@GITLAB_"]);
 }
 
 #[test]
@@ -252,117 +203,48 @@ fn c_jit() -> Credential {
     Credential::Jit(Secret::new("eyJhIjoxfQ=="))
 }
 
-/// A throwaway "machine": stub system tools on PATH that record their calls, a stub
-/// gitlab-runner that records its arguments, and a work directory of its own.
-struct Machine {
-    dir: tempfile::TempDir,
+/// The shared machine with an `install` that records its calls and a stub gitlab-runner in
+/// `image/` that records its arguments.
+fn machine() -> Machine {
+    let m = Machine::new();
+    std::fs::create_dir_all(m.path("image")).unwrap();
+    m.script("bin/install", RECORD);
+    m.script(
+        "image/gitlab-runner",
+        &format!("{RECORD}\nexit \"${{MAYFLY_TEST_RUN_STATUS:-0}}\""),
+    );
+    m
 }
 
-const RECORD: &str = r#"printf '%s\n' "$(basename "$0")${*:+ $*}" >>"$MAYFLY_TEST_CALLS""#;
+/// A curl that serves `binary` for the runner and `checksums` for release.sha256.
+fn serve(m: &Machine, binary: &str, checksums: &str) {
+    std::fs::write(m.path("served-binary"), binary).unwrap();
+    std::fs::write(m.path("served-checksums"), checksums).unwrap();
+    m.script(
+        "bin/curl",
+        &format!(
+            "{RECORD}\nout=; url=\nwhile [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift;; http*) url=$1;; esac; shift; done\n\
+             case \"$url\" in *release.sha256) cp {dir}/served-checksums \"$out\";; *) cp {dir}/served-binary \"$out\";; esac",
+            dir = m.dir.path().display()
+        ),
+    );
+}
 
-impl Machine {
-    fn new() -> Machine {
-        let m = Machine {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for d in ["bin", "home", "tmp", "image"] {
-            std::fs::create_dir_all(m.path(d)).unwrap();
-        }
-        let stubs = [
-            ("shutdown", RECORD.to_string()),
-            ("poweroff", RECORD.to_string()),
-            ("logger", "true".to_string()),
-            ("useradd", RECORD.to_string()),
-            ("chown", RECORD.to_string()),
-            ("install", RECORD.to_string()),
-            ("iptables", RECORD.to_string()),
-            ("id", "exit 1".to_string()),
-            (
-                "getent",
-                format!(
-                    "echo 'runner:x:1000:1000::{}:/bin/bash'",
-                    m.path("home").display()
-                ),
-            ),
-            ("runuser", format!("{RECORD}\nshift 3\nexec \"$@\"")),
-        ];
-        for (name, body) in stubs {
-            m.script(&format!("bin/{name}"), &body);
-        }
-        m.script(
-            "image/gitlab-runner",
-            &format!("{RECORD}\nexit \"${{MAYFLY_TEST_RUN_STATUS:-0}}\""),
-        );
-        m
-    }
+fn config(m: &Machine, gitlab: GitlabRunnerConfig) -> BootstrapConfig {
+    with(GitlabRunnerConfig {
+        work_dir: m.path("work").display().to_string(),
+        ..gitlab
+    })
+}
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn script(&self, rel: &str, body: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.path(rel);
-        std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    /// A curl that serves `binary` for the runner and `checksums` for release.sha256.
-    fn serve(&self, binary: &str, checksums: &str) {
-        std::fs::write(self.path("served-binary"), binary).unwrap();
-        std::fs::write(self.path("served-checksums"), checksums).unwrap();
-        self.script(
-            "bin/curl",
-            &format!(
-                "{RECORD}\nout=; url=\nwhile [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift;; http*) url=$1;; esac; shift; done\n\
-                 case \"$url\" in *release.sha256) cp {dir}/served-checksums \"$out\";; *) cp {dir}/served-binary \"$out\";; esac",
-                dir = self.dir.path().display()
-            ),
-        );
-    }
-
-    fn config(&self, gitlab: GitlabRunnerConfig) -> BootstrapConfig {
-        with(GitlabRunnerConfig {
-            work_dir: self.path("work").display().to_string(),
-            ..gitlab
-        })
-    }
-
-    fn baked(&self) -> BootstrapConfig {
-        self.config(GitlabRunnerConfig {
-            binary: Some(self.path("image/gitlab-runner").display().to_string()),
+fn baked(m: &Machine) -> BootstrapConfig {
+    config(
+        m,
+        GitlabRunnerConfig {
+            binary: Some(m.path("image/gitlab-runner").display().to_string()),
             ..GitlabRunnerConfig::default()
-        })
-    }
-
-    /// Boots: runs the user data; returns its exit status, the recorded calls and its log.
-    fn boot(&self, user_data: &Secret, env: &[(&str, &str)]) -> (i32, Vec<String>, String) {
-        let file = self.path("user-data");
-        std::fs::write(&file, user_data.expose()).unwrap();
-        let calls = self.path("calls");
-        let out = Command::new("bash")
-            .arg(&file)
-            .env_clear()
-            .env(
-                "PATH",
-                format!("{}:/usr/bin:/bin", self.path("bin").display()),
-            )
-            .env("TMPDIR", self.path("tmp"))
-            .env("MAYFLY_TEST_CALLS", &calls)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
-        (
-            out.status.code().unwrap_or(-1),
-            calls.lines().map(str::to_string).collect(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-fn bash_available() -> bool {
-    !tool_missing("bash")
+        },
+    )
 }
 
 #[test]
@@ -370,10 +252,10 @@ fn a_machine_runs_gitlab_runner_once_as_its_user_then_powers_off() {
     if !bash_available() {
         return;
     }
-    let m = Machine::new();
+    let m = machine();
     let config = BootstrapConfig {
         setup_script: Some("echo setup >>\"$MAYFLY_TEST_CALLS\"".into()),
-        ..m.baked()
+        ..baked(&m)
     };
     let (status, calls, log) = m.boot(&user_data(&config, Arch::X86, &credential()).unwrap(), &[]);
     assert_eq!(status, 0, "{log}");
@@ -415,17 +297,20 @@ fn a_failing_runner_or_a_missing_binary_still_powers_off() {
     if !bash_available() {
         return;
     }
-    let m = Machine::new();
-    let ud = user_data(&m.baked(), Arch::Arm, &credential()).unwrap();
+    let m = machine();
+    let ud = user_data(&baked(&m), Arch::Arm, &credential()).unwrap();
     let (status, calls, _) = m.boot(&ud, &[("MAYFLY_TEST_RUN_STATUS", "4")]);
     assert_eq!(status, 4);
     assert_eq!(calls.last().unwrap(), "shutdown -h now");
 
-    let m = Machine::new();
-    let missing = m.config(GitlabRunnerConfig {
-        binary: Some(m.path("nowhere/gitlab-runner").display().to_string()),
-        ..GitlabRunnerConfig::default()
-    });
+    let m = machine();
+    let missing = config(
+        &m,
+        GitlabRunnerConfig {
+            binary: Some(m.path("nowhere/gitlab-runner").display().to_string()),
+            ..GitlabRunnerConfig::default()
+        },
+    );
     let (status, calls, log) = m.boot(&user_data(&missing, Arch::X86, &credential()).unwrap(), &[]);
     assert_ne!(status, 0);
     assert!(log.contains("no gitlab-runner in the image"), "{log}");
@@ -456,12 +341,15 @@ fn a_download_is_run_only_when_it_matches_its_checksum() {
     };
 
     // A pinned checksum that does not match: never installed, never run.
-    let m = Machine::new();
-    m.serve(binary, &listed(&good));
-    let pinned = m.config(GitlabRunnerConfig {
-        sha256_amd64: Some(SUM.into()),
-        ..GitlabRunnerConfig::default()
-    });
+    let m = machine();
+    serve(&m, binary, &listed(&good));
+    let pinned = config(
+        &m,
+        GitlabRunnerConfig {
+            sha256_amd64: Some(SUM.into()),
+            ..GitlabRunnerConfig::default()
+        },
+    );
     let (status, calls, log) = m.boot(&user_data(&pinned, Arch::X86, &credential()).unwrap(), &[]);
     assert_ne!(status, 0);
     assert!(log.contains("checksum mismatch"), "{log}");
@@ -486,9 +374,9 @@ fn a_download_is_run_only_when_it_matches_its_checksum() {
             "no checksum for binaries/gitlab-runner-linux-amd64",
         ),
     ] {
-        let m = Machine::new();
-        m.serve(binary, &list);
-        let config = m.config(GitlabRunnerConfig::default());
+        let m = machine();
+        serve(&m, binary, &list);
+        let config = config(&m, GitlabRunnerConfig::default());
         let (status, calls, log) =
             m.boot(&user_data(&config, Arch::X86, &credential()).unwrap(), &[]);
         assert_ne!(status, 0);
@@ -498,9 +386,9 @@ fn a_download_is_run_only_when_it_matches_its_checksum() {
     }
 
     // The release's list matches: verified and installed where the script runs it from.
-    let m = Machine::new();
-    m.serve(binary, &listed(&good));
-    let config = m.config(GitlabRunnerConfig::default());
+    let m = machine();
+    serve(&m, binary, &listed(&good));
+    let config = config(&m, GitlabRunnerConfig::default());
     let (_, calls, log) = m.boot(&user_data(&config, Arch::X86, &credential()).unwrap(), &[]);
     assert!(log.contains("gitlab-runner checksum verified"), "{log}");
     assert!(log.contains("release's published checksum"), "{log}");

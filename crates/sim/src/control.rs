@@ -410,6 +410,13 @@ pub(crate) fn share(name: &str, v: f64) -> Result<f64, BadRequest> {
     }
 }
 
+/// A setting changed only where the request named it: the others keep their values.
+pub(crate) fn overwrite<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
 async fn faults(
     State(sim): State<Arc<Sim>>,
     payload: Result<Json<Faults>, JsonRejection>,
@@ -451,50 +458,24 @@ async fn faults(
     }
     if let Some(r) = f.runners {
         let mut config: RunnerConfig = sim.runners.config();
-        if let Some(v) = r.never_register {
-            config.never_register = v;
-        }
-        if let Some(v) = r.crash {
-            config.crash = v;
-        }
-        if let Some(d) = r.boot_delay {
-            config.boot_delay = d;
-        }
-        if let Some(s) = r.seed {
-            config.seed = s;
-        }
+        overwrite(&mut config.never_register, r.never_register);
+        overwrite(&mut config.crash, r.crash);
+        overwrite(&mut config.boot_delay, r.boot_delay);
+        overwrite(&mut config.seed, r.seed);
         sim.runners.set_config(config);
     }
     if let Some(h) = f.hetzner {
         sim.hetzner.set_config(|c| {
-            if let Some(q) = h.server_quota {
-                c.server_quota = q;
-            }
-            if let Some(u) = h.unavailable {
-                c.unavailable = u;
-            }
-            if let Some(m) = h.missing_types {
-                c.missing_types = m;
-            }
-            if let Some(d) = deprecations {
-                c.deprecations = d;
-            }
-            if let Some(r) = h.rate_limit_per_hour {
-                c.rate_limit_per_hour = r;
-            }
+            overwrite(&mut c.server_quota, h.server_quota);
+            overwrite(&mut c.unavailable, h.unavailable);
+            overwrite(&mut c.missing_types, h.missing_types);
+            overwrite(&mut c.deprecations, deprecations);
+            overwrite(&mut c.rate_limit_per_hour, h.rate_limit_per_hour);
             let [boot, shutdown, action] = delays;
-            if let Some(d) = boot {
-                c.boot_delay = d;
-            }
-            if let Some(d) = shutdown {
-                c.shutdown_delay = d;
-            }
-            if let Some(d) = action {
-                c.action_delay = d;
-            }
-            if let Some(l) = hetzner_latency {
-                c.latency = l;
-            }
+            overwrite(&mut c.boot_delay, boot);
+            overwrite(&mut c.shutdown_delay, shutdown);
+            overwrite(&mut c.action_delay, action);
+            overwrite(&mut c.latency, hetzner_latency);
         });
     }
     if let Some(g) = f.gitlab {
@@ -502,15 +483,9 @@ async fn faults(
     }
     if let Some(g) = f.github {
         sim.github.set_config(|c| {
-            if let Some(r) = g.rate_limit_per_hour {
-                c.rate_limit_per_hour = r;
-            }
-            if let Some(w) = g.writes_per_minute {
-                c.writes_per_minute = w;
-            }
-            if let Some(l) = github_latency {
-                c.latency = l;
-            }
+            overwrite(&mut c.rate_limit_per_hour, g.rate_limit_per_hour);
+            overwrite(&mut c.writes_per_minute, g.writes_per_minute);
+            overwrite(&mut c.latency, github_latency);
         });
     }
     Ok(Json(json!({})).into_response())
@@ -523,17 +498,23 @@ struct Webhook {
     secret: String,
 }
 
+/// A webhook receiver's URL, for either forge: http(s) only, as both forges require.
+pub(crate) fn hook_url(url: &str) -> Result<(), BadRequest> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(BadRequest(format!(
+            "url: expected http(s)://…, got {url:?}"
+        )))
+    }
+}
+
 async fn add_webhook(
     State(sim): State<Arc<Sim>>,
     payload: Result<Json<Webhook>, JsonRejection>,
 ) -> Answer {
     let w = body(payload)?;
-    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-        return Err(BadRequest(format!(
-            "url: expected http(s)://…, got {:?}",
-            w.url
-        )));
-    }
+    hook_url(&w.url)?;
     sim.github.set_config(|c| {
         c.webhooks.push(crate::github::WebhookTarget {
             url: w.url,

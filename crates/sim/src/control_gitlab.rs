@@ -2,7 +2,7 @@
 //! too), runner records, webhook targets and statistics; and the `gitlab` section of
 //! `/_sim/faults` and `/_sim/stats`.
 
-use crate::control::{Answer, BadRequest, Waits, body, percentile, share};
+use crate::control::{Answer, BadRequest, Waits, body, hook_url, overwrite, percentile, share};
 use crate::gitlab::{ApiFaults, Gitlab, HookTarget, NewJob, WebhookFaults};
 use crate::sim::Sim;
 use crate::stats::CallRow;
@@ -204,12 +204,7 @@ async fn add_webhook(
     payload: Result<Json<HookTarget>, JsonRejection>,
 ) -> Answer {
     let w = body(payload)?;
-    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-        return Err(BadRequest(format!(
-            "url: expected http(s)://…, got {:?}",
-            w.url
-        )));
-    }
+    hook_url(&w.url)?;
     sim.gitlab.set_config(|c| c.webhooks.push(w));
     Ok((StatusCode::CREATED, Json(json!({}))).into_response())
 }
@@ -324,30 +319,17 @@ impl GitlabFaults {
     pub fn apply(self, gl: &Gitlab) {
         let secs = |v: Option<f64>| v.map(|s| Duration::from_secs_f64(s.max(0.0)));
         gl.set_config(|c| {
-            if let Some(w) = self.webhooks {
-                c.webhook_faults = w;
-            }
-            if let Some(a) = self.api {
-                c.api_faults = a;
-            }
-            if let Some(v) = self.rate_limit_per_minute {
-                c.rate_limit_per_minute = v;
-            }
-            if let Some(v) = self.runner_requests_per_minute {
-                c.runner_requests_per_minute = v;
-            }
-            if let Some(d) = secs(self.ack_timeout_secs) {
-                c.ack_timeout = d;
-            }
-            if let Some(d) = secs(self.ack_delay_secs) {
-                c.ack_delay = d;
-            }
-            if let Some(d) = secs(self.stuck_timeout_secs) {
-                c.stuck_timeout = d;
-            }
-            if let Some(v) = self.webhook_auto_disable {
-                c.webhook_auto_disable = v;
-            }
+            overwrite(&mut c.webhook_faults, self.webhooks);
+            overwrite(&mut c.api_faults, self.api);
+            overwrite(&mut c.rate_limit_per_minute, self.rate_limit_per_minute);
+            overwrite(
+                &mut c.runner_requests_per_minute,
+                self.runner_requests_per_minute,
+            );
+            overwrite(&mut c.ack_timeout, secs(self.ack_timeout_secs));
+            overwrite(&mut c.ack_delay, secs(self.ack_delay_secs));
+            overwrite(&mut c.stuck_timeout, secs(self.stuck_timeout_secs));
+            overwrite(&mut c.webhook_auto_disable, self.webhook_auto_disable);
         });
     }
 }

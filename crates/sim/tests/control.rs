@@ -13,13 +13,7 @@ async fn start() -> (reqwest::Client, String) {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     (reqwest::Client::new(), format!("http://{}/_sim", at.github))
 }
 
@@ -31,92 +25,44 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) 
 #[tokio::test]
 async fn bad_requests_name_the_field_and_change_nothing() {
     let (http, ctl) = start().await;
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/jobs"),
-        json!({ "repo": "acme", "labels": ["x"], "duration_secs": 1 }),
-    )
-    .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("repo must be owner/repo"),
-        "{body}"
-    );
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/jobs"),
-        json!({ "repo": "a/b", "labels": ["x"] }),
-    )
-    .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("missing field `duration_secs`"),
-        "{body}"
-    );
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/faults"),
-        json!({ "runners": { "crash": 0.5, "never_register": 1.5 } }),
-    )
-    .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("runners.never_register"),
-        "{body}"
-    );
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/faults"),
-        json!({ "webhooks": { "drop": 2.0 } }),
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/faults"),
-        json!({ "hetzner": { "boot_delay_secs": 1, "action_delay_secs": -1 } }),
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("hetzner.action_delay_secs"),
-        "{body}"
-    );
-    let (code, _) = post(
-        &http,
-        format!("{ctl}/webhooks"),
-        json!({ "url": "ftp://x", "secret": "s" }),
-    )
-    .await;
-    assert_eq!(code, 400);
-    let (code, body) = post(
-        &http,
-        format!("{ctl}/trace"),
-        json!({ "text": "at,repo,labels,duration\n0,a/b,x,soon\n" }),
-    )
-    .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("trace:2: duration"),
-        "{body}"
-    );
-    let (code, _) = post(&http, format!("{ctl}/trace"), json!({})).await;
-    assert_eq!(code, 400);
+    // Each is refused with 400, naming what is wrong (where `says` is not empty).
+    for (path, body, says) in [
+        (
+            "jobs",
+            json!({ "repo": "acme", "labels": ["x"], "duration_secs": 1 }),
+            "repo must be owner/repo",
+        ),
+        (
+            "jobs",
+            json!({ "repo": "a/b", "labels": ["x"] }),
+            "missing field `duration_secs`",
+        ),
+        (
+            "faults",
+            json!({ "runners": { "crash": 0.5, "never_register": 1.5 } }),
+            "runners.never_register",
+        ),
+        ("faults", json!({ "webhooks": { "drop": 2.0 } }), ""),
+        (
+            "faults",
+            json!({ "hetzner": { "boot_delay_secs": 1, "action_delay_secs": -1 } }),
+            "hetzner.action_delay_secs",
+        ),
+        ("webhooks", json!({ "url": "ftp://x", "secret": "s" }), ""),
+        (
+            "trace",
+            json!({ "text": "at,repo,labels,duration\n0,a/b,x,soon\n" }),
+            "trace:2: duration",
+        ),
+        ("trace", json!({}), ""),
+    ] {
+        let (code, answer) = post(&http, format!("{ctl}/{path}"), body).await;
+        assert_eq!(code, 400, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(says),
+            "{path}: {answer}"
+        );
+    }
     // Out of range: once a panic (duration 1e20) or a replay that never ends (at 1e15).
     for (body, says) in [
         (
@@ -189,13 +135,7 @@ async fn catalogue_faults_hide_types_and_announce_deprecations() {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     let (http, ctl) = (reqwest::Client::new(), format!("http://{}/_sim", at.github));
     let token = mayfly_sim::hetzner::HetznerConfig::default().token;
     let types = async || -> Vec<Value> {
@@ -264,13 +204,7 @@ async fn latency_slows_every_answer_in_wall_clock_time() {
         speed: 100.0,
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     let http = reqwest::Client::new();
     let ctl = format!("http://{}/_sim", at.github);
     for bad in [json!(-1), json!(1e9)] {

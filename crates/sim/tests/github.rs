@@ -67,6 +67,17 @@ impl Fake {
             .unwrap()
     }
 
+    /// A conditional GET: `If-None-Match` with `etag`.
+    async fn get_if_none_match(&self, path: &str, etag: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), 200, "GET {path}");
@@ -90,6 +101,18 @@ impl Fake {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A registration token of `scope` (`/repos/o/r` or `/orgs/o`): `{token, expires_at}`.
+    async fn registration_token(&self, scope: &str) -> Value {
+        let r = self
+            .post(
+                &format!("{scope}/actions/runners/registration-token"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "registration token of {scope}");
+        r.json().await.unwrap()
     }
 
     async fn jit(&self, scope: &str, name: &str, labels: &[&str]) -> Value {
@@ -453,16 +476,8 @@ async fn a_304_costs_no_budget() {
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(first.headers()["x-ratelimit-remaining"], "4999");
     let again = f
-        .http
-        .get(format!(
-            "{}/repos/acme/app/actions/runs?status=queued",
-            f.api
-        ))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_if_none_match("/repos/acme/app/actions/runs?status=queued", &etag)
+        .await;
     assert_eq!(again.status(), 304);
     assert_eq!(
         again.headers()["x-ratelimit-remaining"],
@@ -473,16 +488,8 @@ async fn a_304_costs_no_budget() {
     // A change makes a new body and a new ETag.
     f.gh.enqueue("acme/app", vec![job(&["self-hosted"])]);
     let changed = f
-        .http
-        .get(format!(
-            "{}/repos/acme/app/actions/runs?status=queued",
-            f.api
-        ))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_if_none_match("/repos/acme/app/actions/runs?status=queued", &etag)
+        .await;
     assert_eq!(changed.status(), 200);
     assert_eq!(changed.headers()["x-ratelimit-remaining"], "4998");
     let row = f
@@ -735,12 +742,7 @@ async fn a_runner_takes_any_job_it_satisfies_and_cannot_be_deleted_while_busy() 
     assert_eq!(runs["total_count"], 1);
 
     // An org runner registered with a token takes the next job; its machine dies.
-    let t: Value = f
-        .post("/orgs/acme/actions/runners/registration-token", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/orgs/acme").await;
     let script = format!(
         "./config.sh --url https://github.com/acme --token {} --name org-1 --labels linux --ephemeral",
         t["token"].as_str().unwrap()
@@ -788,15 +790,7 @@ async fn credentials_are_single_use_and_expire() {
         Err(RedeemError::Unknown)
     );
 
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     let token = t["token"].as_str().unwrap();
     let id =
         f.gh.redeem(&format!("./config.sh --token {token}"), "host-9")
@@ -815,15 +809,7 @@ async fn credentials_are_single_use_and_expire() {
         Err(RedeemError::AlreadyUsed)
     );
 
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     tokio::time::sleep(Duration::from_millis(5100)).await; // over an hour, simulated
     let late = format!("./config.sh --token {}", t["token"].as_str().unwrap());
     assert_eq!(f.gh.redeem(&late, "h"), Err(RedeemError::Expired));
@@ -1002,15 +988,7 @@ async fn a_runner_registered_without_ephemeral_takes_job_after_job() {
         "acme/app",
         vec![job(&["self-hosted"]), job(&["self-hosted"])],
     );
-    let t: Value = f
-        .post(
-            "/repos/acme/app/actions/runners/registration-token",
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = f.registration_token("/repos/acme/app").await;
     let script = format!(
         "./config.sh --url https://github.com/acme/app --token {} --name i-0abc",
         t["token"].as_str().unwrap()

@@ -277,38 +277,26 @@ async fn runner_records_are_created_verified_listed_filtered_and_deleted() {
     );
     assert_eq!(ids(&f.get_json("/runners/all").await).len(), 3);
     assert_eq!(
-        ids(&f.get_json("/runners?type=group_type").await),
-        [group_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?paused=true").await),
-        [group_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?status=online").await),
-        [project_runner]
-    );
-    assert_eq!(
-        ids(&f.get_json("/runners?tag_list=linux,docker").await),
-        [project_runner]
-    );
-    assert_eq!(
-        ids(&f
-            .get_json(&format!("/projects/{app}/runners?type=project_type"))
-            .await),
-        [project_runner]
-    );
-    assert_eq!(
         ids(&f.get_json("/projects/acme%2Fplatform%2Fapp/runners").await).len(),
         3,
         "own, group's, instance"
     );
-    assert_eq!(
-        ids(&f
-            .get_json(&format!("/groups/{group}/runners?type=group_type"))
-            .await),
-        [group_runner]
-    );
+    for (query, want) in [
+        ("/runners?type=group_type".to_string(), group_runner),
+        ("/runners?paused=true".to_string(), group_runner),
+        ("/runners?status=online".to_string(), project_runner),
+        ("/runners?tag_list=linux,docker".to_string(), project_runner),
+        (
+            format!("/projects/{app}/runners?type=project_type"),
+            project_runner,
+        ),
+        (
+            format!("/groups/{group}/runners?type=group_type"),
+            group_runner,
+        ),
+    ] {
+        assert_eq!(ids(&f.get_json(&query).await), [want], "{query}");
+    }
     let r = f.get("/runners?type=fleet").await;
     assert_eq!(r.status(), 400);
 
@@ -1045,49 +1033,64 @@ async fn a_failing_receiver_gets_its_hook_disabled_for_a_while() {
     assert!(rx.try_recv().is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
-    const HZ: &str = "hz-token";
+/// A fake GitLab and a fake Hetzner served together, with virtual runners that start from the
+/// user data of the machines made there.
+struct Cloud {
+    sim: Arc<Sim>,
+    /// `http://127.0.0.1:port`.
+    gl: String,
+    /// `http://127.0.0.1:port/v1`.
+    hz: String,
+    http: Client,
+}
+
+const HZ: &str = "hz-token";
+
+async fn cloud(hetzner: HetznerConfig, boot_delay: Delay) -> Cloud {
     let sim = Sim::start(SimConfig {
         speed: 100.0,
         gitlab: config(),
         hetzner: HetznerConfig {
             token: HZ.into(),
-            ..HetznerConfig::default()
+            ..hetzner
         },
         runners: RunnerConfig {
-            boot_delay: Delay::Fixed { secs: 10.0 },
+            boot_delay,
             ..RunnerConfig::default()
         },
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-    let gl = format!("http://{}", at.gitlab);
-    let hz = format!("http://{}/v1", at.hetzner);
-    let http = Client::new();
-    let r = http
-        .post(format!("{gl}/_sim/gitlab/pipelines"))
-        .json(&json!({ "project": "acme/app", "tags": ["linux"], "duration_secs": 120, "jobs": 2 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let project = sim.gitlab.project("acme/app").unwrap();
-    let mut servers = Vec::new();
-    // The third runner's tags match no job: it waits 30 s and gives up.
-    for (i, wait, tag) in [(0, 600, "linux"), (1, 600, "linux"), (2, 30, "gpu")] {
-        let created: Value = http
-            .post(format!("{gl}/api/v4/user/runners"))
+    let at = support::serve(&sim).await;
+    Cloud {
+        gl: format!("http://{}", at.gitlab),
+        hz: format!("http://{}/v1", at.hetzner),
+        http: Client::new(),
+        sim,
+    }
+}
+
+impl Cloud {
+    /// `jobs` pending jobs tagged `linux` in `project`, through the control API.
+    async fn pipelines(&self, project: &str, duration_secs: u64, jobs: u32) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/gitlab/pipelines", self.gl))
+            .json(&json!({ "project": project, "tags": ["linux"], "duration_secs": duration_secs, "jobs": jobs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    /// A project runner record with one tag; its glrt- token.
+    async fn runner_record(&self, project: u64, tag: &str, description: &str) -> String {
+        let created: Value = self
+            .http
+            .post(format!("{}/api/v4/user/runners", self.gl))
             .header("PRIVATE-TOKEN", TOKEN)
             .json(
                 &json!({ "runner_type": "project_type", "project_id": project, "tag_list": [tag],
-                           "run_untagged": false, "description": format!("m-{i}") }),
+                           "run_untagged": false, "description": description }),
             )
             .send()
             .await
@@ -1095,57 +1098,66 @@ async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
             .json()
             .await
             .unwrap();
-        let token = created["token"].as_str().unwrap();
-        let user_data = format!(
-            "#!/bin/bash\nstart_runner() {{\n    as_runner gitlab-runner run-single --url '{gl}' --token '{token}' --executor shell --shell bash --builds-dir '/home/runner/builds' --cache-dir '/home/runner/cache' --max-builds 1 --wait-timeout {wait}\n}}\n"
-        );
-        let r = http
-            .post(format!("{hz}/servers"))
+        created["token"].as_str().unwrap().to_string()
+    }
+
+    /// A machine that boots with `user_data`; its server id.
+    async fn machine(&self, name: &str, user_data: &str) -> u64 {
+        let r = self
+            .http
+            .post(format!("{}/servers", self.hz))
             .bearer_auth(HZ)
             .json(
-                &json!({ "name": format!("m-{i}"), "server_type": "cx23", "image": "ubuntu-24.04",
+                &json!({ "name": name, "server_type": "cx23", "image": "ubuntu-24.04",
                            "location": "fsn1", "labels": {}, "user_data": user_data }),
             )
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        servers.push(
-            r.json::<Value>().await.unwrap()["server"]["id"]
-                .as_u64()
-                .unwrap(),
-        );
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats: Value = http
-            .get(format!("{gl}/_sim/gitlab/stats"))
-            .send()
-            .await
+        r.json::<Value>().await.unwrap()["server"]["id"]
+            .as_u64()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let off = sim
+    }
+
+    fn machines_off(&self) -> usize {
+        self.sim
             .hetzner
             .servers()
             .iter()
             .filter(|s| s.status == "off")
-            .count();
-        if stats["succeeded"] == 2 && off == 3 {
+            .count()
+    }
+
+    async fn control(&self, path: &str) -> Value {
+        support::get_json(&self.http, format!("{}/_sim{path}", self.gl)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
+    let c = cloud(HetznerConfig::default(), Delay::Fixed { secs: 10.0 }).await;
+    let gl = &c.gl;
+    c.pipelines("acme/app", 120, 2).await;
+    let project = c.sim.gitlab.project("acme/app").unwrap();
+    // The third runner's tags match no job: it waits 30 s and gives up.
+    for (i, wait, tag) in [(0, 600, "linux"), (1, 600, "linux"), (2, 30, "gpu")] {
+        let token = c.runner_record(project, tag, &format!("m-{i}")).await;
+        let user_data = format!(
+            "#!/bin/bash\nstart_runner() {{\n    as_runner gitlab-runner run-single --url '{gl}' --token '{token}' --executor shell --shell bash --builds-dir '/home/runner/builds' --cache-dir '/home/runner/cache' --max-builds 1 --wait-timeout {wait}\n}}\n"
+        );
+        c.machine(&format!("m-{i}"), &user_data).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = c.control("/gitlab/stats").await;
+        if stats["succeeded"] == 2 && c.machines_off() == 3 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "jobs {stats}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let jobs: Value = http
-        .get(format!("{gl}/_sim/gitlab/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs = c.control("/gitlab/jobs").await;
     let mut ran_on: Vec<&str> = jobs
         .as_array()
         .unwrap()
@@ -1158,14 +1170,7 @@ async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
         ["m-0", "m-1"],
         "one job per machine, none on the third"
     );
-    let runners: Value = http
-        .get(format!("{gl}/_sim/gitlab/runners"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runners = c.control("/gitlab/runners").await;
     assert!(
         runners
             .as_array()
@@ -1173,16 +1178,9 @@ async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
             .iter()
             .all(|r| r["managers"] == 1 && r["status"] == "online")
     );
-    let v = sim.runners.stats();
+    let v = c.sim.runners.stats();
     assert_eq!((v.registered, v.jobs_completed, v.timed_out), (3, 2, 1));
-    let s: Value = http
-        .get(format!("{gl}/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s = c.control("/stats").await;
     assert_eq!(s["gitlab"]["succeeded"], 2);
     assert_eq!(
         s["api_calls"]["gitlab"], 3,
@@ -1194,78 +1192,34 @@ async fn virtual_runners_start_from_run_single_in_user_data_and_take_one_job() {
 /// records, 200 machines; every job runs once, on its own machine, and every machine powers off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_200_jobs_on_200_machines() {
-    const HZ: &str = "hz-token";
-    let sim = Sim::start(SimConfig {
-        speed: 100.0,
-        gitlab: config(),
-        hetzner: HetznerConfig {
-            token: HZ.into(),
-            rate_limit_per_hour: 100_000,
-            server_quota: 1000,
-            ..HetznerConfig::default()
-        },
-        runners: RunnerConfig {
-            boot_delay: Delay::Uniform {
-                min_secs: 20.0,
-                max_secs: 40.0,
-            },
-            ..RunnerConfig::default()
-        },
-        ..SimConfig::default()
-    });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-    let gl = format!("http://{}", at.gitlab);
-    let hz = format!("http://{}/v1", at.hetzner);
-    let http = Client::new();
+    let hetzner = HetznerConfig {
+        rate_limit_per_hour: 100_000,
+        server_quota: 1000,
+        ..HetznerConfig::default()
+    };
+    let boot = Delay::Uniform {
+        min_secs: 20.0,
+        max_secs: 40.0,
+    };
+    let c = cloud(hetzner, boot).await;
+    let sim = &c.sim;
     let started = std::time::Instant::now();
     for p in 0..10 {
         let path = format!("acme/project{p}");
         sim.gitlab.project(&path).unwrap();
-        let r = http
-            .post(format!("{gl}/_sim/gitlab/pipelines"))
-            .json(&json!({ "project": path, "tags": ["linux"], "duration_secs": 60, "jobs": 20 }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        c.pipelines(&path, 60, 20).await;
     }
     for i in 0..200 {
         let project = sim
             .gitlab
             .project(&format!("acme/project{}", i % 10))
             .unwrap();
-        let created: Value = http
-            .post(format!("{gl}/api/v4/user/runners"))
-            .header("PRIVATE-TOKEN", TOKEN)
-            .json(&json!({ "runner_type": "project_type", "project_id": project, "tag_list": ["linux"],
-                           "run_untagged": false, "description": format!("m-{i}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = c.runner_record(project, "linux", &format!("m-{i}")).await;
         let user_data = format!(
-            "#!/bin/bash\nas_runner gitlab-runner run-single --url '{gl}' --token '{}' --executor shell --max-builds 1 --wait-timeout 900\n",
-            created["token"].as_str().unwrap()
+            "#!/bin/bash\nas_runner gitlab-runner run-single --url '{}' --token '{token}' --executor shell --max-builds 1 --wait-timeout 900\n",
+            c.gl
         );
-        let r = http
-            .post(format!("{hz}/servers"))
-            .bearer_auth(HZ)
-            .json(
-                &json!({ "name": format!("m-{i}"), "server_type": "cx23", "image": "ubuntu-24.04",
-                           "location": "fsn1", "labels": {}, "user_data": user_data }),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        c.machine(&format!("m-{i}"), &user_data).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -1275,12 +1229,7 @@ async fn a_burst_of_200_jobs_on_200_machines() {
             .iter()
             .filter(|j| j.status == "success")
             .count();
-        let off = sim
-            .hetzner
-            .servers()
-            .iter()
-            .filter(|s| s.status == "off")
-            .count();
+        let off = c.machines_off();
         if s == 200 && off == 200 {
             break;
         }

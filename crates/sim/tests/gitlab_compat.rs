@@ -22,13 +22,7 @@ async fn python_gitlab_accepts_the_fake() {
         },
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     for _ in 0..PENDING {
         sim.gitlab
             .enqueue(

@@ -47,13 +47,7 @@ async fn twenty_jobs_on_twenty_servers_over_http() {
         },
         ..SimConfig::default()
     });
-    let at = sim
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let at = support::serve(&sim).await;
     let gh = format!("http://{}", at.github);
     let hz = format!("http://{}/v1", at.hetzner);
     let http = reqwest::Client::new();

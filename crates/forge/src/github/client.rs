@@ -5,7 +5,8 @@ use super::auth::{AppAuth, Auth};
 use super::config::{AuthConfig, ClientConfig, ConfigError, LimitsConfig};
 use super::error::{Error, Result};
 use super::metrics;
-use super::ratelimit::{Budget, Limiter, Priority, RESET_SLACK, retry_after};
+use super::ratelimit::{Budget, Limiter, Priority, RESET_SLACK, limiter, retry_after};
+use crate::http;
 pub(crate) use crate::link::next_link;
 use mayfly_core::metrics::ApiOutcome;
 use mayfly_core::{Secret, Time};
@@ -14,10 +15,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// GitHub advises waiting at least a minute after a rate-limit answer that names no time.
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
@@ -29,22 +28,7 @@ pub(crate) const PER_PAGE: u32 = 100;
 /// the App's JWT uses the wall clock whatever the client's clock.
 pub use mayfly_core::Clock;
 
-/// Real time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Time {
-        Time::from_millis(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        )
-    }
-
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(tokio::time::sleep(d))
-    }
-}
+pub use crate::clock::SystemClock;
 
 /// A GitHub REST client for one credential: make one per credential and clone it, so that
 /// every request of that credential passes the same limiter. Clones share the limiter, the token
@@ -160,17 +144,13 @@ impl Client {
                 config.limits.token_refresh(),
             )?)),
         };
-        let http = reqwest::Client::builder()
-            .timeout(config.limits.request_timeout())
-            .connect_timeout(config.limits.request_timeout())
-            .build()
-            .map_err(|_| ConfigError::HttpClient)?;
+        let http = http::client(config.limits.request_timeout()).ok_or(ConfigError::HttpClient)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 api_url,
                 auth,
-                limiter: Limiter::new(&config.limits),
+                limiter: limiter(&config.limits),
                 limits: config.limits.clone(),
                 clock,
                 etags: Mutex::new(HashMap::new()),
@@ -251,24 +231,10 @@ impl Client {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        let started = Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                metrics::call(ApiOutcome::Transport, started);
-                return Err(Error::transport(&e));
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        inner.limiter.observe(&headers);
-        let body = match response.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => {
-                metrics::call(ApiOutcome::Transport, started);
-                return Err(Error::transport(&e));
-            }
-        };
+        let (status, headers, body, started) =
+            http::exchange(request, |h| inner.limiter.observe(h), metrics::call)
+                .await
+                .map_err(|e| Error::transport(&e))?;
         tracing::debug!(method = %call.method, url = %call.url, status, "GitHub");
         let limited = self.rate_limited(status, &headers, &body);
         let outcome = match limited {

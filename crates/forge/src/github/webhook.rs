@@ -1,6 +1,7 @@
 //! GitHub webhook deliveries: the `X-Hub-Signature-256` check and `workflow_job` payloads parsed
 //! into typed job updates. No I/O here: the receiver hands in headers and the raw body.
 
+use crate::webhook::echo;
 use hmac::{Hmac, Mac};
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels, Secret, Time};
 use serde::Deserialize;
@@ -13,9 +14,6 @@ pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
 /// The one event mayfly acts on; every other event is answered and dropped.
 pub const WORKFLOW_JOB: &str = "workflow_job";
-
-/// How much of an offending value an error repeats: enough to recognise it, never a whole body.
-const ECHO_LIMIT: usize = 64;
 
 /// Why a delivery's signature does not prove it came from GitHub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -174,16 +172,16 @@ pub enum ParseError {
 /// Reads a delivery of `event` (the `X-GitHub-Event` header). Never panics, whatever the bytes.
 pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
     if event != WORKFLOW_JOB {
-        return Ok(Delivery::Ignored { event: clip(event) });
+        return Ok(Delivery::Ignored { event: echo(event) });
     }
     // The action first, so a future action is reported as such even if its payload differs.
     let envelope: Envelope = serde_json::from_slice(body).map_err(json_error)?;
     let action = envelope.action.ok_or(ParseError::MissingAction)?;
-    let action = Action::parse(&action).ok_or_else(|| ParseError::UnknownAction(clip(&action)))?;
+    let action = Action::parse(&action).ok_or_else(|| ParseError::UnknownAction(echo(&action)))?;
     let payload: Payload = serde_json::from_slice(body).map_err(json_error)?;
     let full_name = payload.repository.full_name;
     let repo =
-        super::Repo::parse(&full_name).map_err(|_| ParseError::Repository(clip(&full_name)))?;
+        super::Repo::parse(&full_name).map_err(|_| ParseError::Repository(echo(&full_name)))?;
     let job = payload.workflow_job;
     for (field, value) in [("id", job.id), ("run_id", job.run_id)] {
         if i64::try_from(value).is_err() {
@@ -239,14 +237,7 @@ struct Repository {
 }
 
 fn json_error(e: serde_json::Error) -> ParseError {
-    ParseError::Json(clip(&e.to_string()))
-}
-
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(ECHO_LIMIT) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_string(),
-    }
+    ParseError::Json(echo(&e.to_string()))
 }
 
 fn time(field: &'static str, value: Option<&str>) -> Result<Option<Time>, ParseError> {
@@ -254,7 +245,7 @@ fn time(field: &'static str, value: Option<&str>) -> Result<Option<Time>, ParseE
         .map(|v| {
             crate::github::time::parse(v).ok_or_else(|| ParseError::Time {
                 field,
-                value: clip(v),
+                value: echo(v),
             })
         })
         .transpose()
@@ -262,8 +253,6 @@ fn time(field: &'static str, value: Option<&str>) -> Result<Option<Time>, ParseE
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn times_read_as_github_writes_them() {
         assert_eq!(
@@ -298,12 +287,5 @@ mod tests {
         ] {
             assert_eq!(crate::github::time::parse_millis(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn clipping_respects_characters() {
-        let long = "é".repeat(100);
-        assert_eq!(clip(&long).chars().count(), ECHO_LIMIT + 1);
-        assert_eq!(clip("short"), "short");
     }
 }

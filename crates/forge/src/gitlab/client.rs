@@ -5,18 +5,17 @@
 use super::config::{ClientSettings, ConfigError, LimitsConfig, instance_url};
 use super::error::{Error, Result, clip};
 use super::metrics;
-use super::ratelimit::{Budget, Limiter, Priority, retry_after};
+use super::ratelimit::{Budget, Limiter, Priority, limiter, retry_after};
+use crate::http;
 use crate::link::next_link;
 use mayfly_core::metrics::ApiOutcome;
-use mayfly_core::{Labels, Secret, Time};
+use mayfly_core::{Labels, Secret};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Backoff after a rate limit that names no wait, and after a transient failure.
 const RATE_BACKOFF: Duration = Duration::from_secs(60);
@@ -30,22 +29,7 @@ const TAG_CACHE: usize = 20_000;
 /// The client's notion of now and of waiting (budget resets, `Retry-After`).
 pub use mayfly_core::Clock;
 
-/// Real time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Time {
-        Time::from_millis(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        )
-    }
-
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(tokio::time::sleep(d))
-    }
-}
+pub use crate::clock::SystemClock;
 
 /// A GitLab REST client for one token: make one and clone it, so that every request of that
 /// token passes the same limiter. Clones share the limiter and the tag cache.
@@ -167,18 +151,15 @@ impl Client {
         if !(0.0..=1.0).contains(&settings.limits.reserve) {
             return Err(ConfigError::BadReserve);
         }
-        let http = reqwest::Client::builder()
-            .timeout(settings.limits.request_timeout())
-            .connect_timeout(settings.limits.request_timeout())
-            .build()
-            .map_err(|_| ConfigError::HttpClient)?;
+        let http =
+            http::client(settings.limits.request_timeout()).ok_or(ConfigError::HttpClient)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 api_url: format!("{instance_url}/api/v4"),
                 instance_url,
                 token: settings.token.clone(),
-                limiter: Limiter::new(&settings.limits),
+                limiter: limiter(&settings.limits),
                 limits: settings.limits.clone(),
                 clock,
                 tags: Mutex::new(HashMap::new()),
@@ -274,24 +255,10 @@ impl Client {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        let started = Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                metrics::call(ApiOutcome::Transport, started);
-                return Err(Error::transport(&e));
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        inner.limiter.observe(&headers);
-        let body = match response.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => {
-                metrics::call(ApiOutcome::Transport, started);
-                return Err(Error::transport(&e));
-            }
-        };
+        let (status, headers, body, started) =
+            http::exchange(request, |h| inner.limiter.observe(h), metrics::call)
+                .await
+                .map_err(|e| Error::transport(&e))?;
         metrics::call(ApiOutcome::of_status(status), started);
         tracing::debug!(method = %call.method, url = %call.url, status, "GitLab");
         if status == 429 {

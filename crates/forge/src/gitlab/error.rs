@@ -1,10 +1,9 @@
 //! The GitLab client's one error type, cut along what the caller does next. No variant carries
 //! a credential: messages come from GitLab's `message` or `error` field, clipped, or fixed texts.
 
+pub(crate) use crate::http::clip;
+use crate::http::retry_hint;
 use std::time::Duration;
-
-/// How much of GitLab's message an error repeats.
-const MESSAGE_LIMIT: usize = 300;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -38,13 +37,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn http(status: u16, message: &str) -> Error {
-        Error::Http {
-            status,
-            message: clip(message),
-        }
-    }
-
     /// Worth sending again (after a wait): the server failed or the answer got lost.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -56,48 +48,10 @@ impl Error {
                 }
         )
     }
-
-    pub(crate) fn transport(e: &reqwest::Error) -> Error {
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else if e.is_decode() || e.is_body() {
-            "could not read the body"
-        } else {
-            "request failed"
-        };
-        // The innermost cause says what happened; reqwest's own text adds the URL, which the
-        // caller knows already. Neither holds a header.
-        let mut innermost = None;
-        let mut next = std::error::Error::source(e);
-        while let Some(cause) = next {
-            innermost = Some(cause);
-            next = cause.source();
-        }
-        match innermost {
-            Some(cause) => Error::Transport(format!("{kind}: {}", clip(&cause.to_string()))),
-            None => Error::Transport(kind.to_string()),
-        }
-    }
-
-    /// Decoding failures name only where, never the value (which may be a token).
-    pub(crate) fn decode(e: &serde_json::Error) -> Error {
-        Error::Transport(format!(
-            "could not decode the answer ({:?} at line {}, column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    }
 }
 
-fn retry_hint(retry_after: &Option<Duration>) -> String {
-    retry_after.map_or_else(String::new, |d| format!(", retry after {}s", d.as_secs()))
-}
-
-pub(crate) fn clip(message: &str) -> String {
-    message.chars().take(MESSAGE_LIMIT).collect()
-}
+// `Error::http`, `Error::transport`, `Error::decode` and the limiter's refusal as this
+// forge's error, in the words and by the rule both forges share.
+crate::http::shared_errors!(Error);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

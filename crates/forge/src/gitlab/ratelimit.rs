@@ -3,66 +3,31 @@
 //! rule as GitHub's: below `reserve` of the budget, housekeeping waits for the next window).
 
 use super::config::LimitsConfig;
-use super::error::Error;
+use crate::budget::{Gate, Rules};
 use mayfly_core::Time;
 use reqwest::header::HeaderMap;
 use std::time::Duration;
-use tokio::sync::SemaphorePermit;
 
 /// GitLab.com's authenticated API budget, assumed until the first answer says otherwise.
 const ASSUMED_LIMIT: u32 = 2000;
 
 pub(crate) use crate::budget::RESET_SLACK;
 pub use crate::budget::{Budget, Priority};
-use crate::budget::{Gate, Refusal};
 
-/// The shared rule ([`Gate`]) with GitLab's headers.
-pub(crate) struct Limiter {
-    gate: Gate,
-}
+/// The shared rule ([`Gate`]); GitLab asks for no write spacing.
+pub(crate) type Limiter = Gate;
 
-impl Limiter {
-    pub(crate) fn new(limits: &LimitsConfig) -> Limiter {
-        Limiter {
-            gate: Gate::new(
-                limits.max_concurrent,
-                limits.reserve,
-                ASSUMED_LIMIT,
-                ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
-            ),
-        }
-    }
-
-    pub(crate) fn budget(&self) -> Budget {
-        self.gate.budget()
-    }
-
-    /// Whether a request may be sent at `now`; if not, how long to wait or that it is postponed.
-    pub(crate) fn admit(&self, priority: Priority, now: Time) -> Result<(), Error> {
-        self.gate.admit(priority, now).map_err(|r| match r {
-            Refusal::Wait(d) => Error::RateLimited {
-                retry_after: Some(d),
-            },
-            Refusal::Postponed => Error::Postponed,
-        })
-    }
-
-    /// Takes in the `RateLimit-*` headers of any answer.
-    pub(crate) fn observe(&self, headers: &HeaderMap) {
-        if let Some(budget) = self.gate.observe(headers) {
-            super::metrics::remaining(budget.remaining);
-        }
-    }
-
-    /// Holds every request until `until` (GitLab asked for a pause).
-    pub(crate) fn pause(&self, until: Time) {
-        self.gate.pause(until);
-    }
-
-    /// One of the concurrent-request slots, held for the request's life.
-    pub(crate) async fn slot(&self) -> Option<SemaphorePermit<'_>> {
-        self.gate.slot().await
-    }
+/// The limiter of one token: GitLab's `RateLimit-*` headers.
+pub(crate) fn limiter(limits: &LimitsConfig) -> Limiter {
+    Gate::new(
+        Rules {
+            assumed: ASSUMED_LIMIT,
+            headers: ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
+            report: super::metrics::remaining,
+        },
+        limits.max_concurrent,
+        limits.reserve,
+    )
 }
 
 /// How long a 429 asks to wait: `Retry-After` (seconds, relative, so immune to skew between
@@ -102,34 +67,12 @@ mod tests {
         h
     }
 
-    fn budget(limit: u32, remaining: u32, reset: i64) -> HeaderMap {
-        headers(&[
-            ("ratelimit-limit", &limit.to_string()),
-            ("ratelimit-remaining", &remaining.to_string()),
-            ("ratelimit-reset", &reset.to_string()),
-        ])
-    }
-
     #[test]
-    fn the_reserve_postpones_housekeeping_only() {
-        let l = Limiter::new(&LimitsConfig::default());
-        let now = Time::from_secs(1000);
-        l.observe(&budget(2000, 1000, 1060));
-        assert_eq!(l.admit(Priority::Housekeeping, now), Ok(()));
-        l.observe(&budget(2000, 199, 1060));
-        assert_eq!(l.admit(Priority::Housekeeping, now), Err(Error::Postponed));
-        assert_eq!(l.admit(Priority::Essential, now), Ok(()));
-        l.observe(&budget(2000, 0, 1060));
-        assert_eq!(
-            l.admit(Priority::Essential, now),
-            Err(Error::RateLimited {
-                retry_after: Some(Duration::from_secs(61))
-            })
-        );
-        assert_eq!(
-            l.admit(Priority::Housekeeping, Time::from_secs(1060)),
-            Ok(()),
-            "the next minute's budget"
+    fn gitlabs_headers_set_the_budget() {
+        crate::budget::check_forge_rules(
+            &limiter(&LimitsConfig::default()),
+            2000,
+            ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
         );
     }
 
@@ -152,17 +95,5 @@ mod tests {
             Some(Duration::from_secs(31))
         );
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn a_pause_holds_every_request_until_it_ends() {
-        let l = Limiter::new(&LimitsConfig::default());
-        l.pause(Time::from_secs(10));
-        l.pause(Time::from_secs(5));
-        assert!(matches!(
-            l.admit(Priority::Essential, Time::from_secs(4)),
-            Err(Error::RateLimited { retry_after: Some(d) }) if d == Duration::from_secs(6)
-        ));
-        assert_eq!(l.admit(Priority::Essential, Time::from_secs(10)), Ok(()));
     }
 }

@@ -8,6 +8,7 @@
 //! in the payload: `labels` is `None`, and `Client::job_tags` reads them once.
 
 use super::jobs::job_status;
+use crate::webhook::echo;
 use mayfly_core::{ForgeKind, JobKey, JobStatus, Labels, Secret, Time};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -21,9 +22,6 @@ pub const WEBHOOK_UUID_HEADER: &str = "x-gitlab-webhook-uuid";
 
 /// The one event mayfly acts on; every other is answered and dropped.
 pub const JOB_HOOK: &str = "Job Hook";
-
-/// How much of an offending value an error repeats: enough to recognise it, never a body.
-const ECHO_LIMIT: usize = 64;
 
 /// Why a delivery's token does not prove it came from the configured hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -103,24 +101,24 @@ pub enum ParseError {
 /// Reads a delivery of `event` (the `X-Gitlab-Event` header). Never panics, whatever the bytes.
 pub fn parse(event: &str, body: &[u8]) -> Result<Delivery, ParseError> {
     if event != JOB_HOOK {
-        return Ok(Delivery::Ignored { event: clip(event) });
+        return Ok(Delivery::Ignored { event: echo(event) });
     }
     // The kind first, so another kind of payload is reported as such, not as missing fields.
     let envelope: Envelope = serde_json::from_slice(body).map_err(json_error)?;
     match envelope.object_kind.as_deref() {
         None => return Err(ParseError::MissingObjectKind),
         Some("build") => {}
-        Some(other) => return Err(ParseError::UnknownObjectKind(clip(other))),
+        Some(other) => return Err(ParseError::UnknownObjectKind(echo(other))),
     }
     let p: Payload = serde_json::from_slice(body).map_err(json_error)?;
     let status = match job_status(&p.build_status) {
         Ok(Some(s)) => s,
         Ok(None) => {
             return Ok(Delivery::Ignored {
-                event: format!("Job Hook ({})", clip(&p.build_status)),
+                event: format!("Job Hook ({})", echo(&p.build_status)),
             });
         }
-        Err(_) => return Err(ParseError::UnknownStatus(clip(&p.build_status))),
+        Err(_) => return Err(ParseError::UnknownStatus(echo(&p.build_status))),
     };
     let path = p
         .project
@@ -207,14 +205,7 @@ struct RunnerPart {
 }
 
 fn json_error(e: serde_json::Error) -> ParseError {
-    ParseError::Json(clip(&e.to_string()))
-}
-
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(ECHO_LIMIT) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_string(),
-    }
+    ParseError::Json(echo(&e.to_string()))
 }
 
 fn time(field: &'static str, value: Option<String>) -> Result<Option<Time>, ParseError> {
@@ -222,7 +213,7 @@ fn time(field: &'static str, value: Option<String>) -> Result<Option<Time>, Pars
         .map(|v| {
             super::time::parse(&v).ok_or_else(|| ParseError::Time {
                 field,
-                value: clip(&v),
+                value: echo(&v),
             })
         })
         .transpose()

@@ -1,8 +1,11 @@
 # The part the bootstrap templates (runner.sh, gitlab-runner.sh) share: the log, the power-off
-# whatever happens, the runner user, downloads. mayfly puts it where a template says `# @COMMON@`
-# (crates/provider/src/bootstrap/mod.rs); it is not a script of its own. RUNNER_USER is the
-# template's.
+# whatever happens, the runner user, downloads and their checksum check, the operator's setup
+# script, and the metadata service closed to jobs. mayfly puts it where a template says
+# `# @COMMON@` (crates/provider/src/bootstrap/mod.rs); it is not a script of its own.
+# RUNNER_USER is the template's.
 # shellcheck shell=bash disable=SC2154,SC2317
+readonly METADATA_ADDRESS='169.254.169.254'
+
 log() {
     printf 'mayfly-bootstrap: %s\n' "$*" >&2
     logger -t mayfly-bootstrap -- "$*" 2>/dev/null || true
@@ -68,4 +71,49 @@ download() {
         sleep $((attempt * 3))
     done
     return 1
+}
+
+# The checksum is the only thing that vouches for what runs here: no match, no run (the file
+# goes). Arguments: what it is (for the log), the SHA-256 it must have, the file.
+verify_sha256() {
+    local what=$1 expected=$2 file=$3
+    if ! printf '%s  %s\n' "$expected" "$file" | sha256sum -c - >/dev/null; then
+        log "${what} checksum mismatch (expected sha256 ${expected}); refusing to run it"
+        rm -f "$file"
+        exit 1
+    fi
+    log "${what} checksum verified"
+}
+
+# @SETUP_SCRIPT@
+
+run_setup() {
+    if ! declare -F setup_script >/dev/null; then
+        return
+    fi
+    local file
+    file=$(mktemp -t mayfly-setup.XXXXXX)
+    setup_script >"$file"
+    chmod 0700 "$file"
+    log "running the setup script"
+    if [[ $(head -c 2 "$file") == '#!' ]]; then
+        "$file"
+    else
+        bash "$file"
+    fi
+    rm -f "$file"
+    log "setup script done"
+}
+
+# The machine's user data (this script, with its credential) is served to anything on the machine
+# that asks the metadata service, and not every credential is spent by the time a job runs (a
+# registration token or a glrt- token is not). Jobs run as RUNNER_USER: close the service to that
+# user. Best effort.
+close_metadata() {
+    if command -v iptables >/dev/null 2>&1 &&
+        iptables -w -I OUTPUT -d "$METADATA_ADDRESS" -m owner --uid-owner "$RUNNER_USER" -j REJECT 2>/dev/null; then
+        log "metadata service closed to ${RUNNER_USER}"
+    else
+        log "warning: could not close the metadata service to ${RUNNER_USER}"
+    fi
 }

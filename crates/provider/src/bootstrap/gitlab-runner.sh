@@ -22,7 +22,6 @@ readonly CHECKSUMS_URL='@CHECKSUMS_URL@'
 readonly CHECKSUM_NAME='@CHECKSUM_NAME@'
 # The job's builds and caches live here, owned by RUNNER_USER.
 readonly WORK_DIR='@WORK_DIR@'
-readonly METADATA_ADDRESS='169.254.169.254'
 
 # @COMMON@
 
@@ -71,47 +70,9 @@ install_runner() {
         rm -f "$binary"
         exit 1
     fi
-    # The checksum is the only thing that vouches for what runs here: no match, no run.
-    if ! printf '%s  %s\n' "$expected" "$binary" | sha256sum -c - >/dev/null; then
-        log "gitlab-runner checksum mismatch (expected sha256 ${expected}); refusing to run it"
-        rm -f "$binary"
-        exit 1
-    fi
-    log "gitlab-runner checksum verified"
+    verify_sha256 gitlab-runner "$expected" "$binary"
     install -D -m 0755 "$binary" "$GITLAB_RUNNER"
     rm -f "$binary"
-}
-
-# @SETUP_SCRIPT@
-
-run_setup() {
-    if ! declare -F setup_script >/dev/null; then
-        return
-    fi
-    local file
-    file=$(mktemp -t mayfly-setup.XXXXXX)
-    setup_script >"$file"
-    chmod 0700 "$file"
-    log "running the setup script"
-    if [[ $(head -c 2 "$file") == '#!' ]]; then
-        "$file"
-    else
-        bash "$file"
-    fi
-    rm -f "$file"
-    log "setup script done"
-}
-
-# The machine's user data (this script, with the runner's token) is served to anything on the
-# machine that asks the metadata service, and a glrt- token stays valid until mayfly deletes the
-# runner record. Jobs run as RUNNER_USER: close the service to that user. Best effort.
-close_metadata() {
-    if command -v iptables >/dev/null 2>&1 &&
-        iptables -w -I OUTPUT -d "$METADATA_ADDRESS" -m owner --uid-owner "$RUNNER_USER" -j REJECT 2>/dev/null; then
-        log "metadata service closed to ${RUNNER_USER}"
-    else
-        log "warning: could not close the metadata service to ${RUNNER_USER}"
-    fi
 }
 
 prepare_work_dir() {

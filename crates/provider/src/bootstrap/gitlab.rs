@@ -17,7 +17,8 @@
 //! another runner), so the machine powers off instead of idling until mayfly's deadline.
 
 use super::{
-    BootstrapConfig, BootstrapError, MAX_USER_DATA, fill, plain, quote, setup_function, with_common,
+    BootstrapConfig, BootstrapError, PATH_REASON, SHA256_REASON, URL_REASON, is_http_url,
+    is_sha256, is_version, quote, render, safe_path,
 };
 use mayfly_core::{Arch, Secret};
 use serde::{Deserialize, Serialize};
@@ -40,8 +41,6 @@ pub const GITLAB_RUNNER_DOWNLOAD_URL: &str = "https://gitlab-runner-downloads.s3
 const INSTALL_PATH: &str = "/opt/mayfly/gitlab-runner/gitlab-runner";
 
 const TEMPLATE: &str = include_str!("gitlab-runner.sh");
-const START_RUNNER: &str = "# @START_RUNNER@";
-const SETUP_SCRIPT: &str = "# @SETUP_SCRIPT@";
 
 /// How machines install and start gitlab-runner; `bootstrap.gitlab` of a pool's configuration.
 /// The runner user and the setup script are the bootstrap's own (`user`, `setup_script`).
@@ -88,51 +87,30 @@ fn arch_name(arch: Arch) -> &'static str {
     }
 }
 
-fn safe_path(p: &str) -> bool {
-    p.starts_with('/')
-        && p.len() > 1
-        && !p.contains("..")
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-}
-
 impl GitlabRunnerConfig {
     /// Checks every setting, so a bad configuration fails at load time rather than at the first
     /// machine it would have booted.
     pub fn validate(&self) -> Result<(), BootstrapError> {
         let invalid = |field, reason| Err(BootstrapError::Invalid { field, reason });
-        let parts: Vec<&str> = self.version.split('.').collect();
-        if parts.len() != 3
-            || parts
-                .iter()
-                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if !is_version(&self.version) {
             return invalid("gitlab.version", "not a version like 18.10.1");
         }
         for (field, sum) in [
             ("gitlab.sha256_amd64", &self.sha256_amd64),
             ("gitlab.sha256_arm64", &self.sha256_arm64),
         ] {
-            if sum
-                .as_deref()
-                .is_some_and(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                return invalid(field, "not a SHA-256 (64 hexadecimal digits)");
+            if sum.as_deref().is_some_and(|s| !is_sha256(s)) {
+                return invalid(field, SHA256_REASON);
             }
         }
         if self.binary.as_deref().is_some_and(|b| !safe_path(b)) {
-            return invalid("gitlab.binary", "not an absolute path of [A-Za-z0-9/._-]");
+            return invalid("gitlab.binary", PATH_REASON);
         }
-        if !safe_path(&self.work_dir) || self.work_dir == "/" {
-            return invalid("gitlab.work_dir", "not an absolute path of [A-Za-z0-9/._-]");
+        if !safe_path(&self.work_dir) {
+            return invalid("gitlab.work_dir", PATH_REASON);
         }
-        if !(self.download_url.starts_with("https://") || self.download_url.starts_with("http://"))
-            || !plain(&self.download_url)
-        {
-            return invalid(
-                "gitlab.download_url",
-                "not an http(s) URL without spaces or quotes",
-            );
+        if !is_http_url(&self.download_url) {
+            return invalid("gitlab.download_url", URL_REASON);
         }
         if self.wait_timeout_secs == 0 {
             return invalid(
@@ -163,11 +141,7 @@ fn start_runner(
         });
     }
     let url = url.trim_end_matches('/');
-    if !(url.starts_with("https://") || url.starts_with("http://"))
-        || !plain(url)
-        || url.contains('"')
-        || url.ends_with("/api/v4")
-    {
+    if !is_http_url(url) || url.contains('"') || url.ends_with("/api/v4") {
         return Err(BootstrapError::Invalid {
             field: "url",
             reason: "not the http(s) URL of a GitLab instance (without /api/v4, spaces or quotes)",
@@ -218,37 +192,25 @@ pub fn user_data(
         }
     };
     let start = start_runner(g, url, token)?;
-    let setup = config
-        .setup_script
-        .as_deref()
-        .map(setup_function)
-        .unwrap_or_default();
-    let script = fill(
-        &with_common(TEMPLATE),
+    render(
+        config,
+        TEMPLATE,
+        &start,
         &[
-            ("@RUNNER_USER@", &config.user),
             ("@GITLAB_RUNNER@", &binary),
             ("@DOWNLOAD_URL@", &download),
             ("@RUNNER_SHA256@", &pinned),
             ("@CHECKSUMS_URL@", &checksums),
             ("@CHECKSUM_NAME@", &name),
             ("@WORK_DIR@", &g.work_dir),
-            (START_RUNNER, &start),
-            (SETUP_SCRIPT, &setup),
         ],
-    );
-    if script.len() > MAX_USER_DATA {
-        return Err(BootstrapError::TooLarge {
-            bytes: script.len(),
-            limit: MAX_USER_DATA,
-        });
-    }
-    Ok(Secret::new(script))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bootstrap::{SETUP_SCRIPT, START_RUNNER, with_common};
 
     #[test]
     fn every_placeholder_is_in_the_template_once() {

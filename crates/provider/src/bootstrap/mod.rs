@@ -42,13 +42,15 @@ pub mod install;
 
 const TEMPLATE: &str = include_str!("runner.sh");
 /// What every bootstrap template shares (the log, the power-off whatever happens, the runner
-/// user, downloads), put where a template says `# @COMMON@`.
+/// user, downloads and their checksum check, the setup script, the metadata service closed to
+/// jobs), put where a template says `# @COMMON@`.
 const COMMON: &str = include_str!("common.sh");
 
 /// `template` with the shared part in place: the text `fill` then fills in.
 pub(crate) fn with_common(template: &str) -> String {
     template.replacen("# @COMMON@\n", COMMON, 1)
 }
+/// Where a template takes its `start_runner` and `setup_script` functions.
 const START_RUNNER: &str = "# @START_RUNNER@";
 const SETUP_SCRIPT: &str = "# @SETUP_SCRIPT@";
 
@@ -164,20 +166,15 @@ impl BootstrapConfig {
     /// machine it would have booted.
     pub fn validate(&self) -> Result<(), BootstrapError> {
         let invalid = |field, reason| Err(BootstrapError::Invalid { field, reason });
-        let parts: Vec<&str> = self.runner_version.split('.').collect();
-        if parts.len() != 3
-            || parts
-                .iter()
-                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if !is_version(&self.runner_version) {
             return invalid("runner_version", "not a version like 2.338.0");
         }
         for (field, sum) in [
             ("runner_sha256_x64", &self.runner_sha256_x64),
             ("runner_sha256_arm64", &self.runner_sha256_arm64),
         ] {
-            if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return invalid(field, "not a SHA-256 (64 hexadecimal digits)");
+            if !is_sha256(sum) {
+                return invalid(field, SHA256_REASON);
             }
         }
         let user = self.user.as_bytes();
@@ -192,21 +189,11 @@ impl BootstrapConfig {
         if self.user == "root" {
             return invalid("user", "jobs must not run as root");
         }
-        if let Some(dir) = &self.runner_dir {
-            let safe = dir
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
-            if !dir.starts_with('/') || dir.len() < 2 || !safe || dir.contains("..") {
-                return invalid("runner_dir", "not an absolute path of [A-Za-z0-9/._-]");
-            }
+        if self.runner_dir.as_deref().is_some_and(|d| !safe_path(d)) {
+            return invalid("runner_dir", PATH_REASON);
         }
-        if !(self.download_url.starts_with("https://") || self.download_url.starts_with("http://"))
-            || !plain(&self.download_url)
-        {
-            return invalid(
-                "download_url",
-                "not an http(s) URL without spaces or quotes",
-            );
+        if !is_http_url(&self.download_url) {
+            return invalid("download_url", URL_REASON);
         }
         if self
             .setup_script
@@ -232,6 +219,37 @@ impl BootstrapConfig {
             ),
         }
     }
+}
+
+const SHA256_REASON: &str = "not a SHA-256 (64 hexadecimal digits)";
+const PATH_REASON: &str = "not an absolute path of [A-Za-z0-9/._-]";
+const URL_REASON: &str = "not an http(s) URL without spaces or quotes";
+
+/// Three dot-separated numbers, as both runners' releases are named (2.338.0, 18.10.1).
+fn is_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_sha256(sum: &str) -> bool {
+    sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An absolute path that needs no quoting and cannot climb out (`..`).
+fn safe_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.len() > 1
+        && !p.contains("..")
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+}
+
+/// An http(s) URL that is one shell word.
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://")) && plain(url)
 }
 
 /// The runner's name for an architecture, as in its release file names.
@@ -279,22 +297,40 @@ pub fn user_data(
     };
     let runner_dir = config.runner_dir.as_deref().unwrap_or(INSTALL_DIR);
     let start = start_runner(credential)?;
+    render(
+        config,
+        TEMPLATE,
+        &start,
+        &[
+            ("@RUNNER_DIR@", runner_dir),
+            ("@RUNNER_URL@", &url),
+            ("@RUNNER_SHA256@", &sha256),
+        ],
+    )
+}
+
+/// What every bootstrap does with its template: puts in the shared part, the runner user, the
+/// `start_runner` function and the operator's setup script, then the template's own `values`,
+/// all in one pass ([`fill`]); and refuses a script over the provider's user-data limit. The
+/// script holds the credential, so it is a secret.
+fn render(
+    config: &BootstrapConfig,
+    template: &str,
+    start: &str,
+    values: &[(&str, &str)],
+) -> Result<Secret, BootstrapError> {
     let setup = config
         .setup_script
         .as_deref()
         .map(setup_function)
         .unwrap_or_default();
-    let script = fill(
-        &with_common(TEMPLATE),
-        &[
-            ("@RUNNER_USER@", &config.user),
-            ("@RUNNER_DIR@", runner_dir),
-            ("@RUNNER_URL@", &url),
-            ("@RUNNER_SHA256@", &sha256),
-            (START_RUNNER, &start),
-            (SETUP_SCRIPT, &setup),
-        ],
-    );
+    let mut all = vec![
+        ("@RUNNER_USER@", config.user.as_str()),
+        (START_RUNNER, start),
+        (SETUP_SCRIPT, &setup),
+    ];
+    all.extend_from_slice(values);
+    let script = fill(&with_common(template), &all);
     if script.len() > MAX_USER_DATA {
         return Err(BootstrapError::TooLarge {
             bytes: script.len(),
@@ -335,8 +371,8 @@ fn start_runner(credential: &Credential) -> Result<String, BootstrapError> {
                 return bad("the registration token is not alphanumeric");
             }
             let invalid = |field, reason| Err(BootstrapError::Invalid { field, reason });
-            if !(url.starts_with("https://") || url.starts_with("http://")) || !plain(url) {
-                return invalid("url", "not an http(s) URL without spaces or quotes");
+            if !is_http_url(url) {
+                return invalid("url", URL_REASON);
             }
             // Whitespace or quotes would split the word for config.sh's readers; commas would
             // split a label.
@@ -549,6 +585,31 @@ mod tests {
             user_data(&c, Arch::X86, &jit).is_err(),
             "x64 still has the old sum"
         );
+    }
+
+    #[test]
+    fn the_shared_checks_take_only_what_a_script_can_hold() {
+        assert!(is_version("2.338.0") && is_version("18.10.1"));
+        for v in ["2.338", "2.338.0.1", "2..0", "v2.338.0", "2.338.x"] {
+            assert!(!is_version(v), "{v}");
+        }
+        assert!(is_sha256(RUNNER_SHA256_X64));
+        assert!(!is_sha256("abc") && !is_sha256(&"g".repeat(64)));
+        assert!(safe_path("/opt/actions-runner") && safe_path("/usr/bin/gitlab-runner"));
+        for p in [
+            "/",
+            "opt/x",
+            "/opt/x y",
+            "/opt/x'y",
+            "/opt/../etc",
+            "/opt/$x",
+        ] {
+            assert!(!safe_path(p), "{p}");
+        }
+        assert!(is_http_url("https://mirror.example/runner"));
+        for u in ["ftp://mirror", "https://a b", "https://x' ; reboot '", ""] {
+            assert!(!is_http_url(u), "{u:?}");
+        }
     }
 
     #[test]

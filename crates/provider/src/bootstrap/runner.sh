@@ -14,7 +14,6 @@ readonly RUNNER_DIR='@RUNNER_DIR@'
 # Empty when the runner is already in the image at RUNNER_DIR: then nothing is downloaded.
 readonly RUNNER_URL='@RUNNER_URL@'
 readonly RUNNER_SHA256='@RUNNER_SHA256@'
-readonly METADATA_ADDRESS='169.254.169.254'
 
 # @COMMON@
 
@@ -36,37 +35,11 @@ install_runner() {
         log "could not download the runner"
         exit 1
     fi
-    # The pinned checksum is the only thing that vouches for what runs here: no match, no run.
-    if ! printf '%s  %s\n' "$RUNNER_SHA256" "$tarball" | sha256sum -c - >/dev/null; then
-        log "runner checksum mismatch (expected sha256 ${RUNNER_SHA256}); refusing to run it"
-        rm -f "$tarball"
-        exit 1
-    fi
-    log "runner checksum verified"
+    verify_sha256 runner "$RUNNER_SHA256" "$tarball"
     install -d -o "$RUNNER_USER" -m 0755 "$RUNNER_DIR"
     tar -xzf "$tarball" -C "$RUNNER_DIR"
     rm -f "$tarball"
     chown -R "${RUNNER_USER}:" "$RUNNER_DIR"
-}
-
-# @SETUP_SCRIPT@
-
-run_setup() {
-    if ! declare -F setup_script >/dev/null; then
-        return
-    fi
-    local file
-    file=$(mktemp -t mayfly-setup.XXXXXX)
-    setup_script >"$file"
-    chmod 0700 "$file"
-    log "running the setup script"
-    if [[ $(head -c 2 "$file") == '#!' ]]; then
-        "$file"
-    else
-        bash "$file"
-    fi
-    rm -f "$file"
-    log "setup script done"
 }
 
 # The runner is a .NET program: it needs ICU, Kerberos, OpenSSL and zlib. Images without ICU (the
@@ -79,18 +52,6 @@ install_dependencies() {
     fi
     log "installing the runner's dependencies"
     "${RUNNER_DIR}/bin/installdependencies.sh"
-}
-
-# The machine's user data (this script, with its credential) is served to anything on the machine
-# that asks the metadata service. Jobs run as RUNNER_USER: close the service to that user. Best
-# effort: a JIT config is spent by the time a job runs; a registration token is not.
-close_metadata() {
-    if command -v iptables >/dev/null 2>&1 &&
-        iptables -w -I OUTPUT -d "$METADATA_ADDRESS" -m owner --uid-owner "$RUNNER_USER" -j REJECT 2>/dev/null; then
-        log "metadata service closed to ${RUNNER_USER}"
-    else
-        log "warning: could not close the metadata service to ${RUNNER_USER}"
-    fi
 }
 
 

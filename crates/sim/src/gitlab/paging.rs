@@ -144,6 +144,20 @@ pub fn offset<T>(items: Vec<T>, url: &str, q: &Query, count_limit: usize) -> Pag
     Page { items, headers: h }
 }
 
+/// A list of `(id, item)` as the caller asks: keyset pages by id with `pagination=keyset`,
+/// offset pages otherwise (GitLab's lists that offer both).
+pub fn by_id<T>(items: Vec<(u64, T)>, url: &str, q: &Query, count_limit: usize) -> Page<T> {
+    let page = if q.get("pagination") == Some("keyset") {
+        keyset(items, |(id, _)| *id, url, q)
+    } else {
+        offset(items, url, q, count_limit)
+    };
+    Page {
+        items: page.items.into_iter().map(|(_, v)| v).collect(),
+        headers: page.headers,
+    }
+}
+
 /// Keyset pagination over items ordered by id (`sort=asc` or `desc`), continuing after the id
 /// in `id_after` / before the one in `id_before`.
 pub fn keyset<T>(items: Vec<T>, id: impl Fn(&T) -> u64, url: &str, q: &Query) -> Page<T> {

@@ -2,7 +2,9 @@
 //! every file uses every helper.
 #![allow(dead_code)]
 
+use mayfly_sim::sim::{Listening, Sim};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The Python of `MAYFLY_PYTHON` (`scripts/py-env` makes it, with the third-party clients).
 /// The tests that need it are `#[ignore]`d with that reason (`scripts/test` runs them); run
@@ -23,4 +25,14 @@ pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> Val
         .json()
         .await
         .expect("a JSON body")
+}
+
+/// Serves every fake of `sim` on a free loopback port.
+pub async fn serve(sim: &Arc<Sim>) -> Listening {
+    sim.listen(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("the fakes listen on loopback")
 }

@@ -16,7 +16,7 @@ use super::ratelimit::Window;
 use crate::stats::{Counter, count_calls};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -141,6 +141,23 @@ pub fn page_response(page: Page<Value>) -> Response {
 pub fn set(h: &mut HeaderMap, name: &'static str, value: impl ToString) {
     if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
         h.insert(name, v);
+    }
+}
+
+/// A call's parameters ([`params`]) as a handler's last argument, read before the handler
+/// runs as Grape reads them before the endpoint: a body it cannot read is answered 400 there.
+pub struct Params(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Params, Response> {
+        let query = req.uri().query().map(str::to_string);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        params(query.as_deref(), &headers, &body).map(Params)
     }
 }
 

@@ -82,16 +82,7 @@ pub async fn group_projects(
         .collect();
     // GitLab's default order: newest first (`order_by=created_at`, `sort=desc`).
     projects.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
-    let url = base.here(&uri);
-    if q.get("pagination") == Some("keyset") {
-        let page = paging::keyset(projects, |(id, _)| *id, &url, &q);
-        return page_response(paging::Page {
-            items: page.items.into_iter().map(|(_, v)| v).collect(),
-            headers: page.headers,
-        });
-    }
-    let values = projects.into_iter().map(|(_, v)| v).collect();
-    page_response(paging::offset(values, &url, &q, count_limit))
+    page_response(paging::by_id(projects, &base.here(&uri), &q, count_limit))
 }
 
 /// `GET /projects/:id/jobs`: newest first, filtered by `scope` / `scope[]`.
@@ -117,7 +108,7 @@ pub async fn jobs(
         return message(StatusCode::NOT_FOUND, "404 Project Not Found");
     };
     let project = p.id;
-    let mut found: Vec<(u64, Value)> = st
+    let found: Vec<(u64, Value)> = st
         .jobs
         .values()
         .rev()
@@ -125,19 +116,10 @@ pub async fn jobs(
         .filter(|j| scopes.is_empty() || scopes.contains(&j.status))
         .map(|j| (j.id, render::job(&base.origin, &st, j, now)))
         .collect();
-    let url = base.here(&uri);
-    if q.get("pagination") == Some("keyset") {
-        if q.get("order_by").is_some_and(|o| o != "id") {
-            return super::invalid("order_by does not have a valid value");
-        }
-        let page = paging::keyset(std::mem::take(&mut found), |(id, _)| *id, &url, &q);
-        return page_response(paging::Page {
-            items: page.items.into_iter().map(|(_, v)| v).collect(),
-            headers: page.headers,
-        });
+    if q.get("pagination") == Some("keyset") && q.get("order_by").is_some_and(|o| o != "id") {
+        return super::invalid("order_by does not have a valid value");
     }
-    let values = found.into_iter().map(|(_, v)| v).collect();
-    page_response(paging::offset(values, &url, &q, count_limit))
+    page_response(paging::by_id(found, &base.here(&uri), &q, count_limit))
 }
 
 fn job_of_project(

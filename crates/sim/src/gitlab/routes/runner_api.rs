@@ -2,13 +2,13 @@
 //! (by token, or one manager), ask for a job (201/204 with `X-GitLab-Last-Update`, two-phase
 //! commit when the runner offers it), report a job's state and append to its trace.
 
-use super::{Base, Gl, invalid, json_response, message, params, set, text};
+use super::{Base, Gl, Params, invalid, json_response, message, set, text};
 use crate::gitlab::render;
 use crate::gitlab::runners::{Request, Update, Updated};
 use crate::gitlab::state::Status;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -30,16 +30,7 @@ fn forbidden() -> Response {
 /// `POST /runners/verify {token, system_id}`: 200 with the runner's id; a system id registers
 /// (or refreshes) that host's manager. Without one the runner is checked only, as GitLab does
 /// for callers that send none.
-pub async fn verify(
-    State(gl): Gl,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn verify(State(gl): Gl, Params(p): Params) -> Response {
     let Some(token) = text(&p, "token") else {
         return invalid("token is missing");
     };
@@ -58,16 +49,7 @@ pub async fn verify(
 }
 
 /// `DELETE /runners {token}`: the whole runner goes.
-pub async fn delete_by_token(
-    State(gl): Gl,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn delete_by_token(State(gl): Gl, Params(p): Params) -> Response {
     let Some(token) = text(&p, "token") else {
         return invalid("token is missing");
     };
@@ -84,16 +66,7 @@ pub async fn delete_by_token(
 
 /// `DELETE /runners/managers {token, system_id}` (`gitlab-runner unregister`): one host goes,
 /// the runner stays.
-pub async fn delete_manager(
-    State(gl): Gl,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn delete_manager(State(gl): Gl, Params(p): Params) -> Response {
     let (Some(token), Some(system_id)) = (text(&p, "token"), text(&p, "system_id")) else {
         return invalid("token, system_id are missing");
     };
@@ -116,14 +89,9 @@ pub async fn delete_manager(
 pub async fn request(
     State(gl): Gl,
     Extension(base): Extension<Base>,
-    RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    Params(p): Params,
 ) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let token = text(&p, "token").or_else(|| {
         headers
             .get("runner-token")
@@ -193,14 +161,9 @@ fn with_status(mut r: Response, status: Status) -> Response {
 pub async fn update(
     State(gl): Gl,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    Params(p): Params,
 ) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let Ok(job) = id.parse::<u64>() else {
         return message(StatusCode::NOT_FOUND, "404 Not Found");
     };

@@ -3,7 +3,7 @@
 //! managers.
 
 use super::{
-    Base, Caller, Gl, boolean, invalid, json_response, message, number, page_response, params,
+    Base, Caller, Gl, Params, boolean, invalid, json_response, message, number, page_response,
     tag_list, text,
 };
 use crate::gitlab::Gitlab;
@@ -12,9 +12,8 @@ use crate::gitlab::render;
 use crate::gitlab::runners::{NewRunner, Owner, Runner};
 use crate::gitlab::state::{State as World, Status};
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -23,14 +22,8 @@ use serde_json::{Value, json};
 pub async fn create(
     State(gl): Gl,
     Extension(caller): Extension<Caller>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Params(p): Params,
 ) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let read = || -> Result<NewRunner, Response> {
         let Some(kind) = text(&p, "runner_type") else {
             return Err(invalid(
@@ -324,14 +317,8 @@ pub async fn update(
     State(gl): Gl,
     Extension(base): Extension<Base>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Params(p): Params,
 ) -> Response {
-    let p = match params(raw.as_deref(), &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let read = || -> Result<_, Response> {
         Ok((
             tag_list(&p, "tag_list")?,
