@@ -220,6 +220,8 @@ struct Trust {
     heard: bool,
     /// When it was last polled.
     polled: Option<Time>,
+    /// Whether the log has said it is polled at the backstop (said once each time it becomes so).
+    announced: bool,
 }
 
 /// What one poll of a repository saw.
@@ -302,6 +304,12 @@ impl Demand {
             let key = repo.to_string();
             let trusted = self.trusted(&key);
             let trust = self.trust.entry(key.clone()).or_default();
+            if trusted != trust.announced {
+                trust.announced = trusted;
+                if trusted {
+                    info!(repo = %crate::escape::Text(&key), "webhooks arrive: polling at the backstop");
+                }
+            }
             if trusted && trust.polled.is_some_and(|t| now.since(t) < self.backstop) {
                 continue;
             }
@@ -452,18 +460,22 @@ impl Demand {
     /// them, news they had not brought against.
     fn learn(&mut self, repo: &str, activity: Activity, now: Time, report: &mut DemandReport) {
         match activity {
-            Activity::Missed => self.lost(repo, report),
+            // The store was behind, and the last plan with it: plan again at once.
+            Activity::Missed => {
+                report.urgent += 1;
+                self.lost(repo, report);
+            }
             Activity::Heard(0) => {}
             Activity::Heard(n) => {
                 let was = self.trusted(repo);
                 let trust = self.trust.entry(repo.to_string()).or_default();
                 trust.heard = true;
                 self.clean = self.clean.saturating_add(n);
-                if !was && self.trusted(repo) {
-                    if let Some(t) = self.trust.get_mut(repo) {
-                        t.polled = Some(now);
-                    }
-                    info!(repo = %crate::escape::Text(repo), "webhooks arrive: polling at the backstop");
+                if !was
+                    && self.trusted(repo)
+                    && let Some(t) = self.trust.get_mut(repo)
+                {
+                    t.polled = Some(now);
                 }
             }
             Activity::Unproven => self.clean = 0,
@@ -632,7 +644,10 @@ impl Demand {
                     status,
                 }) => {
                     report.changed += 1;
-                    report.urgent += usize::from(wakes(status));
+                    // The last plan rested on what the store said of this job (a machine kept
+                    // busy for a job long over, say): plan again at once, whatever the job's
+                    // new status. With recycling, a finished job alone wakes no pass.
+                    report.urgent += 1;
                     report.finished += usize::from(status == JobStatus::Completed);
                     report.started += usize::from(status == JobStatus::InProgress);
                     let repo = job.key.scope.to_string();
