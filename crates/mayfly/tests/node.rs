@@ -598,11 +598,27 @@ fn a_node_s_runners_and_jobs_run_as_its_user() {
     // runner stand-in and the job hooks (which run the mayfly binary of the slot) run as
     // nobody, and the build's binary may sit under a home only root can enter (CI keeps its
     // target dir in $HOME/.cache).
+    // Installed where nobody cannot run it, register refuses and names the directory.
+    let locked = node.p("root-only");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = locked.join("mayfly");
+    std::fs::copy(support::BIN, &hidden).expect("copy the binary");
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o755)).unwrap();
+    node.bin = hidden;
+    let (code, _, err) = node.mayfly(&["register", "--user", "nobody"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the slots' user nobody cannot run")
+            && err.contains("root-only (mode 0700")
+            && err.contains("/usr/local/bin"),
+        "{err}"
+    );
     let bin = node.p("mayfly-bin");
     std::fs::copy(support::BIN, &bin).expect("copy the binary");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     mayfly_sim::program::install(&node.p("runner"), &bin).expect("the runner");
-    node.bin = bin;
+    node.bin = bin.clone();
     let nobody = mayfly_provider::local::process::account("nobody").expect("a nobody account");
     let (code, out, err) = node.mayfly(&["register", "--user", "nobody"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -637,6 +653,17 @@ fn a_node_s_runners_and_jobs_run_as_its_user() {
             l.path()
         );
     }
+    // doctor says so too, should the binary become root's only.
+    let (_, out, _) = node.mayfly(&["doctor"]);
+    assert!(out.contains("ok    binary"), "{out}");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, out, _) = node.mayfly(&["doctor"]);
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("fail  binary") && out.contains("mayfly-bin (mode 0700"),
+        "{out}"
+    );
     let (code, _, err) = node.mayfly(&["deregister"]);
     assert_eq!(code, 0, "{err}");
     assert!(node.runners().is_empty());

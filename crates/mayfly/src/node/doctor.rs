@@ -174,6 +174,39 @@ async fn is_active(systemd: &Systemd, unit: &str) -> (bool, String) {
     }
 }
 
+/// Whether the slots' user can run the binary the units and the job hooks run.
+async fn binary(c: &mut Checks, s: &Settings) {
+    let shown = s.mayfly.display();
+    match super::access::who(&s.user).await {
+        Ok(who) => match super::access::blocked(&who, &s.mayfly) {
+            Ok(None) => c.add(
+                Status::Ok,
+                "binary",
+                format!("{} can run {shown}", who.name),
+                None,
+            ),
+            Ok(Some(b)) => c.add(
+                Status::Fail,
+                "binary",
+                super::access::problem(&who, &s.mayfly, &b),
+                Some(super::access::HINT),
+            ),
+            Err(e) => c.add(
+                Status::Fail,
+                "binary",
+                format!("{shown}: {e}"),
+                Some(super::access::HINT),
+            ),
+        },
+        Err(e) => c.add(
+            Status::Warn,
+            "binary",
+            format!("cannot tell whether {} can run {shown}: {e:#}", s.user),
+            None,
+        ),
+    }
+}
+
 /// Runs every check. `forge` is `None` when it could not be set up (the reason is `forge_err`).
 pub async fn checks(
     dir: &NodeDir,
@@ -207,6 +240,7 @@ pub async fn checks(
         ),
         None,
     );
+    binary(&mut c, s).await;
     if s.docker {
         match docker.server_version().await {
             Ok(v) => c.add(

@@ -6,6 +6,7 @@
 //! state file of the node directory (`<state_dir>/node/diagnostic.json` by default).
 //! What is GitHub's lives behind `forge::NodeForge`.
 
+mod access;
 mod deregister;
 mod diagnostic;
 mod doctor;
@@ -362,6 +363,17 @@ async fn register(
     let (invoker, _) = identity::invoking(sudo_user.as_deref()).await?;
     let settings = settings::resolve(config, file, flags, dir.path(), &invoker.name)?;
     let owner = identity::lookup(&settings.user).await?;
+    // The slot units and the job hooks run this very binary, the hooks as the slots' user.
+    let who = access::who(&settings.user).await?;
+    if let Some(blocked) = access::blocked(&who, &settings.mayfly)
+        .with_context(|| format!("cannot read {}", settings.mayfly.display()))?
+    {
+        anyhow::bail!(
+            "{}; {}",
+            access::problem(&who, &settings.mayfly, &blocked),
+            access::HINT
+        );
+    }
     let previous: Option<Settings> = files::read(&dir.settings()).ok().flatten();
     let forge = github(config, &settings)?;
     let env = crate::service::service_environment(file, &Env::process())?
