@@ -203,6 +203,13 @@ async fn suite(w: World) {
     assert_eq!(forge.scope_for(None).as_ref(), Some(&scope), "{kind}");
     assert_eq!(forge.scope_for(Some(&w.key("else/app", 1))), None, "{kind}");
     assert_eq!(forge.scopes(), vec![scope.clone()], "{kind}");
+    assert_eq!(
+        forge.runner_scope(),
+        mayfly_core::RunnerScope::Repository {
+            standby: Some(REPO.into())
+        },
+        "{kind}: a runner takes its own repository's or project's jobs"
+    );
     assert_eq!(w.total(), before, "{kind}: owning costs no call");
 
     // Credentials: one call each, the id of the runner made, no secret in Debug or errors.
@@ -434,6 +441,7 @@ async fn an_organization_owns_its_repositories_and_a_group_its_projects() {
         org.scope_for(Some(&gh.key("acme/any", 1))),
         Some(ScopeId::new(ForgeKind::Github, "org:Acme"))
     );
+    assert_eq!(org.runner_scope(), mayfly_core::RunnerScope::Shared);
 
     let gl = gitlab_world().await;
     let Fake::Gitlab(fake, url) = &gl.fake else {
@@ -453,6 +461,7 @@ async fn an_organization_owns_its_repositories_and_a_group_its_projects() {
         group.scope_for(Some(&gl.key("platform/deep/web", 1))),
         Some(ScopeId::new(ForgeKind::Gitlab, "group:platform"))
     );
+    assert_eq!(group.runner_scope(), mayfly_core::RunnerScope::Shared);
 }
 
 #[tokio::test]
@@ -481,4 +490,49 @@ async fn a_refused_credential_is_one_error_on_both_forges_and_shows_no_token() {
             Err(ForgeError::Unauthorized { .. })
         ));
     }
+}
+
+/// GitLab's runner lists carry neither tags nor a busy flag: a forge that starts with runners
+/// already registered (a restart) reads each one's tags once, and checks the online ones' newest
+/// job on every list.
+#[tokio::test]
+async fn after_a_restart_gitlab_reads_each_runners_tags_once() {
+    let w = gitlab_world().await;
+    let Fake::Gitlab(_, url) = &w.fake else {
+        unreachable!()
+    };
+    let scope = w.forge.scopes().remove(0);
+    let a = w
+        .forge
+        .credential(&scope, "mayfly-a-1", &Labels::new(["linux"]))
+        .await
+        .unwrap();
+    w.forge
+        .credential(&scope, "mayfly-b-1", &Labels::new(["gpu"]))
+        .await
+        .unwrap();
+    w.enqueue(&["linux"]);
+    w.boot_and_take(&a.credential);
+
+    let config: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
+        "url": url, "token": GITLAB_TOKEN, "projects": [REPO],
+    }))
+    .unwrap();
+    let client = gitlab::Client::new(&config.client()).unwrap();
+    let scopes = client.resolve(&config).await.unwrap();
+    let restarted = GitlabForge::new(client, scopes, GitlabRunners::default());
+    let before = w.total();
+    let runners = restarted.runners().await.unwrap();
+    assert_eq!(
+        w.total() - before,
+        4,
+        "the list, the online runner's newest job, two runners' tags"
+    );
+    assert_eq!(w.calls("GET", "/runners/{runner_id}").0, 2);
+    let gpu = named(&runners, "mayfly-b-1");
+    assert!(gpu[0].labels.contains("gpu") && !gpu[0].busy);
+    assert!(named(&runners, "mayfly-a-1")[0].busy);
+    let before = w.total();
+    assert_eq!(restarted.runners().await.unwrap(), runners);
+    assert_eq!(w.total() - before, 2, "the list and the busy check only");
 }

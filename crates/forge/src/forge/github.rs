@@ -155,6 +155,16 @@ impl Forge for GithubForge {
         self.github_scopes().iter().map(scope_id).collect()
     }
 
+    fn runner_scope(&self) -> mayfly_core::RunnerScope {
+        match self.github_scope(None) {
+            Some(Scope::Repo(r)) => mayfly_core::RunnerScope::Repository {
+                standby: Some(r.to_string()),
+            },
+            Some(_) => mayfly_core::RunnerScope::Shared,
+            None => mayfly_core::RunnerScope::Repository { standby: None },
+        }
+    }
+
     async fn runners(&self) -> Result<Vec<RegisteredRunner>, ForgeError> {
         let mut all = Vec::new();
         for scope in self.github_scopes() {

@@ -133,6 +133,27 @@ impl Forge for GitlabForge {
         self.scopes.runner_scopes().iter().map(scope_id).collect()
     }
 
+    /// `Shared` when one runner scope serves every project (an instance, or one group and no
+    /// project outside it); otherwise `Repository`, standby runners in the first project. A
+    /// group runner among several scopes may take a job of another project of its group than
+    /// the one it was made for: the planner then counts less supply than there is, which can
+    /// cost a spare machine, never a job left waiting.
+    fn runner_scope(&self) -> mayfly_core::RunnerScope {
+        let scopes = self.scopes.runner_scopes();
+        match scopes.as_slice() {
+            [RunnerScope::Instance] | [RunnerScope::Group { .. }] => {
+                mayfly_core::RunnerScope::Shared
+            }
+            _ => mayfly_core::RunnerScope::Repository {
+                standby: self
+                    .scopes
+                    .served
+                    .first()
+                    .map(|s| s.project.path_with_namespace.clone()),
+            },
+        }
+    }
+
     /// Each scope's own runners (a page per 100), with busy from the runner's newest job for
     /// the online ones only (one call each: an offline or never-contacted runner runs nothing)
     /// and tags read once per runner GitLab's list leaves them out of.
@@ -161,6 +182,10 @@ impl Forge for GitlabForge {
                 });
             }
         }
+        // What every scope no longer lists is gone: forget it, so memory follows the runners.
+        let listed: std::collections::HashSet<u64> = all.iter().map(|r| r.id).collect();
+        self.lock_tags().retain(|id, _| listed.contains(id));
+        self.lock_named().retain(|_, id| listed.contains(id));
         Ok(all)
     }
 

@@ -36,6 +36,11 @@ pub trait Forge: Send + Sync {
     /// The scopes whose runners [`Forge::runners`] lists: every scope `scope_for` can answer.
     fn scopes(&self) -> Vec<ScopeId>;
 
+    /// Which jobs a runner can take, as the planner counts supply: `Shared` when any runner may
+    /// take any served job its labels fit, `Repository` when a runner takes jobs of the
+    /// repository or project it was registered for only (standby runners in the default one).
+    fn runner_scope(&self) -> mayfly_core::RunnerScope;
+
     /// Every runner of every scope, each with its scope. A scope that cannot be read fails the
     /// whole list: a pass that does not see a busy runner must not act on its machine. Asked
     /// conditionally where the forge allows it (GitHub's ETags: an unchanged list is a free
