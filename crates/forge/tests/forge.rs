@@ -17,7 +17,7 @@ const GITLAB_TOKEN: &str = "glpat-TESTONLY-secret-0123";
 const REPO: &str = "acme/app";
 
 enum Fake {
-    Github(Arc<mayfly_sim::github::Github>),
+    Github(Arc<mayfly_sim::github::Github>, String),
     Gitlab(Arc<mayfly_sim::gitlab::Gitlab>, String),
 }
 
@@ -51,9 +51,10 @@ async fn github_world() -> World {
     }))
     .unwrap();
     let client = github::Client::with_clock(&config.client, Arc::new(clock)).unwrap();
+    let api = config.client.api_url.clone();
     World {
         forge: Arc::new(GithubForge::new(client, config)),
-        fake: Fake::Github(gh),
+        fake: Fake::Github(gh, api),
         stats,
         kind: ForgeKind::Github,
     }
@@ -114,7 +115,7 @@ impl World {
     fn enqueue(&self, labels: &[&str]) -> u64 {
         let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
         match &self.fake {
-            Fake::Github(gh) => gh.enqueue(
+            Fake::Github(gh, _) => gh.enqueue(
                 REPO,
                 vec![mayfly_sim::github::NewJob {
                     labels,
@@ -141,7 +142,7 @@ impl World {
     /// A machine boots with the credential and its runner takes a job: (session, job id).
     fn boot_and_take(&self, credential: &Credential) -> (u64, u64) {
         match (&self.fake, credential) {
-            (Fake::Github(gh), Credential::Jit(jit)) => {
+            (Fake::Github(gh, _), Credential::Jit(jit)) => {
                 let runner = gh
                     .redeem(&format!("./run.sh --jitconfig {}", jit.expose()), "host")
                     .unwrap();
@@ -163,7 +164,7 @@ impl World {
 
     fn finish(&self, session: u64, job: u64) {
         match &self.fake {
-            Fake::Github(gh) => gh.finish_job(session, job, "success"),
+            Fake::Github(gh, _) => gh.finish_job(session, job, "success"),
             Fake::Gitlab(gl, _) => gl.finish_job(session, job, "success"),
         }
     }
@@ -467,7 +468,7 @@ async fn an_organization_owns_its_repositories_and_a_group_its_projects() {
 #[tokio::test]
 async fn a_refused_credential_is_one_error_on_both_forges_and_shows_no_token() {
     let gh = github_world().await;
-    let Fake::Github(fake) = &gh.fake else {
+    let Fake::Github(fake, _) = &gh.fake else {
         unreachable!()
     };
     fake.set_config(|c| c.tokens = vec!["ghp_other".into()]);
@@ -535,4 +536,38 @@ async fn after_a_restart_gitlab_reads_each_runners_tags_once() {
     let before = w.total();
     assert_eq!(restarted.runners().await.unwrap(), runners);
     assert_eq!(w.total() - before, 2, "the list and the busy check only");
+}
+
+/// Two GitHub forges on clones of one client share its ETags: the second's first list is
+/// answered 304 for a list it never saw, and must not read as "no runners".
+#[tokio::test]
+async fn a_github_forge_never_takes_a_304_for_a_list_it_never_saw() {
+    let w = github_world().await;
+    let scope = w.forge.scopes().remove(0);
+    w.forge
+        .credential(&scope, "mayfly-a-1", &Labels::new(["linux"]))
+        .await
+        .unwrap();
+    let Fake::Github(_, api) = &w.fake else {
+        unreachable!()
+    };
+    let config: github::GithubConfig = serde_json::from_value(serde_json::json!({
+        "api_url": api,
+        "auth": {"token": GITHUB_TOKEN},
+        "repositories": [REPO],
+    }))
+    .unwrap();
+    let client = github::Client::new(&config.client).unwrap();
+    let first = GithubForge::new(client.clone(), config.clone());
+    assert_eq!(first.runners().await.unwrap().len(), 1);
+    let second = GithubForge::new(client, config);
+    let before = w.calls("GET", "/actions/runners");
+    let seen = second.runners().await.unwrap();
+    assert_eq!(named(&seen, "mayfly-a-1").len(), 1, "{seen:?}");
+    let after = w.calls("GET", "/actions/runners");
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (2, 1),
+        "a 304, then the list in full"
+    );
 }

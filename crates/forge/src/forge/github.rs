@@ -84,6 +84,10 @@ impl GithubForge {
             })
     }
 
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Vec<GithubRunner>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn remove_by_name(&self, scope: &Scope, name: &str) -> Result<(), Error> {
         match self.client.find_runner(scope, name).await? {
             Some(r) => self.client.delete_runner(scope, r.id).await,
@@ -168,14 +172,21 @@ impl Forge for GithubForge {
     async fn runners(&self) -> Result<Vec<RegisteredRunner>, ForgeError> {
         let mut all = Vec::new();
         for scope in self.github_scopes() {
-            let polled = self.client.runners(&scope).await?;
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Polled::Changed(list) = polled {
-                cache.insert(scope.clone(), list);
-            }
-            if let Some(list) = cache.get(&scope) {
-                all.extend(list.iter().map(|r| runner(&scope, r)));
-            }
+            let known = self.lock_cache().contains_key(&scope);
+            let list = match self.client.runners(&scope).await? {
+                Polled::Changed(list) => list,
+                // The ETag was the client's (a clone shares them) and the answer is not
+                // this forge's: a 304 would stand for a list it never saw. Ask in full.
+                Polled::Unchanged if !known => self.client.list_runners(&scope).await?,
+                Polled::Unchanged => {
+                    let cache = self.lock_cache();
+                    let list = cache.get(&scope).map(Vec::as_slice).unwrap_or_default();
+                    all.extend(list.iter().map(|r| runner(&scope, r)));
+                    continue;
+                }
+            };
+            all.extend(list.iter().map(|r| runner(&scope, r)));
+            self.lock_cache().insert(scope, list);
         }
         Ok(all)
     }
