@@ -72,3 +72,24 @@ pub trait Forge: Send + Sync {
     /// Forgets what the forge remembers of a job (GitHub: its ETag), once nobody will ask.
     fn forget_job(&self, job: &JobKey);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+
+    /// The engine holds forges as `Arc<dyn Forge>` across tasks on a multi-threaded runtime:
+    /// the object and every call's future must be `Send`. Never run, only compiled.
+    #[allow(dead_code)]
+    fn a_dyn_forge_crosses_threads(forge: Arc<dyn Forge>, key: JobKey, scope: ScopeId) {
+        send_and_sync(&forge);
+        send(forge.runners());
+        send(forge.credential(&scope, "n", &Labels::default()));
+        send(forge.deregister(&scope, 1));
+        send(forge.deregister_by_name(&scope, "n"));
+        send(forge.confirm(&key));
+    }
+}
