@@ -78,9 +78,8 @@ async fn gitlab_world() -> World {
     }))
     .unwrap();
     let client = gitlab::Client::with_clock(&config.client(), Arc::new(clock)).unwrap();
-    let scopes = client.resolve(&config).await.unwrap();
     World {
-        forge: Arc::new(GitlabForge::new(client, scopes, GitlabRunners::default())),
+        forge: Arc::new(GitlabForge::resolve(client, &config).await.unwrap()),
         fake: Fake::Gitlab(gl, url),
         stats,
         kind: ForgeKind::Gitlab,
@@ -463,6 +462,18 @@ async fn an_organization_owns_its_repositories_and_a_group_its_projects() {
         Some(ScopeId::new(ForgeKind::Gitlab, "group:platform"))
     );
     assert_eq!(group.runner_scope(), mayfly_core::RunnerScope::Shared);
+
+    let missing: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
+        "url": url, "token": GITLAB_TOKEN, "projects": ["nobody/here"],
+    }))
+    .unwrap();
+    let client = gitlab::Client::new(&missing.client()).unwrap();
+    assert_eq!(
+        GitlabForge::resolve(client, &missing).await.err(),
+        Some(ForgeError::NotFound {
+            forge: ForgeKind::Gitlab
+        })
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //! the credential); a busy check before every delete, since GitLab deletes a busy runner.
 
 use super::{Forge, ForgeError};
-use crate::gitlab::{Client, Error, RegisteredRunner as GitlabRunner, RunnerScope, Scopes};
+use crate::gitlab::{
+    Client, Error, GitlabConfig, RegisteredRunner as GitlabRunner, RunnerScope, Scopes,
+};
 use async_trait::async_trait;
 use mayfly_core::forge::{Confirmation, Credential, Issued, RegisteredRunner, ScopeId};
 use mayfly_core::{ForgeKind, JobKey, Labels};
@@ -17,6 +19,14 @@ const KIND: ForgeKind = ForgeKind::Gitlab;
 pub struct GitlabRunners {
     /// `maximum_timeout` (seconds) of new runners (`gitlab.maximum_timeout_secs`).
     pub maximum_timeout_secs: Option<u64>,
+}
+
+impl From<&GitlabConfig> for GitlabRunners {
+    fn from(config: &GitlabConfig) -> GitlabRunners {
+        GitlabRunners {
+            maximum_timeout_secs: config.maximum_timeout_secs,
+        }
+    }
 }
 
 /// GitLab as one forge: a client, the projects it serves with their runner scopes (the runner
@@ -43,6 +53,17 @@ impl GitlabForge {
             tags: Mutex::new(HashMap::new()),
             named: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The forge of a `[gitlab]` section: its projects and groups resolved (one call per
+    /// project, one per group and page of its projects), its runner settings applied.
+    pub async fn resolve(client: Client, config: &GitlabConfig) -> Result<GitlabForge, ForgeError> {
+        let scopes = client.resolve(config).await?;
+        Ok(GitlabForge::new(
+            client,
+            scopes,
+            GitlabRunners::from(config),
+        ))
     }
 
     pub fn client(&self) -> &Client {
@@ -228,7 +249,7 @@ impl Forge for GitlabForge {
     }
 
     /// The scope's list (a page per 100), then [`Forge::deregister`] of every record with that
-    /// description: GitLab does not keep descriptions unique, so a lost answer can leave two.
+    /// description (case-insensitive, as GitHub's names): GitLab does not keep descriptions unique, so a lost answer can leave two.
     async fn deregister_by_name(&self, scope: &ScopeId, name: &str) -> Result<(), ForgeError> {
         let scope = self.scope_of(scope)?;
         let named: Vec<u64> = self
@@ -236,7 +257,7 @@ impl Forge for GitlabForge {
             .list_runners(&scope)
             .await?
             .into_iter()
-            .filter(|r| r.description == name)
+            .filter(|r| r.description.eq_ignore_ascii_case(name))
             .map(|r| r.id)
             .collect();
         for id in named {
