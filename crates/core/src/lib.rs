@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod billing;
+pub mod forge;
 pub mod labels;
 pub mod metrics;
 pub mod model;

@@ -4,8 +4,11 @@
 
 pub mod budget;
 pub mod clock;
+pub mod forge;
 pub mod github;
 pub mod gitlab;
 mod http;
 mod link;
 mod webhook;
+
+pub use forge::{Forge, ForgeError, GithubForge, GitlabForge};

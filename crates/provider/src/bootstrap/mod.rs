@@ -13,7 +13,6 @@ pub use gitlab::{GITLAB_RUNNER_DOWNLOAD_URL, GITLAB_RUNNER_VERSION, GitlabRunner
 
 use mayfly_core::{Arch, Secret};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The actions/runner release mayfly installs when the image has none. GitHub stops serving jobs
 /// to runners that fall too far behind, so this is bumped with each mayfly release, together with
@@ -96,53 +95,9 @@ impl Default for BootstrapConfig {
     }
 }
 
-/// The single-use credential a runner starts with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Credential {
-    /// `encoded_jit_config` from generate-jitconfig: registers and starts the runner in one
-    /// step, already bound to its name, labels and group. The default.
-    Jit(Secret),
-    /// A registration token (valid an hour) for `config.sh --unattended --ephemeral`: the
-    /// fallback where JIT configs are not available.
-    Token {
-        /// The repository, organization or enterprise URL the runner registers with.
-        url: String,
-        token: Secret,
-        name: String,
-        labels: Vec<String>,
-        /// The runner group's name; `None` for the default group.
-        group: Option<String>,
-    },
-    /// A GitLab runner authentication token (`glrt-`) of a runner record made for this machine
-    /// alone, for `gitlab-runner run-single --url URL --token TOKEN --max-builds 1`. Unlike a JIT
-    /// config it is not spent by use: it stays valid until the record is deleted.
-    Gitlab {
-        /// The GitLab instance (`https://gitlab.com`), not its API.
-        url: String,
-        token: Secret,
-    },
-    /// No runner at all: the machine of a GitLab custom executor job (`mayfly gitlab-executor`),
-    /// reached over SSH. The user data is the executor's own; a container gets the job's client
-    /// key as `SSH_PUBLIC_KEY` (the Fargate driver's variable) and its sshd host key as
-    /// `MAYFLY_SSH_HOST_KEY`, made for this machine alone so the executor pins it before boot.
-    Ssh {
-        authorized_key: String,
-        host_key: Secret,
-    },
-}
-
-impl fmt::Display for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credential::Jit(_) => f.write_str("JIT config"),
-            Credential::Token { url, name, .. } => {
-                write!(f, "registration token for runner {name:?} at {url}")
-            }
-            Credential::Gitlab { url, .. } => write!(f, "GitLab runner token for {url}"),
-            Credential::Ssh { .. } => f.write_str("SSH keys of an executor job"),
-        }
-    }
-}
+/// The single-use credential a runner starts with: a forge-neutral type of mayfly-core, which
+/// the forges issue and the bootstrap puts into user data.
+pub use mayfly_core::forge::Credential;
 
 /// Why no user data was made. The texts never include a credential.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
