@@ -405,3 +405,40 @@ async fn the_proof_of_delivery_is_pooled_over_repositories() {
         "and a is no longer trusted either"
     );
 }
+
+/// Two runner lists on one client share its ETags: the second, which never read the scope,
+/// must not take the client's 304 for a list of its own (a busy runner would look absent).
+#[tokio::test]
+async fn a_runner_list_never_takes_a_304_for_a_list_it_never_saw() {
+    use mayfly::reconcile::Runners;
+    use mayfly_forge::github::Scope;
+    let stats = Arc::new(Stats::default());
+    let gh = Github::new(
+        GithubConfig {
+            tokens: vec![TOKEN.into()],
+            ..GithubConfig::default()
+        },
+        Clock::new(1.0),
+        stats.clone(),
+    );
+    let api_url = gh.serve_local().await.unwrap();
+    let config: mayfly_forge::github::GithubConfig = serde_json::from_value(serde_json::json!({
+        "api_url": api_url,
+        "auth": {"token": TOKEN},
+        "repositories": ["acme/app"],
+    }))
+    .unwrap();
+    let client = Client::new(&config.client).unwrap();
+    let scope = Scope::Repo(Repo::parse("acme/app").unwrap());
+    client
+        .jit_config(&scope, "mayfly-a-1", &Labels::new(["linux"]), None)
+        .await
+        .unwrap();
+    let now = mayfly::demand::now();
+    let first = Runners::new(client.clone(), config.clone());
+    assert_eq!(first.list(now).await.unwrap().len(), 1);
+    let second = Runners::new(client, config);
+    let seen = second.list(now).await.unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].1.name, "mayfly-a-1");
+}

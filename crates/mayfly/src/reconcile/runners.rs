@@ -90,7 +90,19 @@ impl Runners {
     ) -> Result<Vec<(Scope, RegisteredRunner)>, Error> {
         let mut all = Vec::new();
         for scope in self.scopes() {
-            let polled = self.client.runners(&scope).await?;
+            let known = self
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&scope);
+            let polled = match self.client.runners(&scope).await? {
+                // The ETag was the client's (clones share them), not this list's: a 304 would
+                // stand for runners this pass never saw, and a busy one would look absent.
+                Polled::Unchanged if !known => {
+                    Polled::Changed(self.client.list_runners(&scope).await?)
+                }
+                polled => polled,
+            };
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Polled::Changed(list) = polled {
                 cache.insert(scope.clone(), list);
