@@ -420,6 +420,23 @@ async fn github_speaks_the_forge_seam() {
     suite(github_world().await).await;
 }
 
+/// GitHub's names are case-insensitive: a job whose repository is spelled otherwise than the
+/// configuration spells it gets its runner registered in the configured repository.
+#[tokio::test]
+async fn a_github_job_spelled_in_another_case_gets_a_credential() {
+    let w = github_world().await;
+    let scope = w
+        .forge
+        .scope_for(Some(&w.key("ACME/App", 1)))
+        .expect("a scope");
+    w.forge
+        .credential(&scope, "mayfly-case-1", &Labels::new(["linux"]))
+        .await
+        .expect("a credential");
+    let seen = w.forge.runners().await.unwrap();
+    assert_eq!(named(&seen, "mayfly-case-1").len(), 1, "{seen:?}");
+}
+
 #[tokio::test]
 async fn gitlab_speaks_the_forge_seam() {
     suite(gitlab_world().await).await;

@@ -75,9 +75,11 @@ impl GithubForge {
 
     /// The GitHub scope a scope id names, if it is one this forge lists runners of.
     fn scope_of(&self, id: &ScopeId) -> Result<Scope, ForgeError> {
+        // GitHub's names are case-insensitive: a job's repository may be spelled otherwise
+        // than the configuration spells it.
         self.github_scopes()
             .into_iter()
-            .find(|s| id.forge == KIND && *id.scope == *s.to_string())
+            .find(|s| id.forge == KIND && s.to_string().eq_ignore_ascii_case(&id.scope))
             .ok_or_else(|| ForgeError::NotServed {
                 forge: KIND,
                 what: format!("scope {id}"),
