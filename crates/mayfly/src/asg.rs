@@ -5,7 +5,6 @@
 use crate::reconcile::Runners;
 use async_trait::async_trait;
 use mayfly_core::{Clock, JobStatus, LabelRules, Pool};
-use mayfly_forge::github::Scope;
 use mayfly_provider_aws::asg::{Deregister, RunnerState, Scaler};
 use mayfly_store::Store;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ impl Deregister for ByName<'_> {
             self.0
                 .remove_by_name(&scope, runner)
                 .await
-                .map_err(|e| format!("{scope:?}: {e}"))?;
+                .map_err(|e| format!("{scope}: {e}"))?;
         }
         Ok(())
     }
@@ -60,8 +59,8 @@ impl AsgPool {
             .list(self.clock.now())
             .await?
             .into_iter()
-            .map(|(_, r): (Scope, _)| RunnerState {
-                online: r.status == "online",
+            .map(|r| RunnerState {
+                online: r.online,
                 busy: r.busy,
                 name: r.name,
             })

@@ -440,5 +440,5 @@ async fn a_runner_list_never_takes_a_304_for_a_list_it_never_saw() {
     let second = Runners::new(client, config);
     let seen = second.list(now).await.unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].1.name, "mayfly-a-1");
+    assert_eq!(seen[0].name, "mayfly-a-1");
 }

@@ -5,10 +5,11 @@ use super::runners::Runners;
 use super::snapshot::Seen;
 use super::writes::{Halt, Stop, Writer};
 use crate::metrics::record;
+use mayfly_core::forge::ScopeId;
 use mayfly_core::{
     Action, Clock, Instance, InstanceState, JobKey, JobStatus, Labels, MachineSpec, Pools, Time,
 };
-use mayfly_forge::github::{Error as ForgeError, Scope};
+use mayfly_forge::ForgeError;
 use mayfly_provider::bootstrap::{self, BootstrapConfig, Credential};
 use mayfly_provider::{CreateRequest, Error as ProviderError, Provider};
 use mayfly_store::{Intent, IntentState, NewEvent, Store};
@@ -118,7 +119,7 @@ struct Pass {
     stop: Stop,
     /// Instance name → provider name.
     provider_of: HashMap<String, String>,
-    scope_of: HashMap<u64, Scope>,
+    scope_of: HashMap<u64, ScopeId>,
     /// The instances of the snapshot, by name (placement for a reuse, candidates to free).
     instances: HashMap<String, Instance>,
     /// Job attempts, for a reuse's intent.
@@ -220,8 +221,8 @@ enum BootstrapError {
 /// repository that does not exist or is not ours to register in), not that the call failed.
 fn refuses_the_scope(e: &ForgeError) -> bool {
     match e {
-        ForgeError::NotFound => true,
-        ForgeError::Http { status, .. } => matches!(*status, 403 | 404 | 422),
+        ForgeError::NotFound { .. } | ForgeError::NotServed { .. } => true,
+        ForgeError::Refused { status, .. } => matches!(*status, 403 | 404 | 422),
         _ => false,
     }
 }
@@ -379,7 +380,7 @@ impl Pass {
             Action::RemoveRunner { runner_id, .. } => match self.scope_of.get(runner_id) {
                 Some(scope) => match self.ctx.runners.remove(scope, *runner_id).await {
                     Ok(()) => Outcome::RunnerRemoved,
-                    Err(ForgeError::Busy) => Outcome::Skipped("the runner took a job".into()),
+                    Err(e) if e.is_busy() => Outcome::Skipped("the runner took a job".into()),
                     Err(e) => Outcome::Failed(e.to_string()),
                 },
                 None => Outcome::Failed("the runner's scope is unknown".into()),
@@ -499,7 +500,7 @@ impl Pass {
         };
         match removed {
             Ok(()) => {}
-            Err(ForgeError::Busy) => {
+            Err(e) if e.is_busy() => {
                 return Outcome::Skipped("its runner took a job: kept".into());
             }
             Err(e) => return Outcome::Failed(format!("deregister the runner: {e}")),
@@ -838,7 +839,7 @@ impl Pass {
     /// A new runner credential and the user data that starts the runner with it.
     async fn bootstrap(
         &self,
-        scope: &Scope,
+        scope: &ScopeId,
         name: &str,
         labels: &Labels,
         spec: &MachineSpec,
@@ -862,7 +863,7 @@ impl Pass {
     }
 
     /// Removes the runner registered for a machine that will not be.
-    async fn unregister(&self, scope: &Scope, name: &str) {
+    async fn unregister(&self, scope: &ScopeId, name: &str) {
         if let Err(e) = self.ctx.runners.remove_by_name(scope, name).await {
             warn!(name, error = %e, "could not remove the runner of a failed create");
         }

@@ -659,13 +659,7 @@ async fn read(ctx: &Ctx) -> Result<World, PassError> {
 fn assemble(
     ctx: &Ctx,
     world: World,
-    runner_list: Result<
-        Vec<(
-            mayfly_forge::github::Scope,
-            mayfly_forge::github::RegisteredRunner,
-        )>,
-        mayfly_forge::github::Error,
-    >,
+    runner_list: Result<Vec<mayfly_core::forge::RegisteredRunner>, mayfly_forge::ForgeError>,
     memory: &mut Memory,
     now: Time,
 ) -> Seen {
@@ -683,7 +677,7 @@ fn assemble(
         }
     };
     let registered: std::collections::HashSet<&str> =
-        runner_list.iter().map(|(_, r)| r.name.as_str()).collect();
+        runner_list.iter().map(|r| r.name.as_str()).collect();
     let registered = runners_error.is_none().then_some(&registered);
     let (instances, provider_of, updates) =
         snapshot::join(&ctx.pools, listed, intents, registered, memory, now);

@@ -2,10 +2,10 @@
 //! (one list each), runners from the forge; joins them by the instance's name.
 
 use super::memory::Memory;
+use mayfly_core::forge::{RegisteredRunner, ScopeId};
 use mayfly_core::{
     Instance, InstanceState, Job, JobKey, JobStatus, Pools, Runner, RunnerStatus, Snapshot, Time,
 };
-use mayfly_forge::github::{RegisteredRunner, Scope};
 use mayfly_store::{Intent, IntentState, Store};
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +15,7 @@ pub struct Seen {
     /// Instance name → provider name.
     pub provider_of: HashMap<String, String>,
     /// Runner id → the scope it is registered in.
-    pub scope_of: HashMap<u64, Scope>,
+    pub scope_of: HashMap<u64, ScopeId>,
     /// Why the runners could not be read, if they could not: without them busy machines
     /// cannot be told apart, so the pass only creates.
     pub runners_error: Option<String>,
@@ -142,14 +142,14 @@ pub enum IntentUpdate {
 
 /// The forge's runners as the planner sees them, with since-when from memory.
 pub fn runners(
-    listed: &[(Scope, RegisteredRunner)],
+    listed: &[RegisteredRunner],
     memory: &mut Memory,
     now: Time,
-) -> (Vec<Runner>, HashMap<u64, Scope>) {
+) -> (Vec<Runner>, HashMap<u64, ScopeId>) {
     let mut out = Vec::with_capacity(listed.len());
     let mut scope_of = HashMap::with_capacity(listed.len());
-    for (scope, r) in listed {
-        let status = if r.is_online() {
+    for r in listed {
+        let status = if r.online {
             RunnerStatus::Online
         } else {
             RunnerStatus::Offline
@@ -163,7 +163,7 @@ pub fn runners(
             labels: r.labels.clone(),
             since: memory.runner(&r.name, idle, now),
         });
-        scope_of.insert(r.id, scope.clone());
+        scope_of.insert(r.id, r.scope.clone());
     }
     (out, scope_of)
 }
