@@ -205,3 +205,44 @@ async fn a_pass_that_creates_shows_its_machines_in_the_view_at_once() {
         view.jobs
     );
 }
+
+/// A look (what `mayfly status` does when no daemon answers) writes nothing: it may run beside
+/// a leader it cannot reach, whose writes are fenced. A machine whose create was recorded but
+/// which the provider no longer lists stays recorded as created until a pass says it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_writes_nothing_and_a_pass_does() {
+    use mayfly_store::{Intent, IntentState};
+    let mut w = world(false, false).await;
+    let store = w.controller.store.clone();
+    let spec = pools(false).pools[0].spec.clone();
+    let now = mayfly::demand::now();
+    store
+        .record_intent(&Intent {
+            name: "mf-linux-gone-1".into(),
+            pool: "linux".into(),
+            provider: local::PROVIDER.into(),
+            job: None,
+            attempt: 0,
+            run_id: None,
+            labels: mayfly_core::Labels::new(["self-hosted", "linux"]),
+            spec,
+            created_at: now,
+            state: IntentState::Created,
+            provider_id: Some("999999".into()),
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let created = async || {
+        store
+            .intents_in_state(&[IntentState::Created])
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(created().await, 1);
+    w.controller.reconciler.look().await.expect("a look");
+    assert_eq!(created().await, 1, "a look writes nothing");
+    w.controller.run(CADENCE, |_, _| true).await;
+    assert_eq!(created().await, 0, "a pass records it gone");
+}

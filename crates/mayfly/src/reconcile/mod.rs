@@ -393,8 +393,9 @@ impl Reconciler {
     pub async fn look(&mut self) -> Result<Arc<View>, PassError> {
         let turn = self.turn.clone();
         let _turn = turn.lock().await;
-        let writer = self.ctx.writer();
-        let (_, _, view) = self.plan(true, &writer).await?;
+        // A look writes nothing: `mayfly status` without a daemon may run beside a leader it
+        // cannot reach, and what the join learned of intents is that leader's to write.
+        let (_, _, view) = self.plan(true, None).await?;
         Ok(view)
     }
 
@@ -404,7 +405,7 @@ impl Reconciler {
         if let Some(why) = writer.refusal() {
             return Err(PassError::NotLeading(why));
         }
-        let (seen, plan, _) = self.plan(false, &writer).await?;
+        let (seen, plan, _) = self.plan(false, Some(&writer)).await?;
         let outlook = self.outlook(&seen.snapshot, &plan);
         let mut report = PassReport {
             jobs_queued: seen
@@ -520,13 +521,14 @@ impl Reconciler {
         self.view.send_replace(Some(view));
     }
 
-    /// The snapshot of now and the plan for it; publishes the view. Unless `fresh`, plans
+    /// The snapshot of now and the plan for it; publishes the view; with a `writer`, writes
+    /// back what the join learned of intents. Unless `fresh`, plans
     /// first with the last runner lists (when young enough), and reads them again only if that
     /// plan rests on them (see [`Plan::depends_on_runners`]).
     async fn plan(
         &mut self,
         fresh: bool,
-        writer: &Writer,
+        writer: Option<&Writer>,
     ) -> Result<(Seen, Plan, Arc<View>), PassError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
@@ -560,7 +562,9 @@ impl Reconciler {
             }
         };
         // Fenced: a replica that lost the lease writes nothing, and its pass stops here.
-        write_updates(writer, &seen.updates, now).await?;
+        if let Some(writer) = writer {
+            write_updates(writer, &seen.updates, now).await?;
+        }
         let view = Arc::new(View::build(
             &ctx.pools,
             &seen.snapshot,
