@@ -216,33 +216,24 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
 async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
     use mayfly::demand::{Sequence, sequence};
     use mayfly_store::Upsert;
-    assert_eq!(
-        sequence(JobStatus::InProgress, Upsert::Started),
-        Sequence::Proof
-    );
-    assert_eq!(
-        sequence(JobStatus::Completed, Upsert::Updated),
-        Sequence::Proof
-    );
-    assert_eq!(
-        sequence(JobStatus::InProgress, Upsert::Inserted),
-        Sequence::Gap
-    );
-    assert_eq!(
-        sequence(JobStatus::Completed, Upsert::Inserted),
-        Sequence::Gap
-    );
-    assert_eq!(
-        sequence(JobStatus::Completed, Upsert::Started),
-        Sequence::Gap
-    );
-    for quiet in [Upsert::Unchanged, Upsert::Stale, Upsert::DuplicateDelivery] {
-        assert_eq!(sequence(JobStatus::Completed, quiet), Sequence::Nothing);
+    let cases = [
+        (JobStatus::InProgress, Upsert::Started, Sequence::Proof),
+        (JobStatus::Completed, Upsert::Updated, Sequence::Proof),
+        (JobStatus::InProgress, Upsert::Inserted, Sequence::Gap),
+        (JobStatus::Completed, Upsert::Inserted, Sequence::Gap),
+        (JobStatus::Completed, Upsert::Started, Sequence::Gap),
+        (JobStatus::Completed, Upsert::Unchanged, Sequence::Nothing),
+        (JobStatus::Completed, Upsert::Stale, Sequence::Nothing),
+        (
+            JobStatus::Completed,
+            Upsert::DuplicateDelivery,
+            Sequence::Nothing,
+        ),
+        (JobStatus::Queued, Upsert::Inserted, Sequence::Nothing),
+    ];
+    for (status, outcome, says) in cases {
+        assert_eq!(sequence(status, outcome), says, "{status:?} {outcome:?}");
     }
-    assert_eq!(
-        sequence(JobStatus::Queued, Upsert::Inserted),
-        Sequence::Nothing
-    );
 
     let (_gh, _stats, client) = fake().await;
     let dir = tempfile::tempdir().unwrap();

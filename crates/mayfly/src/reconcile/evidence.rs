@@ -127,6 +127,18 @@ mod tests {
         }
     }
 
+    /// A plan that assumes job `id` runs on `instance` (its runner busy, the job held queued).
+    fn assumed(id: u64, instance: &str) -> Plan {
+        Plan {
+            assignments: vec![Assignment {
+                job: key(id),
+                instance: instance.into(),
+                how: How::Assumed,
+            }],
+            ..Plan::default()
+        }
+    }
+
     #[test]
     fn a_contradiction_counts_once_it_outlasts_the_grace() {
         let snapshot = Snapshot {
@@ -140,14 +152,7 @@ mod tests {
             runners: vec![runner("mf-p-1-1", 100)],
             ..Snapshot::default()
         };
-        let plan = Plan {
-            assignments: vec![Assignment {
-                job: key(1),
-                instance: "mf-p-1-1".into(),
-                how: How::Assumed,
-            }],
-            ..Plan::default()
-        };
+        let plan = assumed(1, "mf-p-1-1");
         let news: HashMap<JobKey, Time> = (1..=4).map(|n| (key(n), Time::from_secs(100))).collect();
         let grace = Duration::from_secs(10);
         let mut gone = HashMap::new();
@@ -202,14 +207,7 @@ mod tests {
             runners: vec![runner("mf-p-1-1", 100)],
             ..Snapshot::default()
         };
-        let plan = Plan {
-            assignments: vec![Assignment {
-                job: key(1),
-                instance: "mf-p-1-1".into(),
-                how: How::Assumed,
-            }],
-            ..Plan::default()
-        };
+        let plan = assumed(1, "mf-p-1-1");
         let news: HashMap<JobKey, Time> = (1..=2).map(|n| (key(n), Time::from_secs(150))).collect();
         let grace = Duration::from_secs(10);
         let mut gone = HashMap::new();
