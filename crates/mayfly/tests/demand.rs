@@ -22,7 +22,8 @@ fn job(labels: &[&str]) -> NewJob {
 }
 
 /// The fake GitHub (its call counts) and a client for it.
-async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
+/// The fake GitHub, served on a local port: its state, its call counts, its API address.
+async fn serve() -> (Arc<Github>, Arc<Stats>, String) {
     let stats = Arc::new(Stats::default());
     let gh = Github::new(
         GithubConfig {
@@ -33,6 +34,11 @@ async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
         stats.clone(),
     );
     let api_url = gh.serve_local().await.unwrap();
+    (gh, stats, api_url)
+}
+
+async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
+    let (gh, stats, api_url) = serve().await;
     let client = Client::new(&ClientConfig {
         api_url,
         auth: AuthConfig::Token {
@@ -403,16 +409,7 @@ async fn the_proof_of_delivery_is_pooled_over_repositories() {
 async fn a_runner_list_never_takes_a_304_for_a_list_it_never_saw() {
     use mayfly::reconcile::Runners;
     use mayfly_forge::github::Scope;
-    let stats = Arc::new(Stats::default());
-    let gh = Github::new(
-        GithubConfig {
-            tokens: vec![TOKEN.into()],
-            ..GithubConfig::default()
-        },
-        Clock::new(1.0),
-        stats.clone(),
-    );
-    let api_url = gh.serve_local().await.unwrap();
+    let (_gh, _stats, api_url) = serve().await;
     let config: mayfly_forge::github::GithubConfig = serde_json::from_value(serde_json::json!({
         "api_url": api_url,
         "auth": {"token": TOKEN},
