@@ -271,8 +271,17 @@ async fn every_answer() -> Vec<Answer> {
     let runners = w.local.sim.github.runners();
     let busy = runners.iter().find(|r| r.busy).unwrap().name.clone();
     let idle = runners.iter().find(|r| !r.busy).unwrap().name.clone();
-    // The view the API serves is the last pass's: one more, so it has seen both runners.
-    w.local.controller.reconciler.pass().await.unwrap();
+    // The view the API serves is the last pass's: one more, so it has seen both runners, and
+    // more until it has the job's start too (the fake GitHub's webhook for it comes when it
+    // comes: on a busy machine after the runner shows busy).
+    for _ in 0..100 {
+        w.local.controller.reconciler.pass().await.unwrap();
+        let (_, view) = w.api(Method::GET, "/api/v1/status", "/api/v1/status").await;
+        if view["jobs"][0]["status"] == "in_progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let (status, _, body) = w.call(Method::GET, "/readyz", "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

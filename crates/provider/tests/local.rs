@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A runner that never takes a job: it records its arguments and environment, then waits.
-/// The conformance suite is about the provider's mechanics, not about jobs.
+/// The conformance suite is about the provider's mechanics, not about jobs. The environment is
+/// written under another name and renamed, so that a test that sees `env` reads it whole.
 const SLEEPER: &str = r#"#!/bin/sh
 printf '%s\n' "$@" > "$(dirname "$0")/args"
-env > "$(dirname "$0")/env"
+env > "$(dirname "$0")/env.partial"
+mv "$(dirname "$0")/env.partial" "$(dirname "$0")/env"
 exec sleep 300
 "#;
 

@@ -5,7 +5,7 @@ use crate::Store;
 use crate::columns;
 use crate::error::{During, Result};
 use mayfly_core::Time;
-use sqlx::{AssertSqlSafe, FromRow};
+use sqlx::AssertSqlSafe;
 
 /// An event to record.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +92,6 @@ pub struct Event {
     pub details: Option<serde_json::Value>,
 }
 
-#[derive(FromRow)]
 struct EventRow {
     id: i64,
     at: i64,
@@ -101,6 +100,15 @@ struct EventRow {
     message: String,
     details: Option<String>,
 }
+
+from_any_row!(EventRow {
+    id,
+    at,
+    kind,
+    subject,
+    message,
+    details
+});
 
 impl TryFrom<EventRow> for Event {
     type Error = crate::StoreError;

@@ -6,7 +6,7 @@ use crate::columns;
 use crate::error::{During, Result, invalid};
 use crate::lease::{Fence, Fenced};
 use mayfly_core::{JobKey, Labels, MachineSpec, Time};
-use sqlx::{AssertSqlSafe, FromRow};
+use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -76,7 +76,6 @@ pub struct Intent {
 const COLUMNS: &str = "name, pool, provider, job_forge, job_scope, job_id, attempt, run_id, labels, spec, \
                        created_at, state, provider_id, updated_at";
 
-#[derive(FromRow)]
 struct IntentRow {
     name: String,
     pool: String,
@@ -93,6 +92,23 @@ struct IntentRow {
     provider_id: Option<String>,
     updated_at: i64,
 }
+
+from_any_row!(IntentRow {
+    name,
+    pool,
+    provider,
+    job_forge,
+    job_scope,
+    job_id,
+    attempt,
+    run_id,
+    labels,
+    spec,
+    created_at,
+    state,
+    provider_id,
+    updated_at
+});
 
 impl TryFrom<IntentRow> for Intent {
     type Error = crate::StoreError;

@@ -7,7 +7,7 @@ use crate::error::{During, Result};
 use mayfly_core::{ForgeKind, Job, JobKey, JobStatus, Labels, Time};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe, FromRow};
+use sqlx::{Any, AssertSqlSafe};
 use std::collections::HashMap;
 
 /// A job as the store keeps it.
@@ -94,7 +94,6 @@ pub enum Upsert {
 
 const COLUMNS: &str = "forge, scope, job_id, run_id, attempt, labels, status, queued_at, updated_at, runner_name, workflow";
 
-#[derive(FromRow)]
 struct JobRow {
     forge: String,
     scope: String,
@@ -108,6 +107,20 @@ struct JobRow {
     runner_name: Option<String>,
     workflow: Option<String>,
 }
+
+from_any_row!(JobRow {
+    forge,
+    scope,
+    job_id,
+    run_id,
+    attempt,
+    labels,
+    status,
+    queued_at,
+    updated_at,
+    runner_name,
+    workflow
+});
 
 impl TryFrom<JobRow> for JobRecord {
     type Error = crate::StoreError;

@@ -21,6 +21,21 @@
 //! `IS DISTINCT FROM`); only the schema differs, in `migrations/sqlite` and
 //! `migrations/postgres`.
 
+/// `sqlx::FromRow` for a row struct read from the `Any` pool, field by column of the same name:
+/// what `#[derive(FromRow)]` would write, without sqlx's `macros` feature (see `migrations.rs`).
+macro_rules! from_any_row {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for $ty {
+            fn from_row(row: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+                use sqlx::Row as _;
+                Ok($ty {
+                    $($field: row.try_get(stringify!($field))?),*
+                })
+            }
+        }
+    };
+}
+
 mod columns;
 mod cursors;
 mod error;
@@ -28,6 +43,7 @@ mod events;
 mod intents;
 mod jobs;
 mod lease;
+mod migrations;
 mod retention;
 mod samples;
 mod url;
@@ -51,9 +67,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Target;
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -150,9 +163,9 @@ impl Store {
         };
         let pool = pool_options(&target, backend, options).connect_lazy_with(connect);
 
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        let migrator: &Migrator = match backend {
+            Backend::Sqlite => &migrations::SQLITE_MIGRATIONS,
+            Backend::Postgres => &migrations::POSTGRES_MIGRATIONS,
         };
         if let Err(source) = migrator.run(&pool).await {
             pool.close().await;

@@ -4,10 +4,9 @@
 use crate::Store;
 use crate::error::{During, Result};
 use mayfly_core::Time;
-use sqlx::FromRow;
 
 /// One minute of figures. Counts are plain integers; the cost is kept in millionths.
-#[derive(Clone, Debug, Default, PartialEq, Eq, FromRow)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
     /// The minute's start, in milliseconds since the epoch.
     pub minute: i64,
@@ -21,6 +20,19 @@ pub struct Sample {
     pub cost_per_hour_micros: i64,
     pub served: i64,
 }
+
+from_any_row!(Sample {
+    minute,
+    wait_max_secs,
+    queued,
+    starting,
+    busy,
+    idle,
+    powered_off,
+    leaving,
+    cost_per_hour_micros,
+    served
+});
 
 impl Store {
     /// Saves `sample`, replacing what its minute held.
