@@ -70,11 +70,6 @@ pub struct DemandReport {
     pub finished: usize,
     /// Jobs that started: the loop checks its plan again (see [`Wake`]).
     pub started: usize,
-    /// Jobs found behind in the store (a confirmation or a poll brought news the webhooks had
-    /// not): the loop checks its plan again on the news, as for a start. A machine held busy for
-    /// a job long over may be idle, and its idle deadline must be counted; a whole pass is not
-    /// needed, since with recycling a finished job changes nothing else.
-    pub rechecks: usize,
     pub failed: usize,
     /// Repositories found losing webhooks in this pass (polled closely from now on).
     pub lossy: usize,
@@ -465,9 +460,9 @@ impl Demand {
     /// them, news they had not brought against.
     fn learn(&mut self, repo: &str, activity: Activity, now: Time, report: &mut DemandReport) {
         match activity {
-            // The store was behind, and the last plan with it: check it again on the news.
+            // The store was behind, and the last plan with it: plan again at once.
             Activity::Missed => {
-                report.rechecks += 1;
+                report.urgent += 1;
                 self.lost(repo, report);
             }
             Activity::Heard(0) => {}
@@ -506,7 +501,7 @@ impl Demand {
         if report.finished > 0 {
             self.wake.soon.notify_one();
         }
-        if report.started > 0 || report.rechecks > 0 {
+        if report.started > 0 {
             self.wake.started.notify_one();
         }
         if report.changed > 0 || report.failed > 0 || report.lossy > 0 {
@@ -649,8 +644,10 @@ impl Demand {
                     status,
                 }) => {
                     report.changed += 1;
-                    report.urgent += usize::from(wakes(status));
-                    report.rechecks += 1;
+                    // The last plan rested on what the store said of this job (a machine kept
+                    // busy for a job long over, say): plan again at once, whatever the job's
+                    // new status. With recycling, a finished job alone wakes no pass.
+                    report.urgent += 1;
                     report.finished += usize::from(status == JobStatus::Completed);
                     report.started += usize::from(status == JobStatus::InProgress);
                     let repo = job.key.scope.to_string();

@@ -316,10 +316,9 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     let later = Time(now.0 + 61_000);
     let report = demand.pass(later).await;
     assert_eq!((report.confirmed, report.changed), (1, 1), "{report:?}");
-    // The last plan rested on the store's word (a machine kept for that job, say): it is
-    // checked again on the news, although a finished job alone wakes nothing while machines
-    // are recycled.
-    assert_eq!(report.rechecks, 1, "{report:?}");
+    // The last plan rested on the store's word (a machine kept for that job, say): a pass now,
+    // although a finished job alone wakes none while machines are recycled.
+    assert_eq!(report.urgent, 1, "{report:?}");
     let kept = store
         .job(&JobKey {
             forge: ForgeKind::Github,
