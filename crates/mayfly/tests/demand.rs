@@ -22,6 +22,15 @@ fn job(labels: &[&str]) -> NewJob {
 }
 
 /// The fake GitHub (its call counts) and a client for it.
+/// A SQLite store in a temporary directory (kept as long as the directory is).
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
+        .await
+        .unwrap();
+    (dir, store)
+}
+
 /// The fake GitHub, served on a local port: its state, its call counts, its API address.
 async fn serve() -> (Arc<Github>, Arc<Stats>, String) {
     let stats = Arc::new(Stats::default());
@@ -57,10 +66,7 @@ async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
 async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
     let (gh, _, client) = fake().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (_dir, store) = store().await;
     let wake = Arc::new(Wake::default());
     let mut demand = Demand::new(
         store.clone(),
@@ -131,10 +137,7 @@ async fn polled_jobs_reach_the_store_and_stale_ones_are_confirmed() {
 #[tokio::test]
 async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
     let (gh, stats, client) = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (_dir, store) = store().await;
     let wake = Arc::new(Wake::default());
     let hooked = Repo::parse("acme/hooked").unwrap();
     let repos = [hooked.clone(), Repo::parse("acme/quiet").unwrap()];
@@ -242,10 +245,7 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
     }
 
     let (_gh, _stats, client) = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (_dir, store) = store().await;
     let wake = Arc::new(Wake::default());
     let mut demand = Demand::new(
         store,
@@ -283,10 +283,7 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
 #[tokio::test]
 async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     let (gh, stats, client) = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (_dir, store) = store().await;
     let wake = Arc::new(Wake::default());
     let repo = Repo::parse("acme/app").unwrap();
     let mut demand = Demand::new(
@@ -356,10 +353,7 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
 #[tokio::test]
 async fn the_proof_of_delivery_is_pooled_over_repositories() {
     let (gh, _stats, client) = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let (_dir, store) = store().await;
     let repos: Vec<Repo> = ["acme/a", "acme/b"]
         .iter()
         .map(|r| Repo::parse(r).unwrap())
