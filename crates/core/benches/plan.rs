@@ -40,6 +40,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
             },
             max: Some(2_000),
             standby: 2,
+            forges: Vec::new(),
         })
         .collect();
     let cfg = Pools {
@@ -54,6 +55,7 @@ fn world(shared: bool) -> (Pools, Snapshot, Time) {
         labels: LabelRules::default(),
         recycling: Recycling::default(),
         runner_scope: Default::default(),
+        forge_scopes: Default::default(),
     };
     let mut rng = Lcg(42);
     let jobs: Vec<Job> = (0..JOBS)

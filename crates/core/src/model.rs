@@ -126,11 +126,25 @@ pub struct Pool {
     pub max: Option<u32>,
     /// Idle runners to keep ready.
     pub standby: u32,
+    /// The forges whose jobs it takes, in order: its standby runners register with the first.
+    /// Empty: every forge's, standby runners on GitHub.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forges: Vec<ForgeKind>,
 }
 
 impl Pool {
     pub fn serves(&self, req: &Requirements) -> bool {
         req.routing.is_subset_of(&self.labels)
+    }
+
+    /// Whether it takes jobs of `forge` at all.
+    pub fn takes(&self, forge: ForgeKind) -> bool {
+        self.forges.is_empty() || self.forges.contains(&forge)
+    }
+
+    /// The forge its standby runners (made for no job) register with.
+    pub fn standby_forge(&self) -> ForgeKind {
+        self.forges.first().copied().unwrap_or(ForgeKind::Github)
     }
 }
 
@@ -196,8 +210,35 @@ pub struct Pools {
     pub deadlines: Deadlines,
     pub labels: LabelRules,
     pub recycling: Recycling,
-    /// Which runners can take which jobs beyond their labels.
+    /// Which runners can take which jobs beyond their labels: GitHub's, and any forge's not
+    /// in `forge_scopes`.
     pub runner_scope: RunnerScope,
+    /// The same for other forges (GitLab), where it differs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub forge_scopes: std::collections::BTreeMap<ForgeKind, RunnerScope>,
+}
+
+impl Pools {
+    /// Which runners of `forge` can take which of its jobs beyond their labels.
+    pub fn runner_scope_of(&self, forge: ForgeKind) -> &RunnerScope {
+        self.forge_scopes.get(&forge).unwrap_or(&self.runner_scope)
+    }
+
+    /// The forge a runner of pool `pool` made for no job (standby) registers with.
+    pub fn standby_forge(&self, pool: &str) -> ForgeKind {
+        self.pools
+            .iter()
+            .find(|p| p.name == pool)
+            .map_or(ForgeKind::Github, Pool::standby_forge)
+    }
+
+    /// The forge of an instance's runner: its job's, else its pool's standby forge.
+    pub fn forge_of(&self, inst: &Instance) -> ForgeKind {
+        match &inst.job {
+            Some(job) => job.forge,
+            None => self.standby_forge(&inst.pool),
+        }
+    }
 }
 
 /// Where runners are registered, which decides which jobs a runner can take at all.

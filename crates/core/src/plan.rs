@@ -12,6 +12,7 @@
 
 use crate::billing::Recycle;
 use crate::labels::Labels;
+use crate::model::ForgeKind;
 use crate::model::{
     Instance, InstanceState, Job, JobKey, JobStatus, MachineSpec, Placement, Pool, Pools, Runner,
     RunnerScope, Snapshot,
@@ -763,21 +764,26 @@ impl<'a> Planner<'a> {
         self.recyclable = lists;
     }
 
-    /// Where an instance's runner is registered, when that limits the jobs it can take.
-    fn runner_scope_of(&self, inst: &'a Instance) -> Option<&'a str> {
-        match &self.cfg.runner_scope {
+    /// Which forge an instance's runner is registered with and, when that limits the jobs it
+    /// can take, where: a runner takes jobs of its own forge only.
+    fn runner_scope_of(&self, inst: &'a Instance) -> (ForgeKind, Option<&'a str>) {
+        let forge = self.cfg.forge_of(inst);
+        let scope = match self.cfg.runner_scope_of(forge) {
             RunnerScope::Shared => None,
             RunnerScope::Repository { standby } => {
                 inst.job.as_ref().map(|k| &*k.scope).or(standby.as_deref())
             }
-        }
+        };
+        (forge, scope)
     }
 
-    fn job_scope(&self, job: &'a Job) -> Option<&'a str> {
-        match &self.cfg.runner_scope {
+    fn job_scope(&self, job: &'a Job) -> (ForgeKind, Option<&'a str>) {
+        let forge = job.key.forge;
+        let scope = match self.cfg.runner_scope_of(forge) {
             RunnerScope::Shared => None,
-            RunnerScope::Repository { .. } => Some(&job.key.scope),
-        }
+            RunnerScope::Repository { .. } => Some(&*job.key.scope),
+        };
+        (forge, scope)
     }
 
     /// Sorts instance indices by name: wherever a choice between instances matters.
@@ -956,7 +962,7 @@ impl<'a> Planner<'a> {
         // with repository runners, only one registered in the job's repository. Before them
         // all, a busy runner running a job the forge has not named, and not its own: it runs
         // one the store still holds as queued, and the oldest that fits is counted as served.
-        let mut by_scope: HashMap<Option<&'a str>, SupplyGroups<'a>> = HashMap::new();
+        let mut by_scope: HashMap<(ForgeKind, Option<&'a str>), SupplyGroups<'a>> = HashMap::new();
         for &(i, class) in &self.ours {
             if self.claimed[i] {
                 continue;
@@ -998,7 +1004,8 @@ impl<'a> Planner<'a> {
     /// Serves the jobs no existing supply took: reuse a kept machine, or create one.
     fn serve_new_jobs(&mut self, queued: &[&'a Job], open: &[bool]) {
         // Everything that depends only on a job's labels is worked out once per label set.
-        let mut routes: HashMap<&'a Labels, Result<Vec<Route>, WaitReason>> = HashMap::new();
+        let mut routes: HashMap<(ForgeKind, &'a Labels), Result<Vec<Route>, WaitReason>> =
+            HashMap::new();
         for (n, &job) in queued.iter().enumerate() {
             if !open[n] {
                 continue;
@@ -1010,19 +1017,23 @@ impl<'a> Planner<'a> {
                 self.wait(job, why);
                 continue;
             }
-            let route = routes.entry(&job.labels).or_insert_with(|| {
-                let mut r = route(self.cfg, &job.labels, &mut self.set_keys);
-                if let Ok(list) = &mut r {
-                    for route in list.iter_mut() {
-                        let pool = self.cfg.pools[route.pool].name.as_str();
-                        if let Some((why, probe)) = self.refused_specs.get(&(pool, &*route.spec)) {
-                            route.refused = Some(why.to_string());
-                            route.probe = *probe;
+            let route = routes
+                .entry((job.key.forge, &job.labels))
+                .or_insert_with(|| {
+                    let mut r = route(self.cfg, job.key.forge, &job.labels, &mut self.set_keys);
+                    if let Ok(list) = &mut r {
+                        for route in list.iter_mut() {
+                            let pool = self.cfg.pools[route.pool].name.as_str();
+                            if let Some((why, probe)) =
+                                self.refused_specs.get(&(pool, &*route.spec))
+                            {
+                                route.refused = Some(why.to_string());
+                                route.probe = *probe;
+                            }
                         }
                     }
-                }
-                r
-            });
+                    r
+                });
             match route {
                 Ok(pools) => {
                     if let Some(why) = self.serve_new(job, pools) {
@@ -1203,7 +1214,9 @@ impl<'a> Planner<'a> {
             if count < pool.standby {
                 takers = (0..self.waiting_jobs.len())
                     .filter(|&w| {
-                        self.waiting_jobs[w].is_some_and(|j| j.labels.is_subset_of(&pool.labels))
+                        self.waiting_jobs[w].is_some_and(|j| {
+                            pool.takes(j.key.forge) && j.labels.is_subset_of(&pool.labels)
+                        })
                     })
                     .collect();
                 takers.reverse();
@@ -1438,8 +1451,14 @@ struct Route {
     probe: bool,
 }
 
-/// The pools that serve jobs with these labels, in configuration order, or why none does.
-fn route(cfg: &Pools, labels: &Labels, sets: &mut SetKeys<'_>) -> Result<Vec<Route>, WaitReason> {
+/// The pools that serve `forge`'s jobs with these labels, in configuration order, or why none
+/// does.
+fn route(
+    cfg: &Pools,
+    forge: ForgeKind,
+    labels: &Labels,
+    sets: &mut SetKeys<'_>,
+) -> Result<Vec<Route>, WaitReason> {
     let req = cfg
         .labels
         .requirements(labels)
@@ -1450,7 +1469,7 @@ fn route(cfg: &Pools, labels: &Labels, sets: &mut SetKeys<'_>) -> Result<Vec<Rou
         .pools
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.serves(&req))
+        .filter(|(_, p)| p.takes(forge) && p.serves(&req))
         .map(|(n, p)| {
             let labels = p.labels.union(labels);
             let set_key = labels.set_key();

@@ -11,6 +11,7 @@ use mayfly::demand::Demand;
 use mayfly::http;
 use mayfly::leader::{Leader, Leadership};
 use mayfly_forge::github::{Client, Repo, SystemClock};
+use mayfly_forge::{Forge, GithubForge, GitlabForge};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -59,9 +60,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.retention.every.0,
         Arc::new(SystemClock),
     );
-    // One client for the credential: its limiter then sees every request the daemon makes.
-    let client = Client::new(&config.github().client).context("cannot set up the GitHub client")?;
-    let mut reconciler = build_reconciler(&config, client.clone(), store.clone()).await?;
+    let forges = Forges::build(&config).await?;
+    let client = forges.client.clone();
+    let mut reconciler = build_reconciler(&config, &forges, store.clone()).await?;
     // Several replicas may share a PostgreSQL state: the lease decides which one acts.
     let replica = mayfly::leader::replica_id();
     let election = (store.backend() == mayfly_store::Backend::Postgres).then(|| {
@@ -96,7 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let secret = config.github.webhook_secret.clone();
-    if secret.is_none() {
+    if secret.is_none() && forges.github.is_some() {
         warn!(
             "github.webhook_secret is not set: POST /webhooks/github refuses every delivery \
              (503); set it to the secret of the GitHub webhook to receive jobs by webhook"
@@ -120,12 +121,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .map(|l| share_views(store.clone(), reconciler.views(), l));
     let gh = config.github();
-    let hooks = http::router(
-        http::Webhooks::new(store.clone(), secret, wake.clone()).serving(http::Served::new(
-            &gh.repositories,
-            gh.organization.as_deref(),
-        )),
+    let mut webhooks = http::Webhooks::new(store.clone(), secret, wake.clone()).serving(
+        http::Served::new(&gh.repositories, gh.organization.as_deref()),
     );
+    if let Some(forge) = &forges.gitlab {
+        let secret = config
+            .gitlab
+            .as_ref()
+            .and_then(|g| g.webhook_secret.clone());
+        if secret.is_none() {
+            warn!(
+                "gitlab.webhook_secret is not set: POST /webhooks/gitlab refuses every delivery \
+                 (503); jobs are found by polling only"
+            );
+        }
+        webhooks = webhooks.with_gitlab(http::GitlabHooks {
+            secret,
+            forge: forge.clone(),
+        });
+    }
+    let hooks = http::router(webhooks);
     let inside = http::api::router(Arc::new(api)).merge(http::metrics::router(exporter));
     let serve_options = config.serve_options(http::serve::raise_fd_limit());
     let listeners = http::serve::Listeners {
@@ -148,9 +163,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let news = leadership
         .clone()
         .map(|l| news_task(store.clone(), wake.clone(), l, config.leader.news.0));
+    let gitlab_demand = forges.gitlab.clone().map(|forge| {
+        gitlab_demand_task(
+            &config,
+            forge,
+            store.clone(),
+            wake.clone(),
+            leadership.clone(),
+            demand_stopped.clone(),
+        )
+    });
     let demand = match demand_task(
         &config,
-        client.clone(),
+        forges.github.is_some().then(|| client.clone()),
         store.clone(),
         wake.clone(),
         leadership.clone(),
@@ -163,7 +188,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let asg = match asg_tasks(&config, &client, &store, leadership.clone()).await {
+    let asg = match asg_tasks(&config, &forges, &store, leadership.clone()).await {
         Ok(tasks) => tasks,
         Err(e) => {
             let _ = stop_http.send(());
@@ -225,7 +250,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     retention.abort();
-    for task in [news, sharing].into_iter().flatten() {
+    for task in [news, sharing, gitlab_demand].into_iter().flatten() {
         task.abort();
     }
     if let Some(task) = demand {
@@ -261,12 +286,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// (token or App) is configured. With polling off, only the confirmation runs.
 fn demand_task(
     config: &Config,
-    client: Client,
+    client: Option<Client>,
     store: mayfly_store::Store,
     wake: Arc<mayfly::demand::Wake>,
     leadership: Option<watch::Receiver<Leadership>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
     let gh = &config.github;
     if gh.app.is_none() && gh.token.as_ref().is_none_or(|t| t.is_empty()) {
         return Ok(None);
@@ -321,6 +349,48 @@ fn demand_task(
             }
         }
     })))
+}
+
+/// Polls GitLab's projects (when `gitlab.poll` is on) and confirms long-pending jobs every
+/// `intervals.poll`, while this replica leads.
+fn gitlab_demand_task(
+    config: &Config,
+    forge: Arc<GitlabForge>,
+    store: mayfly_store::Store,
+    wake: Arc<mayfly::demand::Wake>,
+    leadership: Option<watch::Receiver<Leadership>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let poll = config.gitlab.as_ref().is_some_and(|g| g.poll);
+    if !poll {
+        info!("gitlab.poll is off: GitLab jobs arrive by webhook only");
+    }
+    let every = config.intervals.poll.0;
+    let mut demand = mayfly::gitlab_demand::GitlabDemand::new(
+        store,
+        forge,
+        poll,
+        wake,
+        config.intervals.confirm_queued.0,
+    );
+    demand.confirmer.confirm_running = config.intervals.confirm_running.0;
+    demand.confirmer.grace = config.intervals.confirm_stale.0;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if !leads(leadership.as_ref()) {
+                        continue;
+                    }
+                    let report = demand.pass(mayfly::demand::now()).await;
+                    debug!(?report, "GitLab demand pass");
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })
 }
 
 /// While this replica leads: reads the store's tally of open jobs every `every` and wakes the
@@ -400,15 +470,68 @@ fn share_views(
     })
 }
 
-/// The reconciler of this configuration: its providers, the forge's runners, the bootstrap.
+/// The forges of this configuration: GitHub's client always (`mayfly` has been GitHub's first),
+/// its forge when GitHub is served, and GitLab's when `[gitlab]` is set.
+pub(crate) struct Forges {
+    /// One client for the credential: its limiter then sees every request the daemon makes.
+    pub client: Client,
+    pub github: Option<Arc<GithubForge>>,
+    pub gitlab: Option<Arc<GitlabForge>>,
+}
+
+impl Forges {
+    /// Builds the clients; GitLab's projects and groups are resolved (a call per project, one
+    /// per group and page of its projects), so a project that does not exist stops the start.
+    pub async fn build(config: &Config) -> anyhow::Result<Forges> {
+        let client =
+            Client::new(&config.github().client).context("cannot set up the GitHub client")?;
+        let github = config
+            .serves_github()
+            .then(|| Arc::new(GithubForge::new(client.clone(), config.github())));
+        let gitlab = match &config.gitlab {
+            Some(gl) => {
+                let gl_client = mayfly_forge::gitlab::Client::new(&gl.client())
+                    .context("cannot set up the GitLab client")?;
+                let forge = GitlabForge::resolve(gl_client, gl)
+                    .await
+                    .context("gitlab: cannot read the configured projects and groups")?;
+                info!(
+                    projects = forge.served().served.len(),
+                    "gitlab: serving the projects' jobs"
+                );
+                Some(Arc::new(forge))
+            }
+            None => None,
+        };
+        Ok(Forges {
+            client,
+            github,
+            gitlab,
+        })
+    }
+
+    /// Every configured forge, GitHub first.
+    pub fn list(&self) -> Vec<Arc<dyn Forge>> {
+        let mut all: Vec<Arc<dyn Forge>> = Vec::new();
+        if let Some(g) = &self.github {
+            all.push(g.clone());
+        }
+        if let Some(g) = &self.gitlab {
+            all.push(g.clone());
+        }
+        all
+    }
+}
+
+/// The reconciler of this configuration: its providers, the forges' runners, the bootstrap.
 /// `mayfly status` and friends build the same one when no daemon runs.
 pub(crate) async fn build_reconciler(
     config: &Config,
-    client: Client,
+    forges: &Forges,
     store: mayfly_store::Store,
 ) -> anyhow::Result<mayfly::reconcile::Reconciler> {
     let clock: Arc<dyn mayfly_core::Clock> = Arc::new(SystemClock);
-    let runners = mayfly::reconcile::Runners::new(client, config.github());
+    let runners = mayfly::reconcile::Runners::of(forges.list());
     let mut providers: BTreeMap<String, Arc<dyn mayfly_provider::Provider>> = BTreeMap::new();
     for (name, p) in &config.providers {
         if p.kind == crate::config::ProviderKind::AwsAsg {
@@ -440,7 +563,7 @@ pub(crate) async fn build_reconciler(
 /// One scaling loop per aws-asg provider, for the one pool it backs.
 async fn asg_tasks(
     config: &Config,
-    client: &Client,
+    forges: &Forges,
     store: &mayfly_store::Store,
     leadership: Option<watch::Receiver<Leadership>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -464,10 +587,7 @@ async fn asg_tasks(
                 pool: pool.to_pool(),
                 rules: config.pools().labels,
                 store: store.clone(),
-                runners: Arc::new(mayfly::reconcile::Runners::new(
-                    client.clone(),
-                    config.github(),
-                )),
+                runners: Arc::new(mayfly::reconcile::Runners::of(forges.list())),
                 clock: Arc::new(SystemClock),
             };
             info!(provider = %name, pool = %pool.name, "aws-asg: scaling the group on queue depth");
@@ -480,7 +600,7 @@ async fn asg_tasks(
     }
     #[cfg(not(feature = "aws"))]
     {
-        let _ = (config, client, store, leadership);
+        let _ = (config, forges, store, leadership);
         Ok(Vec::new())
     }
 }

@@ -4,9 +4,11 @@
 //! Webhooks and polls take one path: a `JobUpdate` becomes a `JobRecord` upsert, and a change
 //! wakes the reconciler. Nothing here calls GitHub on behalf of a webhook.
 
+use mayfly_core::forge::Confirmation;
 use mayfly_core::{JobKey, JobStatus, Time};
-use mayfly_forge::github::webhook::{Action, JobUpdate};
-use mayfly_forge::github::{Client, Error, Polled, Poller, Repo};
+use mayfly_forge::github::webhook::JobUpdate;
+use mayfly_forge::github::{Client, Error, Poller, Repo};
+use mayfly_forge::{Forge, ForgeError, GithubForge};
 use mayfly_store::{JobRecord, Store, Upsert};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -146,8 +148,14 @@ impl Wake {
         self.evidence.notify_one();
     }
 
-    fn take_suspects(&self) -> Vec<JobKey> {
-        std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The suspects of one forge's jobs: that forge's demand confirms them.
+    pub fn take_suspects(&self, forge: mayfly_core::ForgeKind) -> Vec<JobKey> {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, others) = std::mem::take(&mut *suspects)
+            .into_iter()
+            .partition(|k| k.forge == forge);
+        *suspects = others;
+        mine
     }
 
     /// A webhook of `repo` was stored with `outcome`: its evidence for the trust in webhooks,
@@ -181,22 +189,10 @@ impl Wake {
 
 pub struct Demand {
     store: Store,
-    client: Client,
     poller: Poller,
     wake: Arc<Wake>,
-    /// A job the store holds as queued is confirmed with GitHub once its news is this old,
-    confirm_queued: Duration,
-    /// and one it holds as running once its news is this old: the truth check, for every
-    /// job, polled repositories included (a poll can miss a run that came and went).
-    confirm_running: Duration,
-    /// How old a contradiction must be before it counts as a lost webhook (news takes a moment
-    /// to arrive), and how long a suspect once confirmed is left alone.
-    grace: Duration,
-    /// When each job was last confirmed, so a job stuck in the queue costs one request per
-    /// interval (a 304, free, when nothing changed), not one per pass.
-    confirmed_at: HashMap<JobKey, Time>,
-    /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
-    pub confirm_per_pass: usize,
+    /// The truth check of the jobs the store holds as queued or running.
+    pub confirmer: Confirmer,
     /// How often a repository whose webhooks are trusted is polled (see [`Demand::backstop`]).
     backstop: Duration,
     /// What the poller knows of each polled repository's webhooks.
@@ -261,20 +257,16 @@ impl Demand {
             .iter()
             .map(|r| (r.to_string(), Trust::default()))
             .collect();
+        let forge: Arc<dyn Forge> = Arc::new(GithubForge::confirming(client.clone()));
         Demand {
+            confirmer: Confirmer::new(store.clone(), forge, confirm_queued),
             store,
-            poller: Poller::new(client.clone(), repos),
-            client,
+            poller: Poller::new(client, repos),
             wake,
-            confirm_queued,
-            confirm_running: confirm_queued.max(Duration::from_secs(600)),
-            grace: Duration::from_secs(10),
-            confirmed_at: HashMap::new(),
             backstop: Duration::ZERO,
             trust,
             clean: 0,
             restored: false,
-            confirm_per_pass: 50,
         }
     }
 
@@ -291,8 +283,8 @@ impl Demand {
     /// How old news of a running job may get before it is confirmed, and how old a
     /// contradiction must be to count (see the fields). Defaults: 10 minutes and 10 s.
     pub fn timing(mut self, confirm_running: Duration, grace: Duration) -> Demand {
-        self.confirm_running = confirm_running;
-        self.grace = grace;
+        self.confirmer.confirm_running = confirm_running;
+        self.confirmer.grace = grace;
         self
     }
 
@@ -359,7 +351,7 @@ impl Demand {
             }
         }
         self.persist(now).await;
-        let suspects = self.wake.take_suspects();
+        let suspects = self.wake.take_suspects(mayfly_core::ForgeKind::Github);
         self.confirm(now, suspects, &mut report).await;
         self.finish(&report);
         report
@@ -486,7 +478,7 @@ impl Demand {
     /// Confirms the jobs a reconcile pass found contradicted, at once (between polls).
     pub async fn evidence(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
-        let suspects = self.wake.take_suspects();
+        let suspects = self.wake.take_suspects(mayfly_core::ForgeKind::Github);
         if !suspects.is_empty() {
             self.confirm(now, suspects, &mut report).await;
             self.finish(&report);
@@ -524,7 +516,7 @@ impl Demand {
             JobStatus::InProgress => update.started_at,
             JobStatus::Completed => None,
         };
-        since.is_none_or(|t| now.since(t) > self.grace)
+        since.is_none_or(|t| now.since(t) > self.confirmer.grace)
     }
 
     /// Reads the poll cursors a previous process saved, once.
@@ -599,16 +591,122 @@ impl Demand {
     /// no longer knows is recorded as completed, so it never keeps a machine alive. A
     /// confirmation that changes the store is evidence of lost webhooks.
     async fn confirm(&mut self, now: Time, suspects: Vec<JobKey>, report: &mut DemandReport) {
+        for scope in self.confirmer.run(now, &suspects, report).await {
+            self.lost(&scope, report);
+        }
+    }
+}
+
+/// The store name of a repository's poll cursor.
+fn cursor_name(repo: &str) -> String {
+    format!("github:runs:{repo}")
+}
+
+/// What the forge said of a job the store holds as queued or running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The forge's status; `Completed` for a job the forge no longer knows.
+    pub status: JobStatus,
+    /// The store learned something new.
+    pub changed: bool,
+}
+
+/// Asks the job's forge about one job (one request; GitHub's is conditional, a free 304 when
+/// nothing changed since the last answer) and records what it says: a status past the
+/// store's, or completed when the forge no longer knows the job. A store that cannot be
+/// written is logged, not an error: the forge's answer is still the truth.
+pub async fn confirm_job(
+    forge: &dyn Forge,
+    store: &Store,
+    job: &JobRecord,
+    now: Time,
+) -> Result<Confirmed, ForgeError> {
+    let unchanged = Confirmed {
+        status: job.status,
+        changed: false,
+    };
+    let (status, runner) = match forge.confirm(&job.key).await? {
+        // The same answer as last time: what the store holds came from it.
+        Confirmation::Unchanged | Confirmation::Other => return Ok(unchanged),
+        Confirmation::Status { status, runner } => (status, runner),
+        Confirmation::Gone => (JobStatus::Completed, None),
+    };
+    if status == job.status {
+        return Ok(unchanged);
+    }
+    let rec = JobRecord {
+        status,
+        updated_at: now,
+        runner_name: runner.or_else(|| job.runner_name.clone()),
+        ..job.clone()
+    };
+    let changed = match store_job(store, rec, now, None).await {
+        Ok(outcome) => outcome.changed(),
+        Err(e) => {
+            warn!(job = %job.key, error = %e, "job confirmed but not stored");
+            false
+        }
+    };
+    Ok(Confirmed { status, changed })
+}
+
+/// The truth check, the same for every forge: each job of one forge that the store holds as
+/// queued or running is confirmed once its news is old (queued and running jobs on their own
+/// intervals), and a job suspected of a lost webhook once its news is older than `grace`.
+pub struct Confirmer {
+    store: Store,
+    forge: Arc<dyn Forge>,
+    /// A job the store holds as queued is confirmed once its news is this old,
+    pub confirm_queued: Duration,
+    /// and one it holds as running once its news is this old: polled repositories and
+    /// projects included (a poll can miss a job that came and went).
+    pub confirm_running: Duration,
+    /// How old a contradiction must be before it counts as a lost webhook (news takes a moment
+    /// to arrive), and how long a suspect once confirmed is left alone.
+    pub grace: Duration,
+    /// When each job was last confirmed, so a job stuck in the queue costs one request per
+    /// interval (a 304, free, when nothing changed), not one per pass.
+    confirmed_at: HashMap<JobKey, Time>,
+    /// Most jobs confirmed in one pass: a bound on the budget one pass can spend.
+    pub per_pass: usize,
+}
+
+impl Confirmer {
+    pub fn new(store: Store, forge: Arc<dyn Forge>, confirm_queued: Duration) -> Confirmer {
+        Confirmer {
+            store,
+            forge,
+            confirm_queued,
+            confirm_running: confirm_queued.max(Duration::from_secs(600)),
+            grace: Duration::from_secs(10),
+            confirmed_at: HashMap::new(),
+            per_pass: 50,
+        }
+    }
+
+    /// Confirms the suspects among this forge's held jobs whose news is older than `grace`,
+    /// then the jobs due, oldest news first, at most `per_pass` in all. Returns the scopes
+    /// (repository, project) of the jobs whose records this changed: evidence of lost news.
+    pub async fn run(
+        &mut self,
+        now: Time,
+        suspects: &[JobKey],
+        report: &mut DemandReport,
+    ) -> Vec<String> {
+        let kind = self.forge.kind();
         let held = match self
             .store
             .jobs_with_status(&[JobStatus::Queued, JobStatus::InProgress])
             .await
         {
-            Ok(jobs) => jobs,
+            Ok(jobs) => jobs
+                .into_iter()
+                .filter(|j| j.key.forge == kind)
+                .collect::<Vec<_>>(),
             Err(e) => {
                 warn!(error = %e, "cannot read the jobs to confirm");
                 report.failed += 1;
-                return;
+                return Vec::new();
             }
         };
         let grace = self.grace;
@@ -633,12 +731,13 @@ impl Demand {
             .collect();
         scheduled.sort_by_key(|j| j.updated_at);
         due.extend(scheduled);
-        due.truncate(self.confirm_per_pass);
+        due.truncate(self.per_pass);
         let due: Vec<JobRecord> = due.into_iter().cloned().collect();
+        let mut behind = Vec::new();
         for job in due {
             self.confirmed_at.insert(job.key.clone(), now);
             report.confirmed += 1;
-            match confirm_job(&self.client, &self.store, &job, now).await {
+            match confirm_job(self.forge.as_ref(), &self.store, &job, now).await {
                 Ok(Confirmed {
                     changed: true,
                     status,
@@ -650,12 +749,11 @@ impl Demand {
                     report.urgent += 1;
                     report.finished += usize::from(status == JobStatus::Completed);
                     report.started += usize::from(status == JobStatus::InProgress);
-                    let repo = job.key.scope.to_string();
-                    self.lost(&repo, report);
+                    behind.push(job.key.scope.to_string());
                 }
                 Ok(_) => {}
-                Err(Error::Postponed) => {
-                    debug!("GitHub budget low: confirmations postponed");
+                Err(ForgeError::Postponed { .. }) => {
+                    debug!(forge = kind.as_str(), "budget low: confirmations postponed");
                     break;
                 }
                 Err(e) => {
@@ -664,85 +762,17 @@ impl Demand {
                 }
             }
         }
-        // Forget what is no longer held or due (and the client's ETag of it with it).
+        // Forget what is no longer held or due (and the forge's memory of it with it).
         let keep = self.confirm_queued.max(self.confirm_running) * 2;
         let held: HashSet<&JobKey> = held.iter().map(|j| &j.key).collect();
-        let client = &self.client;
+        let forge = &self.forge;
         self.confirmed_at.retain(|key, t| {
             let keep = held.contains(key) && now.since(*t) <= keep;
-            if !keep && let Ok(repo) = Repo::parse(&key.scope) {
-                client.forget_job(&repo, key.id);
+            if !keep {
+                forge.forget_job(key);
             }
             keep
         });
+        behind
     }
-}
-
-/// The store name of a repository's poll cursor.
-fn cursor_name(repo: &str) -> String {
-    format!("github:runs:{repo}")
-}
-
-/// What GitHub said of a job the store holds as queued or running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Confirmed {
-    /// GitHub's status; `Completed` for a job GitHub no longer knows.
-    pub status: JobStatus,
-    /// The store learned something new.
-    pub changed: bool,
-}
-
-/// Asks GitHub for one job (one conditional request: a 304 when nothing changed since the last
-/// answer, free) and records what it says: a status past the store's, or completed
-/// (conclusion `not_found`) when GitHub no longer knows the job. A store that cannot be written
-/// is logged, not an error: GitHub's answer is still the truth.
-pub async fn confirm_job(
-    client: &Client,
-    store: &Store,
-    job: &JobRecord,
-    now: Time,
-) -> Result<Confirmed, Error> {
-    let repo = Repo::parse(&job.key.scope)
-        .map_err(|_| Error::Transport(format!("{} is not a repository", job.key.scope)))?;
-    let update = match client.job_if_changed(&repo, job.key.id).await {
-        // The same answer as last time: what the store holds came from it.
-        Ok(Polled::Unchanged) => None,
-        Ok(Polled::Changed(found)) => found.update(&repo).map(|mut update| {
-            // The store's queue time stands (a webhook's created_at, or when it was seen).
-            update.created_at = Some(job.queued_at);
-            update
-        }),
-        Err(Error::NotFound) => Some(JobUpdate {
-            action: Action::Completed,
-            key: job.key.clone(),
-            status: JobStatus::Completed,
-            run_id: job.run_id.unwrap_or_default(),
-            run_attempt: Some(job.attempt),
-            labels: job.labels.clone(),
-            conclusion: Some("not_found".into()),
-            runner_name: None,
-            workflow_name: job.workflow.clone(),
-            created_at: Some(job.queued_at),
-            started_at: None,
-        }),
-        Err(e) => return Err(e),
-    };
-    let Some(update) = update.filter(|u| u.status != job.status) else {
-        return Ok(Confirmed {
-            status: job.status,
-            changed: false,
-        });
-    };
-    let started = update.started_at.unwrap_or(now);
-    let changed = match store_job(store, record(&update, now), started, None).await {
-        Ok(outcome) => outcome.changed(),
-        Err(e) => {
-            warn!(job = %job.key, error = %e, "job confirmed but not stored");
-            false
-        }
-    };
-    Ok(Confirmed {
-        status: update.status,
-        changed,
-    })
 }

@@ -8,6 +8,7 @@ pub mod asg;
 pub mod demand;
 pub mod escape;
 pub mod estimate;
+pub mod gitlab_demand;
 pub mod http;
 pub mod leader;
 pub mod local;

@@ -312,6 +312,7 @@ pub fn pool(name: &str, labels: &[&str], types: &[&str], locations: &[&str], arc
         },
         max: None,
         standby: 0,
+        forges: Vec::new(),
     }
 }
 
@@ -329,5 +330,6 @@ pub fn pools(controller: &str, pools: Vec<Pool>, recycling: bool) -> Pools {
             ..Recycling::default()
         },
         runner_scope: Default::default(),
+        forge_scopes: Default::default(),
     }
 }

@@ -166,6 +166,7 @@ fn pool(provider: &str, types: &[&str], locations: &[&str]) -> Pool {
         },
         max: None,
         standby: 0,
+        forges: Vec::new(),
     }
 }
 

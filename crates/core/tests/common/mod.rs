@@ -32,6 +32,7 @@ pub fn pool(name: &str, l: &[&str]) -> Pool {
         },
         max: None,
         standby: 0,
+        forges: Vec::new(),
     }
 }
 
@@ -44,6 +45,7 @@ pub fn config(pools: Vec<Pool>) -> Pools {
         labels: LabelRules::default(),
         recycling: Recycling::default(),
         runner_scope: Default::default(),
+        forge_scopes: Default::default(),
     }
 }
 

@@ -35,6 +35,26 @@ impl GithubForge {
         }
     }
 
+    /// A forge that confirms jobs and nothing else: it owns every GitHub job and lists no
+    /// scope. The demand's truth check, which asks about whatever GitHub job the store holds.
+    pub fn confirming(client: Client) -> GithubForge {
+        let config = GithubConfig {
+            client: crate::github::ClientConfig {
+                api_url: crate::github::config::GITHUB_API.into(),
+                auth: crate::github::AuthConfig::Token {
+                    token: mayfly_core::Secret::new(""),
+                },
+                limits: Default::default(),
+            },
+            repositories: Vec::new(),
+            organization: None,
+            enterprise: None,
+            runner_group: None,
+            registration: Registration::default(),
+        };
+        GithubForge::new(client, config)
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

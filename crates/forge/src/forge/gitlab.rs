@@ -248,10 +248,19 @@ impl Forge for GitlabForge {
         self.remove(&scope, id).await
     }
 
-    /// The scope's list (a page per 100), then [`Forge::deregister`] of every record with that
-    /// description (case-insensitive, as GitHub's names): GitLab does not keep descriptions unique, so a lost answer can leave two.
+    /// The record this process made for the name, when it knows it; else the scope's list (a
+    /// page per 100), then [`Forge::deregister`] of every record with that description
+    /// (case-insensitive, as GitHub's names): GitLab does not keep descriptions unique, so a
+    /// lost answer can leave two (a record whose answer was lost is not in memory either).
     async fn deregister_by_name(&self, scope: &ScopeId, name: &str) -> Result<(), ForgeError> {
         let scope = self.scope_of(scope)?;
+        let made = self
+            .lock_named()
+            .get(&(scope.clone(), name.to_string()))
+            .copied();
+        if let Some(id) = made {
+            return self.remove(&scope, id).await;
+        }
         let named: Vec<u64> = self
             .client
             .list_runners(&scope)
@@ -291,6 +300,11 @@ impl Forge for GitlabForge {
             Err(Error::NotFound) => Ok(Confirmation::Gone),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `gitlab-runner run-single` leaves its record behind.
+    fn keeps_used_runners(&self) -> bool {
+        true
     }
 
     /// GitLab's job reads are not conditional: nothing is kept per job.

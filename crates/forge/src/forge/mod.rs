@@ -65,6 +65,14 @@ pub trait Forge: Send + Sync {
     /// lists did not show, a registration whose answer was lost); `Busy` as `deregister`.
     async fn deregister_by_name(&self, scope: &ScopeId, name: &str) -> Result<(), ForgeError>;
 
+    /// Whether a used single-use runner's registration stays until it is deregistered (a
+    /// GitLab runner record: `run-single --max-builds 1` exits and leaves it), rather than
+    /// going away with its job (GitHub's ephemeral and JIT runners). Then a machine's runner is
+    /// deregistered when the machine goes, whether or not it is up.
+    fn keeps_used_runners(&self) -> bool {
+        false
+    }
+
     /// The cheap confirmation of a job's status: one request (GitHub's conditional, free when
     /// unchanged). `NotServed` for a job this forge does not own, without a request.
     async fn confirm(&self, job: &JobKey) -> Result<Confirmation, ForgeError>;

@@ -36,10 +36,13 @@ pub struct UnknownStatus(pub String);
 /// (`manual`, `scheduled`), which is no demand.
 pub fn job_status(gitlab_status: &str) -> std::result::Result<Option<JobStatus>, UnknownStatus> {
     Ok(Some(match gitlab_status {
-        "created" | "pending" | "waiting_for_resource" | "preparing" => JobStatus::Queued,
+        // `created` (a later stage's job, waiting for the earlier ones) and
+        // `waiting_for_resource` (for its resource group) take no runner yet, and may never:
+        // they are demand once they turn `pending`.
+        "pending" | "preparing" => JobStatus::Queued,
         "running" | "canceling" => JobStatus::InProgress,
         "success" | "failed" | "canceled" | "skipped" => JobStatus::Completed,
-        "manual" | "scheduled" => return Ok(None),
+        "created" | "waiting_for_resource" | "manual" | "scheduled" => return Ok(None),
         other => return Err(UnknownStatus(other.chars().take(64).collect())),
     }))
 }
@@ -137,7 +140,7 @@ mod tests {
 
     #[test]
     fn gitlab_statuses_map_to_mayflys() {
-        assert_eq!(job_status("created"), Ok(Some(JobStatus::Queued)));
+        assert_eq!(job_status("created"), Ok(None));
         assert_eq!(job_status("pending"), Ok(Some(JobStatus::Queued)));
         assert_eq!(job_status("running"), Ok(Some(JobStatus::InProgress)));
         for done in ["success", "failed", "canceled", "skipped"] {

@@ -130,7 +130,9 @@ impl Client {
         let mut body = json!({
             "description": description,
             "tag_list": tag_list,
-            "run_untagged": tag_list.is_empty(),
+            // mayfly counts a job without tags as served by any runner its pool makes, as a
+            // GitHub job's labels by a runner with more: the runner must take untagged jobs.
+            "run_untagged": true,
             "access_level": "not_protected",
             "paused": false,
         });

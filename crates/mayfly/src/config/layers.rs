@@ -75,6 +75,7 @@ pub fn defaults(config: &mut Config) {
             image: Default::default(),
             max: None,
             standby: 0,
+            forges: Vec::new(),
         });
     }
 }

@@ -230,6 +230,28 @@ impl Config {
         Ok(c)
     }
 
+    /// Whether GitHub is served: a repository, organization or enterprise is set, or GitLab
+    /// is not configured (GitHub is then the forge whose missing settings `config check` names).
+    pub fn serves_github(&self) -> bool {
+        let gh = &self.github;
+        self.gitlab.is_none()
+            || !gh.repositories.is_empty()
+            || gh.organization.is_some()
+            || gh.enterprise.is_some()
+    }
+
+    /// The forges this configuration serves, GitHub first.
+    pub fn forges(&self) -> Vec<mayfly_core::ForgeKind> {
+        let mut forges = Vec::with_capacity(2);
+        if self.serves_github() {
+            forges.push(mayfly_core::ForgeKind::Github);
+        }
+        if self.gitlab.is_some() {
+            forges.push(mayfly_core::ForgeKind::Gitlab);
+        }
+        forges
+    }
+
     /// What the planner needs from this configuration.
     pub fn pools(&self) -> Pools {
         Pools {
@@ -241,6 +263,9 @@ impl Config {
                 .filter(|p| !self.scaled_by_asg(p))
                 .map(|p| {
                     let mut pool = p.to_pool();
+                    if pool.forges.is_empty() {
+                        pool.forges = self.forges();
+                    }
                     if let Some(slots) = self.slots_of(p) {
                         pool.max = Some(pool.max.map_or(slots, |m| m.min(slots)));
                         // What the local provider places such a pool on, named for `estimate`
@@ -281,6 +306,8 @@ impl Config {
                     standby: self.github.repositories.first().cloned(),
                 }
             },
+            // GitLab's is known once its groups are resolved: the reconciler sets it.
+            forge_scopes: Default::default(),
         }
     }
 }
@@ -355,6 +382,7 @@ impl PoolConfig {
             },
             max: self.max,
             standby: self.standby,
+            forges: self.forges.clone(),
         }
     }
 }

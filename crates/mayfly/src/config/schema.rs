@@ -37,6 +37,9 @@ pub struct Config {
     /// A tracing filter: `info`, or `mayfly=debug,info`.
     pub log_level: String,
     pub github: Github,
+    /// GitLab CI projects and groups to serve, beside or instead of GitHub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<mayfly_forge::gitlab::GitlabConfig>,
     pub providers: BTreeMap<String, Provider>,
     pub limits: Limits,
     pub deadlines: Deadlines,
@@ -67,6 +70,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             github: Github::default(),
+            gitlab: None,
             providers: BTreeMap::new(),
             limits: Limits::default(),
             deadlines: Deadlines::default(),
@@ -774,4 +778,8 @@ pub struct PoolConfig {
     pub max: Option<u32>,
     #[serde(default)]
     pub standby: u32,
+    /// Which forges' jobs it takes (`github`, `gitlab`), in order: standby runners register
+    /// with the first. Default: every configured forge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forges: Vec<mayfly_core::ForgeKind>,
 }

@@ -46,94 +46,103 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         );
     }
 
-    let gh = &config.github;
-    match &gh.app {
-        Some(app) => {
-            // Only the key is in question here: the other fields are checked on their own.
-            let auth = mayfly_forge::github::ClientConfig {
-                api_url: mayfly_forge::github::config::GITHUB_API.into(),
-                auth: config.github().client.auth,
-                limits: Default::default(),
-            };
-            if let Err(mayfly_forge::github::ConfigError::PrivateKey { reason, .. }) =
-                mayfly_forge::github::Client::new(&auth)
-            {
+    // A GitLab-only configuration leaves [github] out: its checks then do not apply.
+    if config.serves_github() || node {
+        let gh = &config.github;
+        match &gh.app {
+            Some(app) => {
+                // Only the key is in question here: the other fields are checked on their own.
+                let auth = mayfly_forge::github::ClientConfig {
+                    api_url: mayfly_forge::github::config::GITHUB_API.into(),
+                    auth: config.github().client.auth,
+                    limits: Default::default(),
+                };
+                if let Err(mayfly_forge::github::ConfigError::PrivateKey { reason, .. }) =
+                    mayfly_forge::github::Client::new(&auth)
+                {
+                    problem(
+                        "github.app.private_key_file".into(),
+                        format!("{}: {reason}", app.private_key_file.display()),
+                        Some("download the App's private key (PEM) from its settings page".into()),
+                    );
+                }
+            }
+            None if calls && gh.token.as_ref().is_none_or(|t| t.is_empty()) => problem(
+                "github.token".into(),
+                "not set".into(),
+                Some(
+                    "set token in [github] or the GITHUB_TOKEN environment variable, or a GitHub App in [github.app]"
+                        .into(),
+                ),
+            ),
+            None => {}
+        }
+        let node_scope = config.node.repository.is_some() || config.node.organization.is_some();
+        let no_scope =
+            gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none();
+        if calls && no_scope && !(node && node_scope) {
+            problem(
+                "github".into(),
+                "no repository, organization or enterprise to serve".into(),
+                Some("set github.repositories, github.organization or github.enterprise, or the GITHUB_REPOSITORY environment variable".into()),
+            );
+        }
+        for (i, repo) in gh.repositories.iter().enumerate() {
+            let ok = repo
+                .split_once('/')
+                .is_some_and(|(owner, name)| github_name(owner) && github_name(name));
+            if !ok {
                 problem(
-                    "github.app.private_key_file".into(),
-                    format!("{}: {reason}", app.private_key_file.display()),
-                    Some("download the App's private key (PEM) from its settings page".into()),
+                    format!("github.repositories[{i}]"),
+                    "expected `owner/repo`".into(),
+                    None,
                 );
             }
         }
-        None if calls && gh.token.as_ref().is_none_or(|t| t.is_empty()) => problem(
-            "github.token".into(),
-            "not set".into(),
-            Some(
-                "set token in [github] or the GITHUB_TOKEN environment variable, or a GitHub App in [github.app]"
-                    .into(),
-            ),
-        ),
-        None => {}
-    }
-    let node_scope = config.node.repository.is_some() || config.node.organization.is_some();
-    let no_scope =
-        gh.repositories.is_empty() && gh.organization.is_none() && gh.enterprise.is_none();
-    if calls && no_scope && !(node && node_scope) {
-        problem(
-            "github".into(),
-            "no repository, organization or enterprise to serve".into(),
-            Some("set github.repositories, github.organization or github.enterprise, or the GITHUB_REPOSITORY environment variable".into()),
-        );
-    }
-    for (i, repo) in gh.repositories.iter().enumerate() {
-        let ok = repo
-            .split_once('/')
-            .is_some_and(|(owner, name)| github_name(owner) && github_name(name));
-        if !ok {
+        for (key, name, example) in [
+            ("organization", &gh.organization, "my-org"),
+            ("enterprise", &gh.enterprise, "my-enterprise"),
+        ] {
+            if let Some(name) = name
+                && !github_name(name)
+            {
+                problem(
+                    format!("github.{key}"),
+                    format!("expected an {key} name, like `{example}`"),
+                    None,
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&gh.limits.reserve) {
             problem(
-                format!("github.repositories[{i}]"),
-                "expected `owner/repo`".into(),
+                "github.limits.reserve".into(),
+                "must be between 0 and 1 (a share of the hourly budget)".into(),
                 None,
             );
         }
-    }
-    for (key, name, example) in [
-        ("organization", &gh.organization, "my-org"),
-        ("enterprise", &gh.enterprise, "my-enterprise"),
-    ] {
-        if let Some(name) = name
-            && !github_name(name)
-        {
+        if gh.limits.max_concurrent == 0 {
             problem(
-                format!("github.{key}"),
-                format!("expected an {key} name, like `{example}`"),
+                "github.limits.max_concurrent".into(),
+                "must be at least 1".into(),
                 None,
             );
         }
+        if let Err(m) = http_url(&gh.api_url) {
+            problem("github.api_url".into(), m, None);
+        }
+        if gh.webhook_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            problem(
+                "github.webhook_secret".into(),
+                "is empty".into(),
+                Some("leave it out to accept no webhooks".into()),
+            );
+        }
     }
-    if !(0.0..=1.0).contains(&gh.limits.reserve) {
-        problem(
-            "github.limits.reserve".into(),
-            "must be between 0 and 1 (a share of the hourly budget)".into(),
-            None,
-        );
-    }
-    if gh.limits.max_concurrent == 0 {
-        problem(
-            "github.limits.max_concurrent".into(),
-            "must be at least 1".into(),
-            None,
-        );
-    }
-    if let Err(m) = http_url(&gh.api_url) {
-        problem("github.api_url".into(), m, None);
-    }
-    if gh.webhook_secret.as_ref().is_some_and(|s| s.is_empty()) {
-        problem(
-            "github.webhook_secret".into(),
-            "is empty".into(),
-            Some("leave it out to accept no webhooks".into()),
-        );
+    if let Some(gl) = &config.gitlab
+        && let Err(e) = gl.check()
+    {
+        let (key, message, hint) = gitlab_problem(&e);
+        problem(key.into(), message, hint);
     }
 
     // A node uses neither providers nor pools: the defaults' Hetzner provider needs no token.
@@ -269,8 +278,21 @@ pub fn check(config: &Config, origins: &Origins, needs: Needs) -> Result<(), Con
         problem(key, message, hint);
     }
     let mut seen = BTreeSet::new();
+    let forges = config.forges();
     for (i, pool) in config.pools.iter().enumerate() {
         let key = |k: &str| format!("pools[{i}].{k}");
+        for (j, forge) in pool.forges.iter().enumerate() {
+            if !forges.contains(forge) {
+                problem(
+                    format!("pools[{i}].forges[{j}]"),
+                    format!("{} is not configured", forge.as_str()),
+                    Some(format!(
+                        "configure [{0}] or take {0:?} out of the pool's forges",
+                        forge.as_str()
+                    )),
+                );
+            }
+        }
         if let Err(m) = dns_label(&pool.name, MAX_POOL) {
             problem(key("name"), m, None);
         } else if !seen.insert(pool.name.as_str()) {
@@ -531,5 +553,52 @@ mod tests {
         assert!(http_url("http://127.0.0.1:4000").is_ok());
         assert!(http_url("ftp://x").is_err());
         assert!(http_url("https://").is_err());
+    }
+}
+
+/// The key, message and hint of a `[gitlab]` section's problem.
+fn gitlab_problem(e: &mayfly_forge::gitlab::ConfigError) -> (&'static str, String, Option<String>) {
+    use mayfly_forge::gitlab::ConfigError as E;
+    match e {
+        E::BadUrl(_) => (
+            "gitlab.url",
+            "not the http(s) URL of a GitLab instance".into(),
+            Some("like https://gitlab.com or https://gitlab.example.com, without /api/v4".into()),
+        ),
+        E::NoScope => (
+            "gitlab",
+            "no project or group to serve".into(),
+            Some("set gitlab.projects or gitlab.groups".into()),
+        ),
+        E::BadPath { field, value } => (
+            if *field == "groups" {
+                "gitlab.groups"
+            } else {
+                "gitlab.projects"
+            },
+            format!("{value:?} is not a project or group id or full path"),
+            Some("an id like 42 or a path like group/subgroup/project".into()),
+        ),
+        E::NoToken => (
+            "gitlab.token",
+            "not set".into(),
+            Some("a token with the scopes create_runner, manage_runner and read_api".into()),
+        ),
+        E::BadReserve => (
+            "gitlab.limits.reserve",
+            "must be between 0 and 1 (a share of the per-minute budget)".into(),
+            None,
+        ),
+        E::BadMaximumTimeout => (
+            "gitlab.maximum_timeout_secs",
+            "must be at least 600 (GitLab's minimum)".into(),
+            None,
+        ),
+        E::GroupRunnersWithoutGroups => (
+            "gitlab.runner_type",
+            "group runners need gitlab.groups".into(),
+            None,
+        ),
+        E::HttpClient => ("gitlab", e.to_string(), None),
     }
 }

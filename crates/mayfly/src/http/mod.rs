@@ -1,16 +1,19 @@
-//! The HTTP server of `mayfly run`: GitHub webhooks and `/healthz` on `listen`; `/readyz`,
+//! The HTTP server of `mayfly run`: GitHub and GitLab webhooks and `/healthz` on `listen`; `/readyz`,
 //! `/metrics` and the API there too, or on `api.listen` when set (`serve`).
-//! Handlers only record what arrived and wake the reconciler; they never call a forge or a cloud.
+//! Handlers only record what arrived and wake the reconciler; they never call a cloud, and a
+//! forge only to read a new GitLab job's tags (see `gitlab_hooks`).
 
 pub mod api;
 mod auth;
 pub mod dashboard;
+mod gitlab_hooks;
 pub mod metrics;
 mod readiness;
 pub mod serve;
 mod webhooks;
 
 pub use api::Api;
+pub use gitlab_hooks::GitlabHooks;
 pub use readiness::{LastPassView, Readiness};
 pub use webhooks::{BODY_LIMIT, STORE_TIMEOUT};
 
@@ -39,6 +42,8 @@ pub struct Webhooks {
     /// organization-wide while mayfly serves a list of repositories) is answered, counted as
     /// `foreign` and not stored, so it never gets a machine.
     pub serves: Served,
+    /// GitLab's receiver, when `[gitlab]` is configured.
+    pub gitlab: Option<GitlabHooks>,
 }
 
 /// The repositories whose jobs mayfly serves, as the `[github]` section names them.
@@ -86,7 +91,14 @@ impl Webhooks {
             store_timeout: STORE_TIMEOUT,
             clock: Arc::new(mayfly_forge::github::SystemClock),
             serves: Served::Any,
+            gitlab: None,
         }
+    }
+
+    /// Receives GitLab's Job Hooks at `/webhooks/gitlab` too.
+    pub fn with_gitlab(mut self, gitlab: GitlabHooks) -> Self {
+        self.gitlab = Some(gitlab);
+        self
     }
 
     /// Stores jobs of the repositories `serves` covers only.
@@ -107,13 +119,18 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// All routes: `GET /healthz` and `POST /webhooks/github` (body capped at [`BODY_LIMIT`]).
+/// All routes: `GET /healthz`, `POST /webhooks/github` and `POST /webhooks/gitlab` (bodies
+/// capped at [`BODY_LIMIT`]).
 pub fn router(webhooks: Webhooks) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(
             "/webhooks/github",
             post(webhooks::github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .route(
+            "/webhooks/gitlab",
+            post(gitlab_hooks::gitlab).layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
         .with_state(Arc::new(webhooks))
 }

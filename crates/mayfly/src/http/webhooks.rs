@@ -121,10 +121,10 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
     StatusCode::ACCEPTED.into_response()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn reply(status: StatusCode, reason: impl Into<String>) -> Response {
+pub(super) fn reply(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, reason.into()).into_response()
 }

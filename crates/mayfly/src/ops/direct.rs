@@ -9,7 +9,6 @@ use crate::config::Config;
 use anyhow::{Context, anyhow};
 use mayfly::reconcile::{DeleteError, Reconciler, Removed};
 use mayfly::view::View;
-use mayfly_forge::github::Client;
 use mayfly_store::{Acquired, Lease, Store, StoreError, WriterLock};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +30,8 @@ impl Direct {
         let store = Store::open(state.expose())
             .await
             .context("cannot open the state store")?;
-        let client =
-            Client::new(&config.github().client).context("cannot set up the GitHub client")?;
-        let reconciler = crate::daemon::build_reconciler(config, client, store.clone()).await?;
+        let forges = crate::daemon::Forges::build(config).await?;
+        let reconciler = crate::daemon::build_reconciler(config, &forges, store.clone()).await?;
         Ok(Direct {
             reconciler,
             store,

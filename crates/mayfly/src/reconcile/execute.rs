@@ -485,17 +485,21 @@ impl Pass {
             Some((id, scope)) => self.ctx.runners.remove(scope, id).await,
             // A machine that is up and whose runner the lists did not show (registered since,
             // or in a scope mayfly does not list): deregistered by name first, so a job running
-            // there is never cut off without GitHub knowing. A machine that is off runs nothing.
+            // there is never cut off without the forge knowing. A machine that is off runs
+            // nothing, but where the forge keeps a used runner's record (GitLab) the record
+            // goes with its machine.
             None => match self.instances.get(instance) {
-                Some(inst)
-                    if matches!(inst.state, InstanceState::Starting | InstanceState::Running) =>
-                {
-                    match self.ctx.runners.scope_for(inst.job.as_ref()) {
-                        Some(scope) => self.ctx.runners.remove_by_name(&scope, instance).await,
-                        None => Ok(()),
+                Some(inst) => {
+                    let up = matches!(inst.state, InstanceState::Starting | InstanceState::Running);
+                    let standby = self.standby_forge(&inst.pool);
+                    match self.ctx.runners.scope_for(inst.job.as_ref(), standby) {
+                        Some(scope) if up || self.ctx.runners.keeps_used_runners(&scope) => {
+                            self.ctx.runners.remove_by_name(&scope, instance).await
+                        }
+                        _ => Ok(()),
                     }
                 }
-                _ => Ok(()),
+                None => Ok(()),
             },
         };
         match removed {
@@ -596,10 +600,19 @@ impl Pass {
         Some(Outcome::Skipped(format!("not created: {e}")))
     }
 
+    /// The forge a runner of `pool` made for no job registers with.
+    fn standby_forge(&self, pool: &str) -> mayfly_core::ForgeKind {
+        self.ctx.pools.standby_forge(pool)
+    }
+
     /// The runner credential, then the machine, for a recorded intent; settles the intent.
     async fn make(&self, intent: Intent, provider: Arc<dyn Provider>, now: Time) -> Outcome {
         let name = intent.name.clone();
-        let Some(scope) = self.ctx.runners.scope_for(intent.job.as_ref()) else {
+        let Some(scope) = self
+            .ctx
+            .runners
+            .scope_for(intent.job.as_ref(), self.standby_forge(&intent.pool))
+        else {
             let why = match &intent.job {
                 Some(job) => format!(
                     "{} is not a repository a runner can register in",
@@ -738,9 +751,8 @@ impl Pass {
     /// GitHub's status of a job the store holds as queued, when it is not queued any more.
     async fn started_meanwhile(&self, key: &JobKey, now: Time) -> Option<JobStatus> {
         let record = self.ctx.store.job(key).await.ok()??;
-        match crate::demand::confirm_job(self.ctx.runners.client(), &self.ctx.store, &record, now)
-            .await
-        {
+        let forge = self.ctx.runners.forge(key.forge)?;
+        match crate::demand::confirm_job(forge.as_ref(), &self.ctx.store, &record, now).await {
             Ok(c) if c.status != JobStatus::Queued => Some(c.status),
             Ok(_) => None,
             Err(e) => {
@@ -782,8 +794,12 @@ impl Pass {
                 None => return Outcome::Failed("its pool is not configured".into()),
             },
         };
-        let Some(scope) = self.ctx.runners.scope_for(job) else {
-            return Outcome::Failed("no GitHub scope to register its runner in".into());
+        let Some(scope) = self
+            .ctx
+            .runners
+            .scope_for(job, self.standby_forge(&known.pool))
+        else {
+            return Outcome::Failed("no forge scope to register its runner in".into());
         };
         let user_data = match self.bootstrap(&scope, instance, labels, &spec).await {
             Ok((_, u)) => u,

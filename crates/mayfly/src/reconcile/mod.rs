@@ -171,7 +171,7 @@ pub enum PassError {
 }
 
 impl Reconciler {
-    /// `pools.runner_scope` is set from `runners`: the two must agree.
+    /// `pools.runner_scope` and `pools.forge_scopes` are set from `runners`: they must agree.
     pub fn new(
         store: Store,
         mut pools: Pools,
@@ -181,7 +181,7 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         tuning: Tuning,
     ) -> Reconciler {
-        pools.runner_scope = runners.runner_scope();
+        (pools.runner_scope, pools.forge_scopes) = runners.runner_scopes();
         let apis: Vec<&'static str> = providers.values().map(|p| p.kind()).collect();
         crate::metrics::record::announce(&pools, &apis);
         Reconciler {

@@ -1,17 +1,21 @@
-//! The forge side of a pass, through the forge seam (`mayfly_forge::Forge`): which scope a
-//! runner registers in, the runner lists (the engine's policy of planning with the last ones),
-//! single-use credentials, deregistration. Nothing here knows which forge answers.
+//! The forge side of a pass, through the forge seam (`mayfly_forge::Forge`): which forge and
+//! scope a runner registers in, the runner lists (the engine's policy of planning with the last
+//! ones), single-use credentials, deregistration. Nothing here knows which forge answers.
 
 use mayfly_core::forge::{Credential, RegisteredRunner, ScopeId};
-use mayfly_core::{JobKey, Labels, Time};
+use mayfly_core::{ForgeKind, JobKey, Labels, RunnerScope, Time};
 use mayfly_forge::github::{Client, GithubConfig};
 use mayfly_forge::{Forge, ForgeError, GithubForge};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// Runner ids are unique within a forge only: the engine sees GitLab's with this bit set, so
+/// one list of both forges' runners never holds one id twice. Both forges' ids are far below.
+const GITLAB_ID: u64 = 1 << 62;
+
 pub struct Runners {
-    forge: Arc<dyn Forge>,
-    /// GitHub's client, for what does not speak the seam yet (the demand's confirmations).
-    client: Client,
+    /// The configured forges, GitHub first.
+    forges: Vec<Arc<dyn Forge>>,
     /// The last complete list, and when it was read.
     last: Mutex<Option<(Time, Vec<RegisteredRunner>)>>,
 }
@@ -19,37 +23,71 @@ pub struct Runners {
 impl Runners {
     /// The runners of the GitHub scopes `config` serves.
     pub fn new(client: Client, config: GithubConfig) -> Runners {
+        Runners::of(vec![Arc::new(GithubForge::new(client, config))])
+    }
+
+    /// The runners of these forges (one of each kind at most; the first of a kind counts).
+    pub fn of(forges: Vec<Arc<dyn Forge>>) -> Runners {
         Runners {
-            forge: Arc::new(GithubForge::new(client.clone(), config)),
-            client,
+            forges,
             last: Mutex::new(None),
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The forge of `kind`, when it is configured.
+    pub fn forge(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {
+        self.forges.iter().find(|f| f.kind() == kind)
     }
 
-    /// Where a runner for `job` registers (for standby runners, `None`: the forge's first
-    /// scope). `None`: the job's scope cannot be registered in.
-    pub fn scope_for(&self, job: Option<&JobKey>) -> Option<ScopeId> {
-        self.forge.scope_for(job)
+    fn forge_for(&self, kind: ForgeKind) -> Result<&Arc<dyn Forge>, ForgeError> {
+        self.forge(kind).ok_or_else(|| ForgeError::NotServed {
+            forge: kind,
+            what: format!("{} is not configured", kind.as_str()),
+        })
     }
 
-    /// What the planner must know of where runners register.
-    pub fn runner_scope(&self) -> mayfly_core::RunnerScope {
-        self.forge.runner_scope()
+    /// Where a runner for `job` registers; for a standby runner (`None`), the default scope of
+    /// `standby` (its pool's first forge). `None`: no scope to register in.
+    pub fn scope_for(&self, job: Option<&JobKey>, standby: ForgeKind) -> Option<ScopeId> {
+        let kind = job.map_or(standby, |j| j.forge);
+        self.forge(kind)?.scope_for(job)
+    }
+
+    /// What the planner must know of where runners register: GitHub's (or the only forge's),
+    /// and each other forge's.
+    pub fn runner_scopes(&self) -> (RunnerScope, BTreeMap<ForgeKind, RunnerScope>) {
+        let main = self
+            .forge(ForgeKind::Github)
+            .or(self.forges.first())
+            .map(|f| f.runner_scope())
+            .unwrap_or_default();
+        let others = self
+            .forges
+            .iter()
+            .filter(|f| f.kind() != ForgeKind::Github)
+            .map(|f| (f.kind(), f.runner_scope()))
+            .collect();
+        (main, others)
     }
 
     /// The scopes whose runners a pass lists.
     pub fn scopes(&self) -> Vec<ScopeId> {
-        self.forge.scopes()
+        self.forges.iter().flat_map(|f| f.scopes()).collect()
     }
 
-    /// Every runner of every scope. Any scope that cannot be read fails the whole list: a pass
-    /// that does not see a busy runner must not act on its machine.
+    /// Every runner of every forge and scope. Any scope that cannot be read fails the whole
+    /// list: a pass that does not see a busy runner must not act on its machine.
     pub async fn list(&self, now: Time) -> Result<Vec<RegisteredRunner>, ForgeError> {
-        let all = self.forge.runners().await?;
+        let mut all = Vec::new();
+        for forge in &self.forges {
+            let mut listed = forge.runners().await?;
+            if forge.kind() == ForgeKind::Gitlab {
+                for r in &mut listed {
+                    r.id |= GITLAB_ID;
+                }
+            }
+            all.extend(listed);
+        }
         *self.lock() = Some((now, all.clone()));
         Ok(all)
     }
@@ -80,20 +118,44 @@ impl Runners {
         name: &str,
         labels: &Labels,
     ) -> Result<Credential, ForgeError> {
-        Ok(self.forge.credential(scope, name, labels).await?.credential)
+        let forge = self.forge_for(scope.forge)?;
+        Ok(forge.credential(scope, name, labels).await?.credential)
     }
 
-    /// Deregisters runner `id`; `Busy` if it is running a job.
+    /// Deregisters runner `id` (as [`Runners::list`] gave it); `Busy` if it is running a job.
     pub async fn remove(&self, scope: &ScopeId, id: u64) -> Result<(), ForgeError> {
-        self.forge.deregister(scope, id).await
+        let forge = self.forge_for(scope.forge)?;
+        forge.deregister(scope, id & !GITLAB_ID).await
+    }
+
+    /// Whether the forge of `scope` keeps a used runner's registration until it is removed
+    /// (see `Forge::keeps_used_runners`).
+    pub fn keeps_used_runners(&self, scope: &ScopeId) -> bool {
+        self.forge(scope.forge)
+            .is_some_and(|f| f.keeps_used_runners())
     }
 
     /// Removes runner `name` if registered; `Busy` if it is running a job.
     pub async fn remove_by_name(&self, scope: &ScopeId, name: &str) -> Result<(), ForgeError> {
-        self.forge.deregister_by_name(scope, name).await
+        self.forge_for(scope.forge)?
+            .deregister_by_name(scope, name)
+            .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Time, Vec<RegisteredRunner>)>> {
         self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlab_ids_stay_apart_from_github_ids_and_come_back_whole() {
+        let id = 4_242_u64;
+        let engine = id | GITLAB_ID;
+        assert_ne!(engine, id);
+        assert_eq!(engine & !GITLAB_ID, id);
     }
 }
