@@ -925,3 +925,70 @@ fn a_busy_runner_nothing_else_vouches_for_needs_the_lists_read() {
     );
     assert!(!p.depends_on_runners(&powered_off));
 }
+
+fn gitlab_job(id: u64, l: &[&str]) -> Job {
+    let mut j = job(id, l);
+    j.key.forge = ForgeKind::Gitlab;
+    j
+}
+
+/// A runner registered with one forge never takes another forge's job: an idle GitHub runner is
+/// no supply for a GitLab job, which gets an instance of its own; a GitLab job fills an idle
+/// GitLab runner (a standby of a GitLab-first pool) as a GitHub job fills a GitHub one.
+#[test]
+fn a_runner_serves_jobs_of_its_own_forge_only() {
+    let mut github_first = pool("linux", LINUX);
+    github_first.forges = vec![ForgeKind::Github, ForgeKind::Gitlab];
+    let cfg = config(vec![github_first]);
+    let snap = Snapshot {
+        jobs: vec![gitlab_job(1, &["linux"])],
+        instances: vec![instance(
+            "mayfly-linux-a",
+            "linux",
+            InstanceState::Running,
+            LINUX,
+        )],
+        runners: vec![runner(7, "mayfly-linux-a", false, LINUX)],
+        refused: Default::default(),
+    };
+    let p = plan(&snap, &cfg, at(10));
+    assert_eq!(creates(&p).len(), 1, "{:#?}", p.actions);
+    assert!(p.assignments.iter().all(|a| a.how != How::Existing));
+
+    let mut gitlab_first = pool("linux", LINUX);
+    gitlab_first.forges = vec![ForgeKind::Gitlab, ForgeKind::Github];
+    let cfg = config(vec![gitlab_first]);
+    let p = plan(&snap, &cfg, at(10));
+    assert!(creates(&p).is_empty(), "{:#?}", p.actions);
+    assert_eq!(p.assignments.len(), 1);
+    assert_eq!(p.assignments[0].how, How::Existing);
+}
+
+/// A pool that names its forges serves no other forge's jobs: a GitLab job with only a
+/// GitHub pool waits, saying no pool serves it.
+#[test]
+fn a_pool_takes_the_jobs_of_the_forges_it_names() {
+    let mut github_only = pool("linux", LINUX);
+    github_only.forges = vec![ForgeKind::Github];
+    let cfg = config(vec![github_only]);
+    let snap = Snapshot {
+        jobs: vec![gitlab_job(1, &["linux"]), job(2, &["linux"])],
+        ..Default::default()
+    };
+    let p = plan(&snap, &cfg, at(10));
+    let made: Vec<_> = creates(&p)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Create { job, .. } => job.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "{:#?}", p.actions);
+    assert_eq!(made[0].forge, ForgeKind::Github);
+    assert_eq!(p.waiting.len(), 1, "{:#?}", p.waiting);
+    assert!(
+        matches!(p.waiting[0].why, WaitReason::NoPool { .. }),
+        "{:#?}",
+        p.waiting
+    );
+}
