@@ -206,7 +206,15 @@ async fn a_pending_job_is_read_once_for_its_tags_and_a_redelivery_changes_nothin
 async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
     let mut h = Harness::new().await;
     let good = serde_json::to_vec(&payload(h.project, "acme/app", 77, "pending")).unwrap();
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, StatusCode)> = vec![
+    // What is wrong, the token and event headers, the body, the answer wanted.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no token",
             None,

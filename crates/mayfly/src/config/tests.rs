@@ -1131,3 +1131,79 @@ fn tens_of_thousands_of_meta_labels_validate() {
         "positions stay right: {line}"
     );
 }
+
+const GITLAB_ONLY: &str = r#"
+[gitlab]
+url = "https://gitlab.example.com"
+token = "glpat-SECRET-gitlab"
+projects = ["acme/app"]
+webhook_secret = "hook-SECRET"
+
+[providers.hetzner]
+kind = "hetzner"
+
+[[pools]]
+name = "linux"
+provider = "hetzner"
+labels = ["linux"]
+types = ["cx23"]
+locations = ["fsn1"]
+"#;
+
+#[test]
+fn a_gitlab_only_configuration_needs_no_github_and_its_pools_take_gitlab_jobs() {
+    let config = load(GITLAB_ONLY).expect("valid");
+    assert!(!config.serves_github());
+    assert_eq!(config.forges(), vec![mayfly_core::ForgeKind::Gitlab]);
+    let pools = config.pools();
+    assert_eq!(pools.pools[0].forges, vec![mayfly_core::ForgeKind::Gitlab]);
+    assert_eq!(
+        pools.standby_forge("linux"),
+        mayfly_core::ForgeKind::Gitlab,
+        "standby runners register with GitLab"
+    );
+    let shown = config.to_redacted_toml().expect("toml");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    // With a repository, both are served, GitHub first.
+    let both = format!("{GITLAB_ONLY}\n[github]\nrepositories = [\"acme/hub\"]\n");
+    let config = load(&both).expect("valid");
+    assert_eq!(
+        config.forges(),
+        vec![
+            mayfly_core::ForgeKind::Github,
+            mayfly_core::ForgeKind::Gitlab
+        ]
+    );
+}
+
+#[test]
+fn gitlab_mistakes_are_named_by_their_key() {
+    let bad_url = GITLAB_ONLY.replace("https://gitlab.example.com", "gitlab.example.com/api/v4");
+    assert!(
+        error(&bad_url).contains("gitlab.url"),
+        "{}",
+        error(&bad_url)
+    );
+    let no_scope = GITLAB_ONLY.replace("projects = [\"acme/app\"]", "");
+    assert!(
+        error(&no_scope).contains("gitlab: no project or group"),
+        "{}",
+        error(&no_scope)
+    );
+    let bad_path = GITLAB_ONLY.replace("\"acme/app\"", "\"acme/../app\"");
+    assert!(
+        error(&bad_path).contains("gitlab.projects"),
+        "{}",
+        error(&bad_path)
+    );
+    let github_pool = GITLAB_ONLY.replace(
+        "labels = [\"linux\"]",
+        "labels = [\"linux\"]\nforges = [\"github\"]",
+    );
+    let e = error(&github_pool);
+    assert!(
+        e.contains("pools[0].forges[0]") && e.contains("github is not configured"),
+        "{e}"
+    );
+    assert!(!e.contains("SECRET"), "{e}");
+}

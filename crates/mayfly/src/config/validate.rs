@@ -529,33 +529,6 @@ fn http_url(s: &str) -> Result<(), String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_must_be_dns_labels() {
-        assert!(dns_label("linux-x64", MAX_POOL).is_ok());
-        assert!(dns_label("Linux", MAX_POOL).is_err());
-        assert!(dns_label("-x", MAX_POOL).is_err());
-        assert!(dns_label("a_b", MAX_POOL).is_err());
-        assert!(dns_label("", MAX_POOL).is_err());
-        assert!(
-            dns_label("a-very-long-pool-name-indeed", MAX_POOL)
-                .unwrap_err()
-                .contains("at most 20")
-        );
-    }
-
-    #[test]
-    fn urls_must_be_http() {
-        assert!(http_url("https://ghe.example.com/api/v3").is_ok());
-        assert!(http_url("http://127.0.0.1:4000").is_ok());
-        assert!(http_url("ftp://x").is_err());
-        assert!(http_url("https://").is_err());
-    }
-}
-
 /// The key, message and hint of a `[gitlab]` section's problem.
 fn gitlab_problem(e: &mayfly_forge::gitlab::ConfigError) -> (&'static str, String, Option<String>) {
     use mayfly_forge::gitlab::ConfigError as E;
@@ -600,5 +573,32 @@ fn gitlab_problem(e: &mayfly_forge::gitlab::ConfigError) -> (&'static str, Strin
             None,
         ),
         E::HttpClient => ("gitlab", e.to_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        assert!(dns_label("linux-x64", MAX_POOL).is_ok());
+        assert!(dns_label("Linux", MAX_POOL).is_err());
+        assert!(dns_label("-x", MAX_POOL).is_err());
+        assert!(dns_label("a_b", MAX_POOL).is_err());
+        assert!(dns_label("", MAX_POOL).is_err());
+        assert!(
+            dns_label("a-very-long-pool-name-indeed", MAX_POOL)
+                .unwrap_err()
+                .contains("at most 20")
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(http_url("https://ghe.example.com/api/v3").is_ok());
+        assert!(http_url("http://127.0.0.1:4000").is_ok());
+        assert!(http_url("ftp://x").is_err());
+        assert!(http_url("https://").is_err());
     }
 }
