@@ -522,10 +522,10 @@ async fn a_refused_credential_is_one_error_on_both_forges_and_shows_no_token() {
 }
 
 /// GitLab's runner lists carry neither tags nor a busy flag: a forge that starts with runners
-/// already registered (a restart) reads each one's tags once, and checks the online ones' newest
-/// job on every list.
+/// already registered (a restart) reads no tags (the planner matches with its machines' own
+/// labels), and checks the online ones' newest job on every list.
 #[tokio::test]
-async fn after_a_restart_gitlab_reads_each_runners_tags_once() {
+async fn after_a_restart_gitlab_reads_no_tags_and_checks_the_online_runner() {
     let w = gitlab_world().await;
     let Fake::Gitlab(_, url) = &w.fake else {
         unreachable!()
@@ -554,12 +554,12 @@ async fn after_a_restart_gitlab_reads_each_runners_tags_once() {
     let runners = restarted.runners().await.unwrap();
     assert_eq!(
         w.total() - before,
-        4,
-        "the list, the online runner's newest job, two runners' tags"
+        2,
+        "the list and the online runner's newest job"
     );
-    assert_eq!(w.calls("GET", "/runners/{runner_id}").0, 2);
+    assert_eq!(w.calls("GET", "/runners/{runner_id}").0, 0);
     let gpu = named(&runners, "mayfly-b-1");
-    assert!(gpu[0].labels.contains("gpu") && !gpu[0].busy);
+    assert!(gpu[0].labels.is_empty() && !gpu[0].busy);
     assert!(named(&runners, "mayfly-a-1")[0].busy);
     let before = w.total();
     assert_eq!(restarted.runners().await.unwrap(), runners);

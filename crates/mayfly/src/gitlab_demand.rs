@@ -8,11 +8,12 @@
 //! showed its tags already (the client remembers them).
 
 use crate::demand::{Confirmer, DemandReport, Wake, store_job};
-use mayfly_core::{JobStatus, Labels, Time};
+use mayfly_core::{ForgeKind, JobStatus, Labels, Time};
 use mayfly_forge::gitlab::webhook::JobUpdate;
 use mayfly_forge::gitlab::{Client, Error, Poller};
 use mayfly_forge::{Forge, GitlabForge};
 use mayfly_store::{JobRecord, Store, Upsert};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -105,7 +106,28 @@ impl GitlabDemand {
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
         if let Some(poller) = &mut self.poller {
-            let polled = poller.poll().await;
+            // A job that left the active lists is read to learn its end only while the store
+            // still holds it open: its Job Hook has usually told it already.
+            // `None`: the store could not say, and every job that ended is read.
+            let open: Option<HashSet<u64>> = match self
+                .store
+                .jobs_with_status(&[JobStatus::Queued, JobStatus::InProgress])
+                .await
+            {
+                Ok(jobs) => Some(
+                    jobs.into_iter()
+                        .filter(|j| j.key.forge == ForgeKind::Gitlab)
+                        .map(|j| j.key.id)
+                        .collect(),
+                ),
+                Err(e) => {
+                    debug!(error = %e, "cannot read the open jobs: reading every job that ended");
+                    None
+                }
+            };
+            let polled = poller
+                .poll_knowing(|_| true, |id| open.as_ref().is_none_or(|o| o.contains(&id)))
+                .await;
             report.failed += polled.failed.len();
             report.polled += polled.jobs.len();
             for update in &polled.jobs {

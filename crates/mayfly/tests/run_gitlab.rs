@@ -220,6 +220,20 @@ impl World {
             .collect()
     }
 
+    /// Every one of the `n` GitLab jobs succeeded on a server of its own, and every server
+    /// ever billed was made for one of them: `n` servers for `n` jobs.
+    fn assert_served_once(&self, n: usize) {
+        let billed = self.billed();
+        let served = assert_one_server_per_gitlab_job(&self.gitlab_jobs(), &billed);
+        assert_eq!(served.len(), n, "GitLab jobs");
+        assert!(
+            billed
+                .iter()
+                .all(|s| job_of(s).is_some_and(|j| served.contains(&j))),
+            "a server for no job: {billed:?}"
+        );
+    }
+
     fn report(&self, jobs: usize) {
         let stats = self.sim.stats();
         let calls = &stats["api_calls"];
@@ -234,6 +248,16 @@ impl World {
             calls["hetzner"],
             per_job(&calls["hetzner"]),
         );
+        for row in calls["by_endpoint"].as_array().into_iter().flatten() {
+            if row["service"] == "gitlab" {
+                println!(
+                    "  {:6} {:50} {:5}",
+                    row["method"].as_str().unwrap_or(""),
+                    row["route"].as_str().unwrap_or(""),
+                    row["calls"],
+                );
+            }
+        }
     }
 }
 
@@ -329,9 +353,7 @@ fn gitlab_steady_trace_one_server_per_job_none_left() {
         std::thread::sleep(Duration::from_millis(2500));
     }
     w.settle(n, 0, Duration::from_secs(90));
-    let billed = w.billed();
-    assert_one_server_per_gitlab_job(&w.gitlab_jobs(), &billed);
-    assert_eq!(billed.len(), n, "servers billed: {billed:?}");
+    w.assert_served_once(n);
     w.report(n);
 }
 
@@ -348,15 +370,7 @@ fn gitlab_burst_with_lost_webhooks_serves_every_job_once() {
     );
     let n = pipelines(&w.sim, 40, &["linux"], 2.0).len();
     w.settle(n, 0, Duration::from_secs(120));
-    let billed = w.billed();
-    let served = assert_one_server_per_gitlab_job(&w.gitlab_jobs(), &billed);
-    assert!(billed.len() <= n, "{} servers for {n} jobs", billed.len());
-    assert!(
-        billed
-            .iter()
-            .all(|s| job_of(s).is_some_and(|j| served.contains(&j))),
-        "a server for no job: {billed:?}"
-    );
+    w.assert_served_once(n);
     w.report(n);
 }
 
@@ -369,15 +383,7 @@ fn gitlab_kill_9_during_a_burst_loses_nothing_and_doubles_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     w.restart_after_kill9();
     w.settle(n, 0, Duration::from_secs(120));
-    let billed = w.billed();
-    let served = assert_one_server_per_gitlab_job(&w.gitlab_jobs(), &billed);
-    assert!(billed.len() <= n, "{} servers for {n} jobs", billed.len());
-    assert!(
-        billed
-            .iter()
-            .all(|s| job_of(s).is_some_and(|j| served.contains(&j))),
-        "a server for no job: {billed:?}"
-    );
+    w.assert_served_once(n);
     w.report(n);
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Forge, ForgeError};
 use crate::gitlab::{
-    Client, Error, GitlabConfig, RegisteredRunner as GitlabRunner, RunnerScope, Scopes,
+    Client, Error, GitlabConfig, JobScope, RegisteredRunner as GitlabRunner, RunnerScope, Scopes,
 };
 use async_trait::async_trait;
 use mayfly_core::forge::{Confirmation, Credential, Issued, RegisteredRunner, ScopeId};
@@ -85,23 +85,15 @@ impl GitlabForge {
             })
     }
 
-    /// The runner's tags: from the list when it has them, else remembered, else one
-    /// `GET /runners/:id` (then remembered).
-    async fn tags_of(&self, r: &GitlabRunner) -> Result<Labels, Error> {
+    /// The runner's tags: from the list when it has them, else remembered from its creation,
+    /// else none known. Never read one by one: the planner matches a machine's supply with the
+    /// machine's own labels when its runner's are not known (mayfly made the record with
+    /// them), and no decision rests on the tags of a runner that is not mayfly's.
+    fn tags_of(&self, r: &GitlabRunner) -> Labels {
         if !r.tags.is_empty() {
-            return Ok(r.tags.clone());
+            return r.tags.clone();
         }
-        if let Some(tags) = self.lock_tags().get(&r.id) {
-            return Ok(tags.clone());
-        }
-        let tags = match self.client.runner(r.id).await {
-            Ok(detail) => detail.tags,
-            // Deleted between the list and now: it has no tags worth keeping.
-            Err(Error::NotFound) => return Ok(Labels::default()),
-            Err(e) => return Err(e),
-        };
-        self.lock_tags().insert(r.id, tags.clone());
-        Ok(tags)
+        self.lock_tags().get(&r.id).cloned().unwrap_or_default()
     }
 
     fn lock_tags(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Labels>> {
@@ -112,9 +104,14 @@ impl GitlabForge {
         self.named.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Deletes the record unless it has a job, and forgets it.
-    async fn remove(&self, scope: &RunnerScope, id: u64) -> Result<(), ForgeError> {
-        self.client.deregister(id).await?;
+    /// Deletes the record (unless it has a job, when `check`ed first: a busy check costs a
+    /// call), and forgets it.
+    async fn remove(&self, scope: &RunnerScope, id: u64, check: bool) -> Result<(), ForgeError> {
+        if check {
+            self.client.deregister(id).await?;
+        } else {
+            self.client.delete_runner(id).await?;
+        }
         self.lock_tags().remove(&id);
         self.lock_named()
             .retain(|(s, _), known| !(s == scope && *known == id));
@@ -175,33 +172,55 @@ impl Forge for GitlabForge {
         }
     }
 
-    /// Each scope's own runners (a page per 100), with busy from the runner's newest job for
-    /// the online ones only (one call each: an offline or never-contacted runner runs nothing)
-    /// and tags read once per runner GitLab's list leaves them out of.
+    /// Each scope's own runners (a page per 100), with the tags this process gave them (GitLab's
+    /// lists leave tags out; see `tags_of`). GitLab's lists say nothing of a runner's job, so busy is learned
+    /// for the online runners only (an offline or never-contacted runner runs nothing), the
+    /// cheaper of two ways: one read of each online runner's newest job, or, when there are
+    /// more online runners than served projects, one list per project of its pending and
+    /// running jobs, whose runners are the busy ones. (A group runner busy with a job of a
+    /// project mayfly does not serve then looks idle: its delete still checks it first.)
     async fn runners(&self) -> Result<Vec<RegisteredRunner>, ForgeError> {
-        let mut all = Vec::new();
+        let mut listed = Vec::new();
         for scope in self.scopes.runner_scopes() {
             for r in self.client.list_runners(&scope).await? {
-                let online = r.is_online();
-                let busy = if online {
-                    match self.client.runner_busy(r.id).await {
-                        Ok(busy) => busy,
-                        Err(Error::NotFound) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                } else {
-                    false
-                };
-                let labels = self.tags_of(&r).await?;
-                all.push(RegisteredRunner {
-                    id: r.id,
-                    name: r.description,
-                    online,
-                    busy,
-                    labels,
-                    scope: scope_id(&scope),
-                });
+                listed.push((scope.clone(), r));
             }
+        }
+        let online = listed.iter().filter(|(_, r)| r.is_online()).count();
+        let projects: Vec<u64> = self.scopes.projects().map(|p| p.id).collect();
+        let by_jobs = online > projects.len();
+        let mut with_jobs = std::collections::HashSet::new();
+        if by_jobs {
+            for project in projects {
+                let scopes = [JobScope::Pending, JobScope::Running];
+                for job in self.client.project_jobs(project, &scopes).await? {
+                    with_jobs.extend(job.runner.map(|r| r.id));
+                }
+            }
+        }
+        let mut all = Vec::with_capacity(listed.len());
+        for (scope, r) in listed {
+            let online = r.is_online();
+            let busy = if !online {
+                false
+            } else if by_jobs {
+                with_jobs.contains(&r.id)
+            } else {
+                match self.client.runner_busy(r.id).await {
+                    Ok(busy) => busy,
+                    Err(Error::NotFound) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let labels = self.tags_of(&r);
+            all.push(RegisteredRunner {
+                id: r.id,
+                name: r.description,
+                online,
+                busy,
+                labels,
+                scope: scope_id(&scope),
+            });
         }
         // What every scope no longer lists is gone: forget it, so memory follows the runners.
         let listed: std::collections::HashSet<u64> = all.iter().map(|r| r.id).collect();
@@ -224,7 +243,7 @@ impl Forge for GitlabForge {
         let key = (scope.clone(), name.to_string());
         let earlier = self.lock_named().get(&key).copied();
         if let Some(id) = earlier {
-            self.remove(&scope, id).await?;
+            self.remove(&scope, id, true).await?;
         }
         let created = self
             .client
@@ -245,7 +264,7 @@ impl Forge for GitlabForge {
     /// delete: two calls, one for a runner already gone.
     async fn deregister(&self, scope: &ScopeId, id: u64) -> Result<(), ForgeError> {
         let scope = self.scope_of(scope)?;
-        self.remove(&scope, id).await
+        self.remove(&scope, id, true).await
     }
 
     /// The record this process made for the name, when it knows it; else the scope's list (a
@@ -259,7 +278,7 @@ impl Forge for GitlabForge {
             .get(&(scope.clone(), name.to_string()))
             .copied();
         if let Some(id) = made {
-            return self.remove(&scope, id).await;
+            return self.remove(&scope, id, true).await;
         }
         let named: Vec<u64> = self
             .client
@@ -270,9 +289,29 @@ impl Forge for GitlabForge {
             .map(|r| r.id)
             .collect();
         for id in named {
-            self.remove(&scope, id).await?;
+            self.remove(&scope, id, true).await?;
         }
         Ok(())
+    }
+
+    /// One `DELETE /runners/:id` of the record (the listed one, or the one this process made
+    /// for the name), without the busy check: its machine is off. A record neither shows is
+    /// looked for by description as [`Forge::deregister_by_name`] does.
+    async fn deregister_stopped(
+        &self,
+        scope: &ScopeId,
+        id: Option<u64>,
+        name: &str,
+    ) -> Result<(), ForgeError> {
+        let gitlab_scope = self.scope_of(scope)?;
+        let made = self
+            .lock_named()
+            .get(&(gitlab_scope.clone(), name.to_string()))
+            .copied();
+        match id.or(made) {
+            Some(id) => self.remove(&gitlab_scope, id, false).await,
+            None => self.deregister_by_name(scope, name).await,
+        }
     }
 
     /// One `GET /projects/:id/jobs/:job_id`.

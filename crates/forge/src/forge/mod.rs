@@ -65,6 +65,22 @@ pub trait Forge: Send + Sync {
     /// lists did not show, a registration whose answer was lost); `Busy` as `deregister`.
     async fn deregister_by_name(&self, scope: &ScopeId, name: &str) -> Result<(), ForgeError>;
 
+    /// Removes the runner of a machine that is powered off, by `id` when the lists showed it,
+    /// else by `name`: the machine runs nothing, whatever the forge last heard, so a busy check
+    /// the forge's own delete needs first (GitLab's) is skipped. Gone already counts as
+    /// removed. By default [`Forge::deregister`] or [`Forge::deregister_by_name`].
+    async fn deregister_stopped(
+        &self,
+        scope: &ScopeId,
+        id: Option<u64>,
+        name: &str,
+    ) -> Result<(), ForgeError> {
+        match id {
+            Some(id) => self.deregister(scope, id).await,
+            None => self.deregister_by_name(scope, name).await,
+        }
+    }
+
     /// Whether a used single-use runner's registration stays until it is deregistered (a
     /// GitLab runner record: `run-single --max-builds 1` exits and leaves it), rather than
     /// going away with its job (GitHub's ephemeral and JIT runners). Then a machine's runner is

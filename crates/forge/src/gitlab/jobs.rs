@@ -31,9 +31,9 @@ impl JobScope {
 #[error("unknown GitLab job status {0:?}")]
 pub struct UnknownStatus(pub String);
 
-/// What a GitLab job status means to mayfly: queued (it needs a runner, now or after its
-/// stage), in progress, completed; `None` for a job that waits for a person or a schedule
-/// (`manual`, `scheduled`), which is no demand.
+/// What a GitLab job status means to mayfly: queued (it needs a runner now), in progress,
+/// completed; `None` for a job that waits for an earlier stage, a resource group, a person or a
+/// schedule (`created`, `waiting_for_resource`, `manual`, `scheduled`), which is no demand yet.
 pub fn job_status(gitlab_status: &str) -> std::result::Result<Option<JobStatus>, UnknownStatus> {
     Ok(Some(match gitlab_status {
         // `created` (a later stage's job, waiting for the earlier ones) and

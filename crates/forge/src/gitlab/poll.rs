@@ -86,9 +86,19 @@ impl Poller {
 
     /// [`Poller::poll`], for the projects `due` picks only.
     pub async fn poll_where(&mut self, due: impl Fn(&Project) -> bool) -> PollReport {
+        self.poll_knowing(due, |_| true).await
+    }
+
+    /// [`Poller::poll_where`], reading a job that left the lists only when `open` says its end
+    /// is not known yet (a Job Hook may have told it already): the caller's store decides.
+    pub async fn poll_knowing(
+        &mut self,
+        due: impl Fn(&Project) -> bool,
+        open: impl Fn(u64) -> bool,
+    ) -> PollReport {
         let mut report = PollReport::default();
         for project in self.projects.clone().iter().filter(|p| due(p)) {
-            if let Err(e) = self.poll_project(project, &mut report).await {
+            if let Err(e) = self.poll_project(project, &open, &mut report).await {
                 tracing::debug!(project = %project.path_with_namespace, error = %e, "poll failed");
                 report.failed.push((project.path_with_namespace.clone(), e));
             }
@@ -99,6 +109,7 @@ impl Poller {
     async fn poll_project(
         &mut self,
         project: &Project,
+        open: &impl Fn(u64) -> bool,
         report: &mut PollReport,
     ) -> Result<(), Error> {
         report.calls += 1;
@@ -116,7 +127,7 @@ impl Poller {
         // Jobs that left the active lists ended (or wait for a person): one read each, once.
         let mut gone: Vec<u64> = before
             .keys()
-            .filter(|id| !now.contains_key(id))
+            .filter(|id| !now.contains_key(id) && open(**id))
             .copied()
             .collect();
         gone.sort_unstable();

@@ -481,20 +481,35 @@ impl Pass {
             self.stop.saw(&e);
             return Outcome::Skipped(format!("not deleted: {e}"));
         }
+        let known = self.instances.get(instance);
+        let off = known.is_some_and(|i| i.state == InstanceState::Off);
         let removed = match runner_id.and_then(|id| Some((id, self.scope_of.get(&id)?))) {
+            // A machine that is off runs nothing: its runner goes without a busy check.
+            Some((id, scope)) if off => {
+                self.ctx
+                    .runners
+                    .remove_stopped(scope, Some(id), instance)
+                    .await
+            }
             Some((id, scope)) => self.ctx.runners.remove(scope, id).await,
             // A machine that is up and whose runner the lists did not show (registered since,
             // or in a scope mayfly does not list): deregistered by name first, so a job running
             // there is never cut off without the forge knowing. A machine that is off runs
             // nothing, but where the forge keeps a used runner's record (GitLab) the record
             // goes with its machine.
-            None => match self.instances.get(instance) {
+            None => match known {
                 Some(inst) => {
                     let up = matches!(inst.state, InstanceState::Starting | InstanceState::Running);
                     let standby = self.standby_forge(&inst.pool);
                     match self.ctx.runners.scope_for(inst.job.as_ref(), standby) {
-                        Some(scope) if up || self.ctx.runners.keeps_used_runners(&scope) => {
+                        Some(scope) if up => {
                             self.ctx.runners.remove_by_name(&scope, instance).await
+                        }
+                        Some(scope) if off && self.ctx.runners.keeps_used_runners(&scope) => {
+                            self.ctx
+                                .runners
+                                .remove_stopped(&scope, None, instance)
+                                .await
                         }
                         _ => Ok(()),
                     }

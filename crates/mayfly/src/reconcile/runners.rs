@@ -128,6 +128,19 @@ impl Runners {
         forge.deregister(scope, id & !GITLAB_ID).await
     }
 
+    /// Removes the runner of a powered-off machine (`id` as [`Runners::list`] gave it, else by
+    /// `name`), without a busy check where the forge's delete needs one: it runs nothing.
+    pub async fn remove_stopped(
+        &self,
+        scope: &ScopeId,
+        id: Option<u64>,
+        name: &str,
+    ) -> Result<(), ForgeError> {
+        self.forge_for(scope.forge)?
+            .deregister_stopped(scope, id.map(|id| id & !GITLAB_ID), name)
+            .await
+    }
+
     /// Whether the forge of `scope` keeps a used runner's registration until it is removed
     /// (see `Forge::keeps_used_runners`).
     pub fn keeps_used_runners(&self, scope: &ScopeId) -> bool {
