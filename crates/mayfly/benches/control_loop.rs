@@ -65,6 +65,7 @@ async fn world(config: SimConfig, pools: Pools, repos: Vec<String>) -> Local {
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::from_secs(300),
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
+            gitlab_projects: Vec::new(),
         },
     )
     .await

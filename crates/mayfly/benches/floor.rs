@@ -126,6 +126,7 @@ async fn run(way: Way, speed: f64) -> Measured {
             confirm_after: Duration::from_secs(60),
             poll_backstop: backstop,
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
+            gitlab_projects: Vec::new(),
         },
     )
     .await

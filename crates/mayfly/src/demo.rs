@@ -163,6 +163,7 @@ async fn start(
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::from_secs(300),
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
+            gitlab_projects: Vec::new(),
         },
     )
     .await

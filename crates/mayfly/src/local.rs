@@ -2,7 +2,8 @@
 //! the reconciler on the simulator's clock. `mayfly demo` and the end-to-end tests use it.
 
 use crate::demand::{Demand, DemandReport, Wake};
-use crate::http::{Webhooks, router};
+use crate::gitlab_demand::GitlabDemand;
+use crate::http::{GitlabHooks, Webhooks, router};
 use crate::reconcile::{PassError, PassReport, Reconciler, Runners, Tuning};
 use anyhow::Context;
 use mayfly_core::{
@@ -12,6 +13,8 @@ use mayfly_core::{
 use mayfly_forge::github::{
     AuthConfig, Client, ClientConfig, GithubConfig, LimitsConfig, Registration, Repo,
 };
+use mayfly_forge::gitlab::GitlabConfig;
+use mayfly_forge::{Forge, GithubForge, GitlabForge};
 use mayfly_provider::Provider;
 use mayfly_provider::bootstrap::BootstrapConfig;
 use mayfly_provider::hetzner::{Hetzner, HetznerConfig};
@@ -38,6 +41,9 @@ pub struct Setup {
     /// How old the runner lists a pass that only creates may plan with get
     /// (`Tuning::runners_max_age`); zero reads them every pass.
     pub runners_max_age: Duration,
+    /// GitLab projects (`group/project`) served beside the repositories: made at the fake
+    /// GitLab, their jobs found by its Job Hooks (with `webhook_secret`) and by polling.
+    pub gitlab_projects: Vec<String>,
 }
 
 /// A controller wired to a running simulator.
@@ -45,6 +51,8 @@ pub struct Controller {
     pub store: Store,
     pub reconciler: Reconciler,
     pub demand: Demand,
+    /// GitLab's demand, when GitLab projects are served.
+    pub gitlab: Option<GitlabDemand>,
     pub wake: Arc<Wake>,
     pub clock: mayfly_sim::clock::Clock,
     /// The fake GitHub's runners as the controller reads them: an aws-asg pool's loop
@@ -54,6 +62,8 @@ pub struct Controller {
 
 /// The GitHub token the simulator accepts from the in-process controller.
 pub const GITHUB_TOKEN: &str = "local-github-token";
+/// The GitLab token the simulator accepts from the in-process controller.
+pub const GITLAB_TOKEN: &str = "local-gitlab-token";
 
 /// The simulator and the controller in one process, the state in a temporary directory that
 /// goes with it.
@@ -80,6 +90,7 @@ impl Local {
         more: BTreeMap<String, Arc<dyn Provider>>,
     ) -> anyhow::Result<Local> {
         sim_config.github.tokens = vec![GITHUB_TOKEN.into()];
+        sim_config.gitlab.tokens = vec![mayfly_sim::gitlab::AccessToken::full(GITLAB_TOKEN)];
         let hetzner_token = sim_config.hetzner.token.clone();
         let sim = Sim::start(sim_config);
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -182,11 +193,54 @@ impl Controller {
                 });
             });
         }
+        let mut forges: Vec<Arc<dyn Forge>> =
+            vec![Arc::new(GithubForge::new(client.clone(), forge.clone()))];
+        let gitlab = if setup.gitlab_projects.is_empty() {
+            None
+        } else {
+            for path in &setup.gitlab_projects {
+                sim.gitlab
+                    .project(path)
+                    .with_context(|| format!("{path} is not a GitLab project path"))?;
+            }
+            let config: GitlabConfig = serde_json::from_value(serde_json::json!({
+                "url": format!("http://{}", at.gitlab),
+                "token": GITLAB_TOKEN,
+                "projects": setup.gitlab_projects,
+            }))?;
+            let gl_client =
+                mayfly_forge::gitlab::Client::with_clock(&config.client(), shared.clone())?;
+            let gl = Arc::new(GitlabForge::resolve(gl_client, &config).await?);
+            if let Some(secret) = &setup.webhook_secret {
+                let hooks = Webhooks::new(store.clone(), None, wake.clone())
+                    .with_clock(shared.clone())
+                    .with_gitlab(GitlabHooks {
+                        secret: Some(Secret::new(secret.clone())),
+                        forge: gl.clone(),
+                    });
+                let addr = mayfly_sim::serve_local(router(hooks)).await?;
+                sim.gitlab.set_config(|c| {
+                    c.webhooks.push(mayfly_sim::gitlab::HookTarget {
+                        url: format!("http://{addr}/webhooks/gitlab"),
+                        token: secret.clone(),
+                    });
+                });
+            }
+            forges.push(gl.clone());
+            Some(GitlabDemand::new(
+                store.clone(),
+                gl,
+                true,
+                wake.clone(),
+                setup.confirm_after,
+            ))
+        };
+        let runners = Arc::new(Runners::of(forges));
         let mut reconciler = Reconciler::new(
             store.clone(),
             setup.pools,
             providers,
-            Runners::new(client.clone(), forge.clone()),
+            Runners::of(runners.forges().to_vec()),
             BootstrapConfig::default(),
             shared,
             Tuning {
@@ -202,7 +256,8 @@ impl Controller {
             demand,
             wake,
             clock,
-            runners: Arc::new(Runners::new(client, forge)),
+            runners,
+            gitlab,
         })
     }
 
@@ -226,7 +281,13 @@ impl Controller {
             let now = self.clock.now();
             if now >= next_poll {
                 next_poll = now.plus(cadence.poll);
-                let report = self.demand.pass(now).await;
+                let mut report = self.demand.pass(now).await;
+                if let Some(gitlab) = &mut self.gitlab {
+                    let gl = gitlab.pass(self.clock.now()).await;
+                    report.urgent += gl.urgent;
+                    report.finished += gl.finished;
+                    report.started += gl.started;
+                }
                 if report.urgent > 0 {
                     pacer.queued(self.clock.now());
                 }

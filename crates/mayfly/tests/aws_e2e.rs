@@ -195,6 +195,7 @@ async fn world(name: &str, provider: Arc<dyn Provider>, pool: Pool) -> Local {
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
             runners_max_age: Duration::ZERO,
+            gitlab_projects: Vec::new(),
         },
         more,
     )
@@ -435,6 +436,7 @@ async fn an_auto_scaling_group_scales_out_serves_jobs_and_scales_back_in() {
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
             runners_max_age: Duration::ZERO,
+            gitlab_projects: Vec::new(),
         },
         BTreeMap::new(),
     )

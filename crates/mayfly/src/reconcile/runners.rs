@@ -34,6 +34,11 @@ impl Runners {
         }
     }
 
+    /// Every forge, GitHub first.
+    pub fn forges(&self) -> &[Arc<dyn Forge>] {
+        &self.forges
+    }
+
     /// The forge of `kind`, when it is configured.
     pub fn forge(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {
         self.forges.iter().find(|f| f.kind() == kind)

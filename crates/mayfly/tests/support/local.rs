@@ -49,6 +49,7 @@ pub async fn start(
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::ZERO,
             runners_max_age: Duration::ZERO,
+            gitlab_projects: Vec::new(),
         },
     )
     .await
