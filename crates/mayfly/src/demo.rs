@@ -12,6 +12,7 @@ use mayfly::local::{self, Cadence, Local, Setup};
 use mayfly_core::Pace;
 use mayfly_core::{Arch, Limits, Pools, Recycling};
 use mayfly_sim::runners::{Delay, RunnerConfig};
+use mayfly_sim::trace::{TraceForge, TraceJob};
 use mayfly_sim::{Sim, SimConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct DemoArgs {
     /// background, fast-forwarded), and show the three runs side by side
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub compare: bool,
+    /// Whose jobs the trace's jobs are: github, gitlab, or both (each repository of the trace
+    /// in turn a GitHub repository or a GitLab project). A trace with a forge column keeps it
+    #[arg(long, value_enum, default_value_t = DemoForge::Github)]
+    pub forge: DemoForge,
     /// Also print the API calls by route
     #[arg(long)]
     pub calls: bool,
@@ -64,6 +69,39 @@ pub struct DemoArgs {
     pub unused_state: Option<String>,
     #[arg(long = "listen", id = "listen", hide = true, value_name = "ADDR")]
     pub unused_listen: Option<String>,
+}
+
+/// Which fake forge the demo's jobs go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoForge {
+    Github,
+    Gitlab,
+    Both,
+}
+
+/// The trace's jobs moved to the chosen forge: all to GitLab, or every other repository (in
+/// name order) for both. A trace that names forges itself is left as it is.
+fn assign_forges(trace: &mut [TraceJob], forge: DemoForge) {
+    if forge == DemoForge::Github || trace.iter().any(|j| j.forge != TraceForge::Github) {
+        return;
+    }
+    let scopes = |forge: TraceForge| {
+        let mut scopes: Vec<String> = trace
+            .iter()
+            .filter(|j| j.forge == forge)
+            .map(|j| j.repo.clone())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    };
+    let repos = scopes(TraceForge::Github);
+    for j in trace.iter_mut() {
+        let n = repos.iter().position(|r| *r == j.repo).unwrap_or(0);
+        if forge == DemoForge::Gitlab || n % 2 == 1 {
+            j.forge = TraceForge::Gitlab;
+        }
+    }
 }
 
 /// What the demo says about servers and reuse: only what happened.
@@ -103,8 +141,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         ),
         None => ("the built-in trace".to_string(), TRACE.to_string()),
     };
-    let trace = mayfly_sim::trace::parse(&origin, &text)?;
+    let mut trace = mayfly_sim::trace::parse(&origin, &text)?;
     anyhow::ensure!(!trace.is_empty(), "{origin}: no jobs");
+    assign_forges(&mut trace, args.forge);
     anyhow::ensure!(
         args.speed.is_finite() && args.speed > 0.0,
         "--speed must be a positive number"
@@ -150,9 +189,17 @@ async fn start(
         },
         ..RunnerConfig::default()
     };
-    let mut repos: Vec<String> = trace.iter().map(|j| j.repo.clone()).collect();
-    repos.sort();
-    repos.dedup();
+    let scopes = |forge: TraceForge| {
+        let mut scopes: Vec<String> = trace
+            .iter()
+            .filter(|j| j.forge == forge)
+            .map(|j| j.repo.clone())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    };
+    let repos = scopes(TraceForge::Github);
     Local::start(
         config,
         Setup {
@@ -163,7 +210,7 @@ async fn start(
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::from_secs(300),
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
-            gitlab_projects: Vec::new(),
+            gitlab_projects: scopes(TraceForge::Gitlab),
         },
     )
     .await
@@ -249,13 +296,19 @@ async fn run(
         None => None,
     };
     let jobs = trace.len();
+    let gitlab = trace
+        .iter()
+        .filter(|j| j.forge == TraceForge::Gitlab)
+        .count();
     println!(
-        "mayfly demo: {jobs} jobs from {origin}, simulated at {}x (a minute takes {:.1} s), {}; \
-         fake GitHub on {}, fake Hetzner on {}",
+        "mayfly demo: {jobs} jobs from {origin} ({} GitHub, {gitlab} GitLab), simulated at {}x \
+         (a minute takes {:.1} s), {}; fake GitHub on {}, fake GitLab on {}, fake Hetzner on {}",
+        jobs - gitlab,
         args.speed,
         60.0 / args.speed,
         main.label(),
         local.at.github,
+        local.at.gitlab,
         local.at.hetzner
     );
     if let Some(d) = &served {

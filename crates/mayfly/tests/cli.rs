@@ -286,6 +286,45 @@ fn demo_says_why_powered_off_servers_stay_and_skips_their_wait() {
     );
 }
 
+/// `--forge both`: the trace's repositories go to GitHub and GitLab in turn, and one controller
+/// serves both, each job on a server of its own, nothing left.
+#[test]
+fn demo_serves_github_and_gitlab_jobs_in_one_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = write(
+        dir.path(),
+        "two.csv",
+        "at,repo,labels,duration\n\
+         0,acme/app,self-hosted;linux;x64,60\n\
+         5,acme/web,self-hosted;linux;x64,45\n",
+    );
+    let (code, out, err) = output(
+        mayfly(dir.path(), &[])
+            .args([
+                "demo",
+                "--speed",
+                "200",
+                "--recycling",
+                "false",
+                "--compare",
+                "false",
+            ])
+            .args(["--forge", "both", "--trace"])
+            .arg(&trace),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "(1 GitHub, 1 GitLab)",
+        "jobs served          2/2",
+        "GitLab API calls",
+        "servers created      2",
+        "servers left         0",
+        "ok: every job was served",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
 #[test]
 fn demo_serves_every_job_leaves_no_server_and_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -26,12 +26,69 @@ pub struct World {
     pub paid_until: Option<Time>,
 }
 
+/// A job of either fake forge, as the story counts it.
+pub struct SimJob {
+    pub forge: &'static str,
+    pub id: u64,
+    pub labels: Vec<String>,
+    /// `queued`, `running` or `done`.
+    pub state: &'static str,
+    pub success: bool,
+    pub queued_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub status: String,
+    pub runner: Option<String>,
+}
+
+/// Every job of the fake GitHub and the fake GitLab.
+pub fn all_jobs(sim: &Sim) -> Vec<SimJob> {
+    let mut all: Vec<SimJob> = sim
+        .github
+        .jobs()
+        .into_iter()
+        .map(|j| SimJob {
+            forge: "GitHub",
+            id: j.id,
+            labels: j.labels.clone(),
+            state: match j.status.as_str() {
+                "completed" => "done",
+                "in_progress" => "running",
+                _ => "queued",
+            },
+            success: j.conclusion.as_deref() == Some("success"),
+            queued_ms: j.queued_ms,
+            started_ms: j.started_ms,
+            finished_ms: j.completed_ms,
+            status: j.status.clone(),
+            runner: j.runner_name.clone(),
+        })
+        .collect();
+    all.extend(sim.gitlab.jobs().into_iter().map(|j| SimJob {
+        forge: "GitLab",
+        id: j.id,
+        labels: j.tags.clone(),
+        state: match j.status.as_str() {
+            "success" | "failed" | "canceled" | "skipped" => "done",
+            "running" | "canceling" => "running",
+            _ => "queued",
+        },
+        success: j.status == "success",
+        queued_ms: j.queued_ms.unwrap_or(j.created_ms),
+        started_ms: j.started_ms,
+        finished_ms: j.finished_ms,
+        status: j.status.clone(),
+        runner: j.runner_description.clone(),
+    }));
+    all
+}
+
 impl World {
     pub fn of(sim: &Sim, view: Option<&View>) -> World {
-        let gh = sim.github.jobs();
+        let gh = all_jobs(sim);
         let servers = sim.hetzner.servers();
-        let done = gh.iter().filter(|j| j.status == "completed").count();
-        let running = gh.iter().filter(|j| j.status == "in_progress").count();
+        let done = gh.iter().filter(|j| j.state == "done").count();
+        let running = gh.iter().filter(|j| j.state == "running").count();
         let paid_until = view.and_then(|v| {
             v.instances
                 .iter()
@@ -113,6 +170,8 @@ pub struct Outcome {
     /// GitHub calls that count against the rate limit, and conditional ones answered 304 (free).
     pub github_budget: u64,
     pub github_304: u64,
+    /// GitLab's calls (none are free: its lists have no ETags).
+    pub gitlab: u64,
     pub hetzner: u64,
     pub servers_created: usize,
     pub hours_billed: u64,
@@ -127,11 +186,8 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn of(sim: &Sim, jobs: usize, start: i64, failed_passes: u32) -> Outcome {
-        let gh = sim.github.jobs();
-        let served = gh
-            .iter()
-            .filter(|j| j.conclusion.as_deref() == Some("success"))
-            .count();
+        let gh = all_jobs(sim);
+        let served = gh.iter().filter(|j| j.success).count();
         let waits = Waits::of(
             gh.iter()
                 .filter_map(|j| j.started_ms.map(|s| (s - j.queued_ms) as f64 / 1000.0))
@@ -139,7 +195,7 @@ impl Outcome {
         );
         let job_secs: f64 = gh
             .iter()
-            .filter_map(|j| Some((j.completed_ms? - j.started_ms?) as f64 / 1000.0))
+            .filter_map(|j| Some((j.finished_ms? - j.started_ms?) as f64 / 1000.0))
             .sum();
         let (mut github_budget, mut github_304) = (0, 0);
         for row in sim
@@ -167,6 +223,7 @@ impl Outcome {
             waits,
             github_budget,
             github_304,
+            gitlab: sim.stats.total("gitlab"),
             hetzner: sim.stats.total("hetzner"),
             servers_created: bill.servers.len(),
             hours_billed: bill.hours_billed,
@@ -205,6 +262,13 @@ impl Outcome {
             self.per_job(self.github_budget as f64),
             self.github_304
         );
+        if self.gitlab > 0 {
+            println!(
+                "  GitLab API calls     {} ({:.2} per job of both forges)",
+                self.gitlab,
+                self.per_job(self.gitlab as f64)
+            );
+        }
         println!(
             "  Hetzner API calls    {} ({:.2} per job)",
             self.hetzner,
@@ -228,18 +292,14 @@ impl Outcome {
                 self.failed_passes
             );
         }
-        for j in sim
-            .github
-            .jobs()
-            .iter()
-            .filter(|j| j.conclusion.as_deref() != Some("success"))
-        {
+        for j in all_jobs(sim).iter().filter(|j| !j.success) {
             println!(
-                "  not served: job {} [{}] {} (runner {:?})",
+                "  not served: {} job {} [{}] {} (runner {:?})",
+                j.forge,
                 j.id,
                 j.labels.join(","),
                 j.status,
-                j.runner_name
+                j.runner
             );
         }
         for s in sim.hetzner.servers() {
@@ -288,6 +348,11 @@ pub fn compare(rows: &[(&str, Outcome)]) {
         )
     });
     line("GitHub 304s (free)", &|o| o.github_304.to_string());
+    if rows.iter().any(|(_, o)| o.gitlab > 0) {
+        line("GitLab calls", &|o| {
+            format!("{} ({:.2}/job)", o.gitlab, o.per_job(o.gitlab as f64))
+        });
+    }
     line("Hetzner calls", &|o| o.hetzner.to_string());
     line("servers left", &|o| o.left.to_string());
 }
