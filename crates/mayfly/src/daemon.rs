@@ -26,8 +26,6 @@ use tracing::{debug, info, warn};
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// How long closing the store's connections may take at the end.
 const STORE_CLOSE: Duration = Duration::from_secs(1);
-/// A follower looks at its leadership at least this often (a change is also notified).
-const FOLLOW_CHECK: Duration = Duration::from_secs(1);
 
 /// Whether this replica may act: always without an election, while it leads with one.
 fn leads(leadership: Option<&watch::Receiver<Leadership>>) -> bool {
@@ -211,18 +209,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         coalesce: config.intervals.coalesce.0,
     };
     let clock = reconciler.clock();
-    let stopped = reconcile_loop(
+    let stopped = mayfly::control_loop::run(
         &wake,
         mayfly_core::Pacer::new(pace),
         clock.as_ref(),
-        Lead {
+        mayfly::control_loop::Lead {
             leadership: leadership.clone(),
             halt,
             grace: config.deadlines.shutdown.0,
         },
         shutdown,
         async |step| match step {
-            Step::Pass(trigger) => Some(match reconciler.pass().await {
+            mayfly::control_loop::Step::Pass(trigger) => Some(match reconciler.pass().await {
                 Ok(report) => {
                     debug!(trigger, ?report, "reconcile pass done");
                     report.ended()
@@ -239,7 +237,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
             }),
-            Step::Recheck => reconciler.recheck().await,
+            mayfly::control_loop::Step::Recheck => reconciler.recheck().await,
         },
     )
     .await;
@@ -638,126 +636,6 @@ async fn build_provider(
     }
 }
 
-/// What the loop obeys beside its pace: leadership, and how a shutdown cuts a pass.
-struct Lead {
-    /// `None`: no election, this process acts alone.
-    leadership: Option<watch::Receiver<Leadership>>,
-    /// Set on a shutdown: the pass in flight starts no more steps.
-    halt: mayfly::reconcile::Halt,
-    /// How long the pass in flight may go on after a shutdown signal.
-    grace: Duration,
-}
-
-/// A pass at once (once leading, under an election), then passes as `pacer` schedules them
-/// (queued jobs, finished jobs, the last pass's deadlines), until `shutdown` resolves. Events
-/// during a pass are served by the next one, which `coalesce` keeps apart from the last.
-///
-/// A shutdown signal during a pass halts it: steps not yet started are skipped, those in flight
-/// get `grace` to reach a safe point, and then the pass is dropped (a create whose intent is
-/// written stays pending, and the next pass, of this process or another, carries it out).
-async fn reconcile_loop(
-    wake: &mayfly::demand::Wake,
-    mut pacer: mayfly_core::Pacer,
-    clock: &dyn mayfly_core::Clock,
-    mut lead: Lead,
-    shutdown: impl Future<Output = anyhow::Result<&'static str>>,
-    mut step: impl AsyncFnMut(Step) -> Option<mayfly_core::Ended>,
-) -> anyhow::Result<()> {
-    tokio::pin!(shutdown);
-    let mut trigger = "start";
-    loop {
-        if let Some(l) = lead.leadership.as_mut()
-            && !l.borrow().leads_now()
-        {
-            tokio::select! {
-                changed = l.changed() => {
-                    if changed.is_err() {
-                        // The election is gone: nothing will change; only a signal ends this.
-                        clock.sleep(FOLLOW_CHECK).await;
-                    }
-                }
-                () = clock.sleep(FOLLOW_CHECK) => {}
-                signal = &mut shutdown => {
-                    let signal = signal?;
-                    info!(signal, "stopping");
-                    return Ok(());
-                }
-            }
-            if l.borrow().leads_now() {
-                info!("leading: reconcile passes start");
-                pacer.queued(clock.now());
-                trigger = "leading";
-            }
-            continue;
-        }
-        let now = clock.now();
-        if pacer.is_due(now) {
-            debug!(trigger, "reconcile pass");
-            pacer.started(now);
-            let ended = {
-                let pass = step(Step::Pass(trigger));
-                tokio::pin!(pass);
-                tokio::select! {
-                    ended = &mut pass => ended,
-                    signal = &mut shutdown => {
-                        lead.halt.halt();
-                        let signal = signal?;
-                        info!(signal, grace = ?lead.grace, "stopping: the pass in flight starts no more steps");
-                        if tokio::time::timeout(lead.grace, pass).await.is_err() {
-                            warn!(
-                                grace = ?lead.grace,
-                                "the pass in flight was cut after the grace: creates it recorded \
-                                 stay pending for the next pass"
-                            );
-                        }
-                        return Ok(());
-                    }
-                }
-            };
-            if let Some(ended) = ended {
-                pacer.ended(clock.now(), ended);
-            }
-            trigger = "timer";
-            continue;
-        }
-        tokio::select! {
-            () = clock.sleep(pacer.wait(now)) => {}
-            () = wake.now.notified() => {
-                pacer.queued(clock.now());
-                trigger = "demand";
-            }
-            () = wake.soon.notified() => {
-                pacer.finished(clock.now());
-                trigger = "finished";
-            }
-            () = wake.started.notified() => {
-                if let Some(ended) = step(Step::Recheck).await {
-                    pacer.ended(clock.now(), ended);
-                }
-            }
-            // Leadership lost while waiting: the loop follows.
-            Ok(()) = async {
-                match lead.leadership.as_mut() {
-                    Some(l) => l.changed().await,
-                    None => std::future::pending().await,
-                }
-            } => {}
-            signal = &mut shutdown => {
-                // Evaluated outside the macro: a disabled log level would skip the `?`.
-                let signal = signal?;
-                info!(signal, "stopping");
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// What the loop asks of the reconciler: a pass, or a check of the last plan on newer news.
-enum Step {
-    Pass(&'static str),
-    Recheck,
-}
-
 /// The name of the first shutdown signal received. The handlers are installed when this is
 /// called, not when the future is first polled: a signal that comes while the first pass runs
 /// is caught, never the default action (which would kill the process mid-step).
@@ -783,142 +661,5 @@ pub(crate) fn shutdown_signal()
                 .context("cannot listen for Ctrl-C")?;
             Ok("Ctrl-C")
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PACE: mayfly_core::Pace = mayfly_core::Pace {
-        unsettled: Duration::from_millis(5),
-        resync: Duration::from_millis(5),
-        settle: None,
-        coalesce: Duration::ZERO,
-    };
-
-    fn alone() -> Lead {
-        Lead {
-            leadership: None,
-            halt: mayfly::reconcile::Halt::default(),
-            grace: Duration::from_secs(1),
-        }
-    }
-
-    #[tokio::test]
-    async fn loop_ends_when_shutdown_resolves() {
-        let wake = mayfly::demand::Wake::default();
-        let done = reconcile_loop(
-            &wake,
-            mayfly_core::Pacer::new(PACE),
-            &SystemClock,
-            alone(),
-            async { Ok("test") },
-            async |_| Some(mayfly_core::Ended::default()),
-        );
-        tokio::time::timeout(Duration::from_secs(5), done)
-            .await
-            .expect("loop stopped")
-            .expect("clean stop");
-    }
-
-    fn leading(yes: bool) -> Leadership {
-        Leadership {
-            leading: yes,
-            epoch: 1,
-            holder: Some("me".into()),
-            since: None,
-            sure_until: yes.then(|| tokio::time::Instant::now() + Duration::from_secs(60)),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_follower_runs_no_pass_until_it_leads_and_none_after_it_lost_the_lease() {
-        let wake = mayfly::demand::Wake::default();
-        let (publish, leadership) = watch::channel(leading(false));
-        let passes = std::sync::atomic::AtomicU32::new(0);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let looping = reconcile_loop(
-            &wake,
-            mayfly_core::Pacer::new(PACE),
-            &SystemClock,
-            Lead {
-                leadership: Some(leadership),
-                ..alone()
-            },
-            async move {
-                let _ = stopped.await;
-                Ok("test")
-            },
-            async |_| {
-                passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Some(mayfly_core::Ended::default())
-            },
-        );
-        let count = || passes.load(std::sync::atomic::Ordering::SeqCst);
-        let drive = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            assert_eq!(count(), 0, "a follower ran a pass");
-            publish.send_replace(leading(true));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(count() > 0, "the new leader ran no pass");
-            // Lost: a lapsed lease counts as lost even before the election says so.
-            publish.send_replace(Leadership {
-                sure_until: Some(tokio::time::Instant::now()),
-                ..leading(true)
-            });
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let after = count();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            assert_eq!(count(), after, "passes ran after the lease was lost");
-            let _ = stop.send(());
-        };
-        let (done, ()) = tokio::join!(looping, drive);
-        done.expect("clean stop");
-    }
-
-    #[tokio::test]
-    async fn a_signal_during_a_pass_halts_it_and_waits_the_grace_at_most() {
-        let wake = mayfly::demand::Wake::default();
-        let lead = alone();
-        let halt = lead.halt.clone();
-        let grace = Duration::from_millis(300);
-        let started = std::time::Instant::now();
-        let done = reconcile_loop(
-            &wake,
-            mayfly_core::Pacer::new(PACE),
-            &SystemClock,
-            Lead { grace, ..lead },
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok("test")
-            },
-            // A pass whose API calls never answer.
-            async |_| std::future::pending().await,
-        );
-        tokio::time::timeout(Duration::from_secs(5), done)
-            .await
-            .expect("the loop ended")
-            .expect("clean stop");
-        let took = started.elapsed();
-        assert!(halt.halted(), "the pass was not told to stop");
-        assert!(
-            took >= grace && took < grace + Duration::from_secs(1),
-            "{took:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failing_signal_handler_is_an_error() {
-        let r = reconcile_loop(
-            &mayfly::demand::Wake::default(),
-            mayfly_core::Pacer::new(PACE),
-            &SystemClock,
-            alone(),
-            async { Err(anyhow::anyhow!("no signals")) },
-            async |_| Some(mayfly_core::Ended::default()),
-        )
-        .await;
-        assert!(r.is_err());
     }
 }

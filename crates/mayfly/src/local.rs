@@ -6,10 +6,7 @@ use crate::gitlab_demand::GitlabDemand;
 use crate::http::{GitlabHooks, Webhooks, router};
 use crate::reconcile::{PassError, PassReport, Reconciler, Runners, Tuning};
 use anyhow::Context;
-use mayfly_core::{
-    Arch, Clock, Deadlines, Ended, Image, ImageKind, LabelRules, Labels, Limits, MachineSpec, Pace,
-    Pacer, Pool, Pools, Recycling, Secret,
-};
+use mayfly_core::{Clock, Ended, Pace, Pacer, Pools, Secret};
 use mayfly_forge::github::{
     AuthConfig, Client, ClientConfig, GithubConfig, LimitsConfig, Registration, Repo,
 };
@@ -24,9 +21,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The name the simulated Hetzner provider goes by in pools.
-pub const PROVIDER: &str = "hetzner";
 
 /// How the in-process controller is set up.
 pub struct Setup {
@@ -355,42 +349,4 @@ pub struct Cadence {
     pub poll: Duration,
 }
 
-/// A pool on the simulated Hetzner provider: Ubuntu 24.04 of `arch`, in the given types and
-/// locations (in order of preference), no limit, no standby.
-pub fn pool(name: &str, labels: &[&str], types: &[&str], locations: &[&str], arch: Arch) -> Pool {
-    Pool {
-        name: name.into(),
-        provider: PROVIDER.into(),
-        labels: Labels::new(labels),
-        spec: MachineSpec {
-            types: types.iter().map(|t| t.to_string()).collect(),
-            locations: locations.iter().map(|l| l.to_string()).collect(),
-            image: Image {
-                arch,
-                kind: ImageKind::System,
-                name: "ubuntu-24.04".into(),
-            },
-        },
-        max: None,
-        standby: 0,
-        forges: Vec::new(),
-    }
-}
-
-/// These pools under `controller` with default limits and deadlines, recycling on or off. The
-/// runner scope is set by the reconciler from where its runners register.
-pub fn pools(controller: &str, pools: Vec<Pool>, recycling: bool) -> Pools {
-    Pools {
-        controller: controller.into(),
-        pools,
-        limits: Limits::default(),
-        deadlines: Deadlines::default(),
-        labels: LabelRules::default(),
-        recycling: Recycling {
-            enabled: recycling,
-            ..Recycling::default()
-        },
-        runner_scope: Default::default(),
-        forge_scopes: Default::default(),
-    }
-}
+pub use mayfly_controller::sample::{PROVIDER, pool, pools};

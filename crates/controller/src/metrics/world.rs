@@ -162,8 +162,8 @@ mod tests {
     }
 
     fn view(snapshot: &Snapshot, max: u32) -> View {
-        let pool = crate::local::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
-        let mut pools = crate::local::pools("mf", vec![pool], true);
+        let pool = crate::sample::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
+        let mut pools = crate::sample::pools("mf", vec![pool], true);
         pools.limits.max_instances = Some(max);
         let now = Time::from_secs(5400);
         let plan = mayfly_core::plan(snapshot, &pools, now);

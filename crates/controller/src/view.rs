@@ -448,8 +448,8 @@ mod tests {
 
     #[test]
     fn the_view_joins_jobs_instances_runners_and_their_cost() {
-        let pool = crate::local::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
-        let mut pools = crate::local::pools("mf", vec![pool], true);
+        let pool = crate::sample::pool("linux", LINUX, &["cx23"], &["fsn1"], Arch::X86);
+        let mut pools = crate::sample::pools("mf", vec![pool], true);
         pools.pools[0].max = Some(1);
         let snapshot = Snapshot {
             jobs: vec![job(2, 1900), job(1, 1800)],
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn times_read_as_rfc3339() {
-        let pools = crate::local::pools("mf", vec![], true);
+        let pools = crate::sample::pools("mf", vec![], true);
         let view = View::build(
             &pools,
             &Snapshot::default(),

@@ -421,7 +421,7 @@ mod tests {
     }
 
     fn clock() -> Arc<dyn Clock> {
-        Arc::new(mayfly_forge::github::SystemClock)
+        Arc::new(mayfly_forge::clock::SystemClock)
     }
 
     /// Waits (in paused time) until `rx` satisfies `f`; the time it took.

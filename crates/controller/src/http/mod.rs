@@ -89,7 +89,7 @@ impl Webhooks {
             secret,
             wake,
             store_timeout: STORE_TIMEOUT,
-            clock: Arc::new(mayfly_forge::github::SystemClock),
+            clock: Arc::new(mayfly_forge::clock::SystemClock),
             serves: Served::Any,
             gitlab: None,
         }

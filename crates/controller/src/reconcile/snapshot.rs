@@ -181,14 +181,14 @@ mod tests {
     use mayfly_core::{ForgeKind, Labels};
 
     fn pools() -> Pools {
-        let pool = crate::local::pool(
+        let pool = crate::sample::pool(
             "p",
             &["self-hosted", "linux"],
             &["cx23"],
             &["fsn1"],
             mayfly_core::Arch::X86,
         );
-        crate::local::pools("mf", vec![pool], true)
+        crate::sample::pools("mf", vec![pool], true)
     }
 
     fn listed(name: &str) -> Instance {
