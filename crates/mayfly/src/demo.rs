@@ -85,23 +85,25 @@ fn assign_forges(trace: &mut [TraceJob], forge: DemoForge) {
     if forge == DemoForge::Github || trace.iter().any(|j| j.forge != TraceForge::Github) {
         return;
     }
-    let scopes = |forge: TraceForge| {
-        let mut scopes: Vec<String> = trace
-            .iter()
-            .filter(|j| j.forge == forge)
-            .map(|j| j.repo.clone())
-            .collect();
-        scopes.sort();
-        scopes.dedup();
-        scopes
-    };
-    let repos = scopes(TraceForge::Github);
+    let repos = scopes(trace, TraceForge::Github);
     for j in trace.iter_mut() {
         let n = repos.iter().position(|r| *r == j.repo).unwrap_or(0);
         if forge == DemoForge::Gitlab || n % 2 == 1 {
             j.forge = TraceForge::Gitlab;
         }
     }
+}
+
+/// The repositories (or projects) of `forge`'s jobs in the trace, in name order, once each.
+fn scopes(trace: &[TraceJob], forge: TraceForge) -> Vec<String> {
+    let mut scopes: Vec<String> = trace
+        .iter()
+        .filter(|j| j.forge == forge)
+        .map(|j| j.repo.clone())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }
 
 /// What the demo says about servers and reuse: only what happened.
@@ -189,17 +191,7 @@ async fn start(
         },
         ..RunnerConfig::default()
     };
-    let scopes = |forge: TraceForge| {
-        let mut scopes: Vec<String> = trace
-            .iter()
-            .filter(|j| j.forge == forge)
-            .map(|j| j.repo.clone())
-            .collect();
-        scopes.sort();
-        scopes.dedup();
-        scopes
-    };
-    let repos = scopes(TraceForge::Github);
+    let repos = scopes(trace, TraceForge::Github);
     Local::start(
         config,
         Setup {
@@ -210,7 +202,7 @@ async fn start(
             confirm_after: Duration::from_secs(600),
             poll_backstop: Duration::from_secs(300),
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
-            gitlab_projects: scopes(TraceForge::Gitlab),
+            gitlab_projects: scopes(trace, TraceForge::Gitlab),
         },
     )
     .await
