@@ -521,6 +521,65 @@ async fn a_refused_credential_is_one_error_on_both_forges_and_shows_no_token() {
     }
 }
 
+/// A powered-off machine's GitLab record goes with one `DELETE`: the machine runs nothing, so
+/// no busy check first, whatever GitLab last heard of its job; the forge finds the record it
+/// made for the name without a list. A record it does not know is looked for by description.
+/// GitHub keeps no used runners: its `deregister_stopped` is its usual deregistration.
+#[tokio::test]
+async fn an_off_machines_gitlab_record_goes_with_one_delete() {
+    let w = gitlab_world().await;
+    assert!(w.forge.keeps_used_runners());
+    let scope = w.forge.scopes().remove(0);
+    let issued = w
+        .forge
+        .credential(&scope, "mayfly-off-1", &Labels::new(["linux"]))
+        .await
+        .unwrap();
+    w.enqueue(&["linux"]);
+    // Its runner took a job and the machine went off without finishing it.
+    w.boot_and_take(&issued.credential);
+    let before = w.total();
+    w.forge
+        .deregister_stopped(&scope, None, "mayfly-off-1")
+        .await
+        .unwrap();
+    assert_eq!(w.total() - before, 1, "one DELETE, no busy check, no list");
+    assert_eq!(w.calls("DELETE", "/runners/{runner_id}").0, 1);
+    assert!(named(&w.forge.runners().await.unwrap(), "mayfly-off-1").is_empty());
+
+    // Unknown to this forge (made before a restart): found by its description first.
+    let other = w
+        .forge
+        .credential(&scope, "mayfly-off-2", &Labels::new(["linux"]))
+        .await
+        .unwrap();
+    let id = other.runner_id.expect("a record id");
+    let Fake::Gitlab(_, url) = &w.fake else {
+        unreachable!()
+    };
+    let config: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
+        "url": url, "token": GITLAB_TOKEN, "projects": [REPO],
+    }))
+    .unwrap();
+    let client = gitlab::Client::new(&config.client()).unwrap();
+    let scopes = client.resolve(&config).await.unwrap();
+    let restarted = GitlabForge::new(client, scopes, GitlabRunners::default());
+    restarted
+        .deregister_stopped(&scope, None, "mayfly-off-2")
+        .await
+        .unwrap();
+    assert!(
+        restarted
+            .runners()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != id),
+        "the record found by its description is gone"
+    );
+    assert!(!github_world().await.forge.keeps_used_runners());
+}
+
 /// GitLab's runner lists carry neither tags nor a busy flag: a forge that starts with runners
 /// already registered (a restart) reads no tags (the planner matches with its machines' own
 /// labels), and checks the online ones' newest job on every list.
