@@ -12,7 +12,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, LINUX_POOL, SimServe};
+use support::sim::{GITHUB_TOKEN, HETZNER_TOKEN, LINUX_POOL, SimServe, fast_faults};
 
 const HOOK_SECRET: &str = "bench-hook-secret";
 const GITLAB_TOKEN: &str = "sim-gitlab-token";
@@ -111,14 +111,11 @@ fn over(sim: &SimServe, forge: Forge) -> (usize, usize) {
 
 fn run(forge: Forge) {
     let sim = SimServe::start(&[]);
-    sim.faults(json!({
-        "runners": { "boot_delay": { "kind": "fixed", "secs": 1 } },
-        "hetzner": {
-            "boot_delay_secs": 1, "shutdown_delay_secs": 0.5, "action_delay_secs": 1,
-            "server_quota": 2000,
-        },
-        "github": { "writes_per_minute": 100000 },
-    }));
+    // As the end-to-end tests: servers up in a second, runners a second later, the quota and
+    // GitHub's write cap raised so that the run measures mayfly, not the limits.
+    let mut faults = fast_faults();
+    faults["hetzner"]["server_quota"] = json!(2000);
+    sim.faults(faults);
     if forge == Forge::Gitlab {
         for p in scopes("project") {
             sim.post("gitlab/projects", &json!({ "path": p }));
