@@ -169,6 +169,20 @@ impl World {
     }
 }
 
+/// A GitLab forge of its own on the fake at `url` (a restarted mayfly, or another
+/// configuration): `scopes` is the `[gitlab]` section's projects or groups.
+async fn gitlab_forge(url: &str, scopes: serde_json::Value) -> GitlabForge {
+    let mut section = serde_json::json!({ "url": url, "token": GITLAB_TOKEN });
+    section
+        .as_object_mut()
+        .unwrap()
+        .extend(scopes.as_object().unwrap().clone());
+    let config: gitlab::GitlabConfig = serde_json::from_value(section).unwrap();
+    let client = gitlab::Client::new(&config.client()).unwrap();
+    let scopes = client.resolve(&config).await.unwrap();
+    GitlabForge::new(client, scopes, GitlabRunners::default())
+}
+
 fn named<'a>(runners: &'a [RegisteredRunner], name: &str) -> Vec<&'a RegisteredRunner> {
     runners.iter().filter(|r| r.name == name).collect()
 }
@@ -465,13 +479,7 @@ async fn an_organization_owns_its_repositories_and_a_group_its_projects() {
         unreachable!()
     };
     fake.project("platform/deep/web").unwrap();
-    let config: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
-        "url": url, "token": GITLAB_TOKEN, "groups": ["platform"],
-    }))
-    .unwrap();
-    let client = gitlab::Client::new(&config.client()).unwrap();
-    let scopes = client.resolve(&config).await.unwrap();
-    let group = GitlabForge::new(client, scopes, GitlabRunners::default());
+    let group = gitlab_forge(url, serde_json::json!({ "groups": ["platform"] })).await;
     assert!(group.owns(&gl.key("platform/deep/web", 1)));
     assert!(!group.owns(&gl.key(REPO, 1)), "a project outside the group");
     assert_eq!(
@@ -557,13 +565,7 @@ async fn an_off_machines_gitlab_record_goes_with_one_delete() {
     let Fake::Gitlab(_, url) = &w.fake else {
         unreachable!()
     };
-    let config: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
-        "url": url, "token": GITLAB_TOKEN, "projects": [REPO],
-    }))
-    .unwrap();
-    let client = gitlab::Client::new(&config.client()).unwrap();
-    let scopes = client.resolve(&config).await.unwrap();
-    let restarted = GitlabForge::new(client, scopes, GitlabRunners::default());
+    let restarted = gitlab_forge(url, serde_json::json!({ "projects": [REPO] })).await;
     restarted
         .deregister_stopped(&scope, None, "mayfly-off-2")
         .await
@@ -602,13 +604,7 @@ async fn after_a_restart_gitlab_reads_no_tags_and_checks_the_online_runner() {
     w.enqueue(&["linux"]);
     w.boot_and_take(&a.credential);
 
-    let config: gitlab::GitlabConfig = serde_json::from_value(serde_json::json!({
-        "url": url, "token": GITLAB_TOKEN, "projects": [REPO],
-    }))
-    .unwrap();
-    let client = gitlab::Client::new(&config.client()).unwrap();
-    let scopes = client.resolve(&config).await.unwrap();
-    let restarted = GitlabForge::new(client, scopes, GitlabRunners::default());
+    let restarted = gitlab_forge(url, serde_json::json!({ "projects": [REPO] })).await;
     let before = w.total();
     let runners = restarted.runners().await.unwrap();
     assert_eq!(

@@ -133,21 +133,10 @@ impl World {
         limit: Duration,
         mut done: impl FnMut(&SimServe) -> bool,
     ) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if done(&self.sim) {
-                return;
-            }
-            if let Some(d) = &mut self.daemon {
-                d.drain();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out after {limit:?} waiting for {what}",
-                self.name
-            );
-            std::thread::sleep(every);
-        }
+        let sim = &self.sim;
+        support::wait_until(self.name, what, limit, every, self.daemon.as_mut(), || {
+            done(sim)
+        });
     }
 
     /// Waits until `expected` jobs exist and all are completed, then until no server is left

@@ -155,28 +155,15 @@ impl World {
     }
 
     fn wait(&mut self, what: &str, limit: Duration, mut done: impl FnMut(&SimServe) -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if done(&self.sim) {
-                return;
-            }
-            if let Some(d) = &mut self.daemon {
-                d.drain();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out after {limit:?} waiting for {what}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        let sim = &self.sim;
+        let every = Duration::from_millis(250);
+        support::wait_until(self.name, what, limit, every, self.daemon.as_mut(), || {
+            done(sim)
+        });
     }
 
     fn gitlab_jobs(&self) -> Vec<Value> {
-        match self.sim.get("gitlab/jobs") {
-            Value::Array(jobs) => jobs,
-            other => panic!("GET /_sim/gitlab/jobs: {other}"),
-        }
+        gitlab_jobs_of(&self.sim)
     }
 
     /// Waits until every job of both forges finished, then until no server and no GitLab

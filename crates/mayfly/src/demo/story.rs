@@ -5,7 +5,7 @@
 use super::{clock, reuse};
 use mayfly::estimate::Waits;
 use mayfly::view::View;
-use mayfly_core::{InstanceState, Time};
+use mayfly_core::{InstanceState, JobStatus, Time};
 use mayfly_sim::Sim;
 use std::time::Duration;
 
@@ -68,9 +68,11 @@ pub fn all_jobs(sim: &Sim) -> Vec<SimJob> {
         forge: "GitLab",
         id: j.id,
         labels: j.tags.clone(),
-        state: match j.status.as_str() {
-            "success" | "failed" | "canceled" | "skipped" => "done",
-            "running" | "canceling" => "running",
+        // As mayfly reads GitLab's statuses; one it does not know, or one that is no demand
+        // yet (`created`, `manual`), counts as waiting.
+        state: match mayfly_forge::gitlab::job_status(&j.status) {
+            Ok(Some(JobStatus::Completed)) => "done",
+            Ok(Some(JobStatus::InProgress)) => "running",
             _ => "queued",
         },
         success: j.status == "success",

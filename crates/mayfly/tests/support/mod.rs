@@ -22,6 +22,30 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// `mayfly` in `dir` with a clean environment (`HOME=dir` and `env` only): no stray
 /// GITHUB_TOKEN or ~/.ssh from the machine running the tests.
+/// Polls `done` every `every` until it holds, at most `limit` (a test named `name` fails
+/// saying it timed out waiting for `what`); reads the daemon's log meanwhile, so its pipe never
+/// fills.
+pub fn wait_until(
+    name: &str,
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut daemon: Option<&mut Daemon>,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if let Some(d) = daemon.as_deref_mut() {
+            d.drain();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
 pub fn mayfly(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
