@@ -289,8 +289,13 @@ impl Demand {
     }
 
     /// The repositories this pass polls: all of them, except a repository whose webhooks are
-    /// trusted, which is polled once per backstop.
-    fn due(&mut self, now: Time) -> HashSet<String> {
+    /// trusted, which is polled once per backstop, at a moment the store holds none of its
+    /// jobs as queued (`queued`: the repositories it does) — at most half a backstop later.
+    /// With webhooks flowing, GitHub's queue is then as empty as it was at the last backstop
+    /// and answers 304, free; polled while a job the webhooks announced waits, it would cost a
+    /// request twice, to show that job and to show it gone. A job whose `queued` webhook was
+    /// lost is in the answer either way.
+    fn due(&mut self, now: Time, queued: &HashSet<String>) -> HashSet<String> {
         let mut due = HashSet::new();
         for repo in self.poller.repos() {
             let key = repo.to_string();
@@ -302,13 +307,49 @@ impl Demand {
                     info!(repo = %crate::escape::Text(&key), "webhooks arrive: polling at the backstop");
                 }
             }
-            if trusted && trust.polled.is_some_and(|t| now.since(t) < self.backstop) {
-                continue;
+            if trusted && let Some(t) = trust.polled {
+                let since = now.since(t);
+                let wait = if queued.contains(&key) {
+                    self.backstop + self.backstop / 2
+                } else {
+                    self.backstop
+                };
+                if since < wait {
+                    continue;
+                }
             }
             trust.polled = Some(now);
             due.insert(key);
         }
         due
+    }
+
+    /// The repositories the store holds a queued job of, when a trusted one is due for its
+    /// backstop (see [`Demand::due`]); none otherwise, and none when the store cannot say.
+    async fn queued_repos(&self, now: Time) -> HashSet<String> {
+        let due = self.poller.repos().iter().any(|r| {
+            let key = r.to_string();
+            self.trusted(&key)
+                && self
+                    .trust
+                    .get(&key)
+                    .and_then(|t| t.polled)
+                    .is_some_and(|t| now.since(t) >= self.backstop)
+        });
+        if !due {
+            return HashSet::new();
+        }
+        match self.store.jobs_with_status(&[JobStatus::Queued]).await {
+            Ok(jobs) => jobs
+                .into_iter()
+                .filter(|j| j.key.forge == mayfly_core::ForgeKind::Github)
+                .map(|j| j.key.scope.to_string())
+                .collect(),
+            Err(e) => {
+                debug!(error = %e, "cannot read the queued jobs: polling at the backstop as due");
+                HashSet::new()
+            }
+        }
     }
 
     /// Whether `repo`'s webhooks are trusted (polled at the backstop only).
@@ -337,7 +378,8 @@ impl Demand {
         if let Some(repo) = deliveries.gap {
             self.lost(&repo, &mut report);
         }
-        let due = self.due(now);
+        let queued = self.queued_repos(now).await;
+        let due = self.due(now, &queued);
         for repo in self.poller.repos().to_vec() {
             if !due.contains(&repo.to_string()) {
                 continue;

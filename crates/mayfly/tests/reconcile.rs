@@ -5,7 +5,7 @@
 mod support;
 
 use mayfly::local::{self, Local};
-use mayfly_core::{Arch, Pools};
+use mayfly_core::{Arch, Clock as _, Pools};
 use mayfly_sim::Sim;
 use mayfly_sim::github::NewJob;
 use std::time::Duration;
@@ -245,4 +245,94 @@ async fn a_look_writes_nothing_and_a_pass_does() {
     assert_eq!(created().await, 1, "a look writes nothing");
     w.controller.run(CADENCE, |_, _| true).await;
     assert_eq!(created().await, 0, "a pass records it gone");
+}
+
+/// Between runner lists (read at most every `intervals.runners` when no plan rests on them),
+/// a pass plans with the last ones; what happened since must not make it act on registrations
+/// that are over. A machine deleted once its job is done costs no runner delete although the
+/// last list showed its runner at work (GitHub removed the ephemeral runner with its job), and
+/// the deleted machine's runner in that list is not taken for a leftover to remove (which would
+/// read the lists again). Passes are driven one by one, so the lists are read exactly when said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_done_with_its_job_goes_without_a_runner_delete_or_a_list() {
+    let w = Local::start(
+        sim_config(SPEED),
+        mayfly::local::Setup {
+            pools: pools(false),
+            repos: vec![REPO.to_string()],
+            webhook_secret: None,
+            workers: 4,
+            confirm_after: Duration::from_secs(600),
+            poll_backstop: Duration::ZERO,
+            runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
+            gitlab_projects: Vec::new(),
+        },
+    )
+    .await
+    .expect("simulator and controller");
+    let Local {
+        sim, controller, ..
+    } = w;
+    let mut c = controller;
+    let calls = |method: &str, suffix: &str| -> (u64, u64) {
+        sim.stats
+            .rows()
+            .into_iter()
+            .filter(|r| {
+                r.key.service == "github" && r.key.method == method && r.key.route.ends_with(suffix)
+            })
+            .fold((0, 0), |(n, e), r| (n + r.count.calls, e + r.count.errors))
+    };
+    let until = async |what: &str, done: &dyn Fn() -> bool| {
+        let limit = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < limit, "{what} within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    sim.github.enqueue(
+        REPO,
+        vec![NewJob {
+            labels: vec!["self-hosted".into(), "linux".into()],
+            duration: Duration::from_secs(120),
+        }],
+    );
+    c.demand.pass(c.clock.now()).await;
+    c.reconciler.pass().await.expect("the create's pass");
+    assert_eq!(sim.hetzner.servers().len(), 1);
+    until("the job starts", &|| {
+        sim.github.jobs().iter().all(|j| j.status == "in_progress")
+    })
+    .await;
+    // The lists are read while the runner works (as a pass that rests on them would).
+    c.reconciler.look().await.expect("a look reads the lists");
+    assert!(sim.github.runners().iter().all(|r| r.busy));
+    until("the job ends and its server powers off", &|| {
+        all_completed(&sim) && sim.hetzner.servers().iter().all(|s| s.status == "off")
+    })
+    .await;
+    c.demand.pass(c.clock.now()).await;
+    let lists = calls("GET", "/actions/runners");
+    // Passes until the off server goes (`powered_off` after it stopped), and two more.
+    let limit = std::time::Instant::now() + Duration::from_secs(30);
+    let mut after = 0;
+    while after < 2 {
+        assert!(std::time::Instant::now() < limit, "deleted within 30 s");
+        c.reconciler.pass().await.expect("a pass");
+        if sim.hetzner.servers().is_empty() {
+            after += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        calls("DELETE", "/actions/runners/{runner_id}"),
+        (0, 0),
+        "no delete of a runner GitHub removed with its job"
+    );
+    assert_eq!(
+        calls("GET", "/actions/runners"),
+        lists,
+        "the last lists served every pass since"
+    );
+    assert!(sim.github.runners().is_empty(), "no runner left");
 }

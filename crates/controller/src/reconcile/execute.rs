@@ -69,6 +69,9 @@ pub struct Executed {
     pub failed: u32,
     /// Instances booted again by reuse: their registration deadline starts over.
     pub restarted: Vec<String>,
+    /// Names whose registrations in the last runner lists this pass made outdated: a machine
+    /// rebuilt (its runner will be a new one) or deleted, a runner removed.
+    pub outdated: Vec<String>,
     /// Providers that answered "quota reached" this pass.
     pub quota: Vec<String>,
     /// Jobs the forge said are no longer queued when a machine was about to be made or reused
@@ -100,9 +103,16 @@ impl Executed {
             Outcome::Reused => {
                 self.reused += 1;
                 self.restarted.push(subject.to_string());
+                self.outdated.push(subject.to_string());
             }
-            Outcome::Deleted => self.deleted += 1,
-            Outcome::RunnerRemoved => self.runners_removed += 1,
+            Outcome::Deleted => {
+                self.deleted += 1;
+                self.outdated.push(subject.to_string());
+            }
+            Outcome::RunnerRemoved => {
+                self.runners_removed += 1;
+                self.outdated.push(subject.to_string());
+            }
             Outcome::IntentDropped => self.intents_dropped += 1,
             Outcome::Skipped(_) => self.skipped += 1,
             Outcome::Failed(_) => self.failed += 1,
@@ -120,6 +130,8 @@ struct Pass {
     /// Instance name → provider name.
     provider_of: HashMap<String, String>,
     scope_of: HashMap<u64, ScopeId>,
+    /// Runners the lists showed running a job.
+    working: HashSet<u64>,
     /// The instances of the snapshot, by name (placement for a reuse, candidates to free).
     instances: HashMap<String, Instance>,
     /// Job attempts, for a reuse's intent.
@@ -338,6 +350,13 @@ impl Pass {
             stop,
             provider_of: seen.provider_of,
             scope_of: seen.scope_of,
+            working: seen
+                .snapshot
+                .runners
+                .iter()
+                .filter(|r| r.busy)
+                .map(|r| r.id)
+                .collect(),
             attempts: seen
                 .snapshot
                 .jobs
@@ -484,6 +503,17 @@ impl Pass {
         let known = self.instances.get(instance);
         let off = known.is_some_and(|i| i.state == InstanceState::Off);
         let removed = match runner_id.and_then(|id| Some((id, self.scope_of.get(&id)?))) {
+            // A single-use runner the lists showed at work, on a machine now off, has run its
+            // job: a forge that removes used runners itself (GitHub: the service removes an
+            // ephemeral runner's registration after its one job) has removed it already, and a
+            // delete would only be told 404.
+            Some((id, scope))
+                if off
+                    && self.working.contains(&id)
+                    && !self.ctx.runners.keeps_used_runners(scope) =>
+            {
+                Ok(())
+            }
             // A machine that is off runs nothing: its runner goes without a busy check.
             Some((id, scope)) if off => {
                 self.ctx

@@ -471,6 +471,9 @@ impl Reconciler {
             for name in &report.executed.restarted {
                 self.memory.restarted(name, now);
             }
+            // The next pass that plans with the last lists must not see a rebuilt machine's
+            // old runner as its own, nor a deleted machine's or a removed runner as left over.
+            self.ctx.runners.forget(&report.executed.outdated);
             for (pool, spec) in std::mem::take(&mut report.executed.accepted) {
                 self.refusals.accepted(&pool, &spec);
             }

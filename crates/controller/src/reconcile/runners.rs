@@ -102,6 +102,19 @@ impl Runners {
         self.lock().as_ref().map(|(at, _)| *at)
     }
 
+    /// Takes the registrations named `names` out of the last list: what this process did since
+    /// it was read made them outdated (see `execute::Executed::outdated`), and a pass planning
+    /// with it would act on them — deregister a runner GitHub already removed, or read the lists
+    /// again to remove it.
+    pub fn forget(&self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        if let Some((_, list)) = self.lock().as_mut() {
+            list.retain(|r| !names.contains(&r.name));
+        }
+    }
+
     /// The runners as the last [`Runners::list`] found them, if no older than `max_age` at
     /// `now`: what a pass that acts on nothing the runners say plans with.
     pub fn last_list(
