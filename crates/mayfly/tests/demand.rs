@@ -46,6 +46,28 @@ async fn serve() -> (Arc<Github>, Arc<Stats>, String) {
     (gh, stats, api_url)
 }
 
+/// Job `id` of `repo` stored as its webhook would store it (delivery `d-<id>`), from what the
+/// fake says of it now.
+async fn heard(client: &Client, store: &Store, repo: &Repo, id: u64) {
+    let update = client.job(repo, id).await.unwrap().update(repo).unwrap();
+    let rec = mayfly::demand::record(&update, mayfly::demand::now());
+    store
+        .upsert_job(&rec, Some(&format!("d-{id}-{:?}", rec.status)))
+        .await
+        .unwrap();
+}
+
+/// Calls the fake answered on routes ending in `suffix`, and how many of them were 304s.
+fn answered(stats: &Stats, suffix: &str) -> (u64, u64) {
+    stats
+        .rows()
+        .iter()
+        .filter(|r| r.key.route.ends_with(suffix))
+        .fold((0, 0), |(c, n), r| {
+            (c + r.count.calls, n + r.count.not_modified)
+        })
+}
+
 async fn fake() -> (Arc<Github>, Arc<Stats>, Client) {
     let (gh, stats, api_url) = serve().await;
     let client = Client::new(&ClientConfig {
@@ -182,13 +204,7 @@ async fn repositories_whose_webhooks_prove_they_arrive_are_polled_less() {
         assert!(!demand.trusted("acme/hooked"), "not after {n}");
         let ids = gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
         for id in ids {
-            let found = client.job(&hooked, id).await.unwrap();
-            let update = found.update(&hooked).unwrap();
-            let rec = mayfly::demand::record(&update, mayfly::demand::now());
-            store
-                .upsert_job(&rec, Some(&format!("d-{id}")))
-                .await
-                .unwrap();
+            heard(&client, &store, &hooked, id).await;
         }
         // Once a webhook of its own has come, its queued runs only: the queue is where a lost
         // webhook keeps a job waiting.
@@ -305,21 +321,9 @@ async fn the_backstop_polls_when_the_known_queue_is_empty_and_costs_nothing() {
     }
     demand.pass(at(160)).await;
     assert!(demand.trusted("acme/hooked"));
-    let queued_lists = || -> (u64, u64) {
-        stats
-            .rows()
-            .iter()
-            .filter(|r| r.key.route.ends_with("/actions/runs"))
-            .fold((0, 0), |(c, n), r| {
-                (c + r.count.calls, n + r.count.not_modified)
-            })
-    };
+    let queued_lists = || answered(&stats, "/actions/runs");
     // A job arrives, its webhook with it.
-    let stored = async |id: u64| {
-        let update = client.job(&repo, id).await.unwrap().update(&repo).unwrap();
-        let rec = mayfly::demand::record(&update, mayfly::demand::now());
-        store.upsert_job(&rec, None).await.unwrap();
-    };
+    let stored = async |id: u64| heard(&client, &store, &repo, id).await;
     let ids = gh.enqueue("acme/hooked", vec![job(&["self-hosted", "linux"])]);
     stored(ids[0]).await;
     let before = queued_lists();
@@ -375,14 +379,7 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     // A job heard of by webhook, then cancelled on GitHub with that webhook lost, before the
     // first poll: its run is never listed, so no poll reads it. A minute later the truth check
     // asks.
-    let webhook = async |id: u64| {
-        let found = client.job(&repo, id).await.unwrap();
-        let rec = mayfly::demand::record(&found.update(&repo).unwrap(), mayfly::demand::now());
-        store
-            .upsert_job(&rec, Some(&format!("d-{id}")))
-            .await
-            .unwrap();
-    };
+    let webhook = async |id: u64| heard(&client, &store, &repo, id).await;
     let ids = gh.enqueue("acme/app", vec![job(&["self-hosted", "linux"])]);
     webhook(ids[0]).await;
     assert!(gh.cancel(ids[0], false));
@@ -410,15 +407,7 @@ async fn polled_repositories_get_no_exemption_from_the_truth_check() {
     let ids = gh.enqueue("acme/app", vec![job(&["self-hosted", "linux"])]);
     webhook(ids[0]).await;
     demand.pass(later).await;
-    let job_reads = || -> (u64, u64) {
-        stats
-            .rows()
-            .iter()
-            .filter(|r| r.key.route.ends_with("/actions/jobs/{job_id}"))
-            .fold((0, 0), |(c, n), r| {
-                (c + r.count.calls, n + r.count.not_modified)
-            })
-    };
+    let job_reads = || answered(&stats, "/actions/jobs/{job_id}");
     let before = job_reads();
     demand.pass(Time(later.0 + 122_000)).await;
     demand.pass(Time(later.0 + 183_000)).await;
@@ -451,12 +440,7 @@ async fn the_proof_of_delivery_is_pooled_over_repositories() {
     for _ in 0..15 {
         for repo in &repos {
             for id in gh.enqueue(&repo.to_string(), vec![job(&["self-hosted", "linux"])]) {
-                let update = client.job(repo, id).await.unwrap().update(repo).unwrap();
-                let rec = mayfly::demand::record(&update, mayfly::demand::now());
-                store
-                    .upsert_job(&rec, Some(&format!("d-{id}")))
-                    .await
-                    .unwrap();
+                heard(&client, &store, repo, id).await;
             }
         }
         assert!(!demand.trusted("acme/a") && !demand.trusted("acme/b"));

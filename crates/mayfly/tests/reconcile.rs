@@ -9,7 +9,7 @@ use mayfly_core::{Arch, Clock as _, Pools};
 use mayfly_sim::Sim;
 use mayfly_sim::github::NewJob;
 use std::time::Duration;
-use support::local::{CADENCE, run_until, sim_config, start};
+use support::local::{CADENCE, run_until, setup, sim_config, start};
 
 const SPEED: f64 = 50.0;
 const REPO: &str = "acme/app";
@@ -258,14 +258,8 @@ async fn a_machine_done_with_its_job_goes_without_a_runner_delete_or_a_list() {
     let w = Local::start(
         sim_config(SPEED),
         mayfly::local::Setup {
-            pools: pools(false),
-            repos: vec![REPO.to_string()],
-            webhook_secret: None,
-            workers: 4,
-            confirm_after: Duration::from_secs(600),
-            poll_backstop: Duration::ZERO,
             runners_max_age: mayfly::reconcile::RUNNERS_MAX_AGE,
-            gitlab_projects: Vec::new(),
+            ..setup(pools(false), &[REPO], None)
         },
     )
     .await

@@ -39,21 +39,24 @@ pub async fn start(
     repos: &[&str],
     webhook_secret: Option<&str>,
 ) -> Local {
-    Local::start(
-        config,
-        Setup {
-            pools,
-            repos: repos.iter().map(|r| r.to_string()).collect(),
-            webhook_secret: webhook_secret.map(str::to_string),
-            workers: 4,
-            confirm_after: Duration::from_secs(600),
-            poll_backstop: Duration::ZERO,
-            runners_max_age: Duration::ZERO,
-            gitlab_projects: Vec::new(),
-        },
-    )
-    .await
-    .expect("simulator and controller")
+    Local::start(config, setup(pools, repos, webhook_secret))
+        .await
+        .expect("simulator and controller")
+}
+
+/// What [`start`] starts: four workers, repositories polled every pass (no backstop), the
+/// runner lists read every pass.
+pub fn setup(pools: Pools, repos: &[&str], webhook_secret: Option<&str>) -> Setup {
+    Setup {
+        pools,
+        repos: repos.iter().map(|r| r.to_string()).collect(),
+        webhook_secret: webhook_secret.map(str::to_string),
+        workers: 4,
+        confirm_after: Duration::from_secs(600),
+        poll_backstop: Duration::ZERO,
+        runners_max_age: Duration::ZERO,
+        gitlab_projects: Vec::new(),
+    }
 }
 
 /// Runs the controller's loop until `done`, at most 60 real seconds; a failed pass is printed.
