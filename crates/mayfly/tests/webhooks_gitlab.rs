@@ -204,6 +204,9 @@ async fn a_pending_job_is_read_once_for_its_tags_and_a_redelivery_changes_nothin
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
+    // A current-thread runtime: the handler records on this thread, into this recorder.
+    let recorder = mayfly::metrics::recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let mut h = Harness::new().await;
     let good = serde_json::to_vec(&payload(h.project, "acme/app", 77, "pending")).unwrap();
     // What is wrong, the token and event headers, the body, the answer wanted.
@@ -282,6 +285,30 @@ async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
     }
     assert!(h.stored().await.is_empty(), "nothing stored");
     assert_eq!(h.stats.total("gitlab"), before, "no call to GitLab");
+    // Counted as GitLab's, each by what became of it (the oversized body never reaches the
+    // handler: the body limit answers first).
+    let text = recorder.handle().render();
+    let counted = |forge: &str, outcome: &str| {
+        mayfly_core::metrics::sum(
+            &text,
+            "mayfly_webhook_deliveries_total",
+            &[("forge", forge), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        ["invalid_signature", "bad_request", "foreign", "ignored"].map(|o| counted("gitlab", o)),
+        [2.0, 3.0, 1.0, 1.0],
+        "{text}"
+    );
+    assert_eq!(
+        mayfly_core::metrics::sum(
+            &text,
+            "mayfly_webhook_deliveries_total",
+            &[("forge", "github")]
+        ),
+        0.0,
+        "{text}"
+    );
     for a in &h.answers {
         assert!(
             !a.contains("SECRET") && !a.contains("WRONG"),

@@ -23,6 +23,9 @@ use mayfly_store::Upsert;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
+/// The forge whose deliveries this handler counts.
+const FORGE: mayfly_core::ForgeKind = mayfly_core::ForgeKind::Gitlab;
+
 /// Idempotency keys are UUIDs; anything much longer is not one.
 const IDEMPOTENCY_LIMIT: usize = 128;
 
@@ -42,14 +45,14 @@ pub async fn gitlab(
     body: Bytes,
 ) -> Response {
     let Some(gl) = &hooks.gitlab else {
-        record::webhook("disabled");
+        record::webhook(FORGE, "disabled");
         return reply(
             StatusCode::NOT_FOUND,
             "GitLab is not configured: no [gitlab]",
         );
     };
     let Some(secret) = &gl.secret else {
-        record::webhook("disabled");
+        record::webhook(FORGE, "disabled");
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhooks are off: gitlab.webhook_secret is not configured",
@@ -57,14 +60,14 @@ pub async fn gitlab(
     };
     if let Err(e) = webhook::verify_token(secret, header(&headers, TOKEN_HEADER)) {
         info!(reason = %e, "GitLab webhook refused");
-        record::webhook("invalid_signature");
+        record::webhook(FORGE, "invalid_signature");
         return reply(
             StatusCode::UNAUTHORIZED,
             "invalid or missing X-Gitlab-Token",
         );
     }
     let Some(event) = header(&headers, EVENT_HEADER) else {
-        record::webhook("bad_request");
+        record::webhook(FORGE, "bad_request");
         return reply(StatusCode::BAD_REQUEST, "missing X-Gitlab-Event");
     };
     let uuid = header(&headers, WEBHOOK_UUID_HEADER).unwrap_or("-");
@@ -72,12 +75,12 @@ pub async fn gitlab(
         Ok(Delivery::Job(update)) => update,
         Ok(Delivery::Ignored { event }) => {
             debug!(uuid = %crate::escape::Text(uuid), event, "GitLab webhook ignored");
-            record::webhook("ignored");
+            record::webhook(FORGE, "ignored");
             return StatusCode::NO_CONTENT.into_response();
         }
         Err(e) => {
             info!(uuid = %crate::escape::Text(uuid), reason = %e, "GitLab webhook rejected");
-            record::webhook("bad_request");
+            record::webhook(FORGE, "bad_request");
             return reply(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
@@ -86,7 +89,7 @@ pub async fn gitlab(
             project = %crate::escape::Text(&update.key.scope),
             "GitLab webhook for a project mayfly does not serve"
         );
-        record::webhook("foreign");
+        record::webhook(FORGE, "foreign");
         return reply(StatusCode::ACCEPTED, "not a project this mayfly serves");
     }
     // GitLab sends the same key again on a retry of one event: recorded with the job, so a
@@ -106,27 +109,30 @@ pub async fn gitlab(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(StoreUpdateError::Store(e @ mayfly_store::StoreError::Invalid { .. }))) => {
             info!(job = %update.key, error = %e, "GitLab webhook rejected by the store");
-            record::webhook("bad_request");
+            record::webhook(FORGE, "bad_request");
             return reply(StatusCode::BAD_REQUEST, e.to_string());
         }
         Ok(Err(e)) => {
             warn!(job = %update.key, error = %e, "GitLab webhook not stored");
-            record::webhook("store_failed");
+            record::webhook(FORGE, "store_failed");
             return reply(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
         }
         Err(_) => {
             warn!(job = %update.key, timeout = ?hooks.store_timeout, "GitLab webhook not stored in time");
-            record::webhook("store_failed");
+            record::webhook(FORGE, "store_failed");
             hooks.wake.job(update.status);
             return reply(StatusCode::SERVICE_UNAVAILABLE, "busy; retry");
         }
     };
     debug!(job = %update.key, status = %crate::escape::Text(&update.gitlab_status), ?outcome, "GitLab webhook stored");
-    record::webhook(match outcome {
-        Upsert::DuplicateDelivery => "duplicate",
-        o if o.changed() => "stored",
-        _ => "unchanged",
-    });
+    record::webhook(
+        mayfly_core::ForgeKind::Gitlab,
+        match outcome {
+            Upsert::DuplicateDelivery => "duplicate",
+            o if o.changed() => "stored",
+            _ => "unchanged",
+        },
+    );
     if outcome.changed() {
         hooks.wake.job(update.status);
     }

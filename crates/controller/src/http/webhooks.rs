@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
+/// The forge whose deliveries this handler counts.
+const FORGE: mayfly_core::ForgeKind = mayfly_core::ForgeKind::Github;
+
 /// GitHub caps payloads at 25 MB, but a `workflow_job` delivery is a few kB: 1 MiB leaves room
 /// and keeps a flood of large bodies cheap to refuse.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -29,7 +32,7 @@ pub async fn github(
     body: Bytes,
 ) -> Response {
     let Some(secret) = &hooks.secret else {
-        record::webhook("disabled");
+        record::webhook(FORGE, "disabled");
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhooks are off: github.webhook_secret is not configured",
@@ -38,17 +41,17 @@ pub async fn github(
     let signature = header(&headers, SIGNATURE_HEADER);
     if let Err(e) = webhook::verify_signature(secret, &body, signature) {
         info!(reason = %e, "webhook refused");
-        record::webhook("invalid_signature");
+        record::webhook(FORGE, "invalid_signature");
         return reply(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     }
     let Some(event) = header(&headers, EVENT_HEADER) else {
-        record::webhook("bad_request");
+        record::webhook(FORGE, "bad_request");
         return reply(StatusCode::BAD_REQUEST, "missing X-GitHub-Event");
     };
     let Some(delivery) =
         header(&headers, DELIVERY_HEADER).filter(|d| !d.is_empty() && d.len() <= DELIVERY_ID_LIMIT)
     else {
-        record::webhook("bad_request");
+        record::webhook(FORGE, "bad_request");
         return reply(
             StatusCode::BAD_REQUEST,
             "missing or invalid X-GitHub-Delivery",
@@ -57,7 +60,7 @@ pub async fn github(
     match webhook::parse(event, &body) {
         Ok(Delivery::Ignored { event }) => {
             debug!(delivery, event, "webhook ignored");
-            record::webhook("ignored");
+            record::webhook(FORGE, "ignored");
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Delivery::Job(update)) if !hooks.serves.covers(&update.key.scope) => {
@@ -66,13 +69,13 @@ pub async fn github(
                 repo = %crate::escape::Text(&update.key.scope),
                 "webhook for a repository mayfly does not serve"
             );
-            record::webhook("foreign");
+            record::webhook(FORGE, "foreign");
             reply(StatusCode::ACCEPTED, "not a repository this mayfly serves")
         }
         Ok(Delivery::Job(update)) => store(&hooks, delivery, &update).await,
         Err(e) => {
             info!(delivery, reason = %e, "webhook rejected");
-            record::webhook("bad_request");
+            record::webhook(FORGE, "bad_request");
             reply(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
@@ -89,17 +92,17 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
         // cannot help. The parser refuses the ones known; this is the backstop.
         Ok(Err(e @ mayfly_store::StoreError::Invalid { .. })) => {
             info!(delivery, job = %update.key, error = %e, "webhook rejected by the store");
-            record::webhook("bad_request");
+            record::webhook(FORGE, "bad_request");
             return reply(StatusCode::BAD_REQUEST, e.to_string());
         }
         Ok(Err(e)) => {
             warn!(delivery, job = %update.key, error = %e, "webhook not stored");
-            record::webhook("store_failed");
+            record::webhook(FORGE, "store_failed");
             return reply(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry");
         }
         Err(_) => {
             warn!(delivery, job = %update.key, timeout = ?hooks.store_timeout, "webhook not stored in time");
-            record::webhook("store_failed");
+            record::webhook(FORGE, "store_failed");
             // A commit already sent may still land after the answer: wake the reconciler anyway.
             // A redelivery is safe either way, since the delivery id is recorded with the job.
             hooks.wake.job(update.status);
@@ -107,11 +110,14 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
         }
     };
     debug!(delivery, job = %update.key, action = %update.action, ?outcome, "webhook stored");
-    record::webhook(match outcome {
-        Upsert::DuplicateDelivery => "duplicate",
-        o if o.changed() => "stored",
-        _ => "unchanged",
-    });
+    record::webhook(
+        mayfly_core::ForgeKind::Github,
+        match outcome {
+            Upsert::DuplicateDelivery => "duplicate",
+            o if o.changed() => "stored",
+            _ => "unchanged",
+        },
+    );
     hooks
         .wake
         .delivered(&update.key.scope, update.status, outcome);

@@ -72,21 +72,33 @@ pub fn delete(pool: &str, provider: &str, reason: &'static str, outcome: Step) {
     .increment(1);
 }
 
-/// What became of a webhook delivery (the contract's `outcome` values).
-pub fn webhook(outcome: &'static str) {
-    metrics::counter!("mayfly_webhook_deliveries_total", "outcome" => outcome).increment(1);
+/// What became of a webhook delivery of `forge` (the contract's `outcome` values).
+pub fn webhook(forge: mayfly_core::ForgeKind, outcome: &'static str) {
+    metrics::counter!(
+        "mayfly_webhook_deliveries_total",
+        "forge" => forge.as_str(),
+        "outcome" => outcome,
+    )
+    .increment(1);
 }
 
 /// Every counter and histogram a controller of these pools can report, at zero: a series that
 /// first appears at 1 loses that first increment to `rate()` and `increase()`, and a
 /// dashboard shows "no data" where 0 is the truth. `apis` are the kinds of the providers in
 /// use (GitHub is always there). Safe to call again: nothing is reset.
-pub fn announce(pools: &Pools, apis: &[&'static str]) {
+pub fn announce(pools: &Pools, forges: &[mayfly_core::ForgeKind], apis: &[&'static str]) {
     for outcome in allowed("mayfly_reconcile_passes_total", "outcome") {
         metrics::counter!("mayfly_reconcile_passes_total", "outcome" => *outcome).increment(0);
     }
-    for outcome in allowed("mayfly_webhook_deliveries_total", "outcome") {
-        metrics::counter!("mayfly_webhook_deliveries_total", "outcome" => *outcome).increment(0);
+    for forge in forges {
+        for outcome in allowed("mayfly_webhook_deliveries_total", "outcome") {
+            metrics::counter!(
+                "mayfly_webhook_deliveries_total",
+                "forge" => forge.as_str(),
+                "outcome" => *outcome,
+            )
+            .increment(0);
+        }
     }
     let _ = metrics::histogram!("mayfly_reconcile_duration_seconds");
     let _ = metrics::histogram!("mayfly_job_queue_wait_seconds");

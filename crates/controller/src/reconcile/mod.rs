@@ -183,7 +183,8 @@ impl Reconciler {
     ) -> Reconciler {
         (pools.runner_scope, pools.forge_scopes) = runners.runner_scopes();
         let apis: Vec<&'static str> = providers.values().map(|p| p.kind()).collect();
-        crate::metrics::record::announce(&pools, &apis);
+        let forges: Vec<_> = runners.forges().iter().map(|f| f.kind()).collect();
+        crate::metrics::record::announce(&pools, &forges, &apis);
         Reconciler {
             ctx: Arc::new(Ctx {
                 store,

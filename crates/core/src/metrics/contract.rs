@@ -293,21 +293,24 @@ pub const CONTRACT: &[Metric] = &[
     Metric {
         name: "mayfly_webhook_deliveries_total",
         kind: Kind::Counter,
-        help: "Webhook deliveries received, by what became of them.",
-        labels: &[one_of(
-            "outcome",
-            &[
-                "stored",
-                "unchanged",
-                "duplicate",
-                "ignored",
-                "foreign",
-                "invalid_signature",
-                "bad_request",
-                "disabled",
-                "store_failed",
-            ],
-        )],
+        help: "Webhook deliveries received, by forge and what became of them.",
+        labels: &[
+            one_of("forge", &["github", "gitlab"]),
+            one_of(
+                "outcome",
+                &[
+                    "stored",
+                    "unchanged",
+                    "duplicate",
+                    "ignored",
+                    "foreign",
+                    "invalid_signature",
+                    "bad_request",
+                    "disabled",
+                    "store_failed",
+                ],
+            ),
+        ],
         buckets: &[],
     },
 ];
