@@ -4,6 +4,7 @@
 //! Webhooks and polls take one path: a `JobUpdate` becomes a `JobRecord` upsert, and a change
 //! wakes the reconciler. Nothing here calls GitHub on behalf of a webhook.
 
+use crate::trust::{Activity, Trust};
 use mayfly_core::forge::Confirmation;
 use mayfly_core::{JobKey, JobStatus, Time};
 use mayfly_forge::github::webhook::JobUpdate;
@@ -98,8 +99,9 @@ pub struct Wake {
     pub started: Notify,
     /// The jobs behind `evidence`, to confirm with the forge.
     suspects: std::sync::Mutex<Vec<JobKey>>,
-    /// What the webhooks stored since the last demand pass say of the deliveries before them.
-    deliveries: std::sync::Mutex<Deliveries>,
+    /// What the webhooks stored since the last demand pass say of the deliveries before them,
+    /// per forge (each forge's hooks reach mayfly by a way of their own).
+    deliveries: std::sync::Mutex<HashMap<mayfly_core::ForgeKind, Deliveries>>,
 }
 
 /// What a stored webhook says of the deliveries before it. GitHub sends a job's `queued`,
@@ -127,9 +129,11 @@ pub fn sequence(status: JobStatus, outcome: Upsert) -> Sequence {
 
 /// Webhook evidence waiting for the next demand pass, per repository.
 #[derive(Debug, Default)]
-struct Deliveries {
-    proofs: HashMap<String, u32>,
-    gap: Option<String>,
+pub(crate) struct Deliveries {
+    /// Proofs per scope.
+    pub proofs: HashMap<String, u32>,
+    /// The first scope a gap was found in.
+    pub gap: Option<String>,
 }
 
 impl Wake {
@@ -158,23 +162,36 @@ impl Wake {
         mine
     }
 
-    /// A webhook of `repo` was stored with `outcome`: its evidence for the trust in webhooks,
-    /// taken by the next demand pass. Each replica counts the deliveries it received.
-    pub fn delivered(&self, repo: &str, status: JobStatus, outcome: Upsert) {
+    /// A webhook of `forge`'s `scope` was stored with `outcome`: its evidence for the trust in
+    /// that forge's webhooks, taken by its next demand pass. Each replica counts the deliveries
+    /// it received.
+    pub fn delivered(
+        &self,
+        forge: mayfly_core::ForgeKind,
+        scope: &str,
+        status: JobStatus,
+        outcome: Upsert,
+    ) {
         let kind = sequence(status, outcome);
         if kind == Sequence::Nothing {
             return;
         }
-        let mut d = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let d = all.entry(forge).or_default();
         match kind {
-            Sequence::Proof => *d.proofs.entry(repo.to_string()).or_default() += 1,
-            Sequence::Gap if d.gap.is_none() => d.gap = Some(repo.to_string()),
+            Sequence::Proof => *d.proofs.entry(scope.to_string()).or_default() += 1,
+            Sequence::Gap if d.gap.is_none() => d.gap = Some(scope.to_string()),
             _ => {}
         }
     }
 
-    fn take_deliveries(&self) -> Deliveries {
-        std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The deliveries' evidence for `forge` since the last call.
+    pub(crate) fn take_deliveries(&self, forge: mayfly_core::ForgeKind) -> Deliveries {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&forge)
+            .unwrap_or_default()
     }
 
     /// Wakes the loop as a job that moved to `status` calls for.
@@ -193,57 +210,11 @@ pub struct Demand {
     wake: Arc<Wake>,
     /// The truth check of the jobs the store holds as queued or running.
     pub confirmer: Confirmer,
-    /// How often a repository whose webhooks are trusted is polled (see [`Demand::backstop`]).
-    backstop: Duration,
-    /// What the poller knows of each polled repository's webhooks.
-    trust: HashMap<String, Trust>,
-    /// New runs in a row, across every repository, whose `queued` webhooks had arrived before a
-    /// poll saw them. Deliveries reach mayfly by one way (GitHub's hook service to this
-    /// endpoint), so their evidence is pooled: a steady trickle of jobs over many repositories
-    /// earns trust as fast as a burst in one.
-    clean: u32,
+    /// What is known of each polled repository's webhooks (see [`crate::trust`]).
+    trust: Trust,
     /// The poll cursors were read from the store (once, at the first pass).
     restored: bool,
 }
-
-/// Whether a repository's webhooks can be relied on, learned from evidence: a new run whose
-/// webhook had arrived before a poll saw it counts for them (pooled over the repositories, see
-/// [`Demand::clean`]); a poll, a confirmation or a reconcile pass that finds the store behind
-/// GitHub counts against, and takes the trust of every repository away.
-#[derive(Clone, Debug, Default)]
-struct Trust {
-    /// A webhook of this repository has arrived before a poll saw its run: its hook exists.
-    heard: bool,
-    /// When it was last polled.
-    polled: Option<Time>,
-    /// Whether the log has said it is polled at the backstop (said once each time it becomes so).
-    announced: bool,
-}
-
-/// What one poll of a repository saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Activity {
-    /// Nothing to judge the webhooks by: no run changed (the lists answered 304), or the
-    /// poll brought news first while it was still fresh.
-    Quiet,
-    /// Runs changed, and the webhooks had brought every change already; this many new runs
-    /// among them.
-    Heard(u32),
-    /// The poll found news no webhook had brought yet, still fresh: not a loss, not a proof.
-    Unproven,
-    /// The poll found news no webhook had brought in time.
-    Missed,
-}
-
-/// Proofs of delivery in a row before webhooks are trusted: a new run whose `queued` webhook
-/// arrived before a poll saw it, and each `in_progress` or `completed` webhook that found its
-/// predecessor in the store ([`Sequence`]). A job whose webhooks all arrive gives about three.
-/// With a share `p` of deliveries lost, a job shows no gap (its `queued` arrived, and its
-/// `in_progress` too unless its `completed` was lost as well) with probability
-/// `(1 - p)(1 - p + p²)`, 0.55 at 30 % lost, and gives about 2.7 proofs: thirty in a row take
-/// eleven such jobs, about 0.15 %. Webhooks that lose a noticeable share do not earn the
-/// backstop, and lose it at the first gap found.
-const TRUST_AFTER: u32 = 30;
 
 impl Demand {
     pub fn new(
@@ -253,19 +224,14 @@ impl Demand {
         wake: Arc<Wake>,
         confirm_queued: Duration,
     ) -> Demand {
-        let trust = repos
-            .iter()
-            .map(|r| (r.to_string(), Trust::default()))
-            .collect();
+        let trust = Trust::new(repos.iter().map(|r| r.to_string()), Duration::ZERO);
         let forge: Arc<dyn Forge> = Arc::new(GithubForge::confirming(client.clone()));
         Demand {
             confirmer: Confirmer::new(store.clone(), forge, confirm_queued),
             store,
             poller: Poller::new(client, repos),
             wake,
-            backstop: Duration::ZERO,
             trust,
-            clean: 0,
             restored: false,
         }
     }
@@ -276,7 +242,7 @@ impl Demand {
     /// (304s), and finds its jobs when its webhooks are lost or not configured. Zero (the
     /// default) polls every repository every pass.
     pub fn backstop(mut self, every: Duration) -> Demand {
-        self.backstop = every;
+        self.trust.set_backstop(every);
         self
     }
 
@@ -288,79 +254,23 @@ impl Demand {
         self
     }
 
-    /// The repositories this pass polls: all of them, except a repository whose webhooks are
-    /// trusted, which is polled once per backstop, at a moment the store holds none of its
-    /// jobs as queued (`queued`: the repositories it does) — at most half a backstop later.
-    /// With webhooks flowing, GitHub's queue is then as empty as it was at the last backstop
-    /// and answers 304, free; polled while a job the webhooks announced waits, it would cost a
-    /// request twice, to show that job and to show it gone. A job whose `queued` webhook was
-    /// lost is in the answer either way.
-    fn due(&mut self, now: Time, queued: &HashSet<String>) -> HashSet<String> {
-        let mut due = HashSet::new();
-        for repo in self.poller.repos() {
-            let key = repo.to_string();
-            let trusted = self.trusted(&key);
-            let trust = self.trust.entry(key.clone()).or_default();
-            if trusted != trust.announced {
-                trust.announced = trusted;
-                if trusted {
-                    info!(repo = %crate::escape::Text(&key), "webhooks arrive: polling at the backstop");
-                }
-            }
-            if trusted && let Some(t) = trust.polled {
-                let since = now.since(t);
-                let wait = if queued.contains(&key) {
-                    self.backstop + self.backstop / 2
-                } else {
-                    self.backstop
-                };
-                if since < wait {
-                    continue;
-                }
-            }
-            trust.polled = Some(now);
-            due.insert(key);
-        }
-        due
-    }
-
     /// The repositories the store holds a queued job of, when a trusted one is due for its
-    /// backstop (see [`Demand::due`]); none otherwise, and none when the store cannot say.
+    /// backstop (see [`Trust::due`]); none otherwise, and none when the store cannot say.
     async fn queued_repos(&self, now: Time) -> HashSet<String> {
-        let due = self.poller.repos().iter().any(|r| {
-            let key = r.to_string();
-            self.trusted(&key)
-                && self
-                    .trust
-                    .get(&key)
-                    .and_then(|t| t.polled)
-                    .is_some_and(|t| now.since(t) >= self.backstop)
-        });
-        if !due {
+        if !self.trust.backstop_due(now) {
             return HashSet::new();
         }
-        match self.store.jobs_with_status(&[JobStatus::Queued]).await {
-            Ok(jobs) => jobs
-                .into_iter()
-                .filter(|j| j.key.forge == mayfly_core::ForgeKind::Github)
-                .map(|j| j.key.scope.to_string())
-                .collect(),
-            Err(e) => {
-                debug!(error = %e, "cannot read the queued jobs: polling at the backstop as due");
-                HashSet::new()
-            }
-        }
+        queued_scopes(&self.store, mayfly_core::ForgeKind::Github).await
     }
 
     /// Whether `repo`'s webhooks are trusted (polled at the backstop only).
     pub fn trusted(&self, repo: &str) -> bool {
-        self.clean >= TRUST_AFTER && self.trust.get(repo).is_some_and(|t| t.heard)
+        self.trust.trusted(repo)
     }
 
     /// Evidence that `repo` loses webhooks: every repository is polled every pass again.
     fn lost(&mut self, repo: &str, report: &mut DemandReport) {
-        if std::mem::take(&mut self.clean) > 0 {
-            info!(repo = %crate::escape::Text(repo), "webhooks are being lost: polling closely again");
+        if self.trust.lost(repo) {
             report.lossy += 1;
         }
     }
@@ -371,7 +281,7 @@ impl Demand {
         self.restore().await;
         // The webhooks' own evidence first: a gap found since the last pass puts every
         // repository on the poll again in this very pass.
-        let deliveries = self.wake.take_deliveries();
+        let deliveries = self.wake.take_deliveries(mayfly_core::ForgeKind::Github);
         for (repo, n) in deliveries.proofs {
             self.learn(&repo, Activity::Heard(n), now, &mut report);
         }
@@ -379,7 +289,10 @@ impl Demand {
             self.lost(&repo, &mut report);
         }
         let queued = self.queued_repos(now).await;
-        let due = self.due(now, &queued);
+        let repos: Vec<String> = self.poller.repos().iter().map(|r| r.to_string()).collect();
+        let due = self
+            .trust
+            .due(now, repos.iter().map(String::as_str), &queued);
         for repo in self.poller.repos().to_vec() {
             if !due.contains(&repo.to_string()) {
                 continue;
@@ -413,7 +326,7 @@ impl Demand {
         // Starts and ends whose webhooks were lost are found by the reconcile pass's evidence
         // and the truth check. A repository no webhook came from yet gets both lists: polling
         // may be all it has.
-        let heard = self.trust.get(&repo.to_string()).is_some_and(|t| t.heard);
+        let heard = self.trust.heard(&repo.to_string());
         let runs = if heard {
             self.poller.queued_runs(repo).await?
         } else {
@@ -490,31 +403,11 @@ impl Demand {
         })
     }
 
-    /// What a poll says of a repository's webhooks: activity they had all brought counts for
-    /// them, news they had not brought against.
+    /// What a poll says of a repository's webhooks (see [`Trust::learn`]).
     fn learn(&mut self, repo: &str, activity: Activity, now: Time, report: &mut DemandReport) {
-        match activity {
-            // The store was behind, and the last plan with it: plan again at once.
-            Activity::Missed => {
-                report.urgent += 1;
-                self.lost(repo, report);
-            }
-            Activity::Heard(0) => {}
-            Activity::Heard(n) => {
-                let was = self.trusted(repo);
-                let trust = self.trust.entry(repo.to_string()).or_default();
-                trust.heard = true;
-                self.clean = self.clean.saturating_add(n);
-                if !was
-                    && self.trusted(repo)
-                    && let Some(t) = self.trust.get_mut(repo)
-                {
-                    t.polled = Some(now);
-                }
-            }
-            Activity::Unproven => self.clean = 0,
-            Activity::Quiet => {}
-        }
+        let learned = self.trust.learn(repo, activity, now);
+        report.urgent += usize::from(learned.urgent);
+        report.lossy += usize::from(learned.lossy);
     }
 
     /// Confirms the jobs a reconcile pass found contradicted, at once (between polls).
@@ -635,6 +528,22 @@ impl Demand {
     async fn confirm(&mut self, now: Time, suspects: Vec<JobKey>, report: &mut DemandReport) {
         for scope in self.confirmer.run(now, &suspects, report).await {
             self.lost(&scope, report);
+        }
+    }
+}
+
+/// The scopes (repositories, projects) of `forge` the store holds a queued job of; none when
+/// the store cannot say (a backstop poll then goes out as due).
+pub async fn queued_scopes(store: &Store, forge: mayfly_core::ForgeKind) -> HashSet<String> {
+    match store.jobs_with_status(&[JobStatus::Queued]).await {
+        Ok(jobs) => jobs
+            .into_iter()
+            .filter(|j| j.key.forge == forge)
+            .map(|j| j.key.scope.to_string())
+            .collect(),
+        Err(e) => {
+            debug!(error = %e, "cannot read the queued jobs: polling at the backstop as due");
+            HashSet::new()
         }
     }
 }

@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod reconcile;
 pub mod retention;
 pub mod sample;
+pub mod trust;
 pub mod view;

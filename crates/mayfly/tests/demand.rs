@@ -278,8 +278,18 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
     for n in 0..15 {
         demand.pass(Time(t0.0 + n * 10_000)).await;
         assert!(!demand.trusted("acme/hooked"), "not after {} proofs", 2 * n);
-        wake.delivered("acme/hooked", JobStatus::InProgress, Upsert::Started);
-        wake.delivered("acme/hooked", JobStatus::Completed, Upsert::Updated);
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::InProgress,
+            Upsert::Started,
+        );
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::Completed,
+            Upsert::Updated,
+        );
     }
     demand.pass(Time(t0.0 + 150_000)).await;
     assert!(demand.trusted("acme/hooked"));
@@ -287,7 +297,12 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
         !demand.trusted("acme/quiet"),
         "no webhook of its own: its hook may not exist"
     );
-    wake.delivered("acme/hooked", JobStatus::Completed, Upsert::Started);
+    wake.delivered(
+        ForgeKind::Github,
+        "acme/hooked",
+        JobStatus::Completed,
+        Upsert::Started,
+    );
     let report = demand.pass(Time(t0.0 + 160_000)).await;
     assert!(!demand.trusted("acme/hooked"));
     assert_eq!(report.lossy, 1, "{report:?}");
@@ -316,8 +331,18 @@ async fn the_backstop_polls_when_the_known_queue_is_empty_and_costs_nothing() {
     // Trust earned from the deliveries' order alone (one pass to start, fifteen of proofs).
     for n in 0..16 {
         demand.pass(at(n * 10)).await;
-        wake.delivered("acme/hooked", JobStatus::InProgress, Upsert::Started);
-        wake.delivered("acme/hooked", JobStatus::Completed, Upsert::Updated);
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::InProgress,
+            Upsert::Started,
+        );
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::Completed,
+            Upsert::Updated,
+        );
     }
     demand.pass(at(160)).await;
     assert!(demand.trusted("acme/hooked"));

@@ -120,7 +120,7 @@ async fn store(hooks: &Webhooks, delivery: &str, update: &JobUpdate) -> Response
     );
     hooks
         .wake
-        .delivered(&update.key.scope, update.status, outcome);
+        .delivered(FORGE, &update.key.scope, update.status, outcome);
     if outcome.changed() {
         hooks.wake.job(update.status);
     }
