@@ -3,17 +3,22 @@
 //! jobs the store holds as pending or running for long, and those a reconcile pass found the
 //! store behind on, as for GitHub, at each pass.
 //!
+//! The poll is the fallback for lost Job Hooks, and costs a request per project each time
+//! (GitLab's job lists carry no ETag): once the hooks prove they arrive ([`crate::trust`], the
+//! same evidence as GitHub's), a project is polled only every `intervals.poll_backstop`.
+//!
 //! A job's tags route it to a pool, and GitLab's Job Hooks do not carry them: a pending job the
 //! store does not know is read once (`GET /projects/:id/jobs/:job_id`), unless a poll's list
 //! showed its tags already (the client remembers them).
 
-use crate::demand::{Confirmer, DemandReport, Wake, store_job};
+use crate::demand::{Confirmer, DemandReport, Wake, queued_scopes, store_job};
+use crate::trust::{Activity, Trust};
 use mayfly_core::{ForgeKind, JobStatus, Labels, Time};
 use mayfly_forge::gitlab::webhook::JobUpdate;
 use mayfly_forge::gitlab::{Client, Error, Poller};
 use mayfly_forge::{Forge, GitlabForge};
 use mayfly_store::{JobRecord, Store, Upsert};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -76,6 +81,8 @@ pub struct GitlabDemand {
     poller: Option<Poller>,
     wake: Arc<Wake>,
     pub confirmer: Confirmer,
+    /// What is known of each polled project's Job Hooks.
+    trust: Trust,
 }
 
 impl GitlabDemand {
@@ -89,8 +96,12 @@ impl GitlabDemand {
         confirm_queued: Duration,
     ) -> GitlabDemand {
         let client = forge.client().clone();
-        let poller =
-            poll.then(|| Poller::new(client.clone(), forge.served().projects().cloned().collect()));
+        let projects: Vec<_> = forge.served().projects().cloned().collect();
+        let trust = Trust::new(
+            projects.iter().map(|p| p.path_with_namespace.clone()),
+            Duration::ZERO,
+        );
+        let poller = poll.then(|| Poller::new(client.clone(), projects));
         let confirming: Arc<dyn Forge> = forge;
         GitlabDemand {
             confirmer: Confirmer::new(store.clone(), confirming, confirm_queued),
@@ -98,14 +109,49 @@ impl GitlabDemand {
             client,
             poller,
             wake,
+            trust,
         }
     }
 
-    /// One poll of every project (one call each while nothing ended), then the
+    /// A project whose Job Hooks are trusted is polled only every `every` (zero, the default:
+    /// every project at every pass). See [`Trust::due`].
+    pub fn backstop(mut self, every: Duration) -> GitlabDemand {
+        self.trust.set_backstop(every);
+        self
+    }
+
+    /// Whether `project`'s Job Hooks are trusted (polled at the backstop only).
+    pub fn trusted(&self, project: &str) -> bool {
+        self.trust.trusted(project)
+    }
+
+    /// One poll of every project that is due (one call each while nothing ended), then the
     /// confirmations that are due.
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
+        // The hooks' own evidence first: a gap found since the last pass puts every project on
+        // the poll again in this very pass.
+        let deliveries = self.wake.take_deliveries(ForgeKind::Gitlab);
+        for (project, n) in deliveries.proofs {
+            self.learn(&project, Activity::Heard(n), now, &mut report);
+        }
+        if let Some(project) = deliveries.gap {
+            report.lossy += usize::from(self.trust.lost(&project));
+        }
         if let Some(poller) = &mut self.poller {
+            let queued = if self.trust.backstop_due(now) {
+                queued_scopes(&self.store, ForgeKind::Gitlab).await
+            } else {
+                HashSet::new()
+            };
+            let paths: Vec<String> = poller
+                .projects()
+                .iter()
+                .map(|p| p.path_with_namespace.clone())
+                .collect();
+            let due = self
+                .trust
+                .due(now, paths.iter().map(String::as_str), &queued);
             // A job that left the active lists is read to learn its end only while the store
             // still holds it open: its Job Hook has usually told it already.
             // `None`: the store could not say, and every job that ended is read.
@@ -126,22 +172,51 @@ impl GitlabDemand {
                 }
             };
             let polled = poller
-                .poll_knowing(|_| true, |id| open.as_ref().is_none_or(|o| o.contains(&id)))
+                .poll_knowing(
+                    |p| due.contains(&p.path_with_namespace),
+                    |id| open.as_ref().is_none_or(|o| o.contains(&id)),
+                )
                 .await;
             report.failed += polled.failed.len();
             report.polled += polled.jobs.len();
+            // What each polled project's news says of its hooks.
+            let mut seen: HashMap<String, Activity> = due
+                .into_iter()
+                .filter(|p| !polled.failed.iter().any(|(f, _)| f == p))
+                .map(|p| (p, Activity::Quiet))
+                .collect();
             for update in &polled.jobs {
-                match store_update(&self.store, &self.client, update, now, None).await {
+                let news = match store_update(&self.store, &self.client, update, now, None).await {
                     Ok(outcome) if outcome.changed() => {
                         report.changed += 1;
                         count(&mut report, update.status);
+                        Some(self.overdue(update, now))
                     }
-                    Ok(_) => {}
+                    Ok(_) => None,
                     Err(e) => {
                         debug!(job = %update.key, error = %e, "polled job not stored");
                         report.failed += 1;
+                        continue;
                     }
-                }
+                };
+                let activity = seen
+                    .entry(update.key.scope.to_string())
+                    .or_insert(Activity::Quiet);
+                *activity = match (*activity, news) {
+                    (Activity::Missed, _) | (_, Some(true)) => Activity::Missed,
+                    (Activity::Unproven, _) | (_, Some(false)) => Activity::Unproven,
+                    // A pending job the store had from its hook before the poll saw it.
+                    (Activity::Heard(n), None) if update.status == JobStatus::Queued => {
+                        Activity::Heard(n + 1)
+                    }
+                    (Activity::Quiet, None) if update.status == JobStatus::Queued => {
+                        Activity::Heard(1)
+                    }
+                    (a, None) => a,
+                };
+            }
+            for (project, activity) in seen {
+                self.learn(&project, activity, now, &mut report);
             }
         }
         self.confirm(now, &mut report).await;
@@ -158,6 +233,27 @@ impl GitlabDemand {
                 "GitLab jobs whose news never arrived were found by the truth check"
             );
         }
+        for project in behind {
+            report.lossy += usize::from(self.trust.lost(&project));
+        }
+    }
+
+    /// What a poll says of a project's hooks (see [`Trust::learn`]).
+    fn learn(&mut self, project: &str, activity: Activity, now: Time, report: &mut DemandReport) {
+        let learned = self.trust.learn(project, activity, now);
+        report.urgent += usize::from(learned.urgent);
+        report.lossy += usize::from(learned.lossy);
+    }
+
+    /// Whether a poll's news of `update` should have come by Job Hook already: its change
+    /// happened longer than the grace ago (by GitLab's own times, where it gives them).
+    fn overdue(&self, update: &JobUpdate, now: Time) -> bool {
+        let since = match update.status {
+            JobStatus::Queued => update.created_at,
+            JobStatus::InProgress => update.started_at,
+            JobStatus::Completed => update.finished_at,
+        };
+        since.is_none_or(|t| now.since(t) > self.confirmer.grace)
     }
 
     fn finish(&self, report: &DemandReport) {

@@ -370,7 +370,8 @@ fn gitlab_demand_task(
         poll,
         wake,
         config.intervals.confirm_queued.0,
-    );
+    )
+    .backstop(config.intervals.poll_backstop.0);
     demand.confirmer.confirm_running = config.intervals.confirm_running.0;
     demand.confirmer.grace = config.intervals.confirm_stale.0;
     tokio::spawn(async move {

@@ -221,13 +221,10 @@ impl Controller {
                 });
             }
             forges.push(gl.clone());
-            Some(GitlabDemand::new(
-                store.clone(),
-                gl,
-                true,
-                wake.clone(),
-                setup.confirm_after,
-            ))
+            Some(
+                GitlabDemand::new(store.clone(), gl, true, wake.clone(), setup.confirm_after)
+                    .backstop(setup.poll_backstop),
+            )
         };
         let runners = Arc::new(Runners::of(forges));
         let mut reconciler = Reconciler::new(

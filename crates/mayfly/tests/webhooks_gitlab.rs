@@ -28,6 +28,7 @@ struct Harness {
     store: Store,
     wake: Arc<Wake>,
     gitlab: Arc<Gitlab>,
+    forge: Arc<GitlabForge>,
     stats: Arc<Stats>,
     project: u64,
     app: Router,
@@ -61,15 +62,17 @@ impl Harness {
             .await
             .expect("open store");
         let wake = Arc::new(Wake::default());
+        let forge = Arc::new(forge);
         let hooks = Webhooks::new(store.clone(), None, wake.clone()).with_gitlab(GitlabHooks {
             secret: Some(Secret::new(HOOK_TOKEN)),
-            forge: Arc::new(forge),
+            forge: forge.clone(),
         });
         Harness {
             _dir: dir,
             store,
             wake,
             gitlab,
+            forge,
             stats,
             project,
             app: router(hooks),
@@ -315,4 +318,96 @@ async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
             "an answer repeats a token: {a}"
         );
     }
+}
+
+/// The poll of GitLab's projects costs a request each time (no ETag), so it backs off once the
+/// Job Hooks prove they arrive, as GitHub's does: each `running` hook that finds its job
+/// pending in the store, each end that finds it running, and each pending job a poll finds
+/// known already is a proof; thirty in a row put the project on the backstop (polled every
+/// 300 s here, not every pass). A hook that finds its predecessor missing (a job first heard of
+/// when it ran) puts it back on every pass.
+#[tokio::test]
+async fn job_hooks_that_prove_they_arrive_put_the_project_on_the_backstop() {
+    use mayfly::gitlab_demand::GitlabDemand;
+    use mayfly_core::Time;
+    let mut h = Harness::new().await;
+    let mut demand = GitlabDemand::new(
+        h.store.clone(),
+        h.forge.clone(),
+        true,
+        h.wake.clone(),
+        Duration::from_secs(600),
+    )
+    .backstop(Duration::from_secs(300));
+    let t0 = mayfly::demand::now();
+    let at = |secs: i64| Time(t0.0 + secs * 1000);
+    let polls = |h: &Harness| -> u64 {
+        h.stats
+            .rows()
+            .iter()
+            .filter(|r| r.key.route == "/api/v4/projects/{id}/jobs")
+            .map(|r| r.count.calls)
+            .sum()
+    };
+    let job = || NewJob {
+        name: "test".into(),
+        stage: 0,
+        tags: vec!["linux".into()],
+        duration: Duration::from_secs(60),
+        protected: false,
+    };
+    let mut secs = 0;
+    // Ten jobs whose hooks all arrive, a pass after each: three proofs a job (its running and
+    // its end hooks, and the poll that finds it pending in the store already).
+    for n in 0..10 {
+        assert!(!demand.trusted("acme/app"), "not after {} proofs", 3 * n);
+        let before = polls(&h);
+        demand.pass(at(secs)).await;
+        assert_eq!(polls(&h) - before, 1, "polled every pass until trusted");
+        secs += 10;
+        let (_, ids) = h
+            .gitlab
+            .enqueue("acme/app", vec![job()])
+            .expect("a pipeline");
+        let id = ids[0];
+        for (i, status) in ["pending", "running", "success"].into_iter().enumerate() {
+            let (code, _) = h
+                .hook(
+                    &format!("k-{id}-{i}"),
+                    &payload(h.project, "acme/app", id, status),
+                )
+                .await;
+            assert_eq!(code, StatusCode::ACCEPTED);
+        }
+    }
+    demand.pass(at(secs)).await;
+    assert!(demand.trusted("acme/app"));
+    let trusted_at = secs;
+    // Trusted: no poll for the backstop (300 s; nothing is queued in the store).
+    let before = polls(&h);
+    let mut polled_at = Vec::new();
+    for _ in 0..35 {
+        secs += 10;
+        let n = polls(&h);
+        demand.pass(at(secs)).await;
+        if polls(&h) > n {
+            polled_at.push(secs - trusted_at);
+        }
+    }
+    assert_eq!(polled_at, [300], "once, a backstop after trust");
+    assert_eq!(polls(&h) - before, 1);
+    // A job first heard of when it ran: its pending hook was lost.
+    let (_, ids) = h
+        .gitlab
+        .enqueue("acme/app", vec![job()])
+        .expect("a pipeline");
+    let (code, _) = h
+        .hook("k-gap", &payload(h.project, "acme/app", ids[0], "running"))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let before = polls(&h);
+    let report = demand.pass(at(secs + 10)).await;
+    assert!(!demand.trusted("acme/app"));
+    assert_eq!(report.lossy, 1, "{report:?}");
+    assert_eq!(polls(&h) - before, 1, "polled in the same pass");
 }

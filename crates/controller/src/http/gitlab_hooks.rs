@@ -125,8 +125,11 @@ pub async fn gitlab(
         }
     };
     debug!(job = %update.key, status = %crate::escape::Text(&update.gitlab_status), ?outcome, "GitLab webhook stored");
+    hooks
+        .wake
+        .delivered(FORGE, &update.key.scope, update.status, outcome);
     record::webhook(
-        mayfly_core::ForgeKind::Gitlab,
+        FORGE,
         match outcome {
             Upsert::DuplicateDelivery => "duplicate",
             o if o.changed() => "stored",

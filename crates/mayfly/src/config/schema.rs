@@ -688,8 +688,9 @@ pub struct Intervals {
     /// interval, each with one provider list, rather than one pass per webhook.
     pub coalesce: HumanDuration,
     pub poll: HumanDuration,
-    /// A repository whose webhooks arrive is polled this often instead of every `poll`: the
-    /// poll is the fallback for lost webhooks, and a lost one is caught within this.
+    /// A GitHub repository or GitLab project whose webhooks prove they arrive is polled this
+    /// often instead of every `poll`: the poll is the fallback for lost webhooks, and a lost
+    /// one is caught within this.
     pub poll_backstop: HumanDuration,
     /// A job the store holds as queued with no news for this long is confirmed with GitHub
     /// (a conditional request: free when nothing changed), so a lost webhook never keeps a
