@@ -279,6 +279,7 @@ impl Demand {
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
         self.restore().await;
+        self.trust.restore(&self.store, TRUST_CURSOR).await;
         // The webhooks' own evidence first: a gap found since the last pass puts every
         // repository on the poll again in this very pass.
         let deliveries = self.wake.take_deliveries(mayfly_core::ForgeKind::Github);
@@ -308,6 +309,7 @@ impl Demand {
         self.persist(now).await;
         let suspects = self.wake.take_suspects(mayfly_core::ForgeKind::Github);
         self.confirm(now, suspects, &mut report).await;
+        self.trust.persist(&self.store, TRUST_CURSOR, now).await;
         self.finish(&report);
         report
     }
@@ -547,6 +549,9 @@ pub async fn queued_scopes(store: &Store, forge: mayfly_core::ForgeKind) -> Hash
         }
     }
 }
+
+/// The store name of what is known of GitHub's webhooks (see [`Trust::restore`]).
+const TRUST_CURSOR: &str = "github:webhook-trust";
 
 /// The store name of a repository's poll cursor.
 fn cursor_name(repo: &str) -> String {

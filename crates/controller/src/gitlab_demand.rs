@@ -74,6 +74,9 @@ pub async fn store_update(
     Ok(store_job(store, rec, started, delivery).await?)
 }
 
+/// The store name of what is known of GitLab's Job Hooks (see [`Trust::restore`]).
+const TRUST_CURSOR: &str = "gitlab:webhook-trust";
+
 /// The poll of the served projects (when `gitlab.poll` is on) and the truth check.
 pub struct GitlabDemand {
     store: Store,
@@ -129,6 +132,7 @@ impl GitlabDemand {
     /// confirmations that are due.
     pub async fn pass(&mut self, now: Time) -> DemandReport {
         let mut report = DemandReport::default();
+        self.trust.restore(&self.store, TRUST_CURSOR).await;
         // The hooks' own evidence first: a gap found since the last pass puts every project on
         // the poll again in this very pass.
         let deliveries = self.wake.take_deliveries(ForgeKind::Gitlab);
@@ -220,6 +224,7 @@ impl GitlabDemand {
             }
         }
         self.confirm(now, &mut report).await;
+        self.trust.persist(&self.store, TRUST_CURSOR, now).await;
         self.finish(&report);
         report
     }

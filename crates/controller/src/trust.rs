@@ -11,6 +11,7 @@
 //! came from stays on every poll (its hook may not exist).
 
 use mayfly_core::Time;
+use mayfly_store::Store;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -66,6 +67,17 @@ pub struct Trust {
     scopes: HashMap<String, Scope>,
     /// Proofs of delivery in a row, over every scope.
     clean: u32,
+    /// What the store holds of it (read once, by [`Trust::restore`]; `None` before).
+    saved: Option<Saved>,
+}
+
+/// What a restart keeps of the trust: the proofs in a row and the scopes heard from. Not when
+/// each scope was polled: the first poll after a start covers every scope, so jobs whose
+/// webhooks were lost while no controller listened are found at once (and take the trust away).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    clean: u32,
+    heard: Vec<String>,
 }
 
 impl Trust {
@@ -74,6 +86,69 @@ impl Trust {
             backstop,
             scopes: scopes.into_iter().map(|s| (s, Scope::default())).collect(),
             clean: 0,
+            saved: None,
+        }
+    }
+
+    fn to_saved(&self) -> Saved {
+        let mut heard: Vec<String> = self
+            .scopes
+            .iter()
+            .filter(|(_, s)| s.heard)
+            .map(|(k, _)| k.clone())
+            .collect();
+        heard.sort();
+        Saved {
+            clean: self.clean,
+            heard,
+        }
+    }
+
+    /// Reads what an earlier process learned, saved under `name` in the store's cursors; once,
+    /// before the first poll. Scopes no longer served are not brought back. A store that cannot
+    /// be read, or a value that cannot be, starts the learning afresh.
+    pub async fn restore(&mut self, store: &Store, name: &str) {
+        if self.saved.is_some() {
+            return;
+        }
+        let saved = match store.cursor(name).await {
+            Ok(Some(text)) => match serde_json::from_str::<Saved>(&text) {
+                Ok(saved) => saved,
+                Err(e) => {
+                    tracing::warn!(cursor = name, error = %e, "unreadable webhook trust: learning afresh");
+                    Saved::default()
+                }
+            },
+            Ok(None) => Saved::default(),
+            Err(e) => {
+                tracing::warn!(cursor = name, error = %e, "cannot read the webhook trust: learning afresh");
+                Saved::default()
+            }
+        };
+        self.clean = saved.clean;
+        for scope in &saved.heard {
+            if let Some(s) = self.scopes.get_mut(scope) {
+                s.heard = true;
+            }
+        }
+        self.saved = Some(self.to_saved());
+    }
+
+    /// Saves the trust under `name` when it changed since it was last saved or read: a restart
+    /// (a deploy, a failover) then does not learn it again job by job.
+    pub async fn persist(&mut self, store: &Store, name: &str, now: Time) {
+        let current = self.to_saved();
+        if self.saved.as_ref() == Some(&current) {
+            return;
+        }
+        let Ok(text) = serde_json::to_string(&current) else {
+            return;
+        };
+        match store.save_cursor(name, &text, now).await {
+            Ok(()) => self.saved = Some(current),
+            Err(e) => {
+                tracing::debug!(error = %e, "webhook trust not saved: saved at the next pass")
+            }
         }
     }
 

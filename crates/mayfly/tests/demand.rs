@@ -308,6 +308,62 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
     assert_eq!(report.lossy, 1, "{report:?}");
 }
 
+/// What was learned of the webhooks survives a restart (a deploy, a failover): the next
+/// process trusts them from its first pass, which still polls every repository once (jobs whose
+/// webhooks were lost while nothing listened are found at once), and then keeps to the backstop.
+#[tokio::test]
+async fn the_trust_in_webhooks_survives_a_restart() {
+    let (_gh, stats, client) = fake().await;
+    let (_dir, store) = store().await;
+    let repo = Repo::parse("acme/hooked").unwrap();
+    let demand = |wake: Arc<Wake>| {
+        Demand::new(
+            store.clone(),
+            client.clone(),
+            vec![repo.clone()],
+            wake,
+            Duration::from_secs(600),
+        )
+        .backstop(Duration::from_secs(300))
+    };
+    let t0 = mayfly::demand::now();
+    let at = |secs: i64| Time(t0.0 + secs * 1000);
+    let wake = Arc::new(Wake::default());
+    let mut first = demand(wake.clone());
+    for n in 0..16 {
+        first.pass(at(n * 10)).await;
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::InProgress,
+            Upsert::Started,
+        );
+        wake.delivered(
+            ForgeKind::Github,
+            "acme/hooked",
+            JobStatus::Completed,
+            Upsert::Updated,
+        );
+    }
+    first.pass(at(160)).await;
+    assert!(first.trusted("acme/hooked"));
+    drop(first);
+
+    let mut second = demand(Arc::new(Wake::default()));
+    let mut polled = Vec::new();
+    for n in 0..6 {
+        let before = answered(&stats, "/actions/runs").0;
+        second.pass(at(1000 + n * 10)).await;
+        assert!(second.trusted("acme/hooked"), "pass {n}");
+        polled.push(answered(&stats, "/actions/runs").0 - before);
+    }
+    assert_eq!(
+        polled,
+        [1, 0, 0, 0, 0, 0],
+        "its queued runs once, at the start"
+    );
+}
+
 /// A trusted repository's backstop poll waits for a moment the store holds none of its jobs
 /// queued: GitHub's queue is then as empty as at the last poll, and the answer a free 304. A
 /// poll while a job the webhooks announced waits would pay to show it, and pay again to show it

@@ -324,8 +324,8 @@ async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
 /// Job Hooks prove they arrive, as GitHub's does: each `running` hook that finds its job
 /// pending in the store, each end that finds it running, and each pending job a poll finds
 /// known already is a proof; thirty in a row put the project on the backstop (polled every
-/// 300 s here, not every pass). A hook that finds its predecessor missing (a job first heard of
-/// when it ran) puts it back on every pass.
+/// 300 s here, not every pass), and a restart keeps that. A hook that finds its predecessor
+/// missing (a job first heard of when it ran) puts it back on every pass.
 #[tokio::test]
 async fn job_hooks_that_prove_they_arrive_put_the_project_on_the_backstop() {
     use mayfly::gitlab_demand::GitlabDemand;
@@ -396,6 +396,16 @@ async fn job_hooks_that_prove_they_arrive_put_the_project_on_the_backstop() {
     }
     assert_eq!(polled_at, [300], "once, a backstop after trust");
     assert_eq!(polls(&h) - before, 1);
+    // A restart keeps what was learned (the store holds it).
+    let mut again = GitlabDemand::new(
+        h.store.clone(),
+        h.forge.clone(),
+        true,
+        Arc::new(Wake::default()),
+        Duration::from_secs(600),
+    );
+    again.pass(at(secs)).await;
+    assert!(again.trusted("acme/app"), "trusted after a restart");
     // A job first heard of when it ran: its pending hook was lost.
     let (_, ids) = h
         .gitlab
