@@ -86,6 +86,9 @@ pub struct GitlabDemand {
     pub confirmer: Confirmer,
     /// What is known of each polled project's Job Hooks.
     trust: Trust,
+    /// Projects this process has polled: the first poll of one reports every active job, and a
+    /// pending one the store knows may have come from an earlier process's poll, not a hook.
+    polled: HashSet<String>,
 }
 
 impl GitlabDemand {
@@ -113,6 +116,7 @@ impl GitlabDemand {
             poller,
             wake,
             trust,
+            polled: HashSet::new(),
         }
     }
 
@@ -220,6 +224,11 @@ impl GitlabDemand {
                 };
             }
             for (project, activity) in seen {
+                let first = self.polled.insert(project.clone());
+                let activity = match activity {
+                    Activity::Heard(_) if first => Activity::Quiet,
+                    a => a,
+                };
                 self.learn(&project, activity, now, &mut report);
             }
         }

@@ -396,7 +396,17 @@ async fn job_hooks_that_prove_they_arrive_put_the_project_on_the_backstop() {
     }
     assert_eq!(polled_at, [300], "once, a backstop after trust");
     assert_eq!(polls(&h) - before, 1);
-    // A restart keeps what was learned (the store holds it).
+    // A restart keeps what was learned (the store holds it). Its first poll reports every
+    // pending job (the ten above), which the store knew from an earlier process: no proof.
+    let saved = || async {
+        h.store
+            .cursor("gitlab:webhook-trust")
+            .await
+            .expect("read")
+            .expect("saved")
+    };
+    let before_restart = saved().await;
+    assert!(before_restart.contains("\"clean\":30"), "{before_restart}");
     let mut again = GitlabDemand::new(
         h.store.clone(),
         h.forge.clone(),
@@ -406,6 +416,7 @@ async fn job_hooks_that_prove_they_arrive_put_the_project_on_the_backstop() {
     );
     again.pass(at(secs)).await;
     assert!(again.trusted("acme/app"), "trusted after a restart");
+    assert_eq!(saved().await, before_restart);
     // A job first heard of when it ran: its pending hook was lost.
     let (_, ids) = h
         .gitlab
