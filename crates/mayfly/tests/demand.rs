@@ -308,6 +308,25 @@ async fn deliveries_in_order_earn_trust_and_a_gap_takes_it_away() {
     assert_eq!(report.lossy, 1, "{report:?}");
 }
 
+/// Trust in `acme/hooked`'s webhooks earned from the deliveries' order alone: a pass every
+/// 10 s from `t0`, two proofs (a start that found its job queued, an end that found it running)
+/// before each of the next fifteen, trusted at the pass 160 s after `t0`.
+async fn earn_trust(demand: &mut Demand, wake: &Wake, t0: Time) {
+    for n in 0..16 {
+        demand.pass(Time(t0.0 + n * 10_000)).await;
+        let github = ForgeKind::Github;
+        wake.delivered(
+            github,
+            "acme/hooked",
+            JobStatus::InProgress,
+            Upsert::Started,
+        );
+        wake.delivered(github, "acme/hooked", JobStatus::Completed, Upsert::Updated);
+    }
+    demand.pass(Time(t0.0 + 160_000)).await;
+    assert!(demand.trusted("acme/hooked"));
+}
+
 /// What was learned of the webhooks survives a restart (a deploy, a failover): the next
 /// process trusts them from its first pass, which still polls every repository once (jobs whose
 /// webhooks were lost while nothing listened are found at once), and then keeps to the backstop.
@@ -330,23 +349,7 @@ async fn the_trust_in_webhooks_survives_a_restart() {
     let at = |secs: i64| Time(t0.0 + secs * 1000);
     let wake = Arc::new(Wake::default());
     let mut first = demand(wake.clone());
-    for n in 0..16 {
-        first.pass(at(n * 10)).await;
-        wake.delivered(
-            ForgeKind::Github,
-            "acme/hooked",
-            JobStatus::InProgress,
-            Upsert::Started,
-        );
-        wake.delivered(
-            ForgeKind::Github,
-            "acme/hooked",
-            JobStatus::Completed,
-            Upsert::Updated,
-        );
-    }
-    first.pass(at(160)).await;
-    assert!(first.trusted("acme/hooked"));
+    earn_trust(&mut first, &wake, t0).await;
     drop(first);
 
     let mut second = demand(Arc::new(Wake::default()));
@@ -384,24 +387,7 @@ async fn the_backstop_polls_when_the_known_queue_is_empty_and_costs_nothing() {
     .backstop(Duration::from_secs(300));
     let t0 = mayfly::demand::now();
     let at = |secs: i64| Time(t0.0 + secs * 1000);
-    // Trust earned from the deliveries' order alone (one pass to start, fifteen of proofs).
-    for n in 0..16 {
-        demand.pass(at(n * 10)).await;
-        wake.delivered(
-            ForgeKind::Github,
-            "acme/hooked",
-            JobStatus::InProgress,
-            Upsert::Started,
-        );
-        wake.delivered(
-            ForgeKind::Github,
-            "acme/hooked",
-            JobStatus::Completed,
-            Upsert::Updated,
-        );
-    }
-    demand.pass(at(160)).await;
-    assert!(demand.trusted("acme/hooked"));
+    earn_trust(&mut demand, &wake, t0).await;
     let queued_lists = || answered(&stats, "/actions/runs");
     // A job arrives, its webhook with it.
     let stored = async |id: u64| heard(&client, &store, &repo, id).await;
