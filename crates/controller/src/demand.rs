@@ -536,7 +536,7 @@ impl Demand {
 
 /// The scopes (repositories, projects) of `forge` the store holds a queued job of; none when
 /// the store cannot say (a backstop poll then goes out as due).
-pub async fn queued_scopes(store: &Store, forge: mayfly_core::ForgeKind) -> HashSet<String> {
+async fn queued_scopes(store: &Store, forge: mayfly_core::ForgeKind) -> HashSet<String> {
     match store.jobs_with_status(&[JobStatus::Queued]).await {
         Ok(jobs) => jobs
             .into_iter()
