@@ -403,7 +403,7 @@ pub mod rfc3339_option {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mayfly_core::{Arch, Billing, ForgeKind, Instance, Job, JobKey, Labels, Placement, Runner};
+    use mayfly_core::{Arch, Billing, ForgeKind, Instance, Job, JobKey, Labels, Runner};
 
     const LINUX: &[&str] = &["self-hosted", "linux", "x64"];
 
@@ -426,23 +426,11 @@ mod tests {
 
     fn instance(name: &str, state: InstanceState) -> Instance {
         Instance {
-            name: name.into(),
-            provider_id: Some(format!("id-{name}")),
-            controller: Some("mf".into()),
-            pool: "linux".into(),
-            state,
-            created_at: Time::from_secs(1000),
-            state_since: Time::from_secs(1000),
             labels: Labels::new(LINUX),
-            placement: Some(Placement {
-                machine_type: "cx23".into(),
-                location: "fsn1".into(),
-                image: "x86:system:ubuntu-24.04".parse().unwrap(),
-            }),
-            job: None,
-            run_id: None,
+            placement: Some(crate::sample::placement()),
             billing: Some(Billing::hourly(0.01)),
             address: Some("198.51.100.7".into()),
+            ..crate::sample::instance(name, "linux", state, Time::from_secs(1000))
         }
     }
 

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use mayfly::leader::{Leader, LeaderConfig, Leadership, LeaseStore};
-use mayfly_core::{Arch, Image, ImageKind, Labels, MachineSpec, Time};
+use mayfly_core::{Arch, Labels, Time};
 use mayfly_store::{Acquired, Fence, Intent, IntentState, Lease, Store, StoreError};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use std::sync::Arc;
@@ -147,15 +147,7 @@ fn intent(name: &str) -> Intent {
         attempt: 0,
         run_id: None,
         labels: Labels::new(["self-hosted"]),
-        spec: MachineSpec {
-            types: vec!["cx22".into()],
-            locations: vec!["fsn1".into()],
-            image: Image {
-                arch: Arch::X86,
-                kind: ImageKind::System,
-                name: "ubuntu-24.04".into(),
-            },
-        },
+        spec: mayfly_controller::sample::spec(&["cx22"], &["fsn1"], Arch::X86),
         created_at: Time(0),
         state: IntentState::Pending,
         provider_id: None,

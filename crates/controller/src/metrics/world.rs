@@ -123,8 +123,8 @@ mod tests {
     use crate::view::View;
     use mayfly_core::metrics::sum;
     use mayfly_core::{
-        Arch, Billing, ForgeKind, Instance, Job, JobKey, Labels, Placement, Runner, RunnerStatus,
-        Snapshot, Time,
+        Arch, Billing, ForgeKind, Instance, Job, JobKey, Labels, Runner, RunnerStatus, Snapshot,
+        Time,
     };
     use std::collections::HashMap;
 
@@ -141,23 +141,10 @@ mod tests {
 
     fn instance(name: &str, pool: &str, state: InstanceState) -> Instance {
         Instance {
-            name: name.into(),
-            provider_id: Some(format!("id-{name}")),
-            controller: Some("mf".into()),
-            pool: pool.into(),
-            state,
-            created_at: Time::from_secs(0),
-            state_since: Time::from_secs(0),
             labels: Labels::new(LINUX),
-            placement: Some(Placement {
-                machine_type: "cx23".into(),
-                location: "fsn1".into(),
-                image: "x86:system:ubuntu-24.04".parse().unwrap(),
-            }),
-            job: None,
-            run_id: None,
+            placement: Some(crate::sample::placement()),
             billing: Some(Billing::hourly(0.5)),
-            address: None,
+            ..crate::sample::instance(name, pool, state, Time::from_secs(0))
         }
     }
 

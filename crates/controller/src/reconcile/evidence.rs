@@ -111,19 +111,8 @@ mod tests {
 
     fn instance(name: &str, state: InstanceState) -> Instance {
         Instance {
-            name: name.into(),
             provider_id: Some("1".into()),
-            controller: Some("mf".into()),
-            pool: "p".into(),
-            state,
-            created_at: Time::from_secs(0),
-            state_since: Time::from_secs(0),
-            labels: Labels::default(),
-            placement: None,
-            job: None,
-            run_id: None,
-            billing: None,
-            address: None,
+            ..crate::sample::instance(name, "p", state, Time::from_secs(0))
         }
     }
 

@@ -192,21 +192,7 @@ mod tests {
     }
 
     fn listed(name: &str) -> Instance {
-        Instance {
-            name: name.into(),
-            provider_id: Some(format!("id-{name}")),
-            controller: Some("mf".into()),
-            pool: "p".into(),
-            state: InstanceState::Running,
-            created_at: Time::from_secs(100),
-            state_since: Time::from_secs(100),
-            labels: Labels::default(),
-            placement: None,
-            job: None,
-            run_id: None,
-            billing: None,
-            address: None,
-        }
+        crate::sample::instance(name, "p", InstanceState::Running, Time::from_secs(100))
     }
 
     fn intent(name: &str, state: IntentState) -> Intent {

@@ -196,7 +196,7 @@ impl Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mayfly_core::{Arch, Image, ImageKind, MachineSpec};
+    use mayfly_core::Arch;
 
     fn intent() -> Intent {
         Intent {
@@ -207,15 +207,7 @@ mod tests {
             attempt: 1,
             run_id: None,
             labels: Labels::new(["self-hosted"]),
-            spec: MachineSpec {
-                types: vec!["cx23".into()],
-                locations: vec!["fsn1".into()],
-                image: Image {
-                    arch: Arch::X86,
-                    kind: ImageKind::System,
-                    name: "ubuntu-24.04".into(),
-                },
-            },
+            spec: crate::sample::spec(&["cx23"], &["fsn1"], Arch::X86),
             created_at: Time(0),
             state: IntentState::Pending,
             provider_id: None,
